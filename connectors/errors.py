@@ -1,0 +1,166 @@
+"""The error hierarchy shared by every part of redoline.
+
+Every error a user can meet is a :class:`ToolkitError`. Each class builds its whole message
+in ``__init__`` — what is wrong and what to do — so the CLI prints ``str(err)`` and nothing
+else. Driver exceptions are mapped to these classes once, at the connector boundary.
+
+Category is a mixin, so retry code decides by ``isinstance`` and never by message::
+
+    ToolkitError                      exit_code
+    ├── ConfigError                       2   bad TOML, unknown key, bad URL, missing value
+    ├── MissingDependencyError            2   optional driver not installed
+    ├── ConnectError (Transient)          3   host unreachable, connection dropped
+    │   └── AuthError (Terminal)          3   wrong password / user not allowed
+    ├── MissingObjectError (Terminal)     3   database, schema or table does not exist
+    ├── PrerequisiteError (Terminal)      4   server not configured for replication
+    ├── ReplicationError (Terminal)       5   log purged, slot missing, position lost
+    ├── SchemaError (Terminal)            6   unknown / unmappable type, no key where one is needed
+    ├── ApplyError (Terminal)             6   the target rejected a row
+    ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
+    └── LockedError (Terminal)            8   another run holds the lock
+
+Exit code 1 is reserved for "differences found" (verify) and "prerequisites not met" (check
+prints its table and exits 4 only through PrerequisiteError).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApplyError",
+    "AuthError",
+    "ConfigError",
+    "ConnectError",
+    "LockedError",
+    "MissingDependencyError",
+    "MissingObjectError",
+    "PrerequisiteError",
+    "ReplicationError",
+    "SchemaError",
+    "Terminal",
+    "ToolkitError",
+    "TrailError",
+    "Transient",
+]
+
+
+class ToolkitError(Exception):
+    """Root of every error redoline raises on purpose."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message}\n  hint: {hint}")
+
+
+class Transient:
+    """Mixin: the operation may succeed if retried (with backoff)."""
+
+
+class Terminal:
+    """Mixin: retrying cannot help; a person has to act."""
+
+
+class ConfigError(ToolkitError, Terminal):
+    """Configuration is malformed, incomplete, or names something unknown."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file, self.line, self.key = file, line, key
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        if key:
+            where += f"[{key}] "
+        super().__init__(where + message, hint=hint)
+
+
+class MissingDependencyError(ToolkitError, Terminal):
+    """An optional driver is not installed."""
+
+    exit_code = 2
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"the Python module {module!r} is not installed",
+            hint=f"pip install 'redoline[{extra}]'",
+        )
+
+
+class ConnectError(ToolkitError, Transient):
+    """The database could not be reached, or the connection dropped."""
+
+    exit_code = 3
+
+
+class AuthError(ConnectError, Terminal):
+    """The server refused the credentials."""
+
+    exit_code = 3
+
+
+class MissingObjectError(ToolkitError, Terminal):
+    """A database, schema or table that the configuration names does not exist."""
+
+    exit_code = 3
+
+
+class PrerequisiteError(ToolkitError, Terminal):
+    """The server is not configured for replication (see ``redoline check``)."""
+
+    exit_code = 4
+
+
+class ReplicationError(ToolkitError, Terminal):
+    """The log can no longer be read continuously from our position."""
+
+    exit_code = 5
+
+
+class SchemaError(ToolkitError, Terminal):
+    """A table or column cannot be replicated as it is (type, key, shape)."""
+
+    exit_code = 6
+
+
+class ApplyError(ToolkitError, Terminal):
+    """The target rejected a change."""
+
+    exit_code = 6
+
+
+class TrailError(ToolkitError, Terminal):
+    """The trail is corrupt, discontinuous, or cannot be decrypted."""
+
+    exit_code = 7
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        segment: str | None = None,
+        offset: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.segment, self.offset = segment, offset
+        where = ""
+        if segment is not None:
+            where = f"segment {segment}" + (f" offset {offset}" if offset is not None else "")
+            where += ": "
+        super().__init__(where + message, hint=hint)
+
+
+class LockedError(ToolkitError, Terminal):
+    """Another redoline run holds the lock for this job."""
+
+    exit_code = 8

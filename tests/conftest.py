@@ -1,0 +1,70 @@
+"""Session-wide throwaway servers (DESIGN.md: Tests).
+
+``mariadb_server`` and ``postgres_server`` start once per test session from the installed
+binaries; a missing binary fails the run with the install command — never a skip.
+``mysql_db`` and ``pg_db`` give each test a fresh, empty database on those servers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pymysql
+import pytest
+
+from connectors import devservers
+from connectors.endpoint import Endpoint
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devservers.DevServer]:
+    server = devservers.start_mariadb(Path(tmp_path_factory.mktemp("mariadb")))
+    yield server
+    devservers.stop(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devservers.DevServer]:
+    base = Path(tmp_path_factory.mktemp("postgres"))
+    server = devservers.start_postgres(base)
+    yield server
+    devservers.stop(server)
+
+
+def _db_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def mysql_db(mariadb_server: devservers.DevServer) -> Iterator[Endpoint]:
+    """A fresh MariaDB database (dropped afterwards); the endpoint logs in as root."""
+    name = _db_name("t")
+    conn = pymysql.connect(host="127.0.0.1", port=mariadb_server.port, user="root")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    yield Endpoint.parse(f"mariadb://root@127.0.0.1:{mariadb_server.port}/{name}")
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+@pytest.fixture
+def pg_db(postgres_server: devservers.DevServer) -> Iterator[Endpoint]:
+    """A fresh PostgreSQL database (dropped afterwards); the endpoint logs in as postgres."""
+    name = _db_name("t")
+    dsn = f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield Endpoint.parse(f"postgresql://postgres@127.0.0.1:{postgres_server.port}/{name}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for (slot,) in conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
