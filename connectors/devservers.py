@@ -155,9 +155,7 @@ def start_mariadb(
     if os.geteuid() == 0:
         args.append("--user=root")
     with open(log, "ab") as logf:
-        proc = subprocess.Popen(
-            args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     _wait_port(port, 60, "MariaDB", log, proc.pid)
     server = DevServer(
         engine="mariadb",

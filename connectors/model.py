@@ -38,6 +38,7 @@ from typing import Any, Final
 
 __all__ = [
     "UNCHANGED",
+    "Change",
     "Column",
     "Interval",
     "Json",
@@ -46,7 +47,6 @@ __all__ = [
     "TableId",
     "TableSchema",
     "Transaction",
-    "Change",
     "Unchanged",
     "Value",
 ]
