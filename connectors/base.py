@@ -1,0 +1,137 @@
+"""The small protocol every engine implements, and the registry that finds them.
+
+Capture, apply and verify talk to an engine only through a :class:`Database` and its capability
+flags; "where does MySQL differ?" is answered in ``connectors/mysql/`` and nowhere else.
+Role-specific parts (log reading, writing, checksum SQL) live in sibling modules of each
+engine package and are reached through methods here.
+"""
+
+from __future__ import annotations
+
+import abc
+import fnmatch
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from connectors.endpoint import Endpoint
+from connectors.errors import ConfigError, PrerequisiteError
+from connectors.model import TableId, TableSchema
+
+__all__ = ["CheckItem", "Database", "TableFilter", "open_database", "require_ok"]
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One replication prerequisite: what it is, what it is now, and how to fix it."""
+
+    name: str
+    value: str
+    expected: str
+    ok: bool
+    hint: str = ""
+    #: False for advice that does not stop replication (shown as a warning)
+    blocking: bool = True
+
+
+@dataclass(frozen=True)
+class TableFilter:
+    """Include/exclude ``schema.table`` globs (DESIGN.md: filters)."""
+
+    include: tuple[str, ...] = ("*.*",)
+    exclude: tuple[str, ...] = ()
+
+    def __call__(self, table: TableId) -> bool:
+        name = str(table)
+        if not any(fnmatch.fnmatchcase(name, pat) for pat in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, pat) for pat in self.exclude)
+
+    def schemas(self) -> set[str] | None:
+        """Schemas named literally by every include pattern, or None if any is a glob."""
+        out: set[str] = set()
+        for pat in self.include:
+            schema = pat.partition(".")[0]
+            if any(ch in schema for ch in "*?["):
+                return None
+            out.add(schema)
+        return out
+
+
+class Database(abc.ABC):
+    """A connection factory plus introspection and prerequisite checks for one engine."""
+
+    #: engine name as in :data:`connectors.endpoint.ENGINES` values
+    engine: ClassVar[str]
+    #: sqlglot dialect used to translate DDL to and from this engine
+    dialect: ClassVar[str]
+    #: the engine has physical row ids a rowid map can use (Oracle ROWID)
+    has_row_ids: ClassVar[bool] = False
+    #: a MySQL "database" is a schema; on PostgreSQL/DuckDB schemas live inside a database
+    schema_is_database: ClassVar[bool] = False
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.endpoint.display!r})"
+
+    @abc.abstractmethod
+    def connect(self, **kwargs: Any) -> Any:
+        """A new DB-API connection; driver errors mapped to :mod:`connectors.errors`."""
+
+    @abc.abstractmethod
+    def quote(self, identifier: str) -> str:
+        """``identifier`` quoted for this dialect (always quote; never trust names)."""
+
+    def qualified(self, table: TableId) -> str:
+        return f"{self.quote(table.schema)}.{self.quote(table.name)}"
+
+    @abc.abstractmethod
+    def list_tables(self, table_filter: TableFilter | None = None) -> list[TableId]:
+        """Base tables visible on this endpoint that pass ``table_filter``."""
+
+    @abc.abstractmethod
+    def table_schema(self, table: TableId) -> TableSchema:
+        """The table's current definition; MissingObjectError when it does not exist."""
+
+    def table_schemas(self, tables: Iterable[TableId]) -> dict[TableId, TableSchema]:
+        return {t: self.table_schema(t) for t in tables}
+
+    @abc.abstractmethod
+    def check_source(self, tables: Sequence[TableId] = ()) -> list[CheckItem]:
+        """Prerequisites for reading this database's log."""
+
+    @abc.abstractmethod
+    def check_target(self) -> list[CheckItem]:
+        """Prerequisites for writing to this database."""
+
+
+_REGISTRY = {
+    "mysql": ("connectors.mysql", "MySQL"),
+    "postgresql": ("connectors.postgres", "PostgreSQL"),
+    "duckdb": ("connectors.duckdb", "DuckDB"),
+}
+
+
+def open_database(endpoint: Endpoint) -> Database:
+    """The :class:`Database` for ``endpoint``'s engine."""
+    try:
+        module_name, class_name = _REGISTRY[endpoint.engine]
+    except KeyError:
+        raise ConfigError(f"no connector for engine {endpoint.engine!r}") from None
+    module = importlib.import_module(module_name)
+    cls: type[Database] = getattr(module, class_name)
+    return cls(endpoint)
+
+
+def require_ok(items: Sequence[CheckItem], what: str) -> None:
+    """Raise PrerequisiteError listing every blocking item that failed."""
+    bad = [i for i in items if i.blocking and not i.ok]
+    if bad:
+        lines = "; ".join(f"{i.name} is {i.value}, needs {i.expected}" for i in bad)
+        raise PrerequisiteError(
+            f"{what} is not ready for replication: {lines}",
+            hint="; ".join(i.hint for i in bad if i.hint) + " (run `redoline check` for all)",
+        )
