@@ -1,0 +1,106 @@
+"""The ``redoline`` command: a typer app that wires the stages together. No business logic.
+
+Each stage runs alone (``capture``, ``apply``, ``snapshot``, ``verify`` ...) over a trail
+directory, and ``sync`` chains them for the single-host case. Errors are printed as one clear
+message and mapped to the documented exit code (``docs/exit-codes.md``); ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from connectors.errors import ToolkitError
+from toolkit_cli.output import err_console, setup_logging
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="redoline",
+    help="Log-based database replication: capture the source's transaction log into a "
+    "checksummed trail, apply it exactly once to a target, and verify both sides agree.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when something fails.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    setup_logging(verbose, quiet)
+
+
+# Sub-commands live in toolkit_cli/commands/<name>.py. A module that defines `app` (a
+# typer.Typer) becomes a command group; one that defines `register(app)` adds commands.
+_COMMAND_MODULES = [
+    "check",
+    "devservers",
+    "trail",
+    "capture",
+    "apply",
+    "snapshot",
+    "sync",
+    "status",
+    "verify",
+    "replay",
+]
+
+
+def _wire() -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"toolkit_cli.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"toolkit_cli.commands.{name}":
+                continue  # not built yet
+            raise
+        if hasattr(module, "register"):
+            module.register(app)
+        elif hasattr(module, "app"):
+            app.add_typer(module.app, name=getattr(module, "NAME", name))
+
+
+_wire()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=True)
+    except ToolkitError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception:
+        logging.getLogger("redoline").debug("unexpected error", exc_info=True)
+        traceback.print_exc()
+        err_console.print(
+            "[bold red]internal error[/]: this is a bug in redoline; the traceback above "
+            "helps us fix it."
+        )
+        sys.exit(70)

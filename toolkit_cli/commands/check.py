@@ -1,0 +1,90 @@
+"""`redoline check`: every replication prerequisite, its value now, and how to fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from connectors.base import CheckItem, open_database
+from connectors.errors import ToolkitError
+from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, load_config
+from toolkit_cli.output import console, print_json
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+def check(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check every configured source and target for replication prerequisites.
+
+    Sources (MySQL/MariaDB): binlog on, ROW format, FULL row image, FULL row metadata, GTID,
+    server_id, grants. Sources (PostgreSQL): wal_level=logical, free slots and WAL senders,
+    the REPLICATION attribute, replica identity of keyless selected tables. Targets: reachable
+    and writable. Exits 1 when anything blocks replication, 0 otherwise.
+    """
+    cfg = load_config(config, source=source, target=target)
+    if not cfg.sources and not cfg.targets:
+        raise typer.BadParameter("nothing to check: give --source/--target or a config file")
+    report: list[dict[str, Any]] = []
+    blocked = False
+    for role, items in (("source", cfg.sources), ("target", cfg.targets)):
+        for name, entry in items.items():
+            db = open_database(entry.endpoint)
+            result: dict[str, Any] = {
+                "role": role,
+                "name": name,
+                "url": entry.endpoint.display,
+                "items": [],
+                "error": None,
+            }
+            try:
+                if role == "source":
+                    tables = db.list_tables(cfg.tables.filter)
+                    checks = db.check_source(tables)
+                else:
+                    checks = db.check_target()
+            except ToolkitError as exc:
+                result["error"] = str(exc)
+                checks = [CheckItem("connect", "failed", "ok", False, exc.hint or str(exc))]
+            result["items"] = [vars(c) for c in checks]
+            blocked |= any(c.blocking and not c.ok for c in checks)
+            report.append(result)
+            if not json_out:
+                _print(result, checks)
+    if json_out:
+        print_json({"ok": not blocked, "endpoints": report})
+    elif blocked:
+        console.print("[bold red]Replication is blocked[/]: fix the items marked ✗ above.")
+    else:
+        console.print("[bold green]All prerequisites met.[/]")
+    raise typer.Exit(1 if blocked else 0)
+
+
+def _print(result: dict[str, Any], checks: list[CheckItem]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['role']} {result['name']}: {escape(result['url'])}", title_justify="left"
+    )
+    for col in ("", "setting", "now", "needs", "how to fix"):
+        table.add_column(col)
+    for item in checks:
+        mark = "[green]✓[/]" if item.ok else ("[red]✗[/]" if item.blocking else "[yellow]![/]")
+        table.add_row(
+            mark,
+            escape(item.name),
+            escape(item.value),
+            escape(item.expected),
+            "" if item.ok else escape(item.hint),
+        )
+    console.print(table)

@@ -1,0 +1,549 @@
+"""Typed configuration: TOML file, then environment, then command-line flags.
+
+Precedence is flag > environment > file. Every string may use ``${VAR}`` to pull a value from
+the environment (the usual way to keep passwords out of the file). Validation errors name the
+file, the line and the key. Passwords are :class:`connectors.endpoint.Secret` objects and never
+appear in ``repr``, logs or messages. The reference for every key is ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import TableFilter
+from connectors.endpoint import Endpoint
+from connectors.errors import ConfigError
+from connectors.model import TableId
+
+__all__ = [
+    "ApplyConfig",
+    "Config",
+    "SnapshotConfig",
+    "TablesConfig",
+    "TrailConfig",
+    "VerifyConfig",
+    "load",
+]
+
+DEFAULT_FILE = "redoline.toml"
+
+ENV_CONFIG = "REDOLINE_CONFIG"
+ENV_SOURCE_URL = "REDOLINE_SOURCE_URL"
+ENV_SOURCE_PASSWORD = "REDOLINE_SOURCE_PASSWORD"
+ENV_TARGET_URL = "REDOLINE_TARGET_URL"
+ENV_TARGET_PASSWORD = "REDOLINE_TARGET_PASSWORD"
+ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
+
+# Known keys per section; anything else is a typo we report rather than ignore.
+_KEYS: dict[str, set[str]] = {
+    "source": {"url", "password", "id", "server_id"},
+    "target": {"url", "password", "id"},
+    "trail": {
+        "dir",
+        "segment_mb",
+        "key_file",
+        "key_env",
+        "keep_days",
+        "keep_bytes",
+        "keep_segments",
+    },
+    "tables": {"include", "exclude", "columns", "where", "rename"},
+    "apply": {
+        "batch_rows",
+        "batch_ms",
+        "on_error",
+        "reject_file",
+        "collision",
+        "parallel",
+        "skip_ddl",
+        "source_column",
+    },
+    "snapshot": {"workers", "chunk_rows"},
+    "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
+    "state": {"dir"},
+}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source database."""
+
+    name: str
+    endpoint: Endpoint
+    #: the id stamped on every transaction (origin) and on the trail; default: the name
+    id: str
+    #: server id our binlog client announces to MySQL/MariaDB (must be unique among replicas)
+    server_id: int = 4_199_001
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One target database."""
+
+    name: str
+    endpoint: Endpoint
+    id: str
+
+
+@dataclass(frozen=True)
+class TrailConfig:
+    dir: Path = Path("trail")
+    segment_mb: float = 10.0
+    key_file: Path | None = None
+    key_env: str | None = None
+    keep_days: float | None = None
+    keep_bytes: int | None = None
+    keep_segments: int | None = None
+
+    @property
+    def segment_bytes(self) -> int:
+        return int(self.segment_mb * 1_000_000)
+
+    def key(self) -> bytes | None:
+        """The 32-byte AES key, from ``key_file`` or ``key_env`` (hex or raw bytes)."""
+        raw: bytes | None = None
+        if self.key_file is not None:
+            try:
+                raw = self.key_file.read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the trail key file {self.key_file}: {exc.strerror}",
+                    key="trail.key_file",
+                ) from None
+        elif self.key_env:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise ConfigError(
+                    f"the environment variable {self.key_env} (trail.key_env) is not set",
+                    key="trail.key_env",
+                )
+            raw = value.strip().encode()
+        if raw is None:
+            return None
+        if len(raw) == 64 and re.fullmatch(rb"[0-9a-fA-F]{64}", raw):
+            return bytes.fromhex(raw.decode())
+        if len(raw) == 32:
+            return raw
+        raise ConfigError(
+            "the trail key must be 32 bytes, or 64 hex digits",
+            key="trail.key_file" if self.key_file else "trail.key_env",
+            hint="make one with: python -c 'import os; print(os.urandom(32).hex())'",
+        )
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    include: tuple[str, ...] = ("*.*",)
+    exclude: tuple[str, ...] = ()
+    #: "schema.table" -> the columns to replicate (others are dropped at capture)
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: "schema.table" -> row predicate (SQL boolean on the row image)
+    where: dict[str, str] = field(default_factory=dict)
+    #: "schema.table" -> "schema.table", or "schema" -> "schema", for the target
+    rename: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def filter(self) -> TableFilter:
+        return TableFilter(self.include, self.exclude)
+
+    def target_name(self, table: TableId) -> TableId:
+        """The name ``table`` gets on the target after renames."""
+        whole = self.rename.get(str(table))
+        if whole:
+            return TableId.parse(whole)
+        schema = self.rename.get(table.schema)
+        return TableId(schema, table.name) if schema else table
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    batch_rows: int = 20_000
+    batch_ms: int = 500
+    on_error: str = "stop"  # stop | skip
+    reject_file: Path | None = None
+    collision: bool = False
+    parallel: int = 1
+    skip_ddl: bool = False
+    #: N:1 topologies: add this column holding the source id to every target table
+    source_column: str | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    workers: int = 2
+    chunk_rows: int = 50_000
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    chunk_rows: int = 10_000
+    workers: int = 2
+    max_diffs: int = 1_000
+    recheck_wait: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a command may need; build it with :func:`load`."""
+
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    targets: dict[str, TargetConfig] = field(default_factory=dict)
+    trail: TrailConfig = field(default_factory=TrailConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    apply: ApplyConfig = field(default_factory=ApplyConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    state_dir: Path = Path(".redoline")
+    path: Path | None = None
+
+    def source(self, name: str | None = None) -> SourceConfig:
+        return _pick(self.sources, name, "source", "--source URL or a [source] section")
+
+    def target(self, name: str | None = None) -> TargetConfig:
+        return _pick(self.targets, name, "target", "--target URL or a [target] section")
+
+
+def _pick(items: dict[str, Any], name: str | None, what: str, how: str) -> Any:
+    if name is not None:
+        if name not in items:
+            known = ", ".join(sorted(items)) or "none"
+            raise ConfigError(f"no {what} named {name!r} (configured: {known})")
+        return items[name]
+    if not items:
+        raise ConfigError(f"no {what} is configured", hint=f"give {how}")
+    if len(items) > 1:
+        raise ConfigError(
+            f"several {what}s are configured ({', '.join(sorted(items))}); choose one",
+            hint=f"--{what}-name NAME",
+        )
+    return next(iter(items.values()))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Doc:
+    """The parsed TOML plus enough of its text to point at lines."""
+
+    def __init__(self, path: Path | None, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        header = re.compile(
+            r"^\s*\[\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]"
+        )
+        start = None
+        for i, line in enumerate(self.lines):
+            if header.match(line):
+                start = i
+                if key is None:
+                    return i + 1
+                continue
+            if start is not None:
+                if re.match(r"^\s*\[", line):
+                    start = None
+                    continue
+                bare = (key or "").split(".")[-1]
+                if re.match(r'^\s*"?' + re.escape(bare) + r'"?\s*=', line):
+                    return i + 1
+        return None
+
+    def error(self, message: str, section: str, key: str | None = None, **kw: Any) -> ConfigError:
+        full_key = f"{section}.{key}" if key else section
+        return ConfigError(
+            message,
+            file=str(self.path) if self.path else None,
+            line=self.line_of(section, key) if self.path else None,
+            key=full_key,
+            **kw,
+        )
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, doc: _Doc, section: str, key: str) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise doc.error(
+                f"the environment variable {name} is not set",
+                section,
+                key,
+                hint=f"export {name}=... (or write ${{{name}:-default}})",
+            )
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, list):
+        return [_interpolate(v, doc, section, key) for v in value]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, doc, section, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def load(
+    path: Path | str | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    trail: str | Path | None = None,
+    source_password: str | None = None,
+    target_password: str | None = None,
+) -> Config:
+    """Load the configuration: ``path`` (or ``$REDOLINE_CONFIG``, or ``./redoline.toml`` if it
+    exists), then environment overrides, then these arguments (the command-line flags)."""
+    explicit = path is not None or ENV_CONFIG in os.environ
+    file = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_FILE)
+    raw: dict[str, Any] = {}
+    doc = _Doc(None, "")
+    if file.exists():
+        text = file.read_text(encoding="utf-8")
+        doc = _Doc(file, text)
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(
+                f"not valid TOML: {exc}",
+                file=str(file),
+                line=int(line.group(1)) if line else None,
+            ) from None
+    elif explicit:
+        raise ConfigError(f"the configuration file {file} does not exist")
+
+    _check_sections(raw, doc)
+    sources = _endpoints(raw, doc, "source", SourceConfig)
+    targets = _endpoints(raw, doc, "target", TargetConfig)
+
+    # environment, then flags, override the single/default source and target
+    src_url = source or os.environ.get(ENV_SOURCE_URL)
+    src_pw = source_password or os.environ.get(ENV_SOURCE_PASSWORD)
+    if src_url or src_pw:
+        sources = _override(sources, src_url, src_pw, "source", SourceConfig)
+    tgt_url = target or os.environ.get(ENV_TARGET_URL)
+    tgt_pw = target_password or os.environ.get(ENV_TARGET_PASSWORD)
+    if tgt_url or tgt_pw:
+        targets = _override(targets, tgt_url, tgt_pw, "target", TargetConfig)
+
+    trail_raw = _section(raw, doc, "trail")
+    trail_dir = trail or os.environ.get(ENV_TRAIL_DIR) or trail_raw.get("dir") or "trail"
+    trail_cfg = TrailConfig(
+        dir=Path(str(trail_dir)),
+        segment_mb=_num(trail_raw, doc, "trail", "segment_mb", 10.0),
+        key_file=Path(trail_raw["key_file"]) if trail_raw.get("key_file") else None,
+        key_env=trail_raw.get("key_env"),
+        keep_days=_opt_num(trail_raw, doc, "trail", "keep_days"),
+        keep_bytes=_opt_int(trail_raw, doc, "trail", "keep_bytes"),
+        keep_segments=_opt_int(trail_raw, doc, "trail", "keep_segments"),
+    )
+    tables = _tables(_section(raw, doc, "tables"), doc)
+    apply_raw = _section(raw, doc, "apply")
+    on_error = str(apply_raw.get("on_error", "stop"))
+    if on_error not in ("stop", "skip"):
+        raise doc.error(f"on_error must be 'stop' or 'skip', not {on_error!r}", "apply", "on_error")
+    apply_cfg = ApplyConfig(
+        batch_rows=_int(apply_raw, doc, "apply", "batch_rows", ApplyConfig.batch_rows),
+        batch_ms=_int(apply_raw, doc, "apply", "batch_ms", ApplyConfig.batch_ms),
+        on_error=on_error,
+        reject_file=Path(apply_raw["reject_file"]) if apply_raw.get("reject_file") else None,
+        collision=_bool(apply_raw, doc, "apply", "collision", False),
+        parallel=_int(apply_raw, doc, "apply", "parallel", 1),
+        skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
+        source_column=apply_raw.get("source_column"),
+    )
+    snap_raw = _section(raw, doc, "snapshot")
+    verify_raw = _section(raw, doc, "verify")
+    state_raw = _section(raw, doc, "state")
+    return Config(
+        sources=sources,
+        targets=targets,
+        trail=trail_cfg,
+        tables=tables,
+        apply=apply_cfg,
+        snapshot=SnapshotConfig(
+            workers=_int(snap_raw, doc, "snapshot", "workers", SnapshotConfig.workers),
+            chunk_rows=_int(snap_raw, doc, "snapshot", "chunk_rows", SnapshotConfig.chunk_rows),
+        ),
+        verify=VerifyConfig(
+            chunk_rows=_int(verify_raw, doc, "verify", "chunk_rows", VerifyConfig.chunk_rows),
+            workers=_int(verify_raw, doc, "verify", "workers", VerifyConfig.workers),
+            max_diffs=_int(verify_raw, doc, "verify", "max_diffs", VerifyConfig.max_diffs),
+            recheck_wait=_num(verify_raw, doc, "verify", "recheck_wait", VerifyConfig.recheck_wait),
+        ),
+        state_dir=Path(str(state_raw.get("dir", ".redoline"))),
+        path=file if file.exists() else None,
+    )
+
+
+def _check_sections(raw: dict[str, Any], doc: _Doc) -> None:
+    allowed = set(_KEYS) | {"sources", "targets"}
+    for name, value in raw.items():
+        if name not in allowed:
+            raise doc.error(
+                f"unknown section [{name}]",
+                name,
+                hint="known sections: " + ", ".join(sorted(allowed)),
+            )
+        if not isinstance(value, dict):
+            raise doc.error(f"{name} must be a [section], not a value", name)
+
+
+def _section(raw: dict[str, Any], doc: _Doc, name: str) -> dict[str, Any]:
+    section = raw.get(name, {})
+    for key in section:
+        if key not in _KEYS[name]:
+            raise doc.error(
+                f"unknown key {key!r}",
+                name,
+                key,
+                hint=f"keys of [{name}]: " + ", ".join(sorted(_KEYS[name])),
+            )
+    return {k: _interpolate(v, doc, name, k) for k, v in section.items()}
+
+
+def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dict[str, Any]:
+    plural = kind + "s"
+    entries: dict[str, tuple[str, dict[str, Any]]] = {}
+    if kind in raw:
+        entries["default"] = (kind, _section(raw, doc, kind))
+    for name, body in raw.get(plural, {}).items():
+        label = f"{plural}.{name}"
+        if not isinstance(body, dict):
+            raise doc.error(f"[{label}] must be a section", label)
+        for key in body:
+            if key not in _KEYS[kind]:
+                raise doc.error(f"unknown key {key!r}", label, key)
+        entries[name] = (label, {k: _interpolate(v, doc, label, k) for k, v in body.items()})
+    out = {}
+    for name, (label, body) in entries.items():
+        if "url" not in body:
+            raise doc.error("missing the url key", label, hint=f'[{label}] url = "..."')
+        endpoint = Endpoint.parse(
+            str(body["url"]),
+            password=str(body["password"]) if "password" in body else None,
+            key=f"{label}.url",
+        )
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "endpoint": endpoint,
+            "id": str(body.get("id", name)),
+        }
+        if kind == "source" and "server_id" in body:
+            kwargs["server_id"] = _int(body, doc, label, "server_id", 0)
+        out[name] = cls(**kwargs)
+    return out
+
+
+def _override(
+    items: dict[str, Any], url: str | None, password: str | None, kind: str, cls: type[Any]
+) -> dict[str, Any]:
+    if url:
+        endpoint = Endpoint.parse(url, password=password, key=f"--{kind}")
+        if len(items) <= 1:
+            old = next(iter(items.values()), None)
+            name = old.name if old else "default"
+            ident = old.id if old else "default"
+            return {name: cls(name=name, endpoint=endpoint, id=ident)}
+        return {**items, "cli": cls(name="cli", endpoint=endpoint, id="cli")}
+    if password and len(items) == 1:
+        ((name, old),) = items.items()
+        return {name: _replace_endpoint(old, old.endpoint.with_password(password))}
+    return items
+
+
+def _replace_endpoint(item: Any, endpoint: Endpoint) -> Any:
+    from dataclasses import replace
+
+    return replace(item, endpoint=endpoint)
+
+
+def _tables(raw: dict[str, Any], doc: _Doc) -> TablesConfig:
+    def str_list(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = raw.get(key, list(default))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise doc.error('must be a list of "schema.table" patterns', "tables", key)
+        for pattern in value:
+            if "." not in pattern:
+                raise doc.error(
+                    f"{pattern!r} is not of the form schema.table (globs allowed)",
+                    "tables",
+                    key,
+                )
+        return tuple(value)
+
+    def str_map(key: str) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise doc.error('must be a table of "schema.table" = value', "tables", key)
+        return value
+
+    columns = {}
+    for table, cols in str_map("columns").items():
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            raise doc.error("must be a list of column names", "tables.columns", table)
+        columns[table] = tuple(cols)
+    where = {}
+    for table, predicate in str_map("where").items():
+        if not isinstance(predicate, str):
+            raise doc.error("must be a SQL boolean expression", "tables.where", table)
+        where[table] = predicate
+    rename = {}
+    for old, new in str_map("rename").items():
+        if not isinstance(new, str) or ("." in old) != ("." in new):
+            raise doc.error(
+                "rename a table to schema.table, or a schema to a schema", "tables.rename", old
+            )
+        rename[old] = new
+    return TablesConfig(
+        include=str_list("include", ("*.*",)),
+        exclude=str_list("exclude", ()),
+        columns=columns,
+        where=where,
+        rename=rename,
+    )
+
+
+def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise doc.error(f"must be a number, not {value!r}", section, key)
+    if value < 0:
+        raise doc.error("must not be negative", section, key)
+    return float(value)
+
+
+def _int(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise doc.error(f"must be a whole number, not {value!r}", section, key)
+    if value < 0:
+        raise doc.error("must not be negative", section, key)
+    return value
+
+
+def _opt_num(raw: dict[str, Any], doc: _Doc, section: str, key: str) -> float | None:
+    return _num(raw, doc, section, key, 0) if key in raw else None
+
+
+def _opt_int(raw: dict[str, Any], doc: _Doc, section: str, key: str) -> int | None:
+    return _int(raw, doc, section, key, 0) if key in raw else None
+
+
+def _bool(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise doc.error(f"must be true or false, not {value!r}", section, key)
+    return value

@@ -1,0 +1,22 @@
+"""Exit codes: what cron and scripts can rely on. Documented in docs/exit-codes.md."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["EXIT_CODES"]
+
+#: code -> meaning; error classes carry their code (connectors.errors)
+EXIT_CODES: Final = {
+    0: "success; for `--until-caught-up`: caught up; for verify: no differences",
+    1: "verify/repair found differences; check found a blocking prerequisite",
+    2: "usage or configuration error (bad flag, malformed TOML, unknown key, bad URL)",
+    3: "cannot connect: host unreachable, login refused, database missing",
+    4: "a server is not configured for replication (see `redoline check`)",
+    5: "the log can no longer be read from our position (binlog purged, slot missing)",
+    6: "schema or data problem: unmappable type, missing key, the target rejected a row",
+    7: "the trail is corrupt, discontinuous or cannot be decrypted",
+    8: "another run holds the lock (cron overlap); nothing was done",
+    75: "a transient error persisted after retries (try again later)",
+    130: "interrupted (Ctrl-C / SIGTERM) after finishing the current transaction",
+}

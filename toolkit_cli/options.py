@@ -1,0 +1,66 @@
+"""Options shared by every command, so each one reads the same way (`--help` teaches them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit_cli import config as config_mod
+
+__all__ = ["ConfigOpt", "JsonOpt", "SourceOpt", "TargetOpt", "TrailOpt", "load_config"]
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML configuration file. Default: $REDOLINE_CONFIG, else ./redoline.toml if it "
+        "exists.",
+        show_default=False,
+    ),
+]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source",
+        help="Source database URL, e.g. mariadb://repl@db1:3306/shop or "
+        "postgresql://repl@db1/shop. Overrides [source] url and $REDOLINE_SOURCE_URL. Put the "
+        "password in $REDOLINE_SOURCE_PASSWORD, not here (process arguments are visible to "
+        "every user).",
+        show_default=False,
+    ),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="Target database URL, e.g. duckdb:///var/lib/redoline/replica.duckdb or "
+        "postgresql://app@db2/shop. Overrides [target] url and $REDOLINE_TARGET_URL; password "
+        "in $REDOLINE_TARGET_PASSWORD.",
+        show_default=False,
+    ),
+]
+TrailOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trail",
+        help="Trail directory. Overrides [trail] dir and $REDOLINE_TRAIL_DIR. Default: ./trail",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
+]
+
+
+def load_config(
+    config: Path | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    trail: Path | None = None,
+) -> config_mod.Config:
+    """The configuration with the command's flags applied on top (flag > env > file)."""
+    return config_mod.load(config, source=source, target=target, trail=trail)
