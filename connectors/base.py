@@ -13,11 +13,14 @@ import fnmatch
 import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.endpoint import Endpoint
 from connectors.errors import ConfigError, PrerequisiteError
 from connectors.model import TableId, TableSchema
+
+if TYPE_CHECKING:
+    from connectors.log import LogReader
 
 __all__ = ["CheckItem", "Database", "TableFilter", "open_database", "require_ok"]
 
@@ -70,6 +73,8 @@ class Database(abc.ABC):
     has_row_ids: ClassVar[bool] = False
     #: a MySQL "database" is a schema; on PostgreSQL/DuckDB schemas live inside a database
     schema_is_database: ClassVar[bool] = False
+    #: the engine has a transaction log redoline can capture from
+    has_log: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -106,6 +111,30 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def check_target(self) -> list[CheckItem]:
         """Prerequisites for writing to this database."""
+
+    # ------------------------------------------------------------------ log (sources only)
+
+    def open_log(
+        self,
+        start: str | None,
+        *,
+        tables: TableFilter,
+        until_caught_up: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> LogReader:
+        """A reader of this database's log from just after ``start`` (None: from now).
+
+        ``tables`` lets the reader drop other tables' changes before decoding them.
+        """
+        raise NotImplementedError(f"{self.engine} has no log to capture from")
+
+    def end_position(self) -> str:
+        """The source's current end-of-log position."""
+        raise NotImplementedError(f"{self.engine} has no log to capture from")
+
+    def compare_positions(self, a: str, b: str) -> int:
+        """-1, 0 or 1 as position ``a`` is before, equal to, or after ``b``."""
+        raise NotImplementedError(f"{self.engine} has no log to capture from")
 
 
 _REGISTRY = {
