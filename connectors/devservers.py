@@ -25,6 +25,9 @@ __all__ = ["DevServer", "find_free_port", "start_mariadb", "start_postgres", "st
 
 INSTALL_HINT = "apt-get update && apt-get install -y mariadb-server postgresql"
 
+# Servers we started in this process, kept so they are reaped (not garbage-collected) on stop.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 @dataclass
 class DevServer:
@@ -41,6 +44,9 @@ class DevServer:
         return asdict(self)
 
     def alive(self) -> bool:
+        child = _CHILDREN.get(self.pid)
+        if child is not None:
+            return child.poll() is None
         try:
             # reap it first if it is our own exited child, or kill(0) sees the zombie
             done, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -97,11 +103,18 @@ def _wait_port(port: int, timeout: float, what: str, log: Path, pid: int | None 
 
 
 def start_mariadb(
-    base: Path, *, port: int | None = None, server_id: int = 1, fast: bool = True
+    base: Path,
+    *,
+    port: int | None = None,
+    server_id: int = 1,
+    fast: bool = True,
+    binlog: bool = True,
 ) -> DevServer:
     """Initialise and start a MariaDB server with binlog in ROW/FULL/FULL mode.
 
     ``fast`` relaxes fsync (tests); benchmarks that measure durability pass ``fast=False``.
+    ``binlog=False`` starts one as MariaDB ships by default (no binlog, MIXED, NO_LOG
+    metadata): what ``redoline check`` must catch.
     """
     mariadbd = _which("mariadbd", "mysqld", extra_dirs=("/usr/sbin",))
     install_db = _which("mariadb-install-db", "mysql_install_db")
@@ -136,12 +149,6 @@ def start_mariadb(
         f"--pid-file={rundir / 'mysqld.pid'}",
         f"--log-error={log}",
         f"--server-id={server_id}",
-        "--log-bin=mysql-bin",
-        "--binlog-format=ROW",
-        "--binlog-row-image=FULL",
-        "--binlog-row-metadata=FULL",
-        "--log-slave-updates=ON",
-        "--gtid-strict-mode=ON",
         "--character-set-server=utf8mb4",
         "--collation-server=utf8mb4_general_ci",
         "--max-connections=200",
@@ -150,12 +157,22 @@ def start_mariadb(
         "--local-infile=1",
         "--skip-name-resolve",
     ]
+    if binlog:
+        args += [
+            "--log-bin=mysql-bin",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--log-slave-updates=ON",
+            "--gtid-strict-mode=ON",
+        ]
     if fast:
         args += ["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"]
     if os.geteuid() == 0:
         args.append("--user=root")
     with open(log, "ab") as logf:
         proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
     _wait_port(port, 60, "MariaDB", log, proc.pid)
     server = DevServer(
         engine="mariadb",
@@ -340,6 +357,9 @@ def stop(server: DevServer, *, timeout: float = 30) -> None:
         time.sleep(0.1)
     if server.alive():
         os.kill(server.pid, signal.SIGKILL)
+    child = _CHILDREN.pop(server.pid, None)
+    if child is not None:
+        child.wait(timeout)
 
 
 def save_state(path: Path, servers: list[DevServer]) -> None:

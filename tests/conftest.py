@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -68,3 +70,37 @@ def pg_db(postgres_server: devservers.DevServer) -> Iterator[Endpoint]:
         ).fetchall():
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """Run ``redoline ARGS...`` in-process through the real entry point (error mapping and
+    exit codes included); returns exit code, stdout and stderr."""
+    from toolkit_cli import output
+    from toolkit_cli.app import main
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    for console in (output.console, output.err_console):
+        monkeypatch.setattr(console, "width", 200)
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["redoline", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run

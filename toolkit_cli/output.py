@@ -32,8 +32,10 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt))
+    handler.set_name("redoline")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace only our own handler, so embedding (and pytest's log capture) keeps theirs
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "redoline"] + [handler]
     root.setLevel(level)
     for noisy in ("pymysqlreplication", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

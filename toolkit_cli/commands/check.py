@@ -54,7 +54,7 @@ def check(
                     checks = db.check_target()
             except ToolkitError as exc:
                 result["error"] = str(exc)
-                checks = [CheckItem("connect", "failed", "ok", False, exc.hint or str(exc))]
+                checks = [CheckItem("connect", exc.message, "connected", False, exc.hint or "")]
             result["items"] = [vars(c) for c in checks]
             blocked |= any(c.blocking and not c.ok for c in checks)
             report.append(result)
