@@ -22,6 +22,38 @@ from connectors import devservers
 from connectors.endpoint import Endpoint
 
 _counter = itertools.count(1)
+_SERVER_FIXTURES = {"mariadb_server": "MariaDB", "postgres_server": "PostgreSQL"}
+_ran: dict[str, int] = {"MariaDB": 0, "PostgreSQL": 0}
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+    if report.when == "call":
+        for fixture, engine in _SERVER_FIXTURES.items():
+            if fixture in getattr(report, "fixturenames", ()):  # set in makereport below
+                _ran[engine] += 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    report.fixturenames = tuple(getattr(item, "fixturenames", ()))  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(
+        f"integration tests against real servers: {_ran['MariaDB']} MariaDB, "
+        f"{_ran['PostgreSQL']} PostgreSQL; skipped tests: {len(_skipped)}"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A skipped server test is a defect, not progress (DESIGN.md: Tests): fail the run.
+    if _skipped and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

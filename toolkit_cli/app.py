@@ -35,6 +35,14 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(version("redoline"))
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     debug: Annotated[
@@ -44,6 +52,12 @@ def _global(
         int, typer.Option("--verbose", "-v", count=True, help="More log output (-v: debug).")
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     setup_logging(verbose, quiet)

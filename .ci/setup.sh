@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything redoline's demo and tests need on a fresh Debian/Ubuntu machine, then
+# create .venv with the package and its dev tools. Safe to run again: it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    need+=(mariadb-server mariadb-client)
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need+=(postgresql)
+fi
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    need+=(python3-venv)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+    # the Debian packages start default instances; redoline starts its own and needs neither
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: done ($(.venv/bin/python --version), redoline $(.venv/bin/redoline --version 2>/dev/null || echo installed))"
