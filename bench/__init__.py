@@ -1,0 +1,1 @@
+"""Benchmarks with their own runners (not collected by pytest)."""

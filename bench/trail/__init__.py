@@ -1,0 +1,1 @@
+"""Trail write/read throughput benchmark: ``python -m bench.trail.run``."""
