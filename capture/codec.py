@@ -44,6 +44,7 @@ __all__ = [
     "EXT_FROZENSET",
     "EXT_INTERVAL",
     "EXT_JSON",
+    "EXT_ODD_OFFSET",
     "EXT_TIME",
     "EXT_TIMEDELTA",
     "EXT_UNCHANGED",
@@ -73,6 +74,7 @@ EXT_UUID: Final = 8  # 16 bytes, big-endian (uuid.bytes)
 EXT_FROZENSET: Final = 9  # msgpack array of the sorted str members
 EXT_UNCHANGED: Final = 10  # empty payload
 EXT_BIGINT: Final = 11  # two's complement, little-endian, minimal length
+EXT_ODD_OFFSET: Final = 12  # msgpack [naive datetime or time, offset in µs] (see below)
 
 _TD: Final = struct.Struct("<qii")
 _ExtType = msgpack.ExtType
@@ -103,11 +105,36 @@ def _enc_interval(v: Interval) -> msgpack.ExtType:
     )
 
 
+def _enc_odd_offset(v: dt.datetime | dt.time) -> msgpack.ExtType:
+    # fromisoformat (3.11) drops the microseconds of a UTC offset; no database has such
+    # offsets, but a value that goes in must come out, so they take this slower path.
+    offset = v.utcoffset()
+    assert offset is not None
+    micros = (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+    payload = msgpack.packb([v.replace(tzinfo=None), micros], default=_default)
+    return _ExtType(EXT_ODD_OFFSET, payload)
+
+
+def _enc_datetime(v: dt.datetime) -> msgpack.ExtType:
+    # subclasses (pendulum, ...) come here and are stored as plain datetimes
+    offset = v.utcoffset()
+    if offset is not None and offset.microseconds:
+        return _enc_odd_offset(v)
+    return _ExtType(EXT_DATETIME, v.isoformat().encode())
+
+
+def _enc_time(v: dt.time) -> msgpack.ExtType:
+    offset = v.utcoffset()
+    if offset is not None and offset.microseconds:
+        return _enc_odd_offset(v)
+    return _ExtType(EXT_TIME, v.isoformat().encode())
+
+
 _ENCODERS: Final[dict[type, Callable[[Any], msgpack.ExtType]]] = {
     decimal.Decimal: lambda v: _ExtType(EXT_DECIMAL, str(v).encode()),
-    dt.datetime: lambda v: _ExtType(EXT_DATETIME, v.isoformat().encode()),
+    dt.datetime: _enc_datetime,
     dt.date: lambda v: _ExtType(EXT_DATE, v.isoformat().encode()),
-    dt.time: lambda v: _ExtType(EXT_TIME, v.isoformat().encode()),
+    dt.time: _enc_time,
     dt.timedelta: _enc_timedelta,
     Interval: _enc_interval,
     Json: lambda v: _ExtType(EXT_JSON, v.text.encode()),
@@ -137,6 +164,8 @@ def _default(obj: Any) -> Any:
     if kind is _Decimal:
         return _new_ext(_ExtType, (EXT_DECIMAL, str(obj).encode()))
     if kind is _DateTime:
+        if obj.tzinfo is not None and obj.utcoffset().microseconds:
+            return _enc_odd_offset(obj)
         return _new_ext(_ExtType, (EXT_DATETIME, obj.isoformat().encode()))
     encoder = _ENCODERS.get(kind)
     if encoder is not None:
@@ -170,6 +199,11 @@ def _dec_frozenset(data: bytes) -> frozenset[str]:
     return frozenset(msgpack.unpackb(data, raw=False))
 
 
+def _dec_odd_offset(data: bytes) -> dt.datetime | dt.time:
+    value, micros = msgpack.unpackb(data, ext_hook=_ext_hook)
+    return value.replace(tzinfo=dt.timezone(dt.timedelta(microseconds=micros)))
+
+
 _DECODERS: Final[tuple[Callable[[bytes], Any] | None, ...]] = (
     None,
     lambda b: decimal.Decimal(b.decode()),
@@ -183,6 +217,7 @@ _DECODERS: Final[tuple[Callable[[bytes], Any] | None, ...]] = (
     _dec_frozenset,
     lambda b: UNCHANGED,
     _dec_bigint,
+    _dec_odd_offset,
 )
 
 
