@@ -7,7 +7,7 @@ Role modules beside this one: the pgoutput reader (capture), the writer (apply),
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 import psycopg.errors
@@ -16,6 +16,9 @@ from connectors.base import CheckItem, Database, TableFilter
 from connectors.endpoint import Endpoint
 from connectors.errors import AuthError, ConnectError, MissingObjectError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
+
+if TYPE_CHECKING:
+    from connectors.log import LogReader
 
 __all__ = ["PostgreSQL", "map_error", "pg_conninfo"]
 
@@ -98,6 +101,7 @@ class PostgreSQL(Database):
 
     engine: ClassVar[str] = "postgresql"
     dialect: ClassVar[str] = "postgres"
+    has_log: ClassVar[bool] = True
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         try:
@@ -135,6 +139,33 @@ class PostgreSQL(Database):
                 return introspect(conn, table)
         except psycopg.Error as exc:
             raise map_error(exc, self.endpoint) from None
+
+    # ------------------------------------------------------------------ log (pgoutput)
+
+    def open_log(
+        self,
+        start: str | None,
+        *,
+        tables: TableFilter,
+        until_caught_up: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> LogReader:
+        """A pgoutput slot reader (``connectors/postgres/logical.py``; options there)."""
+        from connectors.postgres.logical import PgLogReader
+
+        return PgLogReader(
+            self, start, tables=tables, until_caught_up=until_caught_up, options=options
+        )
+
+    def end_position(self) -> str:
+        ((lsn,),) = self.query("SELECT pg_current_wal_insert_lsn()::text")
+        return str(lsn)
+
+    def compare_positions(self, a: str, b: str) -> int:
+        from connectors.postgres.pgoutput import parse_lsn
+
+        x, y = parse_lsn(a), parse_lsn(b)
+        return (x > y) - (x < y)
 
     # ------------------------------------------------------------------ checks
 

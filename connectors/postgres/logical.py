@@ -1,0 +1,1029 @@
+"""PostgreSQL capture: slot and publication management, and the pgoutput log reader.
+
+How we read: the streaming replication protocol (``START_REPLICATION SLOT ... LOGICAL``) over a
+``replication=database`` connection, spoken through psycopg's libpq layer (``psycopg.pq``:
+``get_copy_data``/``put_copy_data`` on a COPY BOTH stream; psycopg 3 has no replication API of its
+own). ``pg_logical_slot_peek_binary_changes`` + ``pg_replication_slot_advance`` also works but
+re-decodes the WAL from the slot's restart point on every call and needs polling;
+``docs/capture-postgres.md`` has the measurements and the reasoning.
+
+Positions are LSNs in text form (``0/16B3748``): a transaction's position is the **end LSN of
+its commit record** (pgoutput's Commit ``end_lsn``). That is the LSN the slot is confirmed to:
+the server never resends a transaction whose commit record starts before the slot's confirmed
+point, so resuming from a position resends nothing at or before it and loses nothing after it.
+
+Slot safety (each start, before reading):
+
+* the slot must exist once the trail holds anything (a dropped slot means the changes since our
+  position are gone: :class:`ReplicationError`), must use ``pgoutput`` in this database, and its
+  WAL must still be there (``wal_status <> 'lost'``);
+* the slot's ``confirmed_flush_lsn`` must not be ahead of our position. A slot dropped and
+  recreated, or advanced by someone else, is ahead: the changes in between are lost, and we stop.
+  A recreated slot whose start is not ahead of our position lost nothing we need (everything
+  after our position is decoded by it), so this comparison is the whole identity check.
+
+The slot is confirmed only through :meth:`PgLogReader.confirm`, which capture calls once the
+trail is durable up to a position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import logging
+import re
+import select
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+import psycopg.errors
+import psycopg.pq
+
+from connectors.base import TableFilter
+from connectors.errors import (
+    ConnectError,
+    MissingObjectError,
+    PrerequisiteError,
+    ReplicationError,
+    SchemaError,
+    ToolkitError,
+)
+from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
+from connectors.model import (
+    UNCHANGED,
+    Change,
+    Column,
+    Interval,
+    Json,
+    Op,
+    Row,
+    TableId,
+    TableSchema,
+    Value,
+)
+from connectors.postgres import pgoutput
+from connectors.postgres.pgoutput import format_lsn, parse_lsn
+
+if TYPE_CHECKING:
+    from connectors.postgres import PostgreSQL
+
+__all__ = [
+    "DEFAULT_PUBLICATION",
+    "DEFAULT_SLOT",
+    "PgLogReader",
+    "SlotInfo",
+    "SlotSetup",
+    "converter",
+    "drop_slot",
+    "init_slot",
+    "parse_array",
+    "parse_interval",
+    "slot_info",
+]
+
+log = logging.getLogger("redoline.capture.postgres")
+
+DEFAULT_SLOT: Final = "redoline"
+DEFAULT_PUBLICATION: Final = "redoline"
+#: how long slot creation may wait for running transactions before we give up
+DEFAULT_SLOT_TIMEOUT: Final = 60.0
+#: how often we tell the server where we are even when nothing happens (wal_sender_timeout is
+#: 60 s by default; an idle reader also asks for a keepalive so filtered-out WAL gets confirmed)
+STATUS_INTERVAL: Final = 5.0
+
+# Session settings that fix the text format pgoutput's output functions produce, whatever the
+# server's defaults: ISO dates, PostgreSQL-style intervals, UTC instants, hex bytea,
+# round-trip-exact floats.
+_SESSION_OPTIONS: Final = (
+    "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c bytea_output=hex "
+    "-c extra_float_digits=3"
+)
+_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode()
+
+
+def _bool(raw: bytes) -> bool:
+    return raw == b"t"
+
+
+def _decimal(raw: bytes) -> decimal.Decimal:
+    return decimal.Decimal(raw.decode())
+
+
+def _bytea(raw: bytes) -> bytes:
+    if raw[:2] != b"\\x":
+        raise ValueError("bytea not in hex format")
+    return bytes.fromhex(raw[2:].decode())
+
+
+def _date(raw: bytes) -> dt.date:
+    text = raw.decode()
+    if text == "infinity":
+        return dt.date.max
+    if text == "-infinity":
+        return dt.date.min
+    return dt.date.fromisoformat(text)
+
+
+def _time(raw: bytes) -> dt.time:
+    text = raw.decode()
+    if text.startswith("24:00:00"):
+        # PostgreSQL allows 24:00:00; Python's time stops at 23:59:59.999999
+        text = "23:59:59.999999" + text[8:].lstrip(".0123456789")
+    return dt.time.fromisoformat(text)
+
+
+def _timestamp(raw: bytes) -> dt.datetime:
+    text = raw.decode()
+    if text == "infinity":
+        return dt.datetime.max
+    if text == "-infinity":
+        return dt.datetime.min
+    return dt.datetime.fromisoformat(text)
+
+
+def _timestamptz(raw: bytes) -> dt.datetime:
+    text = raw.decode()
+    if text == "infinity":
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+    if text == "-infinity":
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(text)
+
+
+_INTERVAL_PART = re.compile(
+    r"([+-]?\d+) (years|year|mons|mon|days|day)|([+-])?(\d+):(\d+):(\d+)(?:\.(\d+))?"
+)
+
+
+def parse_interval(text: str) -> Interval:
+    """An interval in PostgreSQL's ``IntervalStyle=postgres`` output, e.g.
+    ``1 year 2 mons -3 days +04:05:06.5``."""
+    months = days = micros = 0
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _INTERVAL_PART.match(text, pos)
+        if match is None:
+            raise ValueError(f"cannot parse interval {text!r}")
+        if match.group(1) is not None:
+            n, unit = int(match.group(1)), match.group(2)
+            if unit.startswith("year"):
+                months += 12 * n
+            elif unit.startswith("mon"):
+                months += n
+            else:
+                days += n
+        else:
+            sign = -1 if match.group(3) == "-" else 1
+            frac = (match.group(7) or "").ljust(6, "0")[:6]
+            micros += sign * (
+                (int(match.group(4)) * 3600 + int(match.group(5)) * 60 + int(match.group(6)))
+                * 1_000_000
+                + int(frac)
+            )
+        pos = match.end()
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    return Interval(months, days, micros)
+
+
+def _interval(raw: bytes) -> Interval:
+    return parse_interval(raw.decode())
+
+
+def _uuid(raw: bytes) -> uuid.UUID:
+    return uuid.UUID(raw.decode())
+
+
+def _json(raw: bytes) -> Json:
+    return Json(raw.decode())
+
+
+Converter = Callable[[bytes], Value]
+
+#: built-in type OIDs (pg_type.dat) and how their text output becomes a typed value
+_BUILTIN: Final[dict[int, Converter]] = {
+    16: _bool,
+    17: _bytea,
+    18: _text,  # "char"
+    19: _text,  # name
+    20: int,
+    21: int,
+    23: int,
+    25: _text,
+    26: int,  # oid
+    114: _json,
+    700: float,
+    701: float,
+    1042: _text,  # char(n): the padding is part of the value PostgreSQL sends
+    1043: _text,
+    1082: _date,
+    1083: _time,
+    1114: _timestamp,
+    1184: _timestamptz,
+    1186: _interval,
+    1266: _time,  # timetz: fromisoformat keeps the offset
+    1700: _decimal,
+    2950: _uuid,
+    3802: _json,
+}
+
+
+def parse_array(text: str, element: Converter, delimiter: str = ",") -> list[Any]:
+    """A PostgreSQL array literal (``{1,NULL,"a \\"b\\""}``, nested for more dimensions) as
+    a list of typed values; ``NULL`` elements become None."""
+    if text.startswith("["):  # explicit bounds, e.g. [0:1]={1,2}: the values are what we keep
+        text = text[text.index("=") + 1 :]
+    value, pos = _array_level(text, 0, element, delimiter)
+    if pos != len(text):
+        raise ValueError(f"trailing characters in array literal {text!r}")
+    return value
+
+
+def _array_level(text: str, pos: int, element: Converter, delimiter: str) -> tuple[list[Any], int]:
+    if text[pos] != "{":
+        raise ValueError(f"array literal {text!r}: expected '{{' at {pos}")
+    pos += 1
+    out: list[Any] = []
+    if text[pos] == "}":
+        return out, pos + 1
+    while True:
+        ch = text[pos]
+        if ch == "{":
+            sub, pos = _array_level(text, pos, element, delimiter)
+            out.append(sub)
+        elif ch == '"':
+            pos += 1
+            buf = []
+            while text[pos] != '"':
+                if text[pos] == "\\":
+                    pos += 1
+                buf.append(text[pos])
+                pos += 1
+            pos += 1
+            out.append(element("".join(buf).encode()))
+        else:
+            end = pos
+            while text[end] != delimiter and text[end] != "}":
+                end += 1
+            token = text[pos:end].strip()
+            out.append(None if token.upper() == "NULL" else element(token.encode()))
+            pos = end
+        if text[pos] == delimiter:
+            pos += 1
+            continue
+        if text[pos] == "}":
+            return out, pos + 1
+        raise ValueError(f"array literal {text!r}: unexpected {text[pos]!r} at {pos}")
+
+
+def converter(
+    conn: psycopg.Connection[Any], type_oid: int, _cache: dict[int, Converter] | None = None
+) -> Converter:
+    """How a value of type ``type_oid`` arrives as text and becomes a typed value: built-ins
+    directly, domains as their base type, arrays element by element, enums and anything
+    else as text."""
+    cache = _cache if _cache is not None else {}
+    if type_oid in _BUILTIN:
+        return _BUILTIN[type_oid]
+    if type_oid in cache:
+        return cache[type_oid]
+    row = conn.execute(
+        "SELECT typtype, typcategory, typbasetype, typelem, typdelim FROM pg_type WHERE oid = %s",
+        (type_oid,),
+    ).fetchone()
+    conv: Converter = _text
+    if row is not None:
+        typtype, category, basetype, elem, delim = row
+        if typtype == "d":
+            conv = converter(conn, int(basetype), cache)
+        elif category == "A" and int(elem):
+            element = converter(conn, int(elem), cache)
+            delimiter = str(delim)
+
+            def conv(raw: bytes, _e: Converter = element, _d: str = delimiter) -> Value:
+                return parse_array(raw.decode(), _e, _d)
+
+    cache[type_oid] = conv
+    return conv
+
+
+# --------------------------------------------------------------------------- slot management
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """A replication slot as ``pg_replication_slots`` shows it."""
+
+    name: str
+    plugin: str
+    database: str
+    confirmed_flush: str | None
+    restart_lsn: str | None
+    wal_status: str | None
+    active_pid: int | None
+
+
+@dataclass(frozen=True)
+class SlotSetup:
+    """What :func:`init_slot` found or did, for the command to report."""
+
+    slot: str
+    publication: str
+    slot_created: bool
+    publication_created: bool
+    tables_added: tuple[TableId, ...]
+    #: where the slot starts (its consistent point when just created)
+    position: str | None
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME_RE.match(name):
+        raise PrerequisiteError(
+            f"{what} name {name!r} is not usable",
+            hint="use 1 to 63 lower-case letters, digits and underscores",
+        )
+    return name
+
+
+def slot_info(conn: psycopg.Connection[Any], slot: str) -> SlotInfo | None:
+    """The slot named ``slot`` on this server, or None."""
+    row = conn.execute(
+        "SELECT slot_name, coalesce(plugin, ''), coalesce(database, ''), "
+        "confirmed_flush_lsn::text, restart_lsn::text, wal_status, active_pid "
+        "FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    ).fetchone()
+    if row is None:
+        return None
+    return SlotInfo(*row)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified(table: TableId) -> str:
+    return f"{_quote(table.schema)}.{_quote(table.name)}"
+
+
+def check_replica_identity(conn: psycopg.Connection[Any], tables: Iterable[TableId]) -> None:
+    """Raise SchemaError naming every table whose changes would come without a usable key."""
+    bad = []
+    for table in tables:
+        row = conn.execute(
+            "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+            "AND ((c.relreplident = 'd' AND i.indisprimary) "
+            "OR (c.relreplident = 'i' AND i.indisreplident))) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (table.schema, table.name),
+        ).fetchone()
+        if row is None:
+            raise MissingObjectError(f"table {table} does not exist on the PostgreSQL server")
+        ident, has_key = row
+        if ident == "n" or (ident in ("d", "i") and not has_key):
+            bad.append(table)
+    if bad:
+        names = ", ".join(str(t) for t in bad)
+        fixes = "; ".join(f"ALTER TABLE {_qualified(t)} REPLICA IDENTITY FULL" for t in bad)
+        raise SchemaError(
+            f"{names}: no primary key or replica identity index, so PostgreSQL would log "
+            "updates and deletes without any way to find the row",
+            hint=f"add a primary key, or run: {fixes}",
+        )
+
+
+def _ensure_publication(
+    conn: psycopg.Connection[Any], publication: str, tables: Sequence[TableId]
+) -> tuple[bool, tuple[TableId, ...]]:
+    """Create ``publication`` for ``tables`` or add the ones it lacks."""
+    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+    if exists.fetchone() is None:
+        if not tables:
+            conn.execute(f"CREATE PUBLICATION {_quote(publication)}")
+        else:
+            names = ", ".join(_qualified(t) for t in tables)
+            conn.execute(f"CREATE PUBLICATION {_quote(publication)} FOR TABLE {names}")
+        return True, tuple(tables)
+    have = {
+        TableId(s, n)
+        for s, n in conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+            (publication,),
+        ).fetchall()
+    }
+    missing = tuple(t for t in tables if t not in have)
+    if missing:
+        names = ", ".join(_qualified(t) for t in missing)
+        conn.execute(f"ALTER PUBLICATION {_quote(publication)} ADD TABLE {names}")
+    return False, missing
+
+
+def _create_slot(conn: psycopg.Connection[Any], slot: str, timeout: float) -> str:
+    """Create the logical slot; PostgreSQL waits for every running transaction to end first."""
+    conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+    try:
+        row = conn.execute(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+        ).fetchone()
+    except psycopg.errors.QueryCanceled:
+        blockers = conn.execute(
+            "SELECT pid, xact_start, left(coalesce(query, ''), 60) FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+            "ORDER BY xact_start LIMIT 5"
+        ).fetchall()
+        who = "; ".join(f"pid {p} open since {s:%Y-%m-%d %H:%M:%S} ({q!r})" for p, s, q in blockers)
+        raise ReplicationError(
+            f"creating replication slot {slot!r} timed out after {timeout:g} s: PostgreSQL "
+            f"waits for every running transaction to end first ({who or 'they have ended now'})",
+            hint="let those transactions finish (or end them with pg_terminate_backend(pid)) "
+            "and run again",
+        ) from None
+    finally:
+        conn.execute("SET statement_timeout = 0")
+    assert row is not None
+    return str(row[0])
+
+
+def init_slot(
+    db: PostgreSQL,
+    tables: Sequence[TableId],
+    *,
+    slot: str = DEFAULT_SLOT,
+    publication: str = DEFAULT_PUBLICATION,
+    timeout: float = DEFAULT_SLOT_TIMEOUT,
+) -> SlotSetup:
+    """Create or reuse the slot and the publication for ``tables`` (checked for a usable
+    replica identity first)."""
+    _check_name(slot, "replication slot")
+    _check_name(publication, "publication")
+    try:
+        with db.connect() as conn:
+            check_replica_identity(conn, tables)
+            pub_created, added = _ensure_publication(conn, publication, tables)
+            info = slot_info(conn, slot)
+            database = conn.info.dbname
+            if info is not None and (info.plugin != "pgoutput" or info.database != database):
+                raise ReplicationError(
+                    f"replication slot {slot!r} exists but belongs to database "
+                    f"{info.database!r} with plugin {info.plugin!r}, not {database!r}/pgoutput",
+                    hint="choose another slot name",
+                )
+            created = info is None
+            if info is None:
+                position: str | None = _create_slot(conn, slot, timeout)
+            else:
+                position = info.confirmed_flush
+    except psycopg.Error as exc:
+        raise _map(exc, db) from None
+    return SlotSetup(slot, publication, created, pub_created, added, position)
+
+
+def drop_slot(
+    db: PostgreSQL, *, slot: str = DEFAULT_SLOT, publication: str = DEFAULT_PUBLICATION
+) -> tuple[bool, bool]:
+    """Drop the slot and the publication; returns which of the two existed."""
+    try:
+        with db.connect() as conn:
+            info = slot_info(conn, slot)
+            if info is not None:
+                if info.active_pid:
+                    raise ReplicationError(
+                        f"replication slot {slot!r} is in use by process {info.active_pid}",
+                        hint="stop `redoline capture` first",
+                    )
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            pub = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+            had_pub = pub.fetchone() is not None
+            if had_pub:
+                conn.execute(f"DROP PUBLICATION {_quote(publication)}")
+    except psycopg.Error as exc:
+        raise _map(exc, db) from None
+    return info is not None, had_pub
+
+
+def _map(exc: BaseException, db: PostgreSQL) -> ToolkitError:
+    from connectors.postgres import map_error
+
+    text = str(exc).lower()
+    if "has already been removed" in text or "can no longer get changes" in text:
+        return ReplicationError(
+            f"{db.endpoint.display}: the WAL the replication slot needs is gone ({exc})",
+            hint="the slot fell too far behind (max_slot_wal_keep_size) and was invalidated: "
+            "drop it (redoline pgslot drop), init again, and take a new snapshot",
+        )
+    if "replication slot" in text and "does not exist" in text:
+        return ReplicationError(
+            f"{db.endpoint.display}: {str(exc).strip()}",
+            hint="the slot was dropped; the changes since our position are lost: init again "
+            "and take a new snapshot",
+        )
+    if "is active for pid" in text:
+        return ReplicationError(
+            f"{db.endpoint.display}: {str(exc).strip()}",
+            hint="another process reads this slot; stop it, or give capture its own slot",
+        )
+    return map_error(exc, db.endpoint)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(slots=True)
+class _Relation:
+    """What we know about a relation id in this stream."""
+
+    table: TableId
+    selected: bool
+    schema: TableSchema | None = None
+    names: tuple[str, ...] = ()
+    converters: tuple[Converter, ...] = ()
+    identity: tuple[str, ...] = ()
+
+
+_STATUS = struct.Struct(">cQQQqB")
+
+
+class PgLogReader:
+    """Reads a pgoutput slot over the streaming replication protocol (see the module doc).
+
+    ``options`` (all optional): ``slot``, ``publication`` (names, default ``redoline``),
+    ``slot_timeout`` (seconds slot creation may wait), ``create`` (create the slot and
+    publication when the trail is empty; default True), ``schemas`` (the definitions the
+    trail already holds, ``{TableId: TableSchema}``, so versions continue from them),
+    ``status_interval`` (seconds between status messages to the server).
+    """
+
+    def __init__(
+        self,
+        db: PostgreSQL,
+        start: str | None,
+        *,
+        tables: TableFilter,
+        until_caught_up: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        opts = dict(options or {})
+        self.db = db
+        self.start = parse_lsn(start) if start else None
+        self.tables = tables
+        self.until_caught_up = until_caught_up
+        self.slot = _check_name(str(opts.get("slot") or DEFAULT_SLOT), "replication slot")
+        self.publication = _check_name(
+            str(opts.get("publication") or DEFAULT_PUBLICATION), "publication"
+        )
+        self.slot_timeout = float(opts.get("slot_timeout", DEFAULT_SLOT_TIMEOUT))
+        self.create = bool(opts.get("create", True))
+        self.status_interval = float(opts.get("status_interval", STATUS_INTERVAL))
+        self._announced: dict[TableId, TableSchema] = dict(opts.get("schemas") or {})
+        self._relations: dict[int, _Relation] = {}
+        self._type_cache: dict[int, Converter] = {}
+        self._catalog: psycopg.Connection[Any] | None = None
+        self._stream: psycopg.Connection[Any] | None = None
+        self._confirmed = self.start or 0
+        self._last = self.start or 0  # end of the last transaction (or keepalive) handed out
+        self._end: int | None = None
+        self._stopping = False
+        self._last_status = 0.0
+        self._opened = False
+
+    # ---------------------------------------------------------------- protocol
+
+    def events(self) -> Iterator[LogEvent]:
+        self._open()
+        try:
+            yield from self._read()
+        except psycopg.Error as exc:
+            raise _map(exc, self.db) from None
+
+    def confirm(self, position: str) -> None:
+        lsn = parse_lsn(position)
+        if lsn > self._confirmed:
+            self._confirmed = lsn
+            self._send_status()
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        for conn in (self._stream, self._catalog):
+            if conn is not None:
+                try:
+                    conn.close()
+                except psycopg.Error:
+                    pass
+        self._stream = self._catalog = None
+
+    # ---------------------------------------------------------------- opening
+
+    def _open(self) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        try:
+            self._catalog = self.db.connect()
+            conn = self._catalog
+            selected = self.db.list_tables(self.tables)
+            check_replica_identity(conn, selected)
+            info = slot_info(conn, self.slot)
+            if info is None:
+                if self.start is not None:
+                    raise ReplicationError(
+                        f"replication slot {self.slot!r} does not exist, but the trail is at "
+                        f"{format_lsn(self.start)}: it was dropped, and the changes since then "
+                        "are gone from the server",
+                        hint="run `redoline pgslot init`, take a new snapshot and start a new "
+                        "trail",
+                    )
+                if not self.create:
+                    raise ReplicationError(
+                        f"replication slot {self.slot!r} does not exist",
+                        hint="run `redoline pgslot init` first",
+                    )
+                setup = init_slot(
+                    self.db,
+                    selected,
+                    slot=self.slot,
+                    publication=self.publication,
+                    timeout=self.slot_timeout,
+                )
+                log.info(
+                    "created replication slot %s at %s and publication %s",
+                    setup.slot,
+                    setup.position,
+                    setup.publication,
+                )
+                info = slot_info(conn, self.slot)
+                assert info is not None
+            else:
+                self._check_slot(info, conn.info.dbname)
+                _, added = _ensure_publication(conn, self.publication, selected)
+                if added:
+                    log.warning(
+                        "added %s to publication %s: their changes are captured from now on",
+                        ", ".join(map(str, added)),
+                        self.publication,
+                    )
+            if self.until_caught_up:
+                row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+                assert row is not None
+                self._end = parse_lsn(str(row[0]))
+            if self.start is None and info.confirmed_flush:
+                self._last = self._confirmed = parse_lsn(info.confirmed_flush)
+            self._start_stream()
+        except psycopg.Error as exc:
+            raise _map(exc, self.db) from None
+
+    def _check_slot(self, info: SlotInfo, database: str) -> None:
+        if info.plugin != "pgoutput" or info.database != database:
+            raise ReplicationError(
+                f"replication slot {self.slot!r} belongs to database {info.database!r} with "
+                f"plugin {info.plugin!r}, not {database!r}/pgoutput",
+                hint="give capture its own slot name",
+            )
+        if info.wal_status == "lost":
+            raise ReplicationError(
+                f"replication slot {self.slot!r} was invalidated: the WAL it needs is gone",
+                hint="it fell behind max_slot_wal_keep_size; drop it (redoline pgslot drop), init "
+                "again and take a new snapshot",
+            )
+        if self.start is not None and info.confirmed_flush:
+            confirmed = parse_lsn(info.confirmed_flush)
+            if confirmed > self.start:
+                raise ReplicationError(
+                    f"replication slot {self.slot!r} is at {info.confirmed_flush}, ahead of the "
+                    f"trail's position {format_lsn(self.start)}: it was recreated or advanced "
+                    "by something else, and the changes in between are lost",
+                    hint="do not share the slot; init again and take a new snapshot",
+                )
+
+    def _start_stream(self) -> None:
+        from connectors.postgres import pg_conninfo
+
+        args = pg_conninfo(self.db.endpoint, replication="database", options=_SESSION_OPTIONS)
+        args.pop("connect_timeout", None)
+        self._stream = psycopg.connect(**args, connect_timeout=10, autocommit=True)
+        pg = self._stream.pgconn
+        start = format_lsn(self.start or 0)
+        command = (
+            f"START_REPLICATION SLOT {_quote(self.slot)} LOGICAL {start} "
+            f"(proto_version '1', publication_names '{self.publication}')"
+        )
+        pg.send_query(command.encode())
+        result = pg.get_result()
+        if result is None or result.status != psycopg.pq.ExecStatus.COPY_BOTH:
+            message = (result.error_message if result is not None else b"").decode(errors="replace")
+            raise _map(psycopg.OperationalError(message or "START_REPLICATION failed"), self.db)
+        self._send_status()
+
+    # ---------------------------------------------------------------- the stream
+
+    def _frame(self, timeout: float) -> bytes | None:
+        """The next CopyData payload, or None after ``timeout`` seconds without one."""
+        assert self._stream is not None
+        pg = self._stream.pgconn
+        while True:
+            n, data = pg.get_copy_data(1)
+            if n > 0:
+                return bytes(data)
+            if n == 0:
+                ready, _, _ = select.select([pg.socket], [], [], timeout)
+                if not ready:
+                    return None
+                pg.consume_input()
+                continue
+            result = pg.get_result()
+            message = b""
+            if result is not None:
+                message = result.error_message
+            text = message.decode(errors="replace").strip() or "the server ended replication"
+            raise _map(psycopg.OperationalError(text), self.db)
+
+    def _send_status(self, reply: bool = False) -> None:
+        if self._stream is None:
+            return
+        now = int((time.time() - 946_684_800) * 1_000_000)
+        # write = flush = apply = what is durable in the trail: the server may recycle WAL
+        # only up to there, and keeps pinging us while it has sent more than that
+        lsn = self._confirmed
+        msg = _STATUS.pack(b"r", lsn, lsn, lsn, now, 1 if reply else 0)
+        pg = self._stream.pgconn
+        if pg.put_copy_data(msg) != 1 or pg.flush() < 0:
+            raise ConnectError(f"{self.db.endpoint.display}: the replication connection dropped")
+        self._last_status = time.monotonic()
+
+    def _read(self) -> Iterator[LogEvent]:
+        decode = pgoutput.decode
+        in_txn = False
+        begun = False  # a Begin was handed out for the current transaction
+        xid = ""
+        origin: str | None = None
+        skip = False
+        end = self._end
+        poll = 0.5 if end is not None else 1.0
+        if end is not None and self._last >= end:
+            yield Heartbeat(format_lsn(self._last), caught_up=True)
+            return
+        while True:
+            if self._stopping and not in_txn:
+                return
+            frame = self._frame(poll)
+            if frame is None:
+                # idle: ask where the server is, so a stretch of WAL with nothing for us still
+                # gets confirmed, and --until-caught-up notices it has arrived
+                if end is not None or time.monotonic() - self._last_status > self.status_interval:
+                    self._send_status(reply=True)
+                continue
+            kind = frame[0]
+            if kind == 0x6B:  # 'k' primary keepalive: wal_end, time, reply requested
+                wal_end, _ts, reply = struct.unpack_from(">QqB", frame, 1)
+                if not in_txn and wal_end > self._last:
+                    self._last = wal_end
+                    caught = end is not None and wal_end >= end
+                    yield Heartbeat(format_lsn(wal_end), caught_up=caught)
+                    if caught:
+                        return
+                if reply:
+                    self._send_status()
+                continue
+            if kind != 0x77:  # 'w' XLogData: start, end, time, then the message
+                raise ReplicationError(f"unexpected replication frame {chr(kind)!r}")
+            if time.monotonic() - self._last_status > self.status_interval:
+                self._send_status()
+            msg = decode(frame[25:])
+            if isinstance(msg, pgoutput.InsertMsg | pgoutput.UpdateMsg | pgoutput.DeleteMsg):
+                if skip:
+                    continue
+                rel = self._relations[msg.relid]
+                if not rel.selected:
+                    continue
+                change = self._row_change(rel, msg)
+                if not begun:
+                    begun = True
+                    yield Begin(xid)
+                yield RowEvent(xid, change)
+            elif isinstance(msg, pgoutput.BeginMsg):
+                in_txn, begun, origin = True, False, None
+                xid = str(msg.xid)
+                # a transaction already in the trail (commit before our position) is skipped;
+                # the server does this too, this is belt and braces
+                skip = self.start is not None and msg.final_lsn < self.start
+            elif isinstance(msg, pgoutput.CommitMsg):
+                in_txn = False
+                if skip or msg.end_lsn <= self._last:
+                    continue
+                self._last = msg.end_lsn
+                position = format_lsn(msg.end_lsn)
+                caught = end is not None and msg.end_lsn >= end
+                if begun:
+                    yield Commit(xid, position, msg.commit_time, origin)
+                    if caught:
+                        yield Heartbeat(position, caught_up=True)
+                else:
+                    yield Heartbeat(position, caught_up=caught, source_time=msg.commit_time)
+                if caught:
+                    return
+            elif isinstance(msg, pgoutput.RelationMsg):
+                for event in self._relation(msg, xid, begun):
+                    if not begun:
+                        begun = True
+                        yield Begin(xid)
+                    yield event
+            elif isinstance(msg, pgoutput.TruncateMsg):
+                if skip:
+                    continue
+                for relid in msg.relids:
+                    rel = self._relations[relid]
+                    if rel.selected:
+                        if not begun:
+                            begun = True
+                            yield Begin(xid)
+                        assert rel.schema is not None
+                        yield RowEvent(
+                            xid, Change(Op.TRUNCATE, rel.table, schema_version=rel.schema.version)
+                        )
+            elif isinstance(msg, pgoutput.OriginMsg):
+                origin = msg.name
+            elif isinstance(msg, pgoutput.TypeMsg):
+                self._type_cache.pop(msg.type_oid, None)
+            # MessageMsg: we never ask for logical messages; nothing to do
+
+    # ---------------------------------------------------------------- decoding
+
+    def _row(self, rel: _Relation, values: list[pgoutput.TupleValue]) -> Row:
+        row: Row = {}
+        for name, conv, raw in zip(rel.names, rel.converters, values, strict=True):
+            if type(raw) is bytes:
+                try:
+                    row[name] = conv(raw)
+                except (ValueError, ArithmeticError, IndexError) as exc:
+                    col = rel.schema.column(name) if rel.schema else None
+                    raise SchemaError(
+                        f"{rel.table}.{name}: cannot read the value {raw[:80]!r} of type "
+                        f"{col.source_type if col else '?'} ({exc})",
+                        hint="exclude the column or table, or report this as a bug",
+                    ) from None
+            else:
+                row[name] = raw  # None or UNCHANGED
+        return row
+
+    def _key_only(self, rel: _Relation, values: list[pgoutput.TupleValue]) -> Row:
+        row = self._row(rel, values)
+        return {k: row[k] for k in rel.identity}
+
+    def _row_change(
+        self, rel: _Relation, msg: pgoutput.InsertMsg | pgoutput.UpdateMsg | pgoutput.DeleteMsg
+    ) -> Change:
+        assert rel.schema is not None
+        version = rel.schema.version
+        ident = rel.identity
+        if isinstance(msg, pgoutput.InsertMsg):
+            after = self._row(rel, msg.new)
+            key = {k: after[k] for k in ident} if ident else None
+            return Change(Op.INSERT, rel.table, version, key=key, after=after)
+        if isinstance(msg, pgoutput.UpdateMsg):
+            after = self._row(rel, msg.new)
+            if msg.old is None:  # the key did not change
+                before = {k: after[k] for k in ident}
+            elif msg.old_kind == "K":
+                before = self._key_only(rel, msg.old)
+            else:
+                before = self._row(rel, msg.old)
+                # REPLICA IDENTITY FULL logs the old value of an unchanged TOASTed column, so
+                # the after image can be completed instead of carrying the marker
+                for name, value in after.items():
+                    if value is UNCHANGED and before.get(name) is not UNCHANGED:
+                        after[name] = before[name]
+            key = {k: before[k] for k in ident} if ident else None
+            return Change(Op.UPDATE, rel.table, version, key=key, before=before, after=after)
+        if msg.old_kind == "K":
+            before = self._key_only(rel, msg.old)
+        else:
+            before = self._row(rel, msg.old)
+        key = {k: before[k] for k in ident} if ident else None
+        return Change(Op.DELETE, rel.table, version, key=key, before=before)
+
+    def _relation(self, msg: pgoutput.RelationMsg, xid: str, begun: bool) -> Iterator[RowEvent]:
+        """Record a relation's shape; a new or changed shape of a selected table becomes a
+        schema history entry (a DDL change with the new definition) in this transaction."""
+        table = TableId(msg.namespace, msg.name)
+        selected = self.tables(table)
+        rel = _Relation(table, selected)
+        self._relations[msg.relid] = rel
+        if not selected:
+            return
+        schema = self._schema(msg, table)
+        known = self._announced.get(table)
+        if known is not None and dataclasses.replace(known, version=schema.version) == schema:
+            schema = known
+        else:
+            schema = dataclasses.replace(schema, version=(known.version + 1) if known else 1)
+            self._announced[table] = schema
+            yield RowEvent(
+                xid,
+                Change(Op.DDL, table, schema.version, ddl=None, table_schema=schema),
+            )
+        assert self._catalog is not None
+        rel.schema = schema
+        rel.names = tuple(c.name for c in msg.columns)
+        rel.converters = tuple(
+            converter(self._catalog, c.type_oid, self._type_cache) for c in msg.columns
+        )
+        rel.identity = schema.identity
+
+    def _schema(self, msg: pgoutput.RelationMsg, table: TableId) -> TableSchema:
+        """The table definition a Relation message describes, refined from the catalog where
+        the catalog still agrees (NOT NULL, keys): the message is authoritative for what the
+        rows look like at this point of the log, the catalog may already be newer."""
+        from connectors.postgres import _column, introspect
+
+        assert self._catalog is not None
+        conn = self._catalog
+        key_cols = tuple(c.name for c in msg.columns if c.key)
+        if msg.replident == "n" or (msg.replident in ("d", "i") and not key_cols):
+            raise SchemaError(
+                f"{table}: no primary key or replica identity index, so PostgreSQL logs its "
+                "updates and deletes without any way to find the row",
+                hint=f"add a primary key, or run: ALTER TABLE {_qualified(table)} "
+                "REPLICA IDENTITY FULL",
+            )
+        try:
+            current: TableSchema | None = introspect(conn, table)
+        except MissingObjectError:
+            current = None
+        now = {c.name: c for c in current.columns} if current else {}
+        rows = conn.execute(
+            "SELECT format_type(c.oid, c.typmod), coalesce(bt.typname, t.typname), "
+            "coalesce(bt.typtype, t.typtype), coalesce(bt.typcategory, t.typcategory), "
+            "CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE c.typmod END, et.typname, "
+            "coalesce(bt.oid, t.oid) "
+            "FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY c(oid, typmod, ord) "
+            "JOIN pg_type t ON t.oid = c.oid "
+            "LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype "
+            "LEFT JOIN pg_type et ON et.oid = coalesce(bt.typelem, t.typelem) "
+            "AND coalesce(bt.typcategory, t.typcategory) = 'A' ORDER BY c.ord",
+            ([c.type_oid for c in msg.columns], [c.typmod for c in msg.columns]),
+        ).fetchall()
+        columns: list[Column] = []
+        for col, (formatted, typname, typtype, category, typmod, elem, base_oid) in zip(
+            msg.columns, rows, strict=True
+        ):
+            same = now.get(col.name)
+            if same is not None and same.source_type == formatted:
+                columns.append(same)
+                continue
+            labels: tuple[str, ...] = ()
+            if typtype == "e":
+                labels = tuple(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder",
+                        (base_oid,),
+                    ).fetchall()
+                )
+            columns.append(
+                _column(
+                    col.name,
+                    str(formatted),
+                    False,
+                    str(typname),
+                    str(typtype),
+                    str(category),
+                    int(typmod),
+                    elem,
+                    labels,
+                    False,
+                )
+            )
+        names = {c.name for c in columns}
+        primary: tuple[str, ...] = ()
+        uniques: list[tuple[str, ...]] = []
+        if current is not None:
+            if current.primary_key and set(current.primary_key) <= names:
+                primary = current.primary_key
+            uniques = [u for u in current.unique_keys if set(u) <= names]
+        if msg.replident == "d":
+            primary = key_cols  # the log's own word on what the key was
+        elif msg.replident == "i" and key_cols not in uniques and key_cols != primary:
+            uniques.insert(0, key_cols)
+        return TableSchema(
+            table,
+            tuple(columns),
+            primary,
+            tuple(uniques),
+            full_before_image=msg.replident == "f",
+        )
