@@ -98,6 +98,7 @@ class SpilledTransaction:
         self.first_op = first_op
         self.change_count = spill.count
         self.path = spill.path
+        self._spill = spill  # keeps the file alive: its finalizer removes it
         self._finalizer = spill.finalizer
 
     @property

@@ -19,6 +19,7 @@ from connectors.model import (
     TableId,
     TableSchema,
     Transaction,
+    Value,
 )
 
 __all__ = [
@@ -76,7 +77,9 @@ SAMPLE_VALUES: dict[str, Any] = {
     "time": dt.time(23, 59, 59, 999999),
     "timetz": dt.time(12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-3, minutes=-30))),
     "naive": dt.datetime(2024, 2, 29, 23, 59, 59, 1),
-    "aware": dt.datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))),
+    "aware": dt.datetime(
+        2024, 2, 29, 23, 59, 59, 123456, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=45))
+    ),
     "utc": dt.datetime(1970, 1, 1, tzinfo=UTC),
     "duration_neg": dt.timedelta(hours=-838, minutes=-59, seconds=-59),
     "duration_long": dt.timedelta(hours=838, microseconds=5),
@@ -143,7 +146,11 @@ def make_txn(i: int, n: int = 3, *, table: TableId = ORDERS, version: int = 1) -
     changes = []
     for j in range(n):
         row_id = i * 1000 + j
-        row = {"id": row_id, "amount": decimal.Decimal(f"{j}.50"), "status": "new"}
+        row: dict[str, Value] = {
+            "id": row_id,
+            "amount": decimal.Decimal(f"{j}.50"),
+            "status": "new",
+        }
         kind = j % 3
         if kind == 0:
             changes.append(Change(Op.INSERT, table, version, {"id": row_id}, None, row))
@@ -166,17 +173,25 @@ def sample_workload(count: int = 20) -> list[Transaction]:
     t0 = dt.datetime(2025, 6, 1, 9, 0, 0, tzinfo=UTC)
     out = [
         Transaction(
-            "ddl1", "binlog.000001:100", t0, "src",
+            "ddl1",
+            "binlog.000001:100",
+            t0,
+            "src",
             [Change(Op.DDL, ORDERS, 1, table_schema=ORDERS_V1)],
         )
     ]
     out += [make_txn(i) for i in range(1, count)]
     out.append(
         Transaction(
-            "ddl2", "binlog.000001:5000", t0 + dt.timedelta(hours=2), "src",
+            "ddl2",
+            "binlog.000001:5000",
+            t0 + dt.timedelta(hours=2),
+            "src",
             [
                 Change(
-                    Op.DDL, ORDERS, 2,
+                    Op.DDL,
+                    ORDERS,
+                    2,
                     ddl="ALTER TABLE shop.orders ADD note varchar(200)",
                     table_schema=ORDERS_V2,
                 )
@@ -186,7 +201,10 @@ def sample_workload(count: int = 20) -> list[Transaction]:
     zoo = TableId("lab", "zoo")
     out.append(
         Transaction(
-            "zoo", "binlog.000001:6000", dt.datetime(2025, 6, 1, 11, 0), "other-origin",
+            "zoo",
+            "binlog.000001:6000",
+            dt.datetime(2025, 6, 1, 11, 0),
+            "other-origin",
             [
                 Change(Op.INSERT, zoo, 1, {"id": 1}, None, dict(SAMPLE_VALUES), row_id="AAAB"),
                 Change(Op.UPDATE, ORDERS, 2, {"id": 5}, {"id": 5}, {"id": 5, "note": None}),

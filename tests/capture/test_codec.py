@@ -39,8 +39,12 @@ scalars = st.one_of(
     st.times(timezones=st.none() | offsets),
     st.datetimes(timezones=st.none() | offsets),
     st.timedeltas(),
-    st.builds(Interval, st.integers(-(2**31), 2**31), st.integers(-(2**31), 2**31),
-              st.integers(-(2**63), 2**63 - 1)),
+    st.builds(
+        Interval,
+        st.integers(-(2**31), 2**31),
+        st.integers(-(2**31), 2**31),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
     st.builds(Json, st.text()),
     st.uuids(),
     st.frozensets(st.text(max_size=5), max_size=5),
@@ -89,8 +93,9 @@ def test_subclasses_and_tuples_are_encoded_as_their_base() -> None:
         pass
 
     assert codec.decode_value(codec.encode_value(MyDate(2020, 1, 2))) == dt.date(2020, 1, 2)
-    assert codec.decode_value(codec.encode_value((1, 2))) == [1, 2]
-    assert codec.decode_value(codec.encode_value({"a"})) == frozenset({"a"})
+    odd: list[Any] = [(1, 2), {"a"}]
+    assert codec.decode_value(codec.encode_value(odd[0])) == [1, 2]
+    assert codec.decode_value(codec.encode_value(odd[1])) == frozenset({"a"})
 
 
 def test_unknown_type_is_refused() -> None:
@@ -107,11 +112,22 @@ def test_unknown_ext_code_is_refused() -> None:
 
 def test_json_view() -> None:
     view = codec.to_jsonable(
-        {"d": decimal.Decimal("1.10"), "b": b"\x00\xff", "n": float("nan"), "u": UNCHANGED,
-         "j": Json('{"a": 1}'), "id": uuid.UUID(int=1), "i": Interval(1, 2, 3)}
+        {
+            "d": decimal.Decimal("1.10"),
+            "b": b"\x00\xff",
+            "n": float("nan"),
+            "u": UNCHANGED,
+            "j": Json('{"a": 1}'),
+            "id": uuid.UUID(int=1),
+            "i": Interval(1, 2, 3),
+        }
     )
     assert view == {
-        "d": "1.10", "b": "\\x00ff", "n": "NaN", "u": "<unchanged>", "j": {"a": 1},
+        "d": "1.10",
+        "b": "\\x00ff",
+        "n": "NaN",
+        "u": "<unchanged>",
+        "j": {"a": 1},
         "id": "00000000-0000-0000-0000-000000000001",
         "i": {"months": 1, "days": 2, "microseconds": 3},
     }
