@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pymysql
 import pymysql.cursors
@@ -24,6 +24,9 @@ from connectors.errors import (
     ToolkitError,
 )
 from connectors.model import Column, TableId, TableSchema
+
+if TYPE_CHECKING:
+    from connectors.log import LogReader
 
 __all__ = ["MySQL", "map_error", "mysql_connect_args"]
 
@@ -95,6 +98,8 @@ class MySQL(Database):
     engine: ClassVar[str] = "mysql"
     dialect: ClassVar[str] = "mysql"
     schema_is_database: ClassVar[bool] = True
+    #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
+    has_log: ClassVar[bool] = True
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -143,6 +148,33 @@ class MySQL(Database):
             raise map_error(exc, self.endpoint) from None
         finally:
             conn.close()
+
+    # ------------------------------------------------------------------ log
+
+    def open_log(
+        self,
+        start: str | None,
+        *,
+        tables: TableFilter,
+        until_caught_up: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> LogReader:
+        """A binlog reader from just after ``start`` (positions: connectors.mysql.positions)."""
+        from connectors.mysql.binlog import BinlogReader
+
+        return BinlogReader(
+            self, start, tables=tables, until_caught_up=until_caught_up, options=options
+        )
+
+    def end_position(self) -> str:
+        from connectors.mysql.binlog import end_position
+
+        return end_position(self)
+
+    def compare_positions(self, a: str, b: str) -> int:
+        from connectors.mysql.positions import compare
+
+        return compare(a, b)
 
     # ------------------------------------------------------------------ checks
 
