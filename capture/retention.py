@@ -10,8 +10,9 @@ A sealed segment is deleted only when
   they are minimums kept for point-in-time replay and undo.
 
 Deletion only ever removes a *prefix* of the trail (oldest first), so what remains stays
-continuous. The open segment and the newest segment are never deleted (the newest one carries
-the operation number and catalog a restarted writer continues from). With no consumer
+continuous. The open segment and the newest sealed segment are never deleted: a restarted
+writer continues the operation numbers and the table catalog from them, even when a crash
+left the open segment with nothing durable in it. With no consumer
 registered nothing is deleted unless ``allow_without_consumers`` is set, because an apply
 that has not registered yet would otherwise lose its start.
 """
@@ -89,12 +90,13 @@ def plan_retention(
         if policy.keep_bytes is not None and newer_bytes < policy.keep_bytes:
             protected.add(segment.sequence)
         newer_bytes += segment.size
+    last_sealed = max((i for i, s in enumerate(segments) if s.sealed), default=-1)
     for index, segment in enumerate(segments):
         why = ""
         if not segment.sealed:
             why = "it is the open segment"
-        elif index == len(segments) - 1:
-            why = "it is the newest segment"
+        elif index == last_sealed:
+            why = "it is the newest sealed segment"
         elif slowest is not None and slowest < segment.last_op:
             name = min(registered, key=lambda n: registered[n])
             why = f"consumer {name} has applied only up to operation {slowest}"
