@@ -244,7 +244,6 @@ class TrailWriter:
     ) -> None:
         self.close()
 
-    @property
     def catalog(self) -> dict[TableId, TableSchema]:
         """The current table definitions (what the next segment's catalog block will hold)."""
         return dict(self._catalog)

@@ -140,10 +140,10 @@ def test_schema_history_from_a_late_segment(tmp_path: Path) -> None:
 def test_writer_reopens_with_catalog_and_position(tmp_path: Path) -> None:
     write(tmp_path, sample_workload(10))
     with TrailWriter(tmp_path, source_id="src") as writer:
-        assert writer.catalog == {ORDERS: ORDERS_V2}  # lab.zoo was dropped
+        assert writer.catalog() == {ORDERS: ORDERS_V2}  # lab.zoo was dropped
         writer.seal()
     with TrailWriter(tmp_path, source_id="src") as writer:  # last segment sealed now
-        assert writer.catalog == {ORDERS: ORDERS_V2}
+        assert writer.catalog() == {ORDERS: ORDERS_V2}
         writer.append(make_txn(99))
     reader = TrailReader(tmp_path)
     assert list(reader.transactions())[-1].xid == "x99"
