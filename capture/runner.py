@@ -1,0 +1,293 @@
+"""The capture loop: a source's log into the trail, exactly once, for any engine.
+
+::
+
+    result = run_capture(db, Path("trail"), CaptureOptions(source_id="shop"))
+
+The trail is the checkpoint. On start the :class:`~capture.trail.TrailWriter` recovers the
+trail (a torn tail left by ``kill -9`` is cut) and its ``last_position`` is the commit
+position of the last durable transaction; the log is reopened just after it. Each committed
+transaction is filtered (:mod:`capture.filters`), appended and flushed (fsync) *before* the
+reader is told (``confirm``), so a crash at any instant neither loses nor repeats a
+transaction.
+
+The loop knows nothing about engines: it uses ``Database.open_log``, the
+:class:`connectors.log.LogReader` protocol and ``Database.has_log``. Transient errors
+(connection lost, server restarting) reopen the log from the trail's position with
+exponential backoff; terminal ones propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from capture.assembly import SpilledTransaction, TransactionAssembler
+from capture.filters import CaptureFilter
+from capture.trail import TrailWriter
+from capture.trail._writer import fsync_dir
+from connectors.base import Database
+from connectors.errors import ConfigError, ConnectError, Terminal, Transient
+from connectors.log import Begin, Commit, Heartbeat, Rollback, RowEvent
+from connectors.model import Transaction
+
+__all__ = ["CaptureOptions", "CaptureResult", "run_capture"]
+
+log = logging.getLogger("redoline.capture")
+
+
+@dataclass
+class CaptureOptions:
+    """How to run capture. Only ``source_id`` is required."""
+
+    #: the source id stamped on the trail and as every transaction's origin
+    source_id: str
+    #: which tables, columns and rows to capture
+    filters: CaptureFilter = field(default_factory=CaptureFilter)
+    #: stop (exit 0) once the source's end position measured at start is in the trail
+    until_caught_up: bool = False
+    segment_bytes: int = 10_000_000
+    #: AES-256 key for trail encryption at rest (None: plain)
+    key: bytes | None = None
+    #: set it (e.g. from a signal handler) to stop after the current transaction
+    stop_event: threading.Event | None = None
+    #: where to start when the trail is empty (None: the source's current end)
+    start_position: str | None = None
+    #: engine-specific reader options (MySQL: ``server_id``, ``heartbeat``)
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    #: transient-error retries before giving up (None: forever)
+    max_retries: int | None = None
+    #: first and largest backoff delay in seconds
+    backoff: tuple[float, float] = (0.5, 30.0)
+    #: seconds between progress log lines
+    progress_every: float = 10.0
+    #: bound on memory held by open transactions before they spill to disk
+    memory_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass
+class CaptureResult:
+    """What a capture run did (the ``--json`` summary)."""
+
+    transactions: int = 0
+    changes: int = 0
+    filtered_changes: int = 0
+    first_position: str | None = None
+    last_position: str | None = None
+    last_op: int = 0
+    caught_up: bool = False
+    stopped: bool = False
+    reconnects: int = 0
+    seconds: float = 0.0
+    lag_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> CaptureResult:
+    """Capture ``db``'s log into the trail at ``trail_dir`` until stopped or caught up."""
+    if not db.has_log:
+        raise ConfigError(
+            f"{db.endpoint.display}: the {db.engine} connector cannot capture changes",
+            hint="capture from a MySQL/MariaDB or PostgreSQL source",
+        )
+    stop = options.stop_event or threading.Event()
+    result = CaptureResult()
+    started = time.monotonic()
+    with TrailWriter(
+        trail_dir,
+        source_id=options.source_id,
+        segment_bytes=options.segment_bytes,
+        key=options.key,
+    ) as writer:
+        result.first_position = writer.last_position
+        result.last_op = writer.last_op
+        failures = 0
+        while not stop.is_set():
+            try:
+                done = _run_once(db, writer, options, stop, result)
+                failures = 0
+                if done:
+                    break
+            except Exception as exc:
+                if not isinstance(exc, Transient) or isinstance(exc, Terminal):
+                    raise
+                failures += 1
+                if options.max_retries is not None and failures > options.max_retries:
+                    raise ConnectError(
+                        f"capture gave up after {failures - 1} retries: {exc}",
+                        hint="the source stayed unreachable; run capture again later",
+                    ) from exc
+                delay = min(options.backoff[1], options.backoff[0] * 2 ** (failures - 1))
+                log.warning("capture: %s; retrying in %.1fs", exc, delay)
+                result.reconnects += 1
+                if stop.wait(delay):
+                    break
+        result.stopped = stop.is_set() and not result.caught_up
+        result.last_position = writer.last_position
+        result.last_op = writer.last_op
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _run_once(
+    db: Database,
+    writer: TrailWriter,
+    options: CaptureOptions,
+    stop: threading.Event,
+    result: CaptureResult,
+) -> bool:
+    """Read the log from the trail's position until the reader ends; True when finished."""
+    start = writer.last_position or options.start_position or _start_marker(db, writer)
+    catalog: Any = writer.catalog
+    if callable(catalog):
+        catalog = catalog()
+    reader_options = {**options.reader_options, "catalog": dict(catalog)}
+    reader = db.open_log(
+        start,
+        tables=options.filters.tables,
+        until_caught_up=options.until_caught_up,
+        options=reader_options,
+    )
+    watcher = _StopWatcher(stop, reader)
+    assembler = TransactionAssembler(memory_bytes=options.memory_bytes)
+    filters = options.filters
+    trivial = filters.trivial
+    progress = _Progress(options.progress_every)
+    origin = options.source_id
+    try:
+        for event in reader.events():
+            kind = type(event)
+            if kind is RowEvent:
+                change = event.change  # type: ignore[union-attr]
+                if not trivial:
+                    kept = filters.apply(change)
+                    if kept is None:
+                        result.filtered_changes += 1
+                        continue
+                assembler.change(event.xid, change)  # type: ignore[union-attr]
+            elif kind is Commit:
+                assert isinstance(event, Commit)
+                txn = assembler.commit(
+                    event.xid,
+                    position=event.position,
+                    commit_time=event.commit_time,
+                    origin=event.origin or origin,
+                )
+                _write(writer, reader, txn, result)
+                progress.tick(result, event.commit_time)
+            elif kind is Begin:
+                assembler.begin(event.xid)  # type: ignore[union-attr]
+            elif kind is Rollback:
+                assembler.rollback(event.xid)  # type: ignore[union-attr]
+            elif kind is Heartbeat:
+                assert isinstance(event, Heartbeat)
+                if not assembler.open_xids and writer.durable_op == writer.last_op:
+                    reader.confirm(event.position)
+                if event.source_time is not None:
+                    progress.tick(result, event.source_time)
+                if event.caught_up:
+                    result.caught_up = True
+                    return True
+        # the reader returned: asked to stop, or caught up without a final heartbeat
+        return stop.is_set() or options.until_caught_up
+    finally:
+        watcher.cancel()
+        assembler.close()
+        reader.close()
+
+
+START_FILE = "capture-start"
+
+
+def _start_marker(db: Database, writer: TrailWriter) -> str:
+    """Where an empty trail starts: fixed at the first run, so a later run of a still-empty
+    trail (nothing selected changed yet) does not skip what happened in between."""
+    path = writer.directory / START_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    position = db.end_position()
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(position + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(writer.directory)
+    log.info("capture: empty trail, starting at the source's current end %s", position)
+    return position
+
+
+def _write(
+    writer: TrailWriter,
+    reader: Any,
+    txn: Transaction | SpilledTransaction,
+    result: CaptureResult,
+) -> None:
+    count = txn.change_count if isinstance(txn, SpilledTransaction) else len(txn.changes)
+    try:
+        if count == 0:
+            return  # everything in it was filtered out
+        writer.append(txn)
+        writer.flush()  # durable before the source hears of it
+    finally:
+        if isinstance(txn, SpilledTransaction):
+            txn.close()
+    result.transactions += 1
+    result.changes += count
+    result.last_position = txn.position
+    reader.confirm(txn.position)
+
+
+class _StopWatcher:
+    """Forwards the stop event to the reader (whose ``stop`` is signal-safe)."""
+
+    def __init__(self, stop: threading.Event, reader: Any) -> None:
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, args=(stop, reader), name="capture-stop", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self, stop: threading.Event, reader: Any) -> None:
+        while not self._done.is_set():
+            if stop.wait(0.2):
+                reader.stop()
+                return
+
+    def cancel(self) -> None:
+        self._done.set()
+
+
+class _Progress:
+    """Logs throughput and lag every ``every`` seconds."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.last = time.monotonic()
+        self.last_changes = 0
+
+    def tick(self, result: CaptureResult, source_time: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        lag = max(0.0, time.time() - source_time.timestamp())
+        result.lag_seconds = round(lag, 3)
+        rate = (result.changes - self.last_changes) / (now - self.last)
+        log.info(
+            "capture: %d transactions, %d changes (%.0f/s), lag %.1fs, at %s",
+            result.transactions,
+            result.changes,
+            rate,
+            lag,
+            result.last_position,
+        )
+        self.last, self.last_changes = now, result.changes
