@@ -124,6 +124,15 @@ class _StreamConnection(pymysql.connections.Connection):
             raise
 
 
+def _stream_connect(**kwargs: Any) -> _StreamConnection:
+    # the library passes pymysql's deprecated spellings, which warn
+    if "db" in kwargs:
+        kwargs.setdefault("database", kwargs.pop("db"))
+    if "passwd" in kwargs:
+        kwargs.setdefault("password", kwargs.pop("passwd"))
+    return _StreamConnection(**kwargs)
+
+
 # --------------------------------------------------------------------------- row decoding
 
 Decoder = Callable[[bytes, int], tuple[Value, int]]
@@ -929,7 +938,7 @@ class BinlogReader:
             "blocking": not self._until,
             "filter_non_implemented_events": False,
             "slave_heartbeat": self._heartbeat,
-            "pymysql_wrapper": _StreamConnection,
+            "pymysql_wrapper": _stream_connect,
             "enable_logging": False,
         }
         schemas = self._filter.schemas()
