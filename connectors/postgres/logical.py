@@ -23,7 +23,11 @@ Slot safety (each start, before reading):
   after our position is decoded by it), so this comparison is the whole identity check.
 
 The slot is confirmed only through :meth:`PgLogReader.confirm`, which capture calls once the
-trail is durable up to a position.
+trail is durable up to a position. A ``Heartbeat`` (WAL with nothing selected in it) may be
+confirmed past the trail's last transaction, so WAL never piles up behind a quiet table; that
+position is first written (fsynced) to the trail's slot marker ``pgslot.json`` (option
+``trail_dir``), which also records the server's system identifier, the database and the slot
+name: a trail is never continued from another server, database or slot.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import json
 import logging
+import os
 import re
 import select
 import struct
@@ -39,6 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
@@ -96,6 +103,10 @@ DEFAULT_SLOT_TIMEOUT: Final = 60.0
 #: how often we tell the server where we are even when nothing happens (wal_sender_timeout is
 #: 60 s by default; an idle reader also asks for a keepalive so filtered-out WAL gets confirmed)
 STATUS_INTERVAL: Final = 5.0
+#: the trail's record of the slot it reads (identity, and heartbeat positions past its end)
+MARKER_NAME: Final = "pgslot.json"
+#: at most one marker fsync per this many seconds for heartbeats
+MARKER_INTERVAL: Final = 1.0
 
 # Session settings that fix the text format pgoutput's output functions produce, whatever the
 # server's defaults: ISO dates, PostgreSQL-style intervals, UTC instants, hex bytea,
@@ -563,9 +574,11 @@ class PgLogReader:
 
     ``options`` (all optional): ``slot``, ``publication`` (names, default ``redoline``),
     ``slot_timeout`` (seconds slot creation may wait), ``create`` (create the slot and
-    publication when the trail is empty; default True), ``schemas`` (the definitions the
+    publication when the trail is empty; default True), ``catalog`` (the definitions the
     trail already holds, ``{TableId: TableSchema}``, so versions continue from them),
-    ``status_interval`` (seconds between status messages to the server).
+    ``status_interval`` (seconds between status messages to the server), ``trail_dir`` (where
+    the slot marker lives, see the module doc), ``active_wait`` (seconds to wait for a slot
+    still held by a crashed predecessor).
     """
 
     def __init__(
@@ -588,14 +601,21 @@ class PgLogReader:
         )
         self.slot_timeout = float(opts.get("slot_timeout", DEFAULT_SLOT_TIMEOUT))
         self.create = bool(opts.get("create", True))
+        self.active_wait = float(opts.get("active_wait", 15.0))
         self.status_interval = float(opts.get("status_interval", STATUS_INTERVAL))
-        self._announced: dict[TableId, TableSchema] = dict(opts.get("schemas") or {})
+        known = opts.get("catalog") or opts.get("schemas") or {}
+        self._announced: dict[TableId, TableSchema] = dict(known)
+        trail_dir = opts.get("trail_dir")
+        self._marker_path = Path(trail_dir) / MARKER_NAME if trail_dir else None
+        self._marker_written = 0.0
+        self._identity: dict[str, Any] = {}
         self._relations: dict[int, _Relation] = {}
         self._type_cache: dict[int, Converter] = {}
         self._catalog: psycopg.Connection[Any] | None = None
         self._stream: psycopg.Connection[Any] | None = None
         self._confirmed = self.start or 0
         self._last = self.start or 0  # end of the last transaction (or keepalive) handed out
+        self._last_commit = self.start or 0  # end of the last transaction handed out
         self._end: int | None = None
         self._stopping = False
         self._last_status = 0.0
@@ -612,9 +632,16 @@ class PgLogReader:
 
     def confirm(self, position: str) -> None:
         lsn = parse_lsn(position)
-        if lsn > self._confirmed:
-            self._confirmed = lsn
-            self._send_status()
+        if lsn <= self._confirmed:
+            return
+        if lsn > self._last_commit and self._marker_path is not None:
+            # a heartbeat past the trail's last transaction: remember it in the trail's slot
+            # marker first, or the next start would see the slot ahead of the trail and stop
+            if time.monotonic() - self._marker_written < MARKER_INTERVAL:
+                return  # a later heartbeat confirms it; keeps fsyncs rare under filtered load
+            self._write_marker(lsn)
+        self._confirmed = lsn
+        self._send_status()
 
     def stop(self) -> None:
         self._stopping = True
@@ -639,6 +666,7 @@ class PgLogReader:
             conn = self._catalog
             selected = self.db.list_tables(self.tables)
             check_replica_identity(conn, selected)
+            self._check_marker(conn)
             info = slot_info(conn, self.slot)
             if info is None:
                 if self.start is not None:
@@ -670,6 +698,18 @@ class PgLogReader:
                 info = slot_info(conn, self.slot)
                 assert info is not None
             else:
+                deadline = time.monotonic() + self.active_wait
+                while info is not None and info.active_pid and time.monotonic() < deadline:
+                    # after a crash the old walsender needs a moment to notice its client died
+                    time.sleep(0.2)
+                    info = slot_info(conn, self.slot)
+                if info is None:
+                    raise ReplicationError(f"replication slot {self.slot!r} was just dropped")
+                if info.active_pid:
+                    raise ReplicationError(
+                        f"replication slot {self.slot!r} is in use by process {info.active_pid}",
+                        hint="another capture reads this slot; stop it, or give each its own slot",
+                    )
                 self._check_slot(info, conn.info.dbname)
                 _, added = _ensure_publication(conn, self.publication, selected)
                 if added:
@@ -678,6 +718,8 @@ class PgLogReader:
                         ", ".join(map(str, added)),
                         self.publication,
                     )
+            if self._marker_path is not None and not self._marker_path.exists():
+                self._write_marker(None)  # binds this trail to this slot from now on
             if self.until_caught_up:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
@@ -687,6 +729,59 @@ class PgLogReader:
             self._start_stream()
         except psycopg.Error as exc:
             raise _map(exc, self.db) from None
+
+    def _check_marker(self, conn: psycopg.Connection[Any]) -> None:
+        """Compare the trail's slot marker with this server, slot and database; a heartbeat
+        position it holds (confirmed past the last transaction) becomes our start."""
+        try:
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()")
+            sysid = str(row.fetchone()[0])  # type: ignore[index]
+        except psycopg.errors.InsufficientPrivilege:
+            conn.rollback()
+            sysid = ""
+        self._identity = {"slot": self.slot, "database": conn.info.dbname, "system": sysid}
+        if self._marker_path is None or not self._marker_path.exists():
+            return
+        try:
+            marker = json.loads(self._marker_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReplicationError(
+                f"cannot read the slot marker {self._marker_path}: {exc}"
+            ) from None
+        for key, now in self._identity.items():
+            was = marker.get(key)
+            if was and now and was != now:
+                raise ReplicationError(
+                    f"this trail was captured through {key} {was!r}, but capture now reads "
+                    f"{key} {now!r} ({self.db.endpoint.display})",
+                    hint="point capture at the source and slot this trail came from, or start "
+                    "a new trail",
+                )
+        position = marker.get("position")
+        if position and (self.start is None or parse_lsn(position) > self.start):
+            self.start = parse_lsn(position)
+            self._last = self._last_commit = self._confirmed = self.start
+
+    def _write_marker(self, position: int | None) -> None:
+        """Durably record which slot this trail reads and, for a heartbeat, how far."""
+        if self._marker_path is None:
+            return
+        record = dict(self._identity)
+        record["position"] = format_lsn(position) if position is not None else None
+        record["updated"] = dt.datetime.now(dt.UTC).isoformat()
+        self._marker_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._marker_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._marker_path)
+        fd = os.open(self._marker_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._marker_written = time.monotonic()
 
     def _check_slot(self, info: SlotInfo, database: str) -> None:
         if info.plugin != "pgoutput" or info.database != database:
@@ -827,6 +922,8 @@ class PgLogReader:
                 if skip or msg.end_lsn <= self._last:
                     continue
                 self._last = msg.end_lsn
+                if begun:
+                    self._last_commit = msg.end_lsn
                 position = format_lsn(msg.end_lsn)
                 caught = end is not None and msg.end_lsn >= end
                 if begun:
