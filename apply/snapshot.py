@@ -1,0 +1,719 @@
+"""Initial load without downtime: parallel consistent snapshot, bulk load, then catch-up.
+
+::
+
+    report = run_snapshot(source_db, target_db, SnapshotOptions(source_id="shop"))
+    txns = catchup_transactions(reader.transactions(...), windows, compare)   # into Applier
+
+How it fits together (DESIGN.md: Snapshot and catch-up):
+
+1. **Snapshot.** :func:`connectors.snapshot.open_snapshot` gives ``workers`` source
+   connections on one consistent point and its :class:`~connectors.snapshot.SnapshotPoint`.
+   Each table is created on the target (:func:`apply.typemap.create_table_sql`: mapped types,
+   primary key, unique keys), cut into key-range chunks, and the chunks are read in parallel
+   and bulk-loaded: PostgreSQL ``COPY FROM STDIN`` (one connection per worker), DuckDB
+   ``read_csv`` into ``INSERT ... SELECT`` (one loader, as DuckDB has one writer).
+2. **Resumable.** Progress lives in the target, in ``redoline.snapshot_tables`` and
+   ``redoline.snapshot_chunks``; a chunk's rows and its "done" mark commit in one target
+   transaction, so after a crash only unfinished chunks are read again. A resumed table keeps
+   the *earliest* start position and takes the *latest* end position of the runs that loaded
+   it, which widens its collision window to cover both snapshot points.
+3. **Catch-up.** :func:`catchup_transactions` filters the trail for the applier: a change to a
+   snapshotted table from a transaction at or before the table's start position is already in
+   the snapshot and is dropped; transactions up to the latest end position are applied in
+   collision mode (``ApplyOptions.collision_until_op`` is raised as they pass); after that,
+   normal apply. The source keeps taking writes the whole time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apply.typemap import create_table_sql, quote_table
+from connectors.base import Database, TableFilter
+from connectors.errors import ConfigError, SchemaError, ToolkitError
+from connectors.model import TableId, TableSchema, Transaction
+from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
+
+__all__ = [
+    "ProgressHook",
+    "SnapshotOptions",
+    "SnapshotReport",
+    "TableState",
+    "TableWindow",
+    "catchup_transactions",
+    "load_table_states",
+    "run_snapshot",
+]
+
+log = logging.getLogger("redoline.snapshot")
+
+STATE_SCHEMA = "redoline"
+TABLES = "snapshot_tables"
+CHUNKS = "snapshot_chunks"
+
+#: (target table, rows just loaded, rows estimated for the table) -> None
+ProgressHook = Callable[[str, int, int], None]
+
+
+@dataclass
+class SnapshotOptions:
+    """What to snapshot and how."""
+
+    source_id: str = "default"
+    workers: int = 2
+    chunk_rows: int = 50_000
+    tables: TableFilter = field(default_factory=TableFilter)
+    #: source table -> target table (``TablesConfig.target_name``)
+    rename: Callable[[TableId], TableId] = lambda t: t
+    #: load these tables again even when a previous run finished them
+    force: bool = False
+    #: called as chunks land, for progress bars
+    progress: ProgressHook | None = None
+    #: called once per table before loading: (target table, estimated rows)
+    on_table: Callable[[str, int], None] | None = None
+
+
+@dataclass
+class TableState:
+    """One table's snapshot as the target's progress table records it."""
+
+    source_table: str
+    target_table: str
+    state: str  # loading | loaded | failed
+    start_position: str | None
+    end_position: str | None
+    rows: int = 0
+    chunks_total: int = 0
+    chunks_done: int = 0
+    lock_seconds: float = 0.0
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass
+class SnapshotReport:
+    """What a snapshot run did (``--json``)."""
+
+    point: SnapshotPoint | None = None
+    tables: list[TableState] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def failed(self) -> list[TableState]:
+        return [t for t in self.tables if t.state == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "point": dataclasses.asdict(self.point) if self.point else None,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second),
+            "lock_seconds": self.point.lock_seconds if self.point else 0.0,
+            "tables": [dataclasses.asdict(t) for t in self.tables],
+            "skipped": self.skipped,
+        }
+
+
+# --------------------------------------------------------------------------- targets
+
+
+class _Target:
+    """The bulk path into one target engine, and its progress tables."""
+
+    fmt = ""
+    #: one connection per worker (True) or a single loader (False)
+    parallel = True
+    placeholder = "%s"
+    dialect = ""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def connect(self) -> Any:
+        return self.db.connect()
+
+    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def begin(self, conn: Any) -> None:
+        self.execute(conn, "BEGIN")
+
+    def commit(self, conn: Any) -> None:
+        self.execute(conn, "COMMIT")
+
+    def rollback(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.execute(conn, "ROLLBACK")
+
+    def table_exists(self, conn: Any, table: TableId) -> bool:
+        raise NotImplementedError
+
+    def load(
+        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
+    ) -> int:
+        """Bulk-load ``data`` (iterable of (bytes, rows)) inside the open transaction."""
+        raise NotImplementedError
+
+    def q(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def state_ddl(self) -> list[str]:
+        t, c = self._state(TABLES), self._state(CHUNKS)
+        return [
+            f"CREATE SCHEMA IF NOT EXISTS {self.q(STATE_SCHEMA)}",
+            f"CREATE TABLE IF NOT EXISTS {t} (source_id VARCHAR(128) NOT NULL, "
+            "target_table VARCHAR(512) NOT NULL, source_table VARCHAR(512) NOT NULL, "
+            "state VARCHAR(16) NOT NULL, start_position VARCHAR(512), end_position VARCHAR(512), "
+            "rows_loaded BIGINT, chunks_total INTEGER, lock_seconds DOUBLE PRECISION, "
+            "error TEXT, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
+            "PRIMARY KEY (source_id, target_table))",
+            f"CREATE TABLE IF NOT EXISTS {c} (source_id VARCHAR(128) NOT NULL, "
+            "target_table VARCHAR(512) NOT NULL, chunk_no INTEGER NOT NULL, lower_key TEXT, "
+            "upper_key TEXT, done INTEGER NOT NULL, rows_loaded BIGINT, "
+            "PRIMARY KEY (source_id, target_table, chunk_no))",
+        ]
+
+    def _state(self, name: str) -> str:
+        return f"{self.q(STATE_SCHEMA)}.{self.q(name)}"
+
+    def sql(self, text: str) -> str:
+        return text.replace("%s", self.placeholder)
+
+
+class _PostgresTarget(_Target):
+    fmt = "pgcopy"
+    dialect = "postgres"
+
+    def connect(self) -> Any:
+        conn = self.db.connect(autocommit=True)
+        conn.execute("SET synchronous_commit = off")  # each chunk commit: no fsync wait
+        return conn
+
+    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = conn.execute(sql, list(params) or None)
+        return list(cur.fetchall()) if cur.description else []
+
+    def table_exists(self, conn: Any, table: TableId) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
+            (table.schema, table.name),
+        ).fetchone()
+        return row is not None
+
+    def load(
+        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
+    ) -> int:
+        cols = ", ".join(self.q(c) for c in columns)
+        rows = 0
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"COPY {quote_table(table, 'postgres')} ({cols}) FROM STDIN") as copy,
+        ):
+            for chunk, n in data:
+                copy.write(chunk)
+                rows += n
+        return rows
+
+
+class _DuckDBTarget(_Target):
+    fmt = "csv"
+    parallel = False
+    placeholder = "?"
+    dialect = "duckdb"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
+
+    def connect(self) -> Any:
+        conn = self.db.connect()
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn
+
+    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = conn.execute(sql, list(params))
+        try:
+            return list(cur.fetchall())
+        except Exception:  # statements without a result set
+            return []
+
+    def table_exists(self, conn: Any, table: TableId) -> bool:
+        rows = conn.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?",
+            [table.schema, table.name],
+        ).fetchall()
+        return bool(rows)
+
+    def load(
+        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
+    ) -> int:
+        path = os.path.join(self._tmp.name, f"chunk-{threading.get_ident()}.csv")
+        rows = 0
+        with open(path, "wb") as f:
+            for chunk, n in data:
+                f.write(chunk)
+                rows += n
+        if not rows:
+            return 0
+        spec = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns)))
+        exprs = []
+        for i, name in enumerate(columns):
+            kind = schema.column(name).kind
+            exprs.append(f"unhex(c{i})" if kind == "bytes" else f"c{i}")
+        cols = ", ".join(self.q(c) for c in columns)
+        conn.execute(
+            f"INSERT INTO {quote_table(table, 'duckdb')} ({cols}) SELECT {', '.join(exprs)} "
+            f"FROM read_csv(?, columns = {{{spec}}}, header = false, delim = ',', quote = '\"', "
+            "escape = '\"', nullstr = '', allow_quoted_nulls = false, auto_detect = false, "
+            "parallel = false)",
+            [path],
+        )
+        os.unlink(path)
+        return rows
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def _target(db: Database) -> _Target:
+    if db.engine == "postgresql":
+        return _PostgresTarget(db)
+    if db.engine == "duckdb":
+        return _DuckDBTarget(db)
+    raise ConfigError(
+        f"snapshot into {db.engine} targets is not supported yet",
+        hint="snapshot into PostgreSQL or DuckDB; MySQL targets can be seeded with "
+        "mysqldump --single-transaction --master-data and then apply",
+    )
+
+
+# --------------------------------------------------------------------------- state
+
+
+def load_table_states(target_db: Database, source_id: str) -> list[TableState]:
+    """Every table's snapshot state for ``source_id`` on the target ([] when none)."""
+    tgt = _target(target_db)
+    conn = tgt.connect()
+    try:
+        if not tgt.table_exists(conn, TableId(STATE_SCHEMA, TABLES)):
+            return []
+        return _read_states(tgt, conn, source_id)
+    finally:
+        conn.close()
+
+
+def _read_states(tgt: _Target, conn: Any, source_id: str) -> list[TableState]:
+    rows = tgt.execute(
+        conn,
+        tgt.sql(
+            "SELECT source_table, target_table, state, start_position, end_position, "
+            "rows_loaded, chunks_total, lock_seconds, error, started_at, finished_at, "
+            f"(SELECT count(*) FROM {tgt._state(CHUNKS)} c WHERE c.source_id = t.source_id "
+            "AND c.target_table = t.target_table AND c.done = 1) "
+            f"FROM {tgt._state(TABLES)} t WHERE source_id = %s ORDER BY target_table"
+        ),
+        [source_id],
+    )
+    return [
+        TableState(
+            source_table=r[0],
+            target_table=r[1],
+            state=r[2],
+            start_position=r[3],
+            end_position=r[4],
+            rows=int(r[5] or 0),
+            chunks_total=int(r[6] or 0),
+            lock_seconds=float(r[7] or 0.0),
+            error=r[8],
+            started_at=r[9],
+            finished_at=r[10],
+            chunks_done=int(r[11] or 0),
+        )
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- run
+
+
+@dataclass
+class _Job:
+    state: TableState
+    schema: TableSchema
+    target: TableId
+    columns: tuple[str, ...]
+    chunks: list[KeyRange]
+    estimate: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    remaining: int = 0
+
+
+def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
+    """Snapshot every selected source table that is not loaded yet into ``target``.
+
+    Raises :class:`SchemaError` (after recording it) when any table failed; the others are
+    loaded and recorded as such.
+    """
+    started = time.monotonic()
+    report = SnapshotReport()
+    tgt = _target(target)
+    control = tgt.connect()
+    try:
+        for stmt in tgt.state_ddl():
+            tgt.execute(control, stmt)
+        done = {
+            s.source_table: s
+            for s in _read_states(tgt, control, options.source_id)
+            if s.state == "loaded"
+        }
+        tables = source.list_tables(options.tables)
+        todo = [t for t in tables if options.force or str(t) not in done]
+        report.skipped = [str(t) for t in tables if t not in todo]
+        if not todo:
+            report.tables = list(done.values())
+            return report
+        with contextlib.closing(open_snapshot(source, options.workers)) as session:
+            report.point = session.point
+            jobs = [_prepare(tgt, control, session, source, t, options) for t in todo]
+            jobs = [j for j in jobs if j.state.state != "failed" or _fail_only(report, j)]
+            _load_all(tgt, session, jobs, options)
+            for job in jobs:
+                if job.state.state != "failed":
+                    job.state.state = "loaded"
+                    job.state.finished_at = time.time()
+                _save_table(tgt, control, options.source_id, job.state)
+                report.tables.append(job.state)
+        report.rows = sum(j.state.rows for j in jobs)
+    finally:
+        control.close()
+        if isinstance(tgt, _DuckDBTarget):
+            tgt.close()
+    report.seconds = time.monotonic() - started
+    if report.failed:
+        names = ", ".join(f"{t.source_table} ({t.error})" for t in report.failed)
+        raise SchemaError(
+            f"the snapshot of {len(report.failed)} table(s) failed: {names}",
+            hint="fix the cause and run the snapshot again: finished chunks are kept, and "
+            "`redoline status` shows each table's state",
+        )
+    return report
+
+
+def _fail_only(report: SnapshotReport, job: _Job) -> bool:
+    report.tables.append(job.state)
+    return False
+
+
+def _prepare(
+    tgt: _Target,
+    conn: Any,
+    session: Any,
+    source: Database,
+    table: TableId,
+    options: SnapshotOptions,
+) -> _Job:
+    """Create the target table, plan (or reload the plan of) its chunks, record it."""
+    target_name = options.rename(table)
+    key = str(target_name)
+    prior = {s.target_table: s for s in _read_states(tgt, conn, options.source_id)}.get(key)
+    point: SnapshotPoint = session.point
+    state = TableState(
+        source_table=str(table),
+        target_table=key,
+        state="loading",
+        start_position=point.start,
+        end_position=point.end,
+        lock_seconds=point.lock_seconds,
+        started_at=time.time(),
+    )
+    schema = source.table_schema(table)
+    columns = tuple(c.name for c in schema.columns if not c.generated)
+    job = _Job(state, schema, target_name, columns, [], 0)
+    try:
+        if not tgt.table_exists(conn, target_name):
+            tgt.execute(conn, f"CREATE SCHEMA IF NOT EXISTS {tgt.q(target_name.schema)}")
+            tgt.execute(
+                conn,
+                create_table_sql(schema, tgt.dialect, target_name, source_dialect=source.dialect),
+            )
+        resumable = prior is not None and prior.state == "loading" and not options.force
+        if resumable:
+            assert prior is not None
+            # keep the earliest start: rows loaded by the earlier run reflect that point
+            if prior.start_position and _before(session, prior.start_position, point.start):
+                state.start_position = prior.start_position
+            state.rows = prior.rows
+            state.started_at = prior.started_at
+            rows = tgt.execute(
+                conn,
+                tgt.sql(
+                    f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
+                    f"{tgt._state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
+                    "ORDER BY chunk_no"
+                ),
+                [options.source_id, key],
+            )
+            job.chunks = [
+                KeyRange(int(r[0]), decode_key(r[1]), decode_key(r[2])) for r in rows if not r[3]
+            ]
+            state.chunks_total = len(rows)
+            state.rows = sum(int(r[4] or 0) for r in rows if r[3])
+        else:
+            tgt.begin(conn)
+            tgt.execute(conn, f"DELETE FROM {quote_table(target_name, tgt.dialect)}")
+            tgt.execute(
+                conn,
+                tgt.sql(
+                    f"DELETE FROM {tgt._state(CHUNKS)} WHERE source_id = %s AND target_table = %s"
+                ),
+                [options.source_id, key],
+            )
+            job.chunks = session.plan_chunks(schema, options.chunk_rows)
+            for c in job.chunks:
+                tgt.execute(
+                    conn,
+                    tgt.sql(
+                        f"INSERT INTO {tgt._state(CHUNKS)} (source_id, target_table, chunk_no, "
+                        "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
+                    ),
+                    [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
+                )
+            state.chunks_total = len(job.chunks)
+            _save_table(tgt, conn, options.source_id, state)
+            tgt.commit(conn)
+        _save_table(tgt, conn, options.source_id, state)
+        job.estimate = max(session.estimate_rows(schema), state.rows)
+        job.remaining = len(job.chunks)
+    except ToolkitError as exc:
+        tgt.rollback(conn)
+        state.state, state.error = "failed", exc.message
+        _save_table(tgt, conn, options.source_id, state)
+    return job
+
+
+def _before(session: Any, a: str, b: str) -> bool:
+    try:
+        return bool(session.compare_positions(a, b) < 0)
+    except ValueError:
+        return False
+
+
+def _save_table(tgt: _Target, conn: Any, source_id: str, s: TableState) -> None:
+    tgt.execute(
+        conn,
+        tgt.sql(f"DELETE FROM {tgt._state(TABLES)} WHERE source_id = %s AND target_table = %s"),
+        [source_id, s.target_table],
+    )
+    tgt.execute(
+        conn,
+        tgt.sql(
+            f"INSERT INTO {tgt._state(TABLES)} (source_id, target_table, source_table, state, "
+            "start_position, end_position, rows_loaded, chunks_total, lock_seconds, error, "
+            "started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        ),
+        [
+            source_id,
+            s.target_table,
+            s.source_table,
+            s.state,
+            s.start_position,
+            s.end_position,
+            s.rows,
+            s.chunks_total,
+            s.lock_seconds,
+            s.error,
+            s.started_at,
+            s.finished_at,
+        ],
+    )
+
+
+def _load_all(tgt: _Target, session: Any, jobs: list[_Job], options: SnapshotOptions) -> None:
+    """Read every pending chunk with ``session.workers`` threads and load it."""
+    tasks: queue.Queue[tuple[_Job, KeyRange] | None] = queue.Queue()
+    for job in jobs:
+        if options.on_table:
+            options.on_table(job.state.target_table, job.estimate)
+        for chunk in job.chunks:
+            tasks.put((job, chunk))
+    workers = session.workers
+    for _ in range(workers):
+        tasks.put(None)
+    errors: list[BaseException] = []
+    # DuckDB: readers hand finished chunks to the one loader thread
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
+
+    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any) -> None:
+        tgt.begin(conn)
+        try:
+            n = tgt.load(conn, job.target, job.schema, job.columns, data)
+            tgt.execute(
+                conn,
+                tgt.sql(
+                    f"UPDATE {tgt._state(CHUNKS)} SET done = 1, rows_loaded = %s "
+                    "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
+                ),
+                [n, options.source_id, job.state.target_table, chunk.number],
+            )
+            tgt.commit(conn)
+        except BaseException:
+            tgt.rollback(conn)
+            raise
+        with job.lock:
+            job.state.rows += n
+            job.remaining -= 1
+        if options.progress:
+            options.progress(job.state.target_table, n, job.estimate)
+
+    def reader(w: int) -> None:
+        conn = tgt.connect() if tgt.parallel else None
+        try:
+            while True:
+                item = tasks.get()
+                if item is None:
+                    return
+                job, chunk = item
+                if job.state.state == "failed":
+                    continue
+                try:
+                    data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns)
+                    if conn is not None:
+                        finish(job, chunk, conn, data)
+                    else:
+                        handoff.put((job, chunk, list(data)))
+                except ToolkitError as exc:
+                    job.state.state, job.state.error = "failed", exc.message
+                    log.error("snapshot of %s failed: %s", job.state.source_table, exc.message)
+                except Exception as exc:  # the target's own error: record it on the table
+                    job.state.state = "failed"
+                    job.state.error = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
+                    log.error("snapshot of %s failed: %s", job.state.source_table, exc)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def loader() -> None:
+        conn = tgt.connect()
+        try:
+            while True:
+                item = handoff.get()
+                if item is None:
+                    return
+                job, chunk, data = item
+                if job.state.state == "failed":
+                    continue
+                try:
+                    finish(job, chunk, conn, data)
+                except Exception as exc:
+                    job.state.state = "failed"
+                    job.state.error = str(exc).strip().splitlines()[0]
+                    log.error("loading %s failed: %s", job.state.target_table, exc)
+        except BaseException as exc:
+            errors.append(exc)
+            # keep draining so readers never block on a dead loader
+            while handoff.get() is not None:
+                pass
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=reader, args=(w,), daemon=True) for w in range(workers)]
+    load_thread = None
+    if not tgt.parallel:
+        load_thread = threading.Thread(target=loader, daemon=True)
+        load_thread.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if load_thread is not None:
+        handoff.put(None)
+        load_thread.join()
+    if errors:
+        raise errors[0]
+
+
+# --------------------------------------------------------------------------- catch-up
+
+
+@dataclass(frozen=True)
+class TableWindow:
+    """A snapshotted table's positions: skip at or before ``start``, collide up to ``end``."""
+
+    start: str
+    end: str
+
+
+def table_windows(states: Iterable[TableState]) -> dict[TableId, TableWindow]:
+    """Source table -> its catch-up window, for every loaded table."""
+    out = {}
+    for s in states:
+        if s.state == "loaded" and s.start_position and s.end_position:
+            out[TableId.parse(s.source_table)] = TableWindow(s.start_position, s.end_position)
+    return out
+
+
+def catchup_transactions(
+    transactions: Iterable[Transaction | None],
+    windows: dict[TableId, TableWindow],
+    compare: Callable[[str, str], int],
+    on_window: Callable[[Transaction], None],
+) -> Iterator[Transaction | None]:
+    """The trail as catch-up must apply it (see the module doc).
+
+    Drops changes to a snapshotted table from transactions at or before its start position,
+    and calls ``on_window(txn)`` for each transaction still inside some table's window (at or
+    before its end position), which the caller uses to keep the applier in collision mode
+    (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass through.
+    """
+    ends = [w.end for w in windows.values()]
+    latest = ends[0] if ends else None
+    for end in ends[1:]:
+        if compare(end, latest or end) > 0:
+            latest = end
+    for txn in transactions:
+        if txn is None or latest is None:
+            yield txn
+            continue
+        if compare(txn.position, latest) > 0:
+            latest = None  # past every window: from here on, plain apply
+            yield txn
+            continue
+        kept = []
+        for change in txn.changes:
+            window = windows.get(change.table)
+            if window is not None and compare(txn.position, window.start) <= 0:
+                continue  # already in the snapshot
+            kept.append(change)
+        if len(kept) != len(txn.changes):
+            # keep last_op (the checkpoint) exact: the kept changes end where the txn ended
+            txn = dataclasses.replace(txn, changes=kept, first_op=txn.last_op - len(kept) + 1)
+        on_window(txn)
+        yield txn
+
+
+def state_path(state_dir: Path, name: str) -> Path:
+    """A file in the state directory (created)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return state_dir / name

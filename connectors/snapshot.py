@@ -1,0 +1,119 @@
+"""Consistent snapshot reading: the engine-neutral contract between source and bulk loader.
+
+A source connector's ``snapshot`` module (``connectors/<engine>/snapshot.py``) opens a
+:class:`SnapshotSession`: ``workers`` connections that all see the *same* consistent state of
+the source, and the :class:`SnapshotPoint` that tells catch-up which log changes that state
+already contains. Rows are never turned into Python objects on the hot path: the source's own
+SQL formats each row as text in the :data:`FORMATS` the target bulk path reads, and the reader
+hands over whole batches as bytes (DESIGN.md: Snapshot and catch-up).
+
+Formats (``fmt`` arguments):
+
+``pgcopy``
+    PostgreSQL ``COPY ... FROM STDIN`` text format: tab-separated, ``\\N`` for NULL,
+    backslash escapes, bytea as ``\\\\x<hex>``, aware timestamps with an explicit ``+00``.
+``tsv``
+    The same escaping, read by MySQL ``LOAD DATA`` (its default format); binary columns as
+    plain hex (the loader applies ``UNHEX``), timestamps in UTC without an offset.
+``csv``
+    RFC 4180 CSV (DuckDB ``read_csv``): every non-NULL value quoted, NULL an empty unquoted
+    field, binary columns as plain hex (the loader applies ``unhex``), UTC timestamps with
+    ``+00``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    from connectors.base import Database
+    from connectors.model import TableSchema
+
+__all__ = [
+    "FORMATS",
+    "KeyRange",
+    "SnapshotPoint",
+    "SnapshotSession",
+    "decode_key",
+    "encode_key",
+    "open_snapshot",
+]
+
+FORMATS: Final = ("pgcopy", "tsv", "csv")
+
+
+@dataclass(frozen=True)
+class SnapshotPoint:
+    """Where on the source's log a snapshot stands.
+
+    Every transaction committed at or before ``start`` is in the snapshot; none committed
+    after ``end`` is. Between the two it cannot be decided exactly, so catch-up applies that
+    window in collision mode. ``start == end`` is an exact point (no window).
+    """
+
+    start: str
+    end: str
+    #: how long a global lock was held to get every worker on this point (0 when none)
+    lock_seconds: float
+    #: how the point was obtained, for the report ("consistent snapshot", "FTWRL", ...)
+    method: str
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One chunk of a table: key >= ``lower`` and key < ``upper`` (None: unbounded)."""
+
+    number: int
+    lower: tuple[Any, ...] | None
+    upper: tuple[Any, ...] | None
+
+
+def encode_key(key: tuple[Any, ...] | None) -> str | None:
+    """A chunk bound as text for the progress table (values as their text form)."""
+    if key is None:
+        return None
+    return json.dumps([v if isinstance(v, int | float) or v is None else str(v) for v in key])
+
+
+def decode_key(text: str | None) -> tuple[Any, ...] | None:
+    return None if text is None else tuple(json.loads(text))
+
+
+class SnapshotSession(Protocol):
+    """``workers`` source connections on one consistent snapshot (context manager)."""
+
+    point: SnapshotPoint
+    workers: int
+
+    def estimate_rows(self, schema: TableSchema) -> int:
+        """A cheap estimate of the table's row count (statistics), for progress and ETA."""
+        ...
+
+    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        """Key ranges of about ``chunk_rows`` rows that together cover every possible key.
+
+        A table without a usable key is one chunk (it cannot resume inside itself).
+        """
+        ...
+
+    def read_chunk(
+        self, worker: int, schema: TableSchema, chunk: KeyRange, fmt: str, columns: tuple[str, ...]
+    ) -> Iterator[tuple[bytes, int]]:
+        """The rows of ``chunk`` seen by worker ``worker``'s snapshot, in ``fmt``, as
+        (bytes, row count) batches; each batch ends with a newline."""
+        ...
+
+    def close(self) -> None:
+        """End every snapshot transaction and close the connections."""
+        ...
+
+
+def open_snapshot(db: Database, workers: int) -> SnapshotSession:
+    """Open a consistent snapshot on ``db`` for ``workers`` parallel readers."""
+    module = importlib.import_module(type(db).__module__ + ".snapshot")
+    session: SnapshotSession = module.open_snapshot(db, workers)
+    return session
