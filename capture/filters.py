@@ -115,6 +115,18 @@ _CMP: dict[type[exp.Expression], Callable[[Any, Any], bool]] = {
 
 
 def _compile(node: Any) -> Callable[[Mapping[str, Value]], Any]:
+    inner = _compile_node(node)
+    if not node.args.get("negate"):
+        return inner
+
+    def negated(row: Mapping[str, Value]) -> bool | None:  # sqlglot's NOT LIKE
+        v = inner(row)
+        return None if v is None else not v
+
+    return negated
+
+
+def _compile_node(node: Any) -> Callable[[Mapping[str, Value]], Any]:
     if isinstance(node, exp.Paren):
         return _compile(node.this)
     if isinstance(node, exp.And | exp.Or):
