@@ -1,0 +1,224 @@
+"""Checksum SQL for verify on DuckDB: canonical row text, chunk hashes, repair literals.
+
+The canonical text of every value must be byte-identical to what the MySQL and PostgreSQL
+modules produce (docs/verify.md has the table). DuckDB specifics: one database object per
+file, so every worker thread gets its own cursor of one shared connection; ``TIME`` has no
+``strftime`` and is formatted through a timestamp; a limited ``DELETE`` goes through
+``rowid``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from connectors.errors import ToolkitError
+from connectors.model import Column, Interval, Json
+
+from . import DuckDB
+
+__all__ = ["Checksum", "Session"]
+
+
+class Session:
+    """A cursor of the checksum's shared connection (DuckDB allows one per file)."""
+
+    def __init__(self, owner: Checksum) -> None:
+        self.owner = owner
+        self.conn = owner.shared().cursor()
+        self.conn.execute("SET TimeZone = 'UTC'")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            return list(self.conn.execute(sql).fetchall())
+        except duckdb.Error as exc:
+            raise ToolkitError(f"{self.owner.db.endpoint.display}: {exc}") from None
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction; roll back on any error."""
+        try:
+            self.conn.execute("BEGIN TRANSACTION")
+            for stmt in statements:
+                self.conn.execute(stmt)
+            self.conn.execute("COMMIT")
+        except duckdb.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise ToolkitError(f"{self.owner.db.endpoint.display}: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+        self.owner.release()
+
+
+class Checksum:
+    """DuckDB SQL for verify's canonical encoding and hashes."""
+
+    script_prelude: tuple[str, ...] = ()
+
+    def __init__(self, db: DuckDB, *, read_only: bool | None = None) -> None:
+        self.db = db
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+
+    def shared(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._conn is None:
+                read_only = self.read_only
+                if read_only is None:
+                    read_only = self.db.path != ":memory:" and os.path.exists(self.db.path)
+                self._conn = self.db.connect(read_only=read_only)
+            self._users += 1
+            return self._conn
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users <= 0 and self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def session(self) -> Session:
+        return Session(self)
+
+    # ------------------------------------------------------------------ canonical text
+
+    def canonical(self, sql: str, column: Column, canon: str, scale: int | None) -> str:
+        """SQL giving ``sql``'s canonical text (NULL stays NULL) for canonical kind ``canon``."""
+        kind = column.kind
+        if canon == "int":
+            return (
+                f"CAST(CAST({sql} AS HUGEINT) AS VARCHAR)"
+                if kind == "bool"
+                else (f"CAST({sql} AS VARCHAR)")
+            )
+        if canon == "decimal":
+            if scale is None or (kind == "decimal" and column.scale == scale):
+                return f"CAST({sql} AS VARCHAR)"
+            return f"CAST(CAST({sql} AS DECIMAL(38, {scale})) AS VARCHAR)"
+        if canon == "double":
+            return _double(f"CAST({sql} AS DOUBLE)")
+        if canon == "bytes":
+            return f"hex({sql})"
+        if canon == "date":
+            return f"strftime(CAST({sql} AS DATE), '%Y-%m-%d')"
+        if canon == "time":
+            return f"strftime(DATE '2000-01-01' + CAST({sql} AS TIME), '%H:%M:%S.%f')"
+        if canon == "datetime":
+            return f"strftime({sql}, '%Y-%m-%d %H:%M:%S.%f')"
+        if canon == "bit":
+            return (
+                f"CASE WHEN {sql} IS NULL THEN NULL "
+                f"ELSE coalesce(nullif(ltrim(CAST({sql} AS VARCHAR), '0'), ''), '0') END"
+            )
+        value = f"hex({sql})" if kind == "bytes" else f"CAST({sql} AS VARCHAR)"
+        return f"(CAST(length({value}) AS VARCHAR) || ':' || {value})"
+
+    def row_text(self, pieces: Sequence[str]) -> str:
+        """The pieces joined by ``|`` with NULL spelled ``~`` (never a piece's first char)."""
+        return "(" + " || '|' || ".join(f"coalesce({p}, '~')" for p in pieces) + ")"
+
+    def hash64(self, text: str) -> str:
+        return f"CAST('0x' || left(md5({text}), 16) AS UBIGINT)"
+
+    def hash_hex(self, text: str) -> str:
+        return f"left(md5({text}), 16)"
+
+    def bucket(self, text: str, bits: int) -> str:
+        return f"(CAST('0x' || substr(md5({text}), 25, 8) AS UBIGINT) & {(1 << bits) - 1})"
+
+    def int_div(self, sql: str, lo: int, width: int) -> str:
+        return f"((CAST({sql} AS HUGEINT) - ({lo})) // {width})"
+
+    # ------------------------------------------------------------------ repair
+
+    def literal(self, value: Any, column: Column) -> str:
+        """``value`` as a DuckDB literal for ``column``."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            if column.kind == "bool":
+                return "true" if value else "false"
+            return str(value)
+        if isinstance(value, float):
+            if value != value:
+                return "'nan'::DOUBLE"
+            if value in (float("inf"), float("-inf")):
+                return "'inf'::DOUBLE" if value > 0 else "'-inf'::DOUBLE"
+            return f"{value!r}::DOUBLE"
+        if isinstance(value, decimal.Decimal):
+            return str(value) if value.is_finite() else "NULL"
+        if isinstance(value, bytes | bytearray | memoryview):
+            return f"from_hex('{bytes(value).hex()}')"
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None and column.kind == "timestamptz":
+                value = value.replace(tzinfo=dt.UTC)
+            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
+        if isinstance(value, dt.date):
+            return f"'{value.isoformat()}'"
+        if isinstance(value, dt.time):
+            return f"'{value.replace(tzinfo=None).isoformat(timespec='microseconds')}'"
+        if isinstance(value, dt.timedelta):
+            return f"INTERVAL '{value.total_seconds()} seconds'"
+        if isinstance(value, Interval):
+            return (
+                f"INTERVAL '{value.months} months {value.days} days "
+                f"{value.microseconds} microseconds'"
+            )
+        if isinstance(value, uuid.UUID):
+            return f"'{value}'"
+        if isinstance(value, Json):
+            return _string(value.text)
+        if isinstance(value, frozenset | set):
+            return _string(",".join(sorted(value)))
+        if isinstance(value, list):
+            return "[" + ", ".join(self.literal(v, column) for v in value) + "]"
+        return _string(str(value))
+
+    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
+        if value is None:
+            return f"{column_sql} IS NULL"
+        return f"{column_sql} = {self.literal(value, column)}"
+
+    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
+        return (
+            f"DELETE FROM {table_sql} WHERE rowid IN "
+            f"(SELECT rowid FROM {table_sql} WHERE {where} LIMIT {copies})"
+        )
+
+
+def _double(x: str) -> str:
+    """Exact, engine-neutral text of a double (see connectors/mysql/checksum.py)."""
+    e = f"CAST(floor(log2(abs({x}))) AS BIGINT)"
+    m = f"(abs({x}) * pow(2.0, 52 - {e}))"
+    half = f"((52 - {e}) // 2)"
+    tiny = f"(abs({x}) * pow(2.0, {half}) * pow(2.0, (52 - {e}) - {half}))"
+    body = (
+        f"CASE WHEN {m} >= 9007199254740992.0 "
+        f"THEN CAST(CAST({m} / 2 AS BIGINT) AS VARCHAR) || 'p' || CAST({e} + 1 AS VARCHAR) "
+        f"WHEN {m} < 4503599627370496.0 "
+        f"THEN CAST(CAST({m} * 2 AS BIGINT) AS VARCHAR) || 'p' || CAST({e} - 1 AS VARCHAR) "
+        f"ELSE CAST(CAST({m} AS BIGINT) AS VARCHAR) || 'p' || CAST({e} AS VARCHAR) END"
+    )
+    slow = body.replace(m, tiny)
+    sign = f"(CASE WHEN {x} < 0 THEN '-' ELSE '' END)"
+    return (
+        f"CASE WHEN {x} = 0 THEN '0' WHEN isnan({x}) THEN 'nan' "
+        f"WHEN isinf({x}) AND {x} > 0 THEN 'inf' WHEN isinf({x}) THEN '-inf' "
+        f"WHEN abs({x}) < 1e-290 THEN {sign} || ({slow}) "
+        f"ELSE {sign} || ({body}) END"
+    )
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

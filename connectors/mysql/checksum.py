@@ -1,0 +1,216 @@
+"""Checksum SQL for verify on MySQL/MariaDB: canonical row text, chunk hashes, repair literals.
+
+The canonical text of every value must be byte-identical to what the PostgreSQL and DuckDB
+modules produce for the same value (docs/verify.md has the table). MySQL specifics handled
+here: ``TIMESTAMP`` is read in a ``+00:00`` session so it comes out in UTC, strings in a
+non-UTF-8 charset are converted to utf8mb4 before hashing (MD5 hashes bytes), ``DIV`` is
+integer division, and a limited ``DELETE`` is ``DELETE ... LIMIT n``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+
+from connectors.model import Column, Interval, Json
+
+from . import MySQL, map_error
+
+__all__ = ["Checksum", "Session"]
+
+_UTF8 = {None, "", "utf8mb4", "utf8mb3", "utf8", "ascii", "binary"}
+
+
+class Session:
+    """One connection for verify: UTC session, autocommit reads, one-transaction scripts."""
+
+    def __init__(self, db: MySQL) -> None:
+        self.db = db
+        self.conn = db.connect()
+        with self.conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute("SET SESSION group_concat_max_len = 1048576")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql)
+                return list(cur.fetchall())
+        except pymysql.err.MySQLError as exc:
+            raise map_error(exc, self.db.endpoint) from None
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction; roll back on any error."""
+        try:
+            self.conn.begin()
+            with self.conn.cursor() as cur:
+                for stmt in statements:
+                    cur.execute(stmt)
+            self.conn.commit()
+        except pymysql.err.MySQLError as exc:
+            self.conn.rollback()
+            raise map_error(exc, self.db.endpoint) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Checksum:
+    """MySQL/MariaDB SQL for verify's canonical encoding and hashes."""
+
+    #: script header that makes the repair literals mean what they say (TIMESTAMP in UTC)
+    script_prelude: tuple[str, ...] = ("SET time_zone = '+00:00'",)
+
+    def __init__(self, db: MySQL) -> None:
+        self.db = db
+
+    def session(self) -> Session:
+        return Session(self.db)
+
+    # ------------------------------------------------------------------ canonical text
+
+    def canonical(self, sql: str, column: Column, canon: str, scale: int | None) -> str:
+        """SQL giving ``sql``'s canonical text (NULL stays NULL) for canonical kind ``canon``."""
+        if canon == "int":
+            return f"CAST({sql} AS CHAR)"
+        if canon == "decimal":
+            if column.kind == "decimal" and column.scale == scale:
+                return f"CAST({sql} AS CHAR)"
+            return f"CAST(CAST({sql} AS DECIMAL(65, {scale or 0})) AS CHAR)"
+        if canon == "double":
+            return _double(f"({sql})")
+        if canon == "bytes":
+            return f"HEX({sql})"
+        if canon == "date":
+            return f"DATE_FORMAT({sql}, '%Y-%m-%d')"
+        if canon == "time":
+            return f"TIME_FORMAT({sql}, '%H:%i:%s.%f')"
+        if canon == "datetime":
+            return f"DATE_FORMAT({sql}, '%Y-%m-%d %H:%i:%s.%f')"
+        if canon == "bit":
+            return f"BIN({sql})"
+        # text: length-prefixed so column boundaries can never shift between columns
+        value = sql
+        if column.kind == "bytes":
+            value = f"HEX({sql})"
+        elif column.kind not in ("str", "enum", "set", "json") or column.charset not in _UTF8:
+            value = f"CONVERT({sql} USING utf8mb4)"
+        elif column.kind == "json" and column.source_type.lower() == "json":
+            value = f"CAST({sql} AS CHAR)"
+        return f"CONCAT(CHAR_LENGTH({value}), ':', {value})"
+
+    def row_text(self, pieces: Sequence[str]) -> str:
+        """The pieces joined by ``|`` with NULL spelled ``~`` (never a piece's first char)."""
+        return "CONCAT_WS('|', " + ", ".join(f"COALESCE({p}, '~')" for p in pieces) + ")"
+
+    def hash64(self, text: str) -> str:
+        """The first 64 bits of MD5(text) as an unsigned integer."""
+        return f"CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)"
+
+    def hash_hex(self, text: str) -> str:
+        """The first 64 bits of MD5(text) as 16 lowercase hex digits."""
+        return f"LEFT(MD5({text}), 16)"
+
+    def bucket(self, text: str, bits: int) -> str:
+        """A bucket number in [0, 2**bits) from MD5 bits that ``hash64`` does not use."""
+        return f"(CONV(SUBSTRING(MD5({text}), 25, 8), 16, 10) & {(1 << bits) - 1})"
+
+    def int_div(self, sql: str, lo: int, width: int) -> str:
+        return f"(({sql} - ({lo})) DIV {width})"
+
+    # ------------------------------------------------------------------ repair
+
+    def literal(self, value: Any, column: Column) -> str:
+        """``value`` as a MySQL literal for ``column`` (session time zone is UTC)."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, int):
+            if column.kind == "bit":
+                return f"b'{value:b}'"
+            return str(value)
+        if isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                return "NULL"  # MySQL has no NaN/inf: the closest it can hold
+            return repr(value) if "e" in repr(value) or "." in repr(value) else f"{value!r}e0"
+        if isinstance(value, decimal.Decimal):
+            return str(value) if value.is_finite() else "NULL"
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            if column.kind == "bit":
+                return f"b'{int.from_bytes(data, 'big'):b}'" if data else "b'0'"
+            return f"X'{data.hex()}'" if data else "''"
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
+        if isinstance(value, dt.date):
+            return f"'{value.isoformat()}'"
+        if isinstance(value, dt.time):
+            return f"'{value.replace(tzinfo=None).isoformat(timespec='microseconds')}'"
+        if isinstance(value, dt.timedelta):
+            return f"'{_duration(value)}'"
+        if isinstance(value, uuid.UUID):
+            return _string(str(value))
+        if isinstance(value, Json):
+            return _string(value.text)
+        if isinstance(value, frozenset | set):
+            return _string(",".join(sorted(value)))
+        if isinstance(value, Interval | list | dict):
+            raise TypeError(f"cannot write {type(value).__name__} to MySQL column {column.name}")
+        return _string(str(value))
+
+    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
+        if value is None:
+            return f"{column_sql} IS NULL"
+        return f"{column_sql} = {self.literal(value, column)}"
+
+    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
+        return f"DELETE FROM {table_sql} WHERE {where} LIMIT {copies}"
+
+
+def _double(x: str) -> str:
+    """Exact, engine-neutral text of a double: ``[-]M p E`` with x = M * 2**(E-52).
+
+    M is the 53-bit integer significand; scaling by powers of two is exact in IEEE
+    arithmetic on every engine, where decimal formatting differs (1e20 vs 1e+20, and where
+    each engine switches to exponents). LOG2 may be off by one next to a power of two, so a
+    significand outside [2**52, 2**53) is halved or doubled (exactly) and the exponent
+    corrected. Engines do not share common subexpressions, so each branch repeats as little
+    as possible; values below 1e-290 (where 2**(52-E) would overflow) take a slower path
+    that splits the scaling in two.
+    """
+    e = f"CAST(FLOOR(LOG2(ABS({x}))) AS SIGNED)"
+    m = f"(ABS({x}) * POW(2, 52 - {e}))"
+    half = f"((52 - {e}) DIV 2)"
+    tiny = f"(ABS({x}) * POW(2, {half}) * POW(2, (52 - {e}) - {half}))"
+    body = (
+        f"CASE WHEN {m} >= 9007199254740992 THEN CONCAT(CAST({m} / 2 AS UNSIGNED), 'p', {e} + 1) "
+        f"WHEN {m} < 4503599627370496 THEN CONCAT(CAST({m} * 2 AS UNSIGNED), 'p', {e} - 1) "
+        f"ELSE CONCAT(CAST({m} AS UNSIGNED), 'p', {e}) END"
+    )
+    slow = body.replace(m, tiny)
+    return (
+        f"CASE WHEN {x} = 0 THEN '0' WHEN ABS({x}) < 1e-290 THEN CONCAT(IF({x} < 0, '-', ''), "
+        f"{slow}) ELSE CONCAT(IF({x} < 0, '-', ''), {body}) END"
+    )
+
+
+def _string(text: str) -> str:
+    # backslash is an escape in MySQL's default sql_mode, so it is doubled too
+    return "'" + text.replace("\\", "\\\\").replace("'", "''").replace("\0", "\\0") + "'"
+
+
+def _duration(value: dt.timedelta) -> str:
+    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    seconds, frac = divmod(micros, 1_000_000)
+    hours, rest = divmod(seconds, 3600)
+    return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{frac:06d}"

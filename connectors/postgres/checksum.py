@@ -1,0 +1,212 @@
+"""Checksum SQL for verify on PostgreSQL: canonical row text, chunk hashes, repair literals.
+
+The canonical text of every value must be byte-identical to what the MySQL and DuckDB modules
+produce (docs/verify.md has the table). PostgreSQL specifics: the session runs with
+``TimeZone=UTC`` and ``DateStyle=ISO`` so timestamptz and dates print the same everywhere,
+``bpchar::text`` drops the padding like MySQL's CHAR does, MD5 bits become a signed
+``bigint`` (sums are taken modulo 2**64 by the caller), and a limited ``DELETE`` goes through
+``ctid``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from connectors.model import Column, Interval, Json
+
+from . import PostgreSQL, map_error
+
+__all__ = ["Checksum", "Session"]
+
+
+class Session:
+    """One connection for verify: UTC/ISO session, autocommit reads, one-transaction scripts."""
+
+    def __init__(self, db: PostgreSQL) -> None:
+        self.db = db
+        self.conn = db.connect()
+        self.conn.execute("SET TimeZone = 'UTC'")
+        self.conn.execute("SET DateStyle = 'ISO, YMD'")
+        self.conn.execute("SET IntervalStyle = 'postgres'")
+        self.conn.execute("SET extra_float_digits = 3")
+        # JIT-compiling the long canonical expression costs more than it saves per chunk
+        self.conn.execute("SET jit = off")
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        try:
+            return list(self.conn.execute(sql.encode()).fetchall())
+        except psycopg.Error as exc:
+            raise map_error(exc, self.db.endpoint) from None
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        """Run ``statements`` in one transaction; roll back on any error."""
+        try:
+            with self.conn.transaction():
+                for stmt in statements:
+                    self.conn.execute(stmt.encode())
+        except psycopg.Error as exc:
+            raise map_error(exc, self.db.endpoint) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Checksum:
+    """PostgreSQL SQL for verify's canonical encoding and hashes."""
+
+    script_prelude: tuple[str, ...] = ("SET TimeZone = 'UTC'",)
+
+    def __init__(self, db: PostgreSQL) -> None:
+        self.db = db
+
+    def session(self) -> Session:
+        return Session(self.db)
+
+    # ------------------------------------------------------------------ canonical text
+
+    def canonical(self, sql: str, column: Column, canon: str, scale: int | None) -> str:
+        """SQL giving ``sql``'s canonical text (NULL stays NULL) for canonical kind ``canon``."""
+        kind = column.kind
+        if canon == "int":
+            return f"({sql})::int::text" if kind == "bool" else f"({sql})::text"
+        if canon == "decimal":
+            if scale is None or (kind == "decimal" and column.scale == scale):
+                return f"({sql})::text"
+            return f"round(({sql})::numeric, {scale})::text"
+        if canon == "double":
+            return _double(f"({sql})::float8")
+        if canon == "bytes":
+            return f"upper(encode({sql}, 'hex'))"
+        if canon == "date":
+            return f"({sql})::text"
+        if canon == "time":
+            if kind == "interval":
+                return f"to_char({sql}, 'HH24:MI:SS.US')"
+            return f"to_char(({sql})::time, 'HH24:MI:SS.US')"
+        if canon == "datetime":
+            return f"to_char({sql}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        if canon == "bit":
+            bits = f"({sql})::text"
+            return (
+                f"CASE WHEN {sql} IS NULL THEN NULL "
+                f"ELSE coalesce(nullif(ltrim({bits}, '0'), ''), '0') END"
+            )
+        value = f"upper(encode({sql}, 'hex'))" if kind == "bytes" else f"({sql})::text"
+        return f"(char_length({value})::text || ':' || {value})"
+
+    def row_text(self, pieces: Sequence[str]) -> str:
+        """The pieces joined by ``|`` with NULL spelled ``~`` (never a piece's first char)."""
+        return "(" + " || '|' || ".join(f"coalesce({p}, '~')" for p in pieces) + ")"
+
+    def hash64(self, text: str) -> str:
+        """The first 64 bits of md5(text) as a (signed) bigint."""
+        return f"('x' || left(md5({text}), 16))::bit(64)::bigint"
+
+    def hash_hex(self, text: str) -> str:
+        return f"left(md5({text}), 16)"
+
+    def bucket(self, text: str, bits: int) -> str:
+        return f"(('x' || substr(md5({text}), 25, 8))::bit(32)::int & {(1 << bits) - 1})"
+
+    def int_div(self, sql: str, lo: int, width: int) -> str:
+        return f"floor((({sql})::numeric - ({lo})) / {width})"
+
+    # ------------------------------------------------------------------ repair
+
+    def literal(self, value: Any, column: Column) -> str:
+        """``value`` as a PostgreSQL literal for ``column`` (standard_conforming_strings)."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            if column.kind == "bool":
+                return "true" if value else "false"
+            if column.kind == "bit":
+                return f"B'{value:0{column.bits or 1}b}'"
+            return str(value)
+        if isinstance(value, float):
+            if value != value:
+                return "'NaN'::float8"
+            if value in (float("inf"), float("-inf")):
+                return "'Infinity'::float8" if value > 0 else "'-Infinity'::float8"
+            return f"{value!r}::float8"
+        if isinstance(value, decimal.Decimal):
+            return f"'{value}'::numeric" if not value.is_finite() else str(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            if column.kind == "bit":
+                n = column.bits or len(data) * 8
+                return f"B'{int.from_bytes(data, 'big'):0{n}b}'"
+            return f"'\\x{data.hex()}'::bytea"
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None and column.kind == "timestamptz":
+                value = value.replace(tzinfo=dt.UTC)  # verify reads naive instants in UTC
+            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
+        if isinstance(value, dt.date):
+            return f"'{value.isoformat()}'"
+        if isinstance(value, dt.time):
+            return f"'{value.isoformat(timespec='microseconds')}'"
+        if isinstance(value, dt.timedelta):
+            return f"'{value.total_seconds()} seconds'::interval"
+        if isinstance(value, Interval):
+            return (
+                f"'{value.months} months {value.days} days "
+                f"{value.microseconds} microseconds'::interval"
+            )
+        if isinstance(value, uuid.UUID):
+            return f"'{value}'"
+        if isinstance(value, Json):
+            return _string(value.text)
+        if isinstance(value, dict):
+            return _string(json.dumps(value))
+        if isinstance(value, frozenset | set):
+            return _string(",".join(sorted(value)))
+        if isinstance(value, list):
+            return "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"
+        return _string(str(value))
+
+    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
+        if value is None:
+            return f"{column_sql} IS NULL"
+        return f"{column_sql} = {self.literal(value, column)}"
+
+    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
+        return (
+            f"DELETE FROM {table_sql} WHERE ctid IN "
+            f"(SELECT ctid FROM {table_sql} WHERE {where} LIMIT {copies})"
+        )
+
+
+def _double(x: str) -> str:
+    """Exact, engine-neutral text of a double (see connectors/mysql/checksum.py)."""
+    e = f"floor(ln(abs({x})) / ln(2::float8))::int"
+    m = f"(abs({x}) * power(2::float8, 52 - {e}))"
+    half = f"((52 - {e}) / 2)"
+    tiny = f"(abs({x}) * power(2::float8, {half}) * power(2::float8, (52 - {e}) - {half}))"
+    body = (
+        f"CASE WHEN {m} >= 9007199254740992::float8 "
+        f"THEN ({m} / 2)::bigint::text || 'p' || ({e} + 1)::text "
+        f"WHEN {m} < 4503599627370496::float8 "
+        f"THEN ({m} * 2)::bigint::text || 'p' || ({e} - 1)::text "
+        f"ELSE {m}::bigint::text || 'p' || {e}::text END"
+    )
+    slow = body.replace(m, tiny)
+    sign = f"(CASE WHEN {x} < 0 THEN '-' ELSE '' END)"
+    return (
+        f"CASE WHEN {x} = 0 THEN '0' WHEN {x} = 'NaN'::float8 THEN 'nan' "
+        f"WHEN {x} = 'Infinity'::float8 THEN 'inf' WHEN {x} = '-Infinity'::float8 THEN '-inf' "
+        f"WHEN abs({x}) < 1e-290::float8 THEN {sign} || ({slow}) "
+        f"ELSE {sign} || ({body}) END"
+    )
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,690 @@
+"""The diff engine: chunk checksums on both sides, bisection down to rows, classification.
+
+How a table is compared depends on its key (docs/verify.md):
+
+``range``
+    The first key column is an integer on both sides. The key space is cut into ranges of
+    about ``chunk_rows`` rows; each side computes ``count(*)`` and the sum modulo 2**64 of
+    every row's 64-bit MD5 prefix per range, both sides concurrently. A range that differs is
+    split 16 ways (one ``GROUP BY`` per side) until it holds at most ``leaf_rows`` rows, then
+    its rows are fetched and compared. Integers order the same on every engine, so a range
+    means the same rows on both sides.
+``hash``
+    Any other key (strings, composite, uuid, dates). Ordering strings would depend on the
+    collation, so rows are bucketed by MD5 of the key's canonical text instead: one
+    ``GROUP BY bucket`` scan per side, then the rows of differing buckets are fetched.
+``keyless``
+    No key: buckets by MD5 of the whole row; rows compare as a multiset (count + hash sum),
+    differing buckets are fetched and duplicates counted.
+
+Rows are matched by the canonical text of their key, so values compare the same whatever the
+engines' types are. The online re-check re-reads only the differing rows.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import Database, TableFilter
+from connectors.errors import SchemaError, Terminal, ToolkitError
+from connectors.model import Column, TableId, TableSchema
+from verify.dialect import ChecksumSQL, Session, canonical_kind, checksum_sql
+from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
+
+__all__ = [
+    "TablePair",
+    "VerifyError",
+    "VerifyOptions",
+    "plan_tables",
+    "run_verify",
+]
+
+log = logging.getLogger("redoline.verify")
+
+_MOD = 1 << 64
+#: range mode keeps key arithmetic inside signed 64 bits on every engine
+_SAFE_INT = 1 << 62
+#: largest number of rows fetched in one query when comparing differing buckets
+_FETCH_ROWS = 50_000
+
+Progress = Callable[[str, int, int], None]
+
+
+class VerifyError(ToolkitError, Terminal):
+    """A table could not be compared (missing, unreadable, incompatible columns)."""
+
+    def __init__(self, message: str, *, exit_code: int = 2, hint: str | None = None) -> None:
+        self.exit_code = exit_code
+        super().__init__(message, hint=hint)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How hard and how wide verify works."""
+
+    chunk_rows: int = 10_000
+    workers: int = 2
+    max_diffs: int = 1_000
+    #: re-read differing rows after the wait so only persistent differences are reported
+    recheck: bool = True
+    recheck_wait: float = 5.0
+    #: bisection stops and compares rows when a range holds at most this many rows
+    leaf_rows: int = 256
+
+
+@dataclass(frozen=True)
+class TablePair:
+    """A source table, its target table, and what of it is replicated."""
+
+    source: TableId
+    target: TableId
+    #: replicated columns (None: all of the source's)
+    columns: tuple[str, ...] | None = None
+    #: source-side row predicate (SQL) of the replication
+    where: str | None = None
+
+
+def plan_tables(
+    source: Database,
+    tables: Any,
+    patterns: Sequence[str] = (),
+) -> list[TablePair]:
+    """Source tables to verify, paired with their target names after renames.
+
+    ``tables`` is a :class:`toolkit_cli.config.TablesConfig` (include/exclude, columns,
+    where, rename). ``patterns`` (``--tables``) replace its include list.
+    """
+    include = tuple(patterns) or tuple(tables.include)
+    if include == ("*.*",) and source.schema_is_database and source.endpoint.database:
+        include = (f"{source.endpoint.database}.*",)
+    table_filter = TableFilter(include, tuple(tables.exclude))
+    out = []
+    for table in source.list_tables(table_filter):
+        out.append(
+            TablePair(
+                source=table,
+                target=tables.target_name(table),
+                columns=tables.columns.get(str(table)),
+                where=tables.where.get(str(table)),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class _Connections:
+    """One session per (thread, side), closed together at the end of the run."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Session] = []
+        self._lock = threading.Lock()
+
+    def get(self, side: str, cs: ChecksumSQL) -> Session:
+        sessions: dict[str, Session] | None = getattr(self._local, "sessions", None)
+        if sessions is None:
+            sessions = self._local.sessions = {}
+        session = sessions.get(side)
+        if session is None:
+            session = sessions[side] = cs.session()
+            with self._lock:
+                self._all.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._all:
+                try:
+                    session.close()
+                except Exception:  # closing is best effort; the run's result stands
+                    log.debug("closing a session failed", exc_info=True)
+            self._all.clear()
+
+
+@dataclass
+class _Side:
+    """One side of a table pair: how to read its rows canonically."""
+
+    name: str  # "source" | "target"
+    cs: ChecksumSQL
+    table_sql: str
+    columns: list[Column]
+    pieces: list[str]
+    key: list[str]  # quoted key columns
+    key_columns: list[Column]
+    where: str | None
+    row_text: str = ""
+    key_text: str = ""
+
+    def sql_where(self, *preds: str) -> str:
+        parts = [f"({self.where})"] if self.where else []
+        parts += [p for p in preds if p]
+        return " WHERE " + " AND ".join(parts) if parts else ""
+
+    def select_rows(self, *preds: str) -> str:
+        cols = [self.quoted(c.name) for c in self.columns]
+        return (
+            f"SELECT {', '.join(cols + self.pieces)}, {self.cs.hash_hex(self.row_text)} "
+            f"FROM {self.table_sql}{self.sql_where(*preds)}"
+        )
+
+    def quoted(self, name: str) -> str:
+        return self._quote(name)
+
+    _quote: Callable[[str], str] = field(default=str)
+
+
+@dataclass
+class _Row:
+    key: tuple[str, ...]
+    canon: tuple[str, ...]
+    raw: dict[str, Any]
+    hash: str
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Run:
+    def __init__(
+        self,
+        source: Database,
+        target: Database,
+        options: VerifyOptions,
+        progress: Progress | None,
+    ) -> None:
+        self.source, self.target, self.options = source, target, options
+        self.progress = progress
+        self.scs = checksum_sql(source)
+        self.tcs = checksum_sql(target)
+        self.conns = _Connections()
+        self.pool = cf.ThreadPoolExecutor(
+            max_workers=max(2, 2 * options.workers), thread_name_prefix="verify-q"
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.conns.close()
+
+    # -- query helpers
+
+    def _query(self, side: _Side, sql: str) -> list[tuple[Any, ...]]:
+        log.debug("%s: %s", side.name, sql)
+        return self.conns.get(side.name, side.cs).query(sql)
+
+    def submit(self, side: _Side, sql: str) -> cf.Future[list[tuple[Any, ...]]]:
+        return self.pool.submit(self._query, side, sql)
+
+    def both(
+        self, src: _Side, tgt: _Side, sql_s: str, sql_t: str
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        fs, ft = self.submit(src, sql_s), self.submit(tgt, sql_t)
+        return fs.result(), ft.result()
+
+    # -- per table
+
+    def table(self, pair: TablePair) -> TableResult:
+        result = TableResult(pair.source, pair.target, where=pair.where)
+        started = time.monotonic()
+        try:
+            sschema = self.source.table_schema(pair.source)
+            tschema = self.target.table_schema(pair.target)
+            src, tgt = self._sides(pair, sschema, tschema, result)
+            result.seconds["plan"] = time.monotonic() - started
+            t1 = time.monotonic()
+            diffs: list[RowDiff] = []
+            if result.mode == "range":
+                self._range(src, tgt, result, diffs)
+            else:
+                self._hashed(src, tgt, result, diffs)
+            result.diffs = diffs
+            result.seconds["diff"] = time.monotonic() - t1
+        except ToolkitError as exc:
+            result.error = str(exc)
+            result.seconds["total"] = time.monotonic() - started
+            result._exc = exc  # type: ignore[attr-defined]
+            return result
+        result.seconds["total"] = time.monotonic() - started
+        return result
+
+    def _sides(
+        self, pair: TablePair, sschema: TableSchema, tschema: TableSchema, result: TableResult
+    ) -> tuple[_Side, _Side]:
+        names = list(pair.columns or sschema.column_names)
+        key = list(sschema.identity or tschema.identity)
+        for k in key:
+            if k not in names:
+                names.insert(0, k)
+        tnames = set(tschema.column_names)
+        missing = [n for n in names if n not in tnames]
+        unknown = [n for n in names if n not in sschema.column_names]
+        if unknown:
+            raise SchemaError(
+                f"{pair.source} has no column(s) {', '.join(unknown)}",
+                hint="fix [tables] columns in the configuration",
+            )
+        if missing:
+            raise SchemaError(
+                f"the target table {pair.target} lacks column(s) {', '.join(missing)} "
+                f"of {pair.source}",
+                hint="compare a subset with [tables] columns, or add the columns",
+            )
+        scols = [sschema.column(n) for n in names]
+        tcols = [tschema.column(n) for n in names]
+        canons = [canonical_kind(s, t) for s, t in zip(scols, tcols, strict=True)]
+        result.key, result.columns = tuple(key), tuple(names)
+        result.source_columns, result.target_columns = tuple(scols), tuple(tcols)
+        sides = []
+        for name, db, cs, schema, cols, where in (
+            ("source", self.source, self.scs, sschema, scols, pair.where),
+            ("target", self.target, self.tcs, tschema, tcols, None),
+        ):
+            pieces = [
+                cs.canonical(db.quote(c.name), c, canon, scale)
+                for c, (canon, scale) in zip(cols, canons, strict=True)
+            ]
+            table_sql = db.qualified(pair.source if name == "source" else pair.target)
+            side = _Side(
+                name=name,
+                cs=cs,
+                table_sql=table_sql,
+                columns=cols,
+                pieces=pieces,
+                key=[db.quote(k) for k in key],
+                key_columns=[schema.column(k) for k in key],
+                where=where,
+                _quote=db.quote,
+            )
+            side.row_text = cs.row_text(pieces)
+            side.key_text = cs.row_text(pieces[: len(key)]) if key else side.row_text
+            sides.append(side)
+        src, tgt = sides
+        if key and src.key_columns[0].kind == "int" and tgt.key_columns[0].kind == "int":
+            result.mode = "range"
+        else:
+            result.mode = "hash" if key else "keyless"
+        return src, tgt
+
+    # -- range mode
+
+    def _range(self, src: _Side, tgt: _Side, result: TableResult, diffs: list[RowDiff]) -> None:
+        k_s, k_t = src.key[0], tgt.key[0]
+        (srow,), (trow,) = self.both(
+            src,
+            tgt,
+            f"SELECT COUNT(*), MIN({k_s}), MAX({k_s}) FROM {src.table_sql}{src.sql_where()}",
+            f"SELECT COUNT(*), MIN({k_t}), MAX({k_t}) FROM {tgt.table_sql}{tgt.sql_where()}",
+        )
+        result.source_rows, result.target_rows = int(srow[0]), int(trow[0])
+        bounds = [int(v) for v in (srow[1], srow[2], trow[1], trow[2]) if v is not None]
+        if not bounds:
+            self._report(result, 0, 0)
+            return
+        lo, hi = min(bounds), max(bounds) + 1
+        if lo < -_SAFE_INT or hi > _SAFE_INT:
+            result.mode = "hash"  # key arithmetic would overflow somewhere: bucket by hash
+            self._hashed(src, tgt, result, diffs)
+            return
+        rows = max(result.source_rows, result.target_rows, 1)
+        width = max(1, math.ceil((hi - lo) * self.options.chunk_rows / rows))
+        ranges = [(a, min(a + width, hi)) for a in range(lo, hi, width)]
+        result.chunks = len(ranges)
+        futures = []
+        for a, b in ranges:
+            pred_s, pred_t = f"{k_s} >= {a} AND {k_s} < {b}", f"{k_t} >= {a} AND {k_t} < {b}"
+            futures.append(
+                (
+                    (a, b),
+                    self.submit(src, self._checksum_sql(src, pred_s)),
+                    self.submit(tgt, self._checksum_sql(tgt, pred_t)),
+                )
+            )
+        mismatched: list[tuple[int, int, int]] = []
+        for i, ((a, b), fs, ft) in enumerate(futures):
+            cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
+            if cs_ != ct_:
+                mismatched.append((a, b, max(cs_[0], ct_[0])))
+            self._report(result, i + 1, len(futures))
+        result.mismatched_chunks = len(mismatched)
+        for a, b, n in mismatched:
+            if self._full(result, diffs):
+                break
+            self._bisect(src, tgt, a, b, n, result, diffs)
+
+    def _checksum_sql(self, side: _Side, pred: str) -> str:
+        return (
+            f"SELECT COUNT(*), SUM({side.cs.hash64(side.row_text)}) "
+            f"FROM {side.table_sql}{side.sql_where(pred)}"
+        )
+
+    def _bisect(
+        self,
+        src: _Side,
+        tgt: _Side,
+        a: int,
+        b: int,
+        rows: int,
+        result: TableResult,
+        diffs: list[RowDiff],
+    ) -> None:
+        k_s, k_t = src.key[0], tgt.key[0]
+        pred_s, pred_t = f"{k_s} >= {a} AND {k_s} < {b}", f"{k_t} >= {a} AND {k_t} < {b}"
+        if rows <= self.options.leaf_rows or b - a <= 1:
+            srows, trows = self.both(src, tgt, src.select_rows(pred_s), tgt.select_rows(pred_t))
+            self._add(diffs, _compare(src, _rows(src, srows), _rows(tgt, trows)), result)
+            return
+        width = max(1, math.ceil((b - a) / 16))
+        sql = "SELECT {b}, COUNT(*), SUM({h}) FROM {t}{w} GROUP BY {b}"  # one scan per side
+        s_sql = sql.format(
+            b=src.cs.int_div(k_s, a, width),
+            h=src.cs.hash64(src.row_text),
+            t=src.table_sql,
+            w=src.sql_where(pred_s),
+        )
+        t_sql = sql.format(
+            b=tgt.cs.int_div(k_t, a, width),
+            h=tgt.cs.hash64(tgt.row_text),
+            t=tgt.table_sql,
+            w=tgt.sql_where(pred_t),
+        )
+        s_out, t_out = self.both(src, tgt, s_sql, t_sql)
+        sb = {int(r[0]): _agg(r[1:]) for r in s_out}
+        tb = {int(r[0]): _agg(r[1:]) for r in t_out}
+        for i in sorted(set(sb) | set(tb)):
+            cs_, ct_ = sb.get(i, (0, 0)), tb.get(i, (0, 0))
+            if cs_ != ct_:
+                if self._full(result, diffs):
+                    return
+                lo = a + i * width
+                self._bisect(src, tgt, lo, min(b, lo + width), max(cs_[0], ct_[0]), result, diffs)
+
+    # -- hash and keyless modes
+
+    def _hashed(self, src: _Side, tgt: _Side, result: TableResult, diffs: list[RowDiff]) -> None:
+        (srow,), (trow,) = self.both(
+            src,
+            tgt,
+            f"SELECT COUNT(*) FROM {src.table_sql}{src.sql_where()}",
+            f"SELECT COUNT(*) FROM {tgt.table_sql}{tgt.sql_where()}",
+        )
+        result.source_rows, result.target_rows = int(srow[0]), int(trow[0])
+        rows = max(result.source_rows, result.target_rows)
+        bits = 0
+        while (rows >> bits) > self.options.leaf_rows and bits < 20:
+            bits += 1
+        result.chunks = 1 << bits
+        buckets = {}
+        out = []
+        for side in (src, tgt):
+            bucket = side.cs.bucket(side.key_text, bits)
+            out.append(
+                self.submit(
+                    side,
+                    f"SELECT {bucket}, COUNT(*), SUM({side.cs.hash64(side.row_text)}) "
+                    f"FROM {side.table_sql}{side.sql_where()} GROUP BY 1",
+                )
+            )
+        sb = {int(r[0]): _agg(r[1:]) for r in out[0].result()}
+        tb = {int(r[0]): _agg(r[1:]) for r in out[1].result()}
+        self._report(result, 1, 1)
+        for i in set(sb) | set(tb):
+            cs_, ct_ = sb.get(i, (0, 0)), tb.get(i, (0, 0))
+            if cs_ != ct_:
+                buckets[i] = max(cs_[0], ct_[0])
+        result.mismatched_chunks = len(buckets)
+        batch: list[int] = []
+        size = 0
+        for i in sorted(buckets):
+            batch.append(i)
+            size += buckets[i]
+            if size >= _FETCH_ROWS:
+                self._fetch_buckets(src, tgt, bits, batch, result, diffs)
+                batch, size = [], 0
+                if self._full(result, diffs):
+                    return
+        if batch:
+            self._fetch_buckets(src, tgt, bits, batch, result, diffs)
+
+    def _fetch_buckets(
+        self,
+        src: _Side,
+        tgt: _Side,
+        bits: int,
+        batch: list[int],
+        result: TableResult,
+        diffs: list[RowDiff],
+    ) -> None:
+        in_list = ", ".join(str(i) for i in batch)
+        srows, trows = self.both(
+            src,
+            tgt,
+            src.select_rows(f"{src.cs.bucket(src.key_text, bits)} IN ({in_list})"),
+            tgt.select_rows(f"{tgt.cs.bucket(tgt.key_text, bits)} IN ({in_list})"),
+        )
+        self._add(diffs, _compare(src, _rows(src, srows), _rows(tgt, trows)), result)
+
+    # -- bookkeeping
+
+    def _full(self, result: TableResult, diffs: list[RowDiff]) -> bool:
+        if len(diffs) >= self.options.max_diffs:
+            result.truncated = True
+            return True
+        return False
+
+    def _add(self, diffs: list[RowDiff], new: Iterable[RowDiff], result: TableResult) -> None:
+        for diff in new:
+            if len(diffs) >= self.options.max_diffs:
+                result.truncated = True
+                return
+            diffs.append(diff)
+
+    def _report(self, result: TableResult, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(str(result.source_table), done, total)
+
+    # -- online re-check
+
+    def recheck(self, pair: TablePair, result: TableResult) -> None:
+        """Re-read the differing rows; keep the persistent differences, count the rest."""
+        sschema = self.source.table_schema(pair.source)
+        tschema = self.target.table_schema(pair.target)
+        scratch = TableResult(pair.source, pair.target)
+        src, tgt = self._sides(pair, sschema, tschema, scratch)
+        before = result.diffs
+        if result.mode == "keyless":
+            fresh: list[RowDiff] = []
+            self._hashed(src, tgt, scratch, fresh)
+            seen = {(d.kind, d.row_hash) for d in before}
+            now = [d for d in fresh if (d.kind, d.row_hash) in seen]
+            persistent_keys = {(d.kind, d.row_hash) for d in now}
+            transient = sum(d.count for d in before if (d.kind, d.row_hash) not in persistent_keys)
+        else:
+            now = []
+            for start in range(0, len(before), 200):
+                chunk = before[start : start + 200]
+                preds_s = [self._key_pred(src, d, "source") for d in chunk]
+                preds_t = [self._key_pred(tgt, d, "target") for d in chunk]
+                srows, trows = self.both(
+                    src,
+                    tgt,
+                    src.select_rows("(" + " OR ".join(preds_s) + ")"),
+                    tgt.select_rows("(" + " OR ".join(preds_t) + ")"),
+                )
+                now.extend(_compare(src, _rows(src, srows), _rows(tgt, trows)))
+            transient = len(before) - len(now)
+        result.diffs = now
+        result.transient = max(0, transient)
+        result.rechecked = True
+
+    def _key_pred(self, side: _Side, diff: RowDiff, which: str) -> str:
+        row = (diff.target if which == "target" else diff.source) or diff.source or diff.target
+        assert row is not None
+        parts = [
+            side.cs.key_match(q, row.get(c.name), c)
+            for q, c in zip(side.key, side.key_columns, strict=True)
+        ]
+        return "(" + " AND ".join(parts) + ")"
+
+
+def _agg(row: Sequence[Any]) -> tuple[int, int]:
+    """(count, hash sum mod 2**64) of one checksum row; engines return Decimal, int or None."""
+    count = int(row[0] or 0)
+    total = int(row[1]) % _MOD if row[1] is not None else 0
+    return count, total
+
+
+def _rows(side: _Side, rows: list[tuple[Any, ...]]) -> list[_Row]:
+    n = len(side.columns)
+    nkey = len(side.key)
+    out = []
+    for row in rows:
+        raw = {c.name: v for c, v in zip(side.columns, row[:n], strict=True)}
+        canon = tuple("~" if v is None else str(v) for v in row[n : 2 * n])
+        key = canon[:nkey] if nkey else ()
+        out.append(_Row(key, canon, raw, str(row[2 * n])))
+    return out
+
+
+def _compare(side: _Side, srows: list[_Row], trows: list[_Row]) -> list[RowDiff]:
+    """Classify the differences between two sets of rows that should be equal."""
+    names = [c.name for c in side.columns]
+    keys = [c.name for c in side.key_columns]
+    diffs: list[RowDiff] = []
+    if not keys:
+        scount = collections.Counter(r.hash for r in srows)
+        tcount = collections.Counter(r.hash for r in trows)
+        sample = {r.hash: r for r in srows}
+        tsample = {r.hash: r for r in trows}
+        for h in sorted(set(scount) | set(tcount)):
+            delta = scount[h] - tcount[h]
+            if delta > 0:
+                diffs.append(RowDiff(MISSING, None, sample[h].raw, None, count=delta, row_hash=h))
+            elif delta < 0:
+                diffs.append(RowDiff(EXTRA, None, None, tsample[h].raw, count=-delta, row_hash=h))
+        return diffs
+    tmap: dict[tuple[str, ...], list[_Row]] = collections.defaultdict(list)
+    for r in trows:
+        tmap[r.key].append(r)
+    for s in srows:
+        matches = tmap.get(s.key)
+        if not matches:
+            diffs.append(
+                RowDiff(MISSING, {k: s.raw[k] for k in keys}, s.raw, None, row_hash=s.hash)
+            )
+            continue
+        t = matches.pop(0)
+        if not matches:
+            del tmap[s.key]
+        if t.hash != s.hash:
+            cols = [n for n, a, b in zip(names, s.canon, t.canon, strict=True) if a != b]
+            diffs.append(
+                RowDiff(DIFFERENT, {k: s.raw[k] for k in keys}, s.raw, t.raw, cols, row_hash=s.hash)
+            )
+    for rest in tmap.values():
+        for t in rest:
+            diffs.append(RowDiff(EXTRA, {k: t.raw[k] for k in keys}, None, t.raw, row_hash=t.hash))
+    return diffs
+
+
+def run_verify(
+    source: Database,
+    target: Database,
+    pairs: Sequence[TablePair],
+    options: VerifyOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    wait_for_target: Callable[[Database, dt.datetime, float], None] | None = None,
+) -> VerifyResult:
+    """Compare every pair; re-check differences once the target has caught up.
+
+    ``wait_for_target(target, first_pass_started, recheck_wait)`` blocks until the target has
+    applied past the first pass (default: :func:`wait_for_apply`).
+    """
+    options = options or VerifyOptions()
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    result = VerifyResult(
+        source=source.endpoint.display,
+        target=target.endpoint.display,
+        started=started,
+        options={
+            "chunk_rows": options.chunk_rows,
+            "workers": options.workers,
+            "max_diffs": options.max_diffs,
+            "recheck": options.recheck,
+            "recheck_wait": options.recheck_wait,
+        },
+    )
+    run = _Run(source, target, options, progress)
+    try:
+        with cf.ThreadPoolExecutor(
+            max_workers=max(1, options.workers), thread_name_prefix="verify-t"
+        ) as tables:
+            result.tables = list(tables.map(run.table, pairs))
+        differing = [(p, r) for p, r in zip(pairs, result.tables, strict=True) if r.diffs]
+        if differing and options.recheck:
+            (wait_for_target or wait_for_apply)(target, started, options.recheck_wait)
+            for pair, table in differing:
+                t1 = time.monotonic()
+                try:
+                    run.recheck(pair, table)
+                except ToolkitError as exc:
+                    table.error = f"re-check failed: {exc}"
+                    table._exc = exc  # type: ignore[attr-defined]
+                table.seconds["recheck"] = time.monotonic() - t1
+    finally:
+        run.close()
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def wait_for_apply(target: Database, first_pass_started: dt.datetime, wait: float) -> None:
+    """Wait until the target has applied past ``first_pass_started``.
+
+    Apply keeps its checkpoint in the target. When the apply package offers
+    ``apply.checkpoint.applied_time(target)`` (the source commit time of the last applied
+    transaction, None without a checkpoint), this polls it; otherwise it waits ``wait``
+    seconds.
+    """
+    try:
+        from apply import checkpoint  # type: ignore[attr-defined]
+
+        applied_time = checkpoint.applied_time
+    except (ImportError, AttributeError):
+        applied_time = None
+    if applied_time is None:
+        time.sleep(wait)
+        return
+    deadline = time.monotonic() + max(wait, 1.0) * 12
+    while time.monotonic() < deadline:
+        when = applied_time(target)
+        if when is None or when >= first_pass_started:
+            return
+        time.sleep(min(1.0, wait or 1.0))
+
+
+def raise_for_errors(result: VerifyResult) -> None:
+    """Raise the first table error of ``result`` as a :class:`VerifyError` (exit code ≥ 2)."""
+    errors = result.errors
+    if not errors:
+        return
+    first = errors[0]
+    exc = getattr(first, "_exc", None)
+    code = exc.exit_code if isinstance(exc, ToolkitError) else 2
+    names = ", ".join(str(t.source_table) for t in errors)
+    raise VerifyError(
+        f"{len(errors)} table(s) could not be compared ({names}): {first.error}",
+        exit_code=max(2, code),
+        hint=getattr(exc, "hint", None),
+    )
