@@ -144,11 +144,19 @@ def _run_once(
     result: CaptureResult,
 ) -> bool:
     """Read the log from the trail's position until the reader ends; True when finished."""
-    start = writer.last_position or options.start_position or _start_marker(db, writer)
+    start = writer.last_position or options.start_position
+    if start is None and not db.keeps_position:
+        start = _start_marker(db, writer)
     catalog: Any = writer.catalog
     if callable(catalog):
         catalog = catalog()
-    reader_options = {**options.reader_options, "catalog": dict(catalog)}
+    # trail_dir: a reader may keep a small marker beside the segments (PostgreSQL records its
+    # slot's identity and heartbeat positions confirmed past the last transaction there)
+    reader_options = {
+        **options.reader_options,
+        "catalog": dict(catalog),
+        "trail_dir": writer.directory,
+    }
     reader = db.open_log(
         start,
         tables=options.filters.tables,

@@ -75,6 +75,9 @@ class Database(abc.ABC):
     schema_is_database: ClassVar[bool] = False
     #: the engine has a transaction log redoline can capture from
     has_log: ClassVar[bool] = False
+    #: the source keeps the reader's start itself (a PostgreSQL slot): an empty trail starts
+    #: there, not at the current end of the log
+    keeps_position: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint

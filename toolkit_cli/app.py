@@ -70,6 +70,7 @@ _COMMAND_MODULES = [
     "devservers",
     "trail",
     "capture",
+    "pgslot",
     "apply",
     "snapshot",
     "sync",

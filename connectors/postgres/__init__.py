@@ -102,6 +102,7 @@ class PostgreSQL(Database):
     engine: ClassVar[str] = "postgresql"
     dialect: ClassVar[str] = "postgres"
     has_log: ClassVar[bool] = True
+    keeps_position: ClassVar[bool] = True
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         try:

@@ -351,15 +351,45 @@ def test_positions(pg_db: Endpoint) -> None:
 # --------------------------------------------------------------------------- kill -9
 
 
+def _cli(config: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from toolkit_cli.app import main; main()",
+        *args,
+        "-c",
+        str(config),
+    ]
+
+
+@pytest.mark.parametrize("via", ["harness", "redoline capture"])
 def test_kill_9_under_load_resumes_exactly(
-    pg: psycopg.Connection[Any], pg_db: Endpoint, tmp_path: Path
+    pg: psycopg.Connection[Any], pg_db: Endpoint, tmp_path: Path, via: str
 ) -> None:
     """A capture process killed with SIGKILL at random instants while the source commits;
-    after each restart the trail continues exactly: every committed change once, in order."""
+    after each restart the trail continues exactly: every committed change once, in order.
+    Run through this file's minimal loop and through the shared runner (`redoline capture`)."""
     pg.execute("CREATE TABLE w (id bigint PRIMARY KEY, v int); CREATE TABLE noise (id int)")
     pg.execute("ALTER TABLE noise REPLICA IDENTITY FULL")
     trail = tmp_path / "trail"
-    capture_run(pg_db, trail, include=("public.w",))
+    config = tmp_path / "redoline.toml"
+    config.write_text(
+        f'[source]\nurl = "{pg_db.url()}"\n[trail]\ndir = "{trail}"\n'
+        '[tables]\ninclude = ["public.w"]\n'
+    )
+    root = Path(__file__).resolve().parents[2]
+    if via == "harness":
+        command = [
+            sys.executable,
+            "-m",
+            "tests.connectors.test_pg_capture",
+            pg_db.url(),
+            str(trail),
+        ]
+        capture_run(pg_db, trail, include=("public.w",))
+    else:
+        command = _cli(config, "capture")
+        subprocess.run(_cli(config, "init"), check=True, cwd=root, capture_output=True)
     committed: list[tuple[str, int]] = []
     done = threading.Event()
 
@@ -399,10 +429,7 @@ def test_kill_9_under_load_resumes_exactly(
     rng = random.Random(11)
     try:
         for _ in range(8):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.connectors.test_pg_capture", pg_db.url(), str(trail)],
-                cwd=Path(__file__).resolve().parents[2],
-            )
+            proc = subprocess.Popen(command, cwd=root)
             time.sleep(rng.uniform(0.5, 2.0))
             assert proc.poll() is None, "the capture process died on its own"
             proc.send_signal(signal.SIGKILL)
@@ -410,7 +437,13 @@ def test_kill_9_under_load_resumes_exactly(
     finally:
         done.set()
         thread.join()
-    capture_run(pg_db, trail, include=("public.w",))
+    if via == "harness":
+        capture_run(pg_db, trail, include=("public.w",))
+    else:
+        done_run = subprocess.run(
+            _cli(config, "capture", "--until-caught-up"), cwd=root, capture_output=True, text=True
+        )
+        assert done_run.returncode == 0, done_run.stderr
     got = [(c.op.value, c.after["id"] if c.after else c.before["id"]) for c in rows(trail)]
     assert len(committed) > 500
     assert got == committed
