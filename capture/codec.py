@@ -321,8 +321,11 @@ def schema_from_wire(wire: list[Any]) -> TableSchema:
     )
 
 
-def _table_ref(table: TableId) -> str:
-    # NUL cannot occur in MySQL, PostgreSQL, Oracle or SQL Server identifiers.
+def _table_ref(table: TableId) -> str | list[str]:
+    # NUL cannot occur in MySQL, PostgreSQL, Oracle or SQL Server identifiers, so one string
+    # with a NUL separator is the common form; a name that holds one anyway is kept exact.
+    if "\x00" in table.schema:
+        return [table.schema, table.name]
     return f"{table.schema}\x00{table.name}"
 
 
@@ -359,8 +362,11 @@ class ChangeDecoder:
     def __init__(self) -> None:
         self._tables: dict[str, TableId] = {}
 
-    def table(self, ref: str) -> TableId:
+    def table(self, ref: str | list[str]) -> TableId:
         """The TableId for a record's table reference."""
+        if type(ref) is list:
+            return TableId(ref[0], ref[1])
+        assert isinstance(ref, str)
         table = self._tables.get(ref)
         if table is None:
             schema, _, name = ref.partition("\x00")
@@ -369,7 +375,10 @@ class ChangeDecoder:
 
     def change(self, record: list[Any]) -> Change:
         """One :class:`Change` from its record."""
-        table = self._tables.get(record[1]) or self.table(record[1])
+        ref = record[1]
+        table = self._tables.get(ref) if type(ref) is str else None
+        if table is None:
+            table = self.table(ref)
         if len(record) == 6:
             return Change(_OPS[record[0]], table, record[2], record[3], record[4], record[5])
         wire = record[8]

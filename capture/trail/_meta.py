@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,18 @@ __all__ = [
 #: the environment variable `--key-env` reads when given no name
 KEY_ENV_DEFAULT = "REDOLINE_TRAIL_KEY"
 
-_CONSUMER_NAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,128}$")
 CONSUMERS_DIR = "consumers"
+
+
+def _file_stem(name: str) -> str:
+    """A file name for any consumer name (the record inside keeps the real name)."""
+    if not name or len(name) > 200 or "\x00" in name:
+        raise ConfigError(f"consumer name {name!r} must be 1 to 200 characters")
+    return (
+        urllib.parse.quote(name, safe="@:+-_=,")
+        if name[0] != "."
+        else "%2E" + (urllib.parse.quote(name[1:], safe="@:+-_=,."))
+    )
 
 
 def register_consumer(directory: Path, name: str, applied_op: int) -> None:
@@ -40,26 +51,22 @@ def register_consumer(directory: Path, name: str, applied_op: int) -> None:
     Retention keeps every segment some registered consumer still needs. The record is
     replaced atomically (write, fsync, rename).
     """
-    if not _CONSUMER_NAME.match(name):
-        raise ConfigError(
-            f"consumer name {name!r} may only use letters, digits and _ . @ : - (1-128 chars)"
-        )
     folder = Path(directory) / CONSUMERS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "applied_op": int(applied_op), "updated": time.time()}
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp = folder / f".{_file_stem(name)}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(record, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, folder / f"{name}.json")
+    os.replace(tmp, folder / f"{_file_stem(name)}.json")
     fsync_dir(folder)
 
 
 def remove_consumer(directory: Path, name: str) -> None:
     """Forget a consumer (retention then no longer waits for it)."""
     try:
-        (Path(directory) / CONSUMERS_DIR / f"{name}.json").unlink()
+        (Path(directory) / CONSUMERS_DIR / f"{_file_stem(name)}.json").unlink()
     except FileNotFoundError:
         pass
 

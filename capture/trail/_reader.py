@@ -109,7 +109,8 @@ class TrailReader:
         poll: float = 0.2,
         stop: Callable[[], bool] | None = None,
     ) -> Iterator[Transaction]:
-        """Whole transactions, in order, whose ``last_op >= start_op``.
+        """Whole transactions, in order, whose ``last_op >= start_op`` (an empty transaction,
+        which only records a commit position, counts as ending at its ``first_op``).
 
         Without ``follow`` it ends at the current end of the trail (a write in progress at the
         open segment's tail is not an error). With ``follow`` it tails the open segment and
@@ -176,7 +177,9 @@ class TrailReader:
                 break
             if first_first_op is None:
                 first_first_op = header.first_op
-            if header.first_op <= start_op:
+            # strictly before: an empty transaction (no op of its own) numbered start_op may
+            # end the previous segment
+            if header.first_op < start_op:
                 chosen = seq
             else:
                 break
@@ -236,14 +239,15 @@ class TrailReader:
         start_op: int,
     ) -> Iterator[Transaction]:
         if (
-            frame.last_op < start_op
+            frame.last_op + 1 < start_op
             and not frame.flags & BLOCK_CATALOG
             and not builder.in_transaction
         ):
             builder.skip(frame, header, name)
             return
         for txn in builder.feed(frame, header, name):
-            if txn.first_op + len(txn.changes) - 1 >= start_op:
+            # an empty transaction sits at its first_op (it records a position only)
+            if txn.first_op + max(len(txn.changes) - 1, 0) >= start_op:
                 yield txn
 
     def _read_sealed(

@@ -574,9 +574,11 @@ def test_consumers(tmp_path: Path) -> None:
     register_consumer(tmp_path, "apply-pg", 10)
     register_consumer(tmp_path, "ship.dr", 3)
     register_consumer(tmp_path, "apply-pg", 12)
-    assert consumers(tmp_path) == {"apply-pg": 12, "ship.dr": 3}
+    register_consumer(tmp_path, "../odd/name ✓", 4)
+    assert consumers(tmp_path) == {"apply-pg": 12, "ship.dr": 3, "../odd/name ✓": 4}
+    assert all(p.parent == tmp_path / "consumers" for p in tmp_path.rglob("*.json"))
     with pytest.raises(ConfigError):
-        register_consumer(tmp_path, "../evil", 1)
+        register_consumer(tmp_path, "", 1)
 
 
 # ---------------------------------------------------------------------- golden
@@ -626,3 +628,94 @@ def test_change_model_ops_cover_the_format() -> None:
 
 if __name__ == "__main__" and "--regen" in sys.argv:
     regenerate_golden()
+
+
+# ---------------------------------------------------------------------- property, kill -9
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.capture.test_codec import values  # noqa: E402
+
+rows = st.dictionaries(st.text(min_size=1, max_size=6), values, max_size=6)
+changes = st.builds(
+    Change,
+    st.sampled_from([Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE]),
+    st.builds(TableId, st.text(min_size=1, max_size=5), st.text(min_size=1, max_size=5)),
+    st.integers(1, 5),
+    rows | st.none(),
+    rows | st.none(),
+    rows | st.none(),
+    st.text(max_size=4) | st.none(),
+)
+transactions = st.builds(
+    Transaction,
+    st.text(max_size=8),
+    st.text(max_size=12),
+    st.datetimes(),
+    st.text(max_size=4),
+    st.lists(changes, max_size=6),
+)
+
+
+@given(st.lists(transactions, min_size=1, max_size=8), st.booleans())
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_transactions_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, txns: list[Transaction], encrypted: bool
+) -> None:
+    directory = tmp_path_factory.mktemp("prop")
+    key = KEY if encrypted else None
+    write(directory, txns, segment_bytes=1200, block_bytes=1024, key=key)
+    assert same_txns(read(directory, key=key), numbered(txns))
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from capture.trail import TrailWriter
+from tests.capture.helpers import make_txn
+with TrailWriter(Path(sys.argv[1]), source_id="src", segment_bytes=4000, block_bytes=1024) as w:
+    i = 0
+    while True:
+        i += 1
+        w.append(make_txn(i, 1 + i % 40))
+        if i % 3 == 0:
+            w.flush()
+            print(w.durable_op, flush=True)
+"""
+
+
+def test_kill_9_loses_nothing_durable(tmp_path: Path) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(tmp_path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        durable = 0
+        for _ in range(20 + 15 * round_):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            durable = int(line)
+        proc.kill()  # SIGKILL: no flush, no close, possibly mid-write
+        proc.wait()
+        proc.stdout.close()
+        assert durable > 0
+        with TrailWriter(tmp_path, source_id="src") as writer:
+            assert writer.last_op >= durable
+            last = writer.last_op
+        back = read(tmp_path)
+        assert back[-1].last_op == last
+        check_trail(tmp_path)
+        # the next run appends after what survived, numbering on
+        with TrailWriter(tmp_path, source_id="src") as writer:
+            writer.append(make_txn(10_000 + round_))
+        assert read(tmp_path)[-1].first_op == last + 1
