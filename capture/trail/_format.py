@@ -135,6 +135,13 @@ class SegmentHeader:
         return bool(self.flags & HEADER_ENCRYPTED)
 
 
+def _short_text(text: str, what: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 0xFFFF:
+        raise TrailError(f"{what} is longer than 65535 bytes: {text[:60]!r}...")
+    return raw
+
+
 def encode_header(
     *,
     sequence: int,
@@ -145,8 +152,8 @@ def encode_header(
     key: bytes | None,
 ) -> bytes:
     """The bytes of a segment header (its CRC32C included)."""
-    src = source_id.encode()
-    pos = first_position.encode()
+    src = _short_text(source_id, "source id")
+    pos = _short_text(first_position, "position")
     size = _HEADER_FIXED.size + 2 + len(src) + 2 + len(pos) + 4
     fixed = _HEADER_FIXED.pack(
         SEGMENT_MAGIC,
@@ -326,7 +333,7 @@ def encode_trailer(
     )
     parts = [fixed]
     for text in (last_position, first_commit_time, last_commit_time):
-        raw = text.encode()
+        raw = _short_text(text, "position")
         parts += [_U16.pack(len(raw)), raw]
     parts.append(digest)
     body = b"".join(parts)

@@ -31,7 +31,8 @@ from connectors.model import TableId, TableSchema, Transaction
 
 __all__ = ["SegmentInfo", "TrailInfo", "TrailReader", "trail_info"]
 
-_HEADER_PROBE = 64 * 1024
+# a header or trailer holds at most three u16-length strings: 200 KB covers any of them
+_HEADER_PROBE = 200 * 1024
 
 
 def _read_header(path: Path) -> SegmentHeader | None:
@@ -468,7 +469,7 @@ def trail_info(directory: Path, *, key: bytes | None = None) -> TrailInfo:
                     head = f.read(_HEADER_PROBE)
                     f.seek(0, 2)
                     size = f.tell()
-                    f.seek(max(0, size - 4096))
+                    f.seek(max(0, size - _HEADER_PROBE))
                     tail = f.read()
                 header = parse_header(head, path.name)
                 if header is None:
