@@ -147,6 +147,9 @@ class TrailWriter:
                 f"transaction {txn.xid} starts at operation {first}, the trail is at "
                 f"{self.last_op}: operation numbers must continue without gap or reuse"
             )
+        if len(txn.position) > 0x3FFF and len(txn.position.encode()) > 0xFFFF:
+            # it would not fit the segment trailer: refuse now, not at seal time
+            raise TrailError(f"transaction {txn.xid}: position longer than 65535 bytes")
         if isinstance(txn, SpilledTransaction):
             count = txn.change_count
             changes: Any = txn.iter_changes()
