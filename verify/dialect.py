@@ -65,6 +65,10 @@ class ChecksumSQL(Protocol):
         """SQL text of ``sql`` (a column of this side) in canonical kind ``canon``; NULL→NULL."""
         ...
 
+    def raw(self, sql: str, column: Column) -> str:
+        """The column as fetched for display and repair (instants as naive UTC or aware)."""
+        ...
+
     def row_text(self, pieces: Sequence[str]) -> str:
         """Canonical pieces joined with ``|``, NULL spelled ``~``."""
         ...
@@ -99,7 +103,10 @@ class ChecksumSQL(Protocol):
 
 
 def checksum_sql(db: Database, **kwargs: Any) -> ChecksumSQL:
-    """The engine's checksum role module, found beside its connector module."""
+    """The engine's checksum role module, found beside its connector module.
+
+    ``writable=True`` asks for sessions that may write (repair); verify only reads.
+    """
     package = type(db).__module__
     try:
         module = importlib.import_module(f"{package}.checksum")

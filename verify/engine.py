@@ -173,7 +173,7 @@ class _Side:
         return " WHERE " + " AND ".join(parts) if parts else ""
 
     def select_rows(self, *preds: str) -> str:
-        cols = [self.quoted(c.name) for c in self.columns]
+        cols = [self.cs.raw(self.quoted(c.name), c) for c in self.columns]
         return (
             f"SELECT {', '.join(cols + self.pieces)}, {self.cs.hash_hex(self.row_text)} "
             f"FROM {self.table_sql}{self.sql_where(*preds)}"

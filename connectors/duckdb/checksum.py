@@ -62,9 +62,10 @@ class Checksum:
 
     script_prelude: tuple[str, ...] = ()
 
-    def __init__(self, db: DuckDB, *, read_only: bool | None = None) -> None:
+    def __init__(self, db: DuckDB, *, writable: bool = False) -> None:
         self.db = db
-        self.read_only = read_only
+        #: verify only reads; a read-only open coexists with other readers of the file
+        self.writable = writable
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._users = 0
@@ -72,9 +73,11 @@ class Checksum:
     def shared(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._conn is None:
-                read_only = self.read_only
-                if read_only is None:
-                    read_only = self.db.path != ":memory:" and os.path.exists(self.db.path)
+                read_only = (
+                    not self.writable
+                    and self.db.path != ":memory:"
+                    and os.path.exists(self.db.path)
+                )
                 self._conn = self.db.connect(read_only=read_only)
             self._users += 1
             return self._conn
@@ -137,6 +140,12 @@ class Checksum:
 
     def int_div(self, sql: str, lo: int, width: int) -> str:
         return f"((CAST({sql} AS HUGEINT) - ({lo})) // {width})"
+
+    def raw(self, sql: str, column: Column) -> str:
+        """The column as fetched: TIMESTAMPTZ as naive UTC (the driver needs pytz otherwise)."""
+        if column.kind == "timestamptz":
+            return f"CAST({sql} AS TIMESTAMP)"
+        return sql
 
     # ------------------------------------------------------------------ repair
 

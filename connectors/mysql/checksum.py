@@ -66,7 +66,7 @@ class Checksum:
     #: script header that makes the repair literals mean what they say (TIMESTAMP in UTC)
     script_prelude: tuple[str, ...] = ("SET time_zone = '+00:00'",)
 
-    def __init__(self, db: MySQL) -> None:
+    def __init__(self, db: MySQL, *, writable: bool = False) -> None:
         self.db = db
 
     def session(self) -> Session:
@@ -122,6 +122,10 @@ class Checksum:
 
     def int_div(self, sql: str, lo: int, width: int) -> str:
         return f"(({sql} - ({lo})) DIV {width})"
+
+    def raw(self, sql: str, column: Column) -> str:
+        """The column as fetched for display and repair (TIMESTAMP comes in UTC)."""
+        return sql
 
     # ------------------------------------------------------------------ repair
 

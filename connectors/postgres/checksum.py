@@ -63,7 +63,7 @@ class Checksum:
 
     script_prelude: tuple[str, ...] = ("SET TimeZone = 'UTC'",)
 
-    def __init__(self, db: PostgreSQL) -> None:
+    def __init__(self, db: PostgreSQL, *, writable: bool = False) -> None:
         self.db = db
 
     def session(self) -> Session:
@@ -117,6 +117,10 @@ class Checksum:
 
     def int_div(self, sql: str, lo: int, width: int) -> str:
         return f"floor((({sql})::numeric - ({lo})) / {width})"
+
+    def raw(self, sql: str, column: Column) -> str:
+        """The column as fetched for display and repair."""
+        return sql
 
     # ------------------------------------------------------------------ repair
 

@@ -1,0 +1,240 @@
+"""Every column kind compares equal across engines when the values are the same, and a change
+to any one value is found and named (real servers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import uuid
+from typing import Any
+
+import pytest
+
+from connectors.endpoint import Endpoint
+from tests.verify.conftest import execute, qualified, verify
+
+UTC = dt.UTC
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+PST = dt.timezone(dt.timedelta(hours=-8))
+
+# name, MySQL type, PostgreSQL type, DuckDB type
+COLUMNS: list[tuple[str, str, str, str]] = [
+    ("i8", "TINYINT", "SMALLINT", "TINYINT"),
+    ("i64", "BIGINT", "BIGINT", "BIGINT"),
+    ("u64", "BIGINT UNSIGNED", "NUMERIC(20,0)", "UBIGINT"),
+    ("flag", "BOOLEAN", "BOOLEAN", "BOOLEAN"),
+    ("amt", "DECIMAL(14,4)", "NUMERIC(14,4)", "DECIMAL(14,4)"),
+    ("dbl", "DOUBLE", "DOUBLE PRECISION", "DOUBLE"),
+    ("flt", "FLOAT", "REAL", "FLOAT"),
+    ("vc", "VARCHAR(40)", "VARCHAR(40)", "VARCHAR"),
+    ("txt", "TEXT", "TEXT", "VARCHAR"),
+    ("ch", "CHAR(6)", "CHAR(6)", "VARCHAR"),
+    ("bin", "VARBINARY(16)", "BYTEA", "BLOB"),
+    ("d", "DATE", "DATE", "DATE"),
+    ("t", "TIME(6)", "TIME(6)", "TIME"),
+    ("naive", "DATETIME(6)", "TIMESTAMP(6)", "TIMESTAMP"),
+    ("instant", "TIMESTAMP(6) NULL", "TIMESTAMPTZ(6)", "TIMESTAMPTZ"),
+    ("doc", "JSON", "JSON", "VARCHAR"),
+    ("uid", "UUID", "UUID", "UUID"),
+    ("color", "ENUM('red','green','blue')", "color", "VARCHAR"),
+    ("tags", "SET('a','b','c')", "TEXT", "VARCHAR"),
+    ("yr", "YEAR", "SMALLINT", "SMALLINT"),
+]
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "i8": -128,
+        "i64": -(2**63),
+        "u64": 2**64 - 1,
+        "flag": True,
+        "amt": decimal.Decimal("-1234567890.1234"),
+        "dbl": 0.1,
+        "flt": 0.1,
+        "vc": "plain",
+        "txt": "x" * 300,
+        "ch": "ab",
+        "bin": b"\x00\x01\xfe\xff",
+        "d": dt.date(2024, 2, 29),
+        "t": dt.time(23, 59, 59, 999999),
+        "naive": dt.datetime(2024, 3, 10, 2, 30, 0, 1),
+        "instant": dt.datetime(2024, 3, 10, 2, 30, 0, 1, tzinfo=UTC),
+        "doc": '{"b": 1, "a": [1, 2]}',
+        "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "color": "green",
+        "tags": "a,c",
+        "yr": 2024,
+    },
+    {"id": 2},  # every other column NULL
+    {
+        "id": 3,
+        "i8": 0,
+        "i64": 2**63 - 1,
+        "u64": 0,
+        "flag": False,
+        "amt": decimal.Decimal("0.0001"),
+        "dbl": 1e20,
+        "flt": -2.5,
+        "vc": "",  # empty, not NULL
+        "txt": "trailing  ",
+        "ch": "",
+        "bin": b"",
+        "d": dt.date(1000, 1, 1),
+        "t": dt.time(0, 0),
+        "naive": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        "instant": dt.datetime(2021, 1, 1, 5, 30, 0, 500000, tzinfo=IST),
+        "doc": "[]",
+        "uid": uuid.UUID("00000000-0000-0000-0000-000000000000"),
+        "color": "red",
+        "tags": "",
+        "yr": 1901,
+    },
+    {
+        "id": 4,
+        "dbl": 1.7976931348623157e308,
+        "flt": 3.4028234663852886e38,
+        "vc": "héllo wörld 世界 🎉",
+        "txt": "line\nbreak\ttab 'quote' \\ backslash | pipe ~",
+        "ch": "日本",
+        "bin": bytes(range(16)),
+        "instant": dt.datetime(1999, 12, 31, 16, 0, 0, tzinfo=PST),
+        "amt": decimal.Decimal("99999999.9999"),
+    },
+    {"id": 5, "dbl": 1e-7, "flt": 1e-7, "vc": "   ", "txt": "~", "naive": dt.datetime(2000, 1, 1)},
+    {"id": 6, "dbl": 2.0**53, "vc": "|", "txt": "1:x"},
+    {"id": 7, "dbl": 0.30000000000000004, "txt": ""},
+    {"id": 8, "dbl": -0.0, "i64": 0},
+    {"id": 9, "dbl": 1e15, "amt": decimal.Decimal("-0.5000")},
+    {"id": 10, "dbl": 123456789.125, "flt": 16777216.0},
+    {"id": 11, "dbl": 2.2250738585072014e-308},
+    {"id": 12, "dbl": 1e-300},
+    {"id": 13, "dbl": 4.9406564584124654e-324},
+    {"id": 14, "dbl": 2.0**-1, "flt": 2.0**-126},
+    {"id": 15, "dbl": 4503599627370495.5},
+]
+
+PAIRS = [
+    ("mysql_db", "pg_db"),
+    ("pg_db", "mysql_db"),
+    ("mysql_db", "duck_db"),
+    ("pg_db", "duck_db"),
+    ("duck_db", "pg_db"),
+    ("mysql_db", "mysql_db2"),
+    ("pg_db", "pg_db2"),
+]
+
+
+def _adapt(engine: str, name: str, value: Any) -> Any:
+    """The value as each driver wants it for the column's type on that engine."""
+    if value is None:
+        return None
+    if engine == "mysql":
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        if isinstance(value, uuid.UUID | bool):
+            return str(value) if isinstance(value, uuid.UUID) else int(value)
+    if engine == "duckdb" and isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def create(ep: Endpoint, name: str, rows: list[dict[str, Any]]) -> None:
+    col = {"mysql": 1, "postgresql": 2, "duckdb": 3}[ep.engine]
+    ddl = []
+    if ep.engine == "postgresql":
+        ddl.append("DROP TYPE IF EXISTS color")
+        ddl.append("CREATE TYPE color AS ENUM ('red', 'green', 'blue')")
+    cols = ", ".join(f"{c[0]} {c[col]}" for c in COLUMNS)
+    ddl.append(f"CREATE TABLE {qualified(ep, name)} (id INT PRIMARY KEY, {cols})")
+    names = ["id"] + [c[0] for c in COLUMNS]
+    insert = (
+        f"INSERT INTO {qualified(ep, name)} ({', '.join(names)}) "
+        f"VALUES ({', '.join(['%s'] * len(names))})"
+    )
+    data = [[_adapt(ep.engine, n, row.get(n)) for n in names] for row in rows]
+    execute(ep, ddl, data, insert)
+
+
+@pytest.fixture
+def mysql_db2(mysql_db: Endpoint, mariadb_server: Any) -> Endpoint:
+    import pymysql
+
+    name = mysql_db.database + "_b"
+    conn = pymysql.connect(host="127.0.0.1", port=mariadb_server.port, user="root")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    conn.close()
+    return mysql_db.with_database(name)
+
+
+@pytest.fixture
+def pg_db2(postgres_server: Any, tmp_path: Any) -> Any:
+    import psycopg
+
+    name = f"verify_b_{tmp_path.name[-20:]}".lower().replace("-", "_")
+    dsn = f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield Endpoint.parse(f"postgresql://postgres@127.0.0.1:{postgres_server.port}/{name}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(("src_fixture", "tgt_fixture"), PAIRS)
+def test_every_kind_equal_then_each_change_found(
+    request: pytest.FixtureRequest, src_fixture: str, tgt_fixture: str
+) -> None:
+    src: Endpoint = request.getfixturevalue(src_fixture)
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    create(src, "kinds", ROWS)
+    # the target gets the rows in another order: order must not matter
+    create(tgt, "kinds", list(reversed(ROWS)))
+    result = verify(src, tgt, ["kinds"], chunk_rows=4, leaf_rows=2)
+    table = result.tables[0]
+    assert table.error is None, table.error
+    assert table.diffs == [], [(d.key, d.columns, d.source, d.target) for d in table.diffs]
+    assert result.equal
+    assert table.source_rows == table.target_rows == len(ROWS)
+
+    # one changed value per column kind, each on its own row so the columns are named
+    changed = [dict(r) for r in reversed(ROWS)]
+    by_id = {r["id"]: r for r in changed}
+    by_id[2]["vc"] = ""  # NULL -> empty string
+    by_id[3]["vc"] = None  # empty string -> NULL
+    by_id[5]["vc"] = "    "  # one more trailing space
+    by_id[7]["dbl"] = math.nextafter(0.30000000000000004, 1.0)  # one ulp
+    by_id[1]["instant"] = dt.datetime(2024, 3, 10, 2, 30, 0, 2, tzinfo=UTC)  # one microsecond
+    by_id[4]["bin"] = bytes(range(15)) + b"\x10"
+    by_id[9]["amt"] = decimal.Decimal("-0.5001")
+    execute(tgt, [f"DROP TABLE {qualified(tgt, 'kinds')}"])
+    create(tgt, "kinds", changed)
+    result = verify(src, tgt, ["kinds"], chunk_rows=4, leaf_rows=2)
+    table = result.tables[0]
+    assert table.error is None, table.error
+    found = {d.key["id"]: (d.kind, d.columns) for d in table.diffs if d.key}
+    assert found == {
+        2: ("different", ["vc"]),
+        3: ("different", ["vc"]),
+        5: ("different", ["vc"]),
+        7: ("different", ["dbl"]),
+        1: ("different", ["instant"]),
+        4: ("different", ["bin"]),
+        9: ("different", ["amt"]),
+    }
+
+
+def test_nan_and_infinity_pg_duckdb(pg_db: Endpoint, duck_db: Endpoint) -> None:
+    for ep in (pg_db, duck_db):
+        execute(
+            ep,
+            [f"CREATE TABLE {qualified(ep, 'f')} (id INT PRIMARY KEY, x DOUBLE PRECISION)"],
+            [(1, float("nan")), (2, float("inf")), (3, float("-inf")), (4, None), (5, 0.0)],
+            f"INSERT INTO {qualified(ep, 'f')} VALUES (%s, %s)",
+        )
+    assert verify(pg_db, duck_db, ["f"]).equal
+    execute(duck_db, [f"UPDATE {qualified(duck_db, 'f')} SET x = 'inf' WHERE id = 1"])
+    result = verify(pg_db, duck_db, ["f"])
+    assert [(d.kind, d.key, d.columns) for d in result.tables[0].diffs] == [
+        ("different", {"id": 1}, ["x"])
+    ]
