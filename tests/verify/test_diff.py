@@ -170,7 +170,7 @@ def test_repair_round_trip_keyed(
         execute(
             ep,
             [ddl[ep.engine].format(t=qualified(ep, "r"))],
-            rows if ep is src else rows[5:] + [(99, "extra", b"", None, "0.00", 0.0)],
+            rows if ep is src else [*rows[5:], (99, "extra", b"", None, "0.00", 0.0)],
             f"INSERT INTO {qualified(ep, 'r')} VALUES (%s, %s, %s, %s, %s, %s)",
         )
     name = qualified(tgt, "r")
