@@ -40,7 +40,9 @@ TablesOpt = Annotated[
 ]
 ChunkOpt = Annotated[
     int | None,
-    typer.Option("--chunk-rows", min=1, help="Rows per checksum chunk. Default: \\[verify] chunk_rows."),
+    typer.Option(
+        "--chunk-rows", min=1, help="Rows per checksum chunk. Default: \\[verify] chunk_rows."
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
