@@ -342,25 +342,31 @@ class _Run:
         result.chunks = len(ranges)
         futures = []
         for a, b in ranges:
-            pred_s, pred_t = f"{k_s} >= {a} AND {k_s} < {b}", f"{k_t} >= {a} AND {k_t} < {b}"
             futures.append(
                 (
                     (a, b),
-                    self.submit(src, self._checksum_sql(src, pred_s)),
-                    self.submit(tgt, self._checksum_sql(tgt, pred_t)),
+                    self.submit(src, self._checksum_sql(src, _between(k_s, a, b))),
+                    self.submit(tgt, self._checksum_sql(tgt, _between(k_t, a, b))),
                 )
             )
-        mismatched: list[tuple[int, int, int]] = []
-        for i, ((a, b), fs, ft) in enumerate(futures):
-            cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
-            if cs_ != ct_:
-                mismatched.append((a, b, max(cs_[0], ct_[0])))
-            self._report(result, i + 1, len(futures))
-        result.mismatched_chunks = len(mismatched)
-        for a, b, n in mismatched:
-            if self._full(result, diffs):
-                break
-            self._bisect(src, tgt, a, b, n, result, diffs)
+        # A differing chunk is bisected as soon as its checksums are in, while the later
+        # chunks are still being summed; bisections run in parallel with each other.
+        budget = _Budget(self.options.max_diffs)
+        found: list[cf.Future[list[RowDiff]]] = []
+        with cf.ThreadPoolExecutor(
+            max_workers=max(1, self.options.workers), thread_name_prefix="verify-b"
+        ) as bisections:
+            for i, ((a, b), fs, ft) in enumerate(futures):
+                cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
+                if cs_ != ct_:
+                    result.mismatched_chunks += 1
+                    n = max(cs_[0], ct_[0])
+                    found.append(bisections.submit(self._bisect, src, tgt, a, b, n, budget))
+                self._report(result, i + 1, len(futures))
+            for future in found:
+                self._add(diffs, future.result(), result)
+        if budget.exhausted:
+            result.truncated = True
 
     def _checksum_sql(self, side: _Side, pred: str) -> str:
         return (
@@ -369,45 +375,62 @@ class _Run:
         )
 
     def _bisect(
-        self,
-        src: _Side,
-        tgt: _Side,
-        a: int,
-        b: int,
-        rows: int,
-        result: TableResult,
-        diffs: list[RowDiff],
-    ) -> None:
+        self, src: _Side, tgt: _Side, a: int, b: int, rows: int, budget: _Budget
+    ) -> list[RowDiff]:
+        """The differing rows of key range [a, b) that holds about ``rows`` rows.
+
+        One GROUP BY per side splits the range into sub-ranges of about ``leaf_rows`` rows
+        (at most 4096 of them); the rows of all differing small sub-ranges are then fetched
+        in one query per side. Two or three round trips per differing chunk, not log2(n).
+        """
+        if budget.exhausted:
+            return []
         k_s, k_t = src.key[0], tgt.key[0]
-        pred_s, pred_t = f"{k_s} >= {a} AND {k_s} < {b}", f"{k_t} >= {a} AND {k_t} < {b}"
-        if rows <= self.options.leaf_rows or b - a <= 1:
-            srows, trows = self.both(src, tgt, src.select_rows(pred_s), tgt.select_rows(pred_t))
-            self._add(diffs, _compare(src, _rows(src, srows), _rows(tgt, trows)), result)
-            return
-        width = max(1, math.ceil((b - a) / 16))
-        sql = "SELECT {b}, COUNT(*), SUM({h}) FROM {t}{w} GROUP BY {b}"  # one scan per side
+        leaf = self.options.leaf_rows
+        if rows <= leaf or b - a <= 1:
+            return budget.take(self._fetch_ranges(src, tgt, [(a, b)]))
+        parts = min(4096, max(2, math.ceil(rows / max(1, leaf // 2))))
+        width = max(1, math.ceil((b - a) / parts))
+        sql = "SELECT {b}, COUNT(*), SUM({h}) FROM {t}{w} GROUP BY 1"
         s_sql = sql.format(
             b=src.cs.int_div(k_s, a, width),
             h=src.cs.hash64(src.row_text),
             t=src.table_sql,
-            w=src.sql_where(pred_s),
+            w=src.sql_where(_between(k_s, a, b)),
         )
         t_sql = sql.format(
             b=tgt.cs.int_div(k_t, a, width),
             h=tgt.cs.hash64(tgt.row_text),
             t=tgt.table_sql,
-            w=tgt.sql_where(pred_t),
+            w=tgt.sql_where(_between(k_t, a, b)),
         )
         s_out, t_out = self.both(src, tgt, s_sql, t_sql)
         sb = {int(r[0]): _agg(r[1:]) for r in s_out}
         tb = {int(r[0]): _agg(r[1:]) for r in t_out}
+        small: list[tuple[int, int]] = []
+        big: list[tuple[int, int, int]] = []
         for i in sorted(set(sb) | set(tb)):
             cs_, ct_ = sb.get(i, (0, 0)), tb.get(i, (0, 0))
             if cs_ != ct_:
-                if self._full(result, diffs):
-                    return
                 lo = a + i * width
-                self._bisect(src, tgt, lo, min(b, lo + width), max(cs_[0], ct_[0]), result, diffs)
+                sub = (lo, min(b, lo + width))
+                n = max(cs_[0], ct_[0])
+                if n <= leaf or width <= 1:
+                    small.append(sub)
+                else:
+                    big.append((*sub, n))
+        out: list[RowDiff] = []
+        for start in range(0, len(small), 64):
+            out += budget.take(self._fetch_ranges(src, tgt, small[start : start + 64]))
+        for lo, hi, n in big:
+            out += self._bisect(src, tgt, lo, hi, n, budget)
+        return out
+
+    def _fetch_ranges(self, src: _Side, tgt: _Side, ranges: list[tuple[int, int]]) -> list[RowDiff]:
+        pred_s = "(" + " OR ".join(_between(src.key[0], a, b) for a, b in ranges) + ")"
+        pred_t = "(" + " OR ".join(_between(tgt.key[0], a, b) for a, b in ranges) + ")"
+        srows, trows = self.both(src, tgt, src.select_rows(pred_s), tgt.select_rows(pred_t))
+        return _compare(src, _rows(src, srows), _rows(tgt, trows))
 
     # -- hash and keyless modes
 
@@ -535,6 +558,26 @@ class _Run:
             for q, c in zip(side.key, side.key_columns, strict=True)
         ]
         return "(" + " AND ".join(parts) + ")"
+
+
+class _Budget:
+    """How many more differences one table may collect (--max-diffs), shared by threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    def take(self, diffs: list[RowDiff]) -> list[RowDiff]:
+        with self._lock:
+            kept = diffs[: max(0, self.left)]
+            self.left -= len(kept)
+            self.exhausted = self.exhausted or len(kept) < len(diffs) or self.left <= 0
+            return kept
+
+
+def _between(key: str, a: int, b: int) -> str:
+    return f"{key} >= {a} AND {key} < {b}"
 
 
 def _agg(row: Sequence[Any]) -> tuple[int, int]:
