@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from connectors.base import Database
 from connectors.errors import ConfigError
-from connectors.model import Column
+from connectors.model import Column, TableId
 
 __all__ = ["CANONICAL_KINDS", "ChecksumSQL", "Session", "canonical_kind", "checksum_sql"]
 
@@ -63,6 +63,10 @@ class ChecksumSQL(Protocol):
 
     def canonical(self, sql: str, column: Column, canon: str, scale: int | None) -> str:
         """SQL text of ``sql`` (a column of this side) in canonical kind ``canon``; NULL→NULL."""
+        ...
+
+    def estimate_sql(self, table: TableId) -> str:
+        """SQL returning one row with the catalog's row count estimate (no table scan)."""
         ...
 
     def raw(self, sql: str, column: Column) -> str:

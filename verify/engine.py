@@ -164,6 +164,7 @@ class _Side:
     key: list[str]  # quoted key columns
     key_columns: list[Column]
     where: str | None
+    table: TableId
     row_text: str = ""
     key_text: str = ""
 
@@ -304,6 +305,7 @@ class _Run:
                 key=[db.quote(k) for k in key],
                 key_columns=[schema.column(k) for k in key],
                 where=where,
+                table=pair.source if name == "source" else pair.target,
                 _quote=db.quote,
             )
             side.row_text = cs.row_text(pieces)
@@ -320,14 +322,18 @@ class _Run:
 
     def _range(self, src: _Side, tgt: _Side, result: TableResult, diffs: list[RowDiff]) -> None:
         k_s, k_t = src.key[0], tgt.key[0]
-        (srow,), (trow,) = self.both(
+        # MIN/MAX come from the index; the row count from the catalog's estimate, because
+        # COUNT(*) scans the whole table on InnoDB (exact counts come from the chunks).
+        out = self.both(
             src,
             tgt,
-            f"SELECT COUNT(*), MIN({k_s}), MAX({k_s}) FROM {src.table_sql}{src.sql_where()}",
-            f"SELECT COUNT(*), MIN({k_t}), MAX({k_t}) FROM {tgt.table_sql}{tgt.sql_where()}",
+            f"SELECT MIN({k_s}), MAX({k_s}) FROM {src.table_sql}{src.sql_where()}",
+            f"SELECT MIN({k_t}), MAX({k_t}) FROM {tgt.table_sql}{tgt.sql_where()}",
         )
-        result.source_rows, result.target_rows = int(srow[0]), int(trow[0])
-        bounds = [int(v) for v in (srow[1], srow[2], trow[1], trow[2]) if v is not None]
+        estimates = self.both(
+            src, tgt, src.cs.estimate_sql(src.table), tgt.cs.estimate_sql(tgt.table)
+        )
+        bounds = [int(v) for rows_ in out for v in rows_[0] if v is not None]
         if not bounds:
             self._report(result, 0, 0)
             return
@@ -336,7 +342,16 @@ class _Run:
             result.mode = "hash"  # key arithmetic would overflow somewhere: bucket by hash
             self._hashed(src, tgt, result, diffs)
             return
-        rows = max(result.source_rows, result.target_rows, 1)
+        rows = max((int(r[0][0] or 0) for r in estimates if r), default=0)
+        if rows <= 0:  # never analyzed: count for real
+            counted = self.both(
+                src,
+                tgt,
+                f"SELECT COUNT(*) FROM {src.table_sql}{src.sql_where()}",
+                f"SELECT COUNT(*) FROM {tgt.table_sql}{tgt.sql_where()}",
+            )
+            rows = max(int(r[0][0]) for r in counted)
+        rows = max(rows, 1)
         width = max(1, math.ceil((hi - lo) * self.options.chunk_rows / rows))
         ranges = [(a, min(a + width, hi)) for a in range(lo, hi, width)]
         result.chunks = len(ranges)
@@ -358,6 +373,8 @@ class _Run:
         ) as bisections:
             for i, ((a, b), fs, ft) in enumerate(futures):
                 cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
+                result.source_rows += cs_[0]
+                result.target_rows += ct_[0]
                 if cs_ != ct_:
                     result.mismatched_chunks += 1
                     n = max(cs_[0], ct_[0])

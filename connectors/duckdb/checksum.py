@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from connectors.errors import ToolkitError
-from connectors.model import Column, Interval, Json
+from connectors.model import Column, Interval, Json, TableId
 
 from . import DuckDB
 
@@ -146,6 +146,14 @@ class Checksum:
         if column.kind == "timestamptz":
             return f"CAST({sql} AS TIMESTAMP)"
         return sql
+
+    def estimate_sql(self, table: TableId) -> str:
+        """One row: DuckDB's estimated row count of the table."""
+        return (
+            "SELECT estimated_size FROM duckdb_tables() WHERE database_name = "
+            f"current_database() AND schema_name = {_string(table.schema)} "
+            f"AND table_name = {_string(table.name)}"
+        )
 
     # ------------------------------------------------------------------ repair
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from connectors.model import Column, Interval, Json
+from connectors.model import Column, Interval, Json, TableId
 
 from . import MySQL, map_error
 
@@ -126,6 +126,13 @@ class Checksum:
     def raw(self, sql: str, column: Column) -> str:
         """The column as fetched for display and repair (TIMESTAMP comes in UTC)."""
         return sql
+
+    def estimate_sql(self, table: TableId) -> str:
+        """One row: the optimizer's row count estimate (no scan; InnoDB COUNT(*) scans)."""
+        return (
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+            f"{_string(table.schema)} AND TABLE_NAME = {_string(table.name)}"
+        )
 
     # ------------------------------------------------------------------ repair
 

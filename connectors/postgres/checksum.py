@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from connectors.model import Column, Interval, Json
+from connectors.model import Column, Interval, Json, TableId
 
 from . import PostgreSQL, map_error
 
@@ -121,6 +121,14 @@ class Checksum:
     def raw(self, sql: str, column: Column) -> str:
         """The column as fetched for display and repair."""
         return sql
+
+    def estimate_sql(self, table: TableId) -> str:
+        """One row: the planner's row estimate (-1 when never analyzed)."""
+        return (
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            f"c.relnamespace WHERE n.nspname = {_string(table.schema)} "
+            f"AND c.relname = {_string(table.name)}"
+        )
 
     # ------------------------------------------------------------------ repair
 
