@@ -12,17 +12,26 @@ import abc
 import fnmatch
 import importlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from connectors.endpoint import Endpoint
 from connectors.errors import ConfigError, PrerequisiteError
-from connectors.model import TableId, TableSchema
+from connectors.model import Op, Row, TableId, TableSchema, Value
 
 if TYPE_CHECKING:
     from connectors.log import LogReader
 
-__all__ = ["CheckItem", "Database", "TableFilter", "open_database", "require_ok"]
+__all__ = [
+    "CheckItem",
+    "Database",
+    "RowRejected",
+    "TableBatch",
+    "TableFilter",
+    "Writer",
+    "open_database",
+    "require_ok",
+]
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,14 @@ class Database(abc.ABC):
         """
         raise NotImplementedError(f"{self.engine} has no log to capture from")
 
+    # ------------------------------------------------------------------ writing (targets)
+
+    def open_writer(self) -> Writer:
+        """A :class:`Writer` on a new connection (``connectors/<engine>/writer.py``)."""
+        module = importlib.import_module(type(self).__module__ + ".writer")
+        writer: Writer = module.open_writer(self)
+        return writer
+
     def end_position(self) -> str:
         """The source's current end-of-log position."""
         raise NotImplementedError(f"{self.engine} has no log to capture from")
@@ -167,3 +184,127 @@ def require_ok(items: Sequence[CheckItem], what: str) -> None:
             f"{what} is not ready for replication: {lines}",
             hint="; ".join(i.hint for i in bad if i.hint) + " (run `redoline check` for all)",
         )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class TableBatch:
+    """The net effect of a group of source transactions on one target table.
+
+    ``schema`` names the *target* table and lists the columns as the trail recorded them
+    (generated columns are never written). Tuples follow :attr:`columns` order, except
+    ``deletes`` of a keyed table, which hold ``key`` values.
+
+    For a keyed table (``key`` not empty) each key appears at most once across ``deletes``,
+    ``updates``, ``patches`` and ``inserts``; statements run in that order. For a keyless
+    table rows are identified by their whole image: ``deletes[i]`` is an image of which
+    ``delete_counts[i]`` copies go, and ``inserts`` may repeat an image.
+
+    Without ``collision`` the writer must raise :class:`RowRejected` when a delete or update
+    does not find its row, or an insert finds one, so the applier can replay the group row
+    by row and name the culprit. With ``collision`` it reconciles instead (insert that
+    exists: update; update that misses: insert; delete that misses: ignored) and counts.
+    """
+
+    schema: TableSchema
+    key: tuple[str, ...]
+    deletes: list[tuple[Value, ...]] = field(default_factory=list)
+    delete_counts: list[int] = field(default_factory=list)
+    #: full after images of rows that exist on the target
+    updates: list[tuple[Value, ...]] = field(default_factory=list)
+    #: partial images (TOAST unchanged columns left out): column names -> rows in that order
+    patches: dict[tuple[str, ...], list[tuple[Value, ...]]] = field(default_factory=dict)
+    inserts: list[tuple[Value, ...]] = field(default_factory=list)
+    collision: bool = False
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.schema.columns if not c.generated)
+
+    def __len__(self) -> int:
+        return (
+            len(self.deletes)
+            + len(self.updates)
+            + len(self.inserts)
+            + sum(len(v) for v in self.patches.values())
+        )
+
+
+class RowRejected(Exception):
+    """The target refused a statement; carries the target's own message (not user-facing)."""
+
+    def __init__(self, message: str, *, row: Row | None = None, missing: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+        #: the row to update/delete was not there (rather than a constraint/type error)
+        self.missing = missing
+
+
+class Writer(Protocol):
+    """What apply needs from a target: transactions, set-based merges, per-row statements.
+
+    One writer holds one connection. ``begin``/``commit`` bracket a target transaction; the
+    checkpoint is saved inside it so data and progress commit together (exactly once).
+    """
+
+    #: sqlglot dialect of the target (``postgres``, ``mysql``, ``duckdb``)
+    dialect: str
+    #: the target's :class:`Database`
+    database: Database
+
+    def begin(self) -> None:
+        """Start a target transaction."""
+
+    def commit(self) -> None:
+        """Commit the current target transaction."""
+
+    def rollback(self) -> None:
+        """Roll the current target transaction back."""
+
+    def close(self) -> None:
+        """Close the connection (an open transaction is rolled back)."""
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        """Run one statement; return the affected row count. Errors: :class:`RowRejected`."""
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query and return its rows."""
+
+    def table_exists(self, table: TableId) -> bool:
+        """Whether ``table`` exists on the target."""
+
+    def create_schema(self, schema: str) -> None:
+        """Create the schema (PostgreSQL/DuckDB) or database (MySQL) if it is missing."""
+
+    def merge(self, batch: TableBatch) -> int:
+        """Write ``batch`` set-based; return the number of collisions reconciled."""
+
+    def apply_row(
+        self,
+        schema: TableSchema,
+        key: tuple[str, ...],
+        op: Op,
+        before: Row | None,
+        after: Row | None,
+        *,
+        collision: bool = False,
+    ) -> int:
+        """Write one change as its own statement(s); return collisions reconciled (0/1).
+
+        ``before`` holds the identity (key columns, or the whole image for a keyless table);
+        ``after`` may hold ``UNCHANGED`` values, which are left as they are on the target.
+        """
+
+    def truncate(self, table: TableId) -> None:
+        """Remove every row of ``table`` inside the current transaction."""
+
+    def load_checkpoint(self, source_id: str, target_id: str) -> tuple[int, str | None]:
+        """The last applied operation number and position (0, None when none)."""
+
+    def save_checkpoint(
+        self, source_id: str, target_id: str, op: int, position: str, commit_time: Any
+    ) -> None:
+        """Record progress inside the current transaction."""

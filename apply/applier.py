@@ -1,0 +1,647 @@
+"""The ordered applier: source transactions in, grouped set-based target transactions out.
+
+Consecutive source transactions are grouped into one target transaction, bounded by
+``batch_rows`` changes and ``batch_ms`` milliseconds. Inside a group each table's changes
+are folded to their net effect (:mod:`apply.collapse`) and written by the target's
+:class:`connectors.base.Writer` set-based; the checkpoint row is updated in the same target
+transaction, so a crash at any instant loses nothing and applies nothing twice.
+
+Barriers: a TRUNCATE writes what is pending before it; a transaction with DDL is applied on
+its own, after the group before it has committed (MySQL commits DDL implicitly). When the
+set-based write of a group fails, the group is rolled back and replayed one statement at a
+time, one target transaction per source transaction, which names the exact row and source
+transaction the target refuses (and lets ``on_error="skip"`` set aside just that one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from apply.collapse import TableCollapse
+from apply.ddl import translate_ddl
+from apply.typemap import ensure_table
+from connectors.base import RowRejected, Writer
+from connectors.errors import ApplyError, ConfigError, SchemaError
+from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
+
+__all__ = ["Applier", "ApplyOptions", "ApplyStats", "SchemaLookup", "apply_trail"]
+
+log = logging.getLogger("redoline.apply")
+
+#: (source table, schema version) -> that table's definition (``TrailReader.schema``)
+SchemaLookup = Callable[[TableId, int], TableSchema]
+
+
+@dataclass
+class ApplyOptions:
+    """How to apply. Snapshot catch-up sets ``collision_until_op``."""
+
+    #: this target's id: the checkpoint row's key, and the origin the loop guard skips
+    target_id: str = "default"
+    #: the source's id in the checkpoint row (default: the trail's source id)
+    source_id: str = "default"
+    batch_rows: int = 20_000
+    batch_ms: int = 500
+    #: collision mode for the whole run
+    collision: bool = False
+    #: collision mode for transactions that start at or before this operation number only
+    collision_until_op: int = 0
+    on_error: str = "stop"  # stop | skip
+    #: trail directory for rejected transactions (on_error="skip")
+    reject_dir: Path | None = None
+    skip_ddl: bool = False
+    #: N:1: add this column (holding source_id) to every target table and to its key
+    source_column: str | None = None
+    #: origins whose transactions are not applied (default: {target_id}, the loop guard)
+    ignore_origins: frozenset[str] | None = None
+    #: source table -> target table (``TablesConfig.target_name``)
+    rename: Callable[[TableId], TableId] | None = None
+    #: source engine's sqlglot dialect, for DDL translation and same-engine types
+    source_dialect: str | None = None
+    #: only these source tables (parallel groups); None: all
+    table_filter: Callable[[TableId], bool] | None = None
+    #: create missing target tables from the trail's definitions
+    create_tables: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("stop", "skip"):
+            raise ConfigError(f"on_error must be stop or skip, not {self.on_error!r}")
+        if self.on_error == "skip" and self.reject_dir is None:
+            raise ConfigError(
+                "on_error = skip needs a reject file (a trail directory)",
+                hint="--reject-file DIR or [apply] reject_file",
+            )
+
+
+@dataclass
+class ApplyStats:
+    """What a run did (printed by ``redoline apply --json``)."""
+
+    transactions: int = 0
+    changes: int = 0
+    groups: int = 0
+    collisions: int = 0
+    rejected_transactions: int = 0
+    skipped_origin: int = 0
+    ddl_applied: int = 0
+    ddl_skipped: int = 0
+    replayed_groups: int = 0
+    first_op: int = 0
+    applied_op: int = 0
+    position: str | None = None
+    last_commit_time: dt.datetime | None = None
+    seconds: float = 0.0
+    reject_dir: str | None = None
+    tables_created: list[str] = field(default_factory=list)
+
+    @property
+    def changes_per_second(self) -> float:
+        return self.changes / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Stop(Exception):
+    pass
+
+
+class Applier:
+    """Applies transactions in operation order to one writer (see the module doc).
+
+    Typical use::
+
+        applier = Applier(writer, reader.schema, ApplyOptions(target_id="dw"))
+        start = applier.start()                    # last applied op from the checkpoint
+        stats = applier.run(reader.transactions(start + 1))
+    """
+
+    def __init__(self, writer: Writer, schemas: SchemaLookup | None, options: ApplyOptions):
+        self.writer = writer
+        self.options = options
+        self._lookup = schemas
+        self._history: dict[tuple[TableId, int], TableSchema] = {}
+        self._targets: dict[tuple[TableId, int], TableSchema] = {}
+        self._existing: set[TableId] = set()
+        self._ignore = (
+            options.ignore_origins
+            if options.ignore_origins is not None
+            else frozenset({options.target_id})
+        )
+        self.stats = ApplyStats()
+        self.applied_op = 0
+        self._rejects: Any = None
+        self._reject_tables: set[TableId] = set()
+        # the open group
+        self._group: list[Transaction] = []
+        self._collapses: dict[TableId, TableCollapse] = {}
+        self._dirty = False
+        self._group_rows = 0
+        self._group_started = 0.0
+        self._group_collision = False
+        self._last_log = time.monotonic()
+
+    # ------------------------------------------------------------------ public
+
+    def start(self) -> int:
+        """Read (creating if needed) the checkpoint; return the last applied operation."""
+        op, position = self.writer.load_checkpoint(self.options.source_id, self.options.target_id)
+        self.applied_op = op
+        self.stats.applied_op = op
+        self.stats.position = position
+        log.info(
+            "apply %s -> %s: resuming after operation %d",
+            self.options.source_id,
+            self.options.target_id,
+            op,
+        )
+        return op
+
+    def run(
+        self,
+        transactions: Iterable[Transaction | None],
+        *,
+        stop: Callable[[], bool] | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> ApplyStats:
+        """Apply ``transactions`` (``None`` items are idle ticks that let a group close on
+        time). Returns when the iterable ends or ``stop()`` is true between transactions;
+        the group in progress is committed first."""
+        started = time.monotonic()
+        should_stop = stop or (lambda: False)
+        self._on_commit = on_commit
+        try:
+            for txn in transactions:
+                if txn is not None:
+                    self._take(txn)
+                if self._group and self._group_due():
+                    self._flush()
+                self._progress()
+                if should_stop():
+                    break
+            self._flush()
+        finally:
+            self.stats.seconds += time.monotonic() - started
+            if self._rejects is not None:
+                self._rejects.close()
+                self._rejects = None
+        return self.stats
+
+    # ------------------------------------------------------------------ intake
+
+    def _take(self, txn: Transaction) -> None:
+        for change in txn.changes:
+            if change.op is Op.DDL and change.table_schema is not None:
+                schema = change.table_schema
+                self._history[(schema.table, schema.version)] = schema
+        if txn.last_op <= self.applied_op:
+            return  # applied before the restart
+        if not self.stats.first_op:
+            self.stats.first_op = txn.first_op
+        if txn.origin in self._ignore:
+            self.stats.skipped_origin += 1
+            self._group.append(replace(txn, changes=[]))
+            return
+        changes = self._selected(txn)
+        collision = self.options.collision or txn.first_op <= self.options.collision_until_op
+        if self._group and collision != self._group_collision:
+            self._flush()
+        has_ddl = any(c.op is Op.DDL for c in changes)
+        if has_ddl:
+            self._flush()
+            self._apply_alone(txn, changes, collision)
+            return
+        missing = self._missing_tables(changes)
+        if missing and self._dirty:
+            self._flush()  # creating a table commits on MySQL: close the group first
+        for table, schema in missing:
+            self._create(table, schema)
+        if not self._group:
+            self._group_started = time.monotonic()
+            self._group_collision = collision
+        self._group.append(txn)
+        try:
+            for change in changes:
+                self._fold(change, collision)
+        except RowRejected as exc:
+            self._replay_group(exc.message)
+            return
+        self._group_rows += len(changes)
+
+    def _selected(self, txn: Transaction) -> list[Change]:
+        keep = self.options.table_filter
+        if keep is None:
+            return txn.changes
+        return [c for c in txn.changes if keep(c.table)]
+
+    def _group_due(self) -> bool:
+        if self._group_rows >= self.options.batch_rows:
+            return True
+        return (time.monotonic() - self._group_started) * 1000 >= self.options.batch_ms
+
+    # ------------------------------------------------------------------ schemas
+
+    def source_schema(self, table: TableId, version: int) -> TableSchema:
+        found = self._history.get((table, version))
+        if found is None and self._lookup is not None:
+            found = self._lookup(table, version)
+            self._history[(table, version)] = found
+        if found is None:
+            raise SchemaError(f"no definition of {table} version {version} in the trail")
+        return found
+
+    def target_schema(self, table: TableId, version: int) -> TableSchema:
+        """``table``'s definition as it is on the target: renamed, tagged with the source."""
+        found = self._targets.get((table, version))
+        if found is not None:
+            return found
+        src = self.source_schema(table, version)
+        found = self._to_target(src)
+        self._targets[(table, version)] = found
+        return found
+
+    def _to_target(self, src: TableSchema) -> TableSchema:
+        name = self.options.rename(src.table) if self.options.rename else src.table
+        sc = self.options.source_column
+        if not sc:
+            return replace(src, table=name)
+        tag = Column(sc, "str", source_type="", nullable=False, length=128)
+        return replace(
+            src,
+            table=name,
+            columns=(tag, *src.columns),
+            primary_key=(sc, *src.primary_key) if src.primary_key else (),
+            unique_keys=tuple((sc, *u) for u in src.unique_keys),
+        )
+
+    def _tagged(self, change: Change) -> Change:
+        sc = self.options.source_column
+        if not sc:
+            return change
+        value = {sc: self.options.source_id}
+        return replace(
+            change,
+            key={**value, **change.key} if change.key is not None else None,
+            before={**value, **change.before} if change.before is not None else None,
+            after={**value, **change.after} if change.after is not None else None,
+        )
+
+    def _missing_tables(self, changes: list[Change]) -> list[tuple[TableId, TableSchema]]:
+        out: dict[TableId, TableSchema] = {}
+        for change in changes:
+            if change.op is Op.DDL:
+                continue
+            schema = self.target_schema(change.table, change.schema_version)
+            if schema.table in self._existing or schema.table in out:
+                continue
+            if self.writer.table_exists(schema.table):
+                self._existing.add(schema.table)
+            else:
+                out[schema.table] = schema
+        return list(out.items())
+
+    def _create(self, table: TableId, schema: TableSchema) -> None:
+        if not self.options.create_tables:
+            raise SchemaError(
+                f"target table {table} does not exist",
+                hint="create it, or let apply create tables from the trail",
+            )
+        ensure_table(self.writer, schema, table, source_dialect=self.options.source_dialect)
+        self.writer.commit()
+        self._existing.add(table)
+        self.stats.tables_created.append(str(table))
+
+    # ------------------------------------------------------------------ folding
+
+    def _fold(self, change: Change, collision: bool) -> None:
+        if change.op is Op.TRUNCATE:
+            target = self.target_schema(change.table, change.schema_version).table
+            self._write_pending()
+            self.writer.truncate(target)
+            self._dirty = True
+            return
+        schema = self.target_schema(change.table, change.schema_version)
+        change = self._tagged(change)
+        coll = self._collapses.get(schema.table)
+        if coll is None or coll.schema is not schema:
+            if coll is not None:
+                self._write_pending()
+            coll = TableCollapse(schema, schema.identity, collision=collision)
+            self._collapses[schema.table] = coll
+        if not coll.add(change):
+            self._write_pending()
+            self._row(schema, change, collision)
+            self._dirty = True
+
+    def _write_pending(self) -> None:
+        for coll in self._collapses.values():
+            if len(coll):
+                self.stats.collisions += self.writer.merge(coll.batch())
+                self._dirty = True
+        self._collapses.clear()
+
+    def _row(self, schema: TableSchema, change: Change, collision: bool) -> None:
+        before = change.before if change.before is not None else change.key
+        self.stats.collisions += self.writer.apply_row(
+            schema, schema.identity, change.op, before, change.after, collision=collision
+        )
+
+    # ------------------------------------------------------------------ commit
+
+    def _flush(self) -> None:
+        if not self._group:
+            return
+        try:
+            self._write_pending()
+            self._checkpoint(self._group[-1])
+            self.writer.commit()
+        except RowRejected as exc:
+            self._replay_group(exc.message)
+            return
+        self._committed(self._group)
+
+    def _committed(self, txns: list[Transaction]) -> None:
+        last = txns[-1]
+        self.applied_op = last.last_op
+        self.stats.applied_op = last.last_op
+        self.stats.position = last.position
+        self.stats.last_commit_time = last.commit_time
+        self.stats.groups += 1
+        self.stats.transactions += len(txns)
+        self.stats.changes += sum(len(t.changes) for t in txns)
+        self._reset_group()
+        if self._on_commit is not None:
+            self._on_commit(self.applied_op)
+
+    def _reset_group(self) -> None:
+        self._group = []
+        self._collapses = {}
+        self._dirty = False
+        self._group_rows = 0
+
+    def _checkpoint(self, txn: Transaction) -> None:
+        self.writer.save_checkpoint(
+            self.options.source_id,
+            self.options.target_id,
+            txn.last_op,
+            txn.position,
+            txn.commit_time,
+        )
+
+    def _replay_group(self, reason: str = "") -> None:
+        """Roll the group back and apply it again one statement at a time (see module doc)."""
+        group = self._group
+        self.writer.rollback()
+        self._reset_group()
+        self.stats.replayed_groups += 1
+        log.info(
+            "set-based write refused (%s); replaying %d transactions row by row",
+            reason,
+            len(group),
+        )
+        for txn in group:
+            changes = [] if txn.origin in self._ignore else self._selected(txn)
+            collision = self.options.collision or txn.first_op <= self.options.collision_until_op
+            self._apply_alone(txn, changes, collision)
+
+    def _apply_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
+        """One source transaction, statement by statement, in its own target transaction."""
+        try:
+            for change in changes:
+                if change.op is Op.DDL:
+                    self._ddl(change)
+                    continue
+                for table, schema in self._missing_tables([change]):
+                    self._create(table, schema)
+                if change.op is Op.TRUNCATE:
+                    self.writer.truncate(self.target_schema(change.table, 1).table)
+                    continue
+                schema = self.target_schema(change.table, change.schema_version)
+                try:
+                    self._row(schema, self._tagged(change), collision)
+                except RowRejected as exc:
+                    raise _Rejected(txn, change, exc) from None
+            self._checkpoint(txn)
+            self.writer.commit()
+        except _Rejected as rej:
+            self.writer.rollback()
+            self._reject(rej)
+            return
+        self._committed([txn])
+
+    # ------------------------------------------------------------------ DDL
+
+    def _ddl(self, change: Change) -> None:
+        schema = change.table_schema
+        source = change.table
+        target = self.target_schema(source, schema.version).table if schema else None
+        if target is None:
+            target = self.options.rename(source) if self.options.rename else source
+        self.writer.invalidate(target)  # type: ignore[attr-defined]
+        self._existing.discard(target)
+        self._targets = {k: v for k, v in self._targets.items() if k[0] != source}
+        if change.ddl is None:
+            # a definition announced before its first rows: create the table if missing
+            if schema is not None and not self.writer.table_exists(target):
+                self._create(target, self._to_target(schema))
+            return
+        try:
+            statements = translate_ddl(
+                change.ddl,
+                source_dialect=self.options.source_dialect,
+                target_dialect=self.writer.dialect,
+                default_schema=source.schema,
+                rename=self.options.rename,
+                schema_after=self._to_target(schema) if schema is not None else None,
+                target_exists=self.writer.table_exists,
+            )
+        except SchemaError as exc:
+            if self.options.skip_ddl:
+                log.warning(
+                    "SKIPPED DDL (skip_ddl is on) on %s: %s -- %s", source, change.ddl, exc.message
+                )
+                self.stats.ddl_skipped += 1
+                return
+            raise
+        if any(sql.startswith("CREATE TABLE") for sql in statements):
+            self.writer.create_schema(target.schema)
+        for sql in statements:
+            try:
+                self.writer.execute(sql)
+            except RowRejected as exc:
+                raise ApplyError(
+                    f"the target refused DDL translated from {change.ddl!r}: {exc.message}\n"
+                    f"  statement: {sql}",
+                    hint="fix the target by hand and restart, or re-run with --skip-ddl to "
+                    "skip statements apply cannot translate",
+                ) from None
+        self.stats.ddl_applied += 1
+
+    # ------------------------------------------------------------------ errors
+
+    def _reject(self, rej: _Rejected) -> None:
+        txn, change, exc = rej.txn, rej.change, rej.exc
+        op_no = txn.first_op + next(
+            (i for i, c in enumerate(txn.changes) if c is change), len(txn.changes) - 1
+        )
+        row = change.after if change.after is not None else (change.before or change.key)
+        if self.options.on_error != "skip":
+            raise ApplyError(
+                f"the target refused source transaction {txn.xid} (operations {txn.first_op}"
+                f"..{txn.last_op}, committed {txn.commit_time.isoformat()} at {txn.position}): "
+                f"operation {op_no}, {change.op.value} on {change.table}, row {row!r}: "
+                f"{exc.message}",
+                hint="fix the target (or the row) and restart apply; or --on-error skip to set "
+                "rejected transactions aside in a reject trail",
+            )
+        self._write_reject(txn)
+        self._checkpoint(txn)
+        self.writer.commit()
+        self.stats.rejected_transactions += 1
+        log.error(
+            "REJECTED source transaction %s (operations %d..%d) written to reject trail %s: "
+            "operation %d %s on %s: %s",
+            txn.xid,
+            txn.first_op,
+            txn.last_op,
+            self.options.reject_dir,
+            op_no,
+            change.op.value,
+            change.table,
+            exc.message,
+        )
+        self._committed([txn])
+
+    def _write_reject(self, txn: Transaction) -> None:
+        from capture.trail import TrailWriter
+
+        assert self.options.reject_dir is not None
+        if self._rejects is None:
+            self._rejects = TrailWriter(
+                self.options.reject_dir,
+                source_id=f"{self.options.source_id}.rejects.{self.options.target_id}",
+            )
+            self.stats.reject_dir = str(self.options.reject_dir)
+        announce = []
+        for change in txn.changes:
+            if change.op in (Op.DDL, Op.TRUNCATE) or change.table in self._reject_tables:
+                continue
+            schema = self.source_schema(change.table, change.schema_version)
+            announce.append(Change(Op.DDL, change.table, schema.version, table_schema=schema))
+            self._reject_tables.add(change.table)
+        copy = replace(txn, changes=[*announce, *txn.changes], first_op=0)
+        self._rejects.append(copy)
+        self._rejects.flush()
+
+    # ------------------------------------------------------------------ progress
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < 10:
+            return
+        self._last_log = now
+        lag = ""
+        if self.stats.last_commit_time is not None:
+            commit = self.stats.last_commit_time
+            if commit.tzinfo is None:
+                commit = commit.replace(tzinfo=dt.UTC)
+            lag = f", lag {(dt.datetime.now(dt.UTC) - commit).total_seconds():.1f}s"
+        log.info(
+            "applied through operation %d: %d transactions, %d changes, %.0f changes/s%s",
+            self.applied_op,
+            self.stats.transactions,
+            self.stats.changes,
+            self.stats.changes / max(1e-9, self.stats.seconds + now - self._last_log + 1e-9),
+            lag,
+        )
+
+
+class _Rejected(Exception):
+    def __init__(self, txn: Transaction, change: Change, exc: RowRejected) -> None:
+        super().__init__(exc.message)
+        self.txn, self.change, self.exc = txn, change, exc
+
+
+# --------------------------------------------------------------------------- trail driver
+
+
+_END = object()
+
+
+def _prefetch(
+    source: Iterator[Transaction], *, tick: float, depth: int = 20_000
+) -> Iterator[Transaction | None]:
+    """Read ``source`` in a thread (decoding overlaps target I/O); yield None when idle."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            for txn in source:
+                q.put(txn)
+        except BaseException as exc:  # handed to the consumer
+            failure.append(exc)
+        finally:
+            q.put(_END)
+
+    thread = threading.Thread(target=pump, name="trail-reader", daemon=True)
+    thread.start()
+    while True:
+        try:
+            item = q.get(timeout=tick)
+        except queue.Empty:
+            yield None
+            continue
+        if item is _END:
+            if failure:
+                raise failure[0]
+            return
+        yield item
+
+
+def apply_trail(
+    writer: Writer,
+    trail_dir: Path,
+    options: ApplyOptions,
+    *,
+    key: bytes | None = None,
+    follow: bool = False,
+    stop: Callable[[], bool] | None = None,
+    consumer: str | None = None,
+) -> ApplyStats:
+    """Apply the trail in ``trail_dir`` to ``writer`` from just after its checkpoint.
+
+    ``follow`` tails the trail until ``stop()``; otherwise returns at the trail's current
+    end (``--until-caught-up``). ``consumer`` registers the applied operation for retention.
+    """
+    from capture.trail import TrailReader, register_consumer, trail_info
+
+    reader = TrailReader(trail_dir, key=key)
+    if options.source_id == "default":
+        info = trail_info(trail_dir, key=key)
+        if info.source_id:
+            options = replace(options, source_id=info.source_id)
+    applier = Applier(writer, reader.schema, options)
+    start = applier.start()
+    should_stop = stop or (lambda: False)
+    last_register = [0.0]
+
+    def committed(op: int) -> None:
+        now = time.monotonic()
+        if consumer and now - last_register[0] >= 2:
+            register_consumer(trail_dir, consumer, op)
+            last_register[0] = now
+
+    if consumer:
+        register_consumer(trail_dir, consumer, start)
+    source = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    tick = max(0.01, options.batch_ms / 4000)
+    stats = applier.run(_prefetch(source, tick=tick), stop=should_stop, on_commit=committed)
+    if consumer:
+        register_consumer(trail_dir, consumer, applier.applied_op)
+    return stats

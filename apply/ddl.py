@@ -1,0 +1,171 @@
+"""Source DDL to target DDL with sqlglot (CREATE/ALTER/DROP/RENAME/TRUNCATE, indexes).
+
+Every statement is parsed in the source's dialect, its table names are renamed for the target
+(``[tables.rename]``, MySQL database = schema), column types are re-derived from the trail's
+definition after the statement through :mod:`apply.typemap` (so DDL and created tables agree),
+and it is generated in the target's dialect with ``unsupported_level=RAISE``: anything sqlglot
+cannot express on the target, or does not understand at all, is a :class:`SchemaError` that
+names the statement (``--skip-ddl`` skips such statements, loudly).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import sqlglot
+import sqlglot.errors
+from sqlglot import exp
+
+from apply.typemap import column_type, create_table_sql
+from connectors.errors import SchemaError
+from connectors.model import TableId, TableSchema
+
+__all__ = ["guess_dialect", "translate_ddl"]
+
+_RENAME = re.compile(r"^\s*RENAME\s+TABLE\s+(.+?)\s+TO\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def guess_dialect(sql: str) -> str:
+    """The source dialect when nobody said: backticks are MySQL, anything else PostgreSQL."""
+    return "mysql" if "`" in sql else "postgres"
+
+
+def _untranslatable(sql: str, why: str) -> SchemaError:
+    return SchemaError(
+        f"cannot translate the source DDL statement {sql!r}: {why}",
+        hint="apply it to the target by hand and restart with --skip-ddl, or exclude the table",
+    )
+
+
+def translate_ddl(
+    sql: str,
+    *,
+    source_dialect: str | None,
+    target_dialect: str,
+    default_schema: str | None = None,
+    rename: Callable[[TableId], TableId] | None = None,
+    schema_after: TableSchema | None = None,
+    target_exists: Callable[[TableId], bool] | None = None,
+) -> list[str]:
+    """Target statements for the source DDL ``sql`` (empty: nothing to do on the target).
+
+    ``schema_after`` (the trail's definition after the statement, already renamed for the
+    target) supplies column types; ``target_exists`` makes CREATE TABLE idempotent.
+    """
+    read = source_dialect or guess_dialect(sql)
+    if default_schema is None and schema_after is not None:
+        default_schema = schema_after.table.schema
+
+    def target(table: exp.Table) -> TableId:
+        source = TableId(table.db or default_schema or "public", table.name)
+        return rename(source) if rename else source
+
+    def retarget(node: exp.Expression) -> None:
+        for table in node.find_all(exp.Table):
+            if not table.name:
+                continue
+            name = target(table)
+            table.set("this", exp.to_identifier(name.name, quoted=True))
+            table.set("db", exp.to_identifier(name.schema, quoted=True))
+            table.set("catalog", None)
+
+    match = _RENAME.match(sql)
+    if match:
+        return _rename_table(match.group(1), match.group(2), read, target_dialect, target)
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+    out: list[str] = []
+    for stmt in statements:
+        if isinstance(stmt, exp.Command):
+            raise _untranslatable(sql, "sqlglot does not understand this statement")
+        kind = str(stmt.args.get("kind") or "").upper()
+        if isinstance(stmt, exp.Create) and kind == "TABLE":
+            table_node = stmt.find(exp.Table)
+            name = target(table_node) if table_node is not None else None
+            if name is not None and target_exists is not None and target_exists(name):
+                continue  # replay after a crash, or created from the definition already
+            if schema_after is not None and not stmt.args.get("expression"):
+                out.append(create_table_sql(schema_after, target_dialect, schema_after.table))
+                continue
+        elif isinstance(stmt, exp.Drop) and kind == "TABLE":
+            stmt.set("exists", True)
+        elif isinstance(stmt, exp.Alter | exp.TruncateTable | exp.Drop | exp.Create):
+            if isinstance(stmt, exp.Create) and kind not in ("INDEX", "TABLE"):
+                raise _untranslatable(sql, f"CREATE {kind} is not replicated")
+            if isinstance(stmt, exp.Drop) and kind not in ("INDEX", "TABLE"):
+                raise _untranslatable(sql, f"DROP {kind} is not replicated")
+        else:
+            raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
+        retarget(stmt)
+        if isinstance(stmt, exp.Alter):
+            _retype(stmt, schema_after, target_dialect, sql)
+        try:
+            out.append(
+                stmt.sql(
+                    dialect=target_dialect,
+                    unsupported_level=sqlglot.errors.ErrorLevel.RAISE,
+                )
+            )
+        except sqlglot.errors.SqlglotError as exc:
+            raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+    return out
+
+
+def _retype(stmt: exp.Alter, schema_after: TableSchema | None, dialect: str, sql: str) -> None:
+    """Replace column types in ALTER actions by the typemap's type for the new definition."""
+    if schema_after is None:
+        return
+    for coldef in stmt.find_all(exp.ColumnDef):
+        name = coldef.name
+        try:
+            col = schema_after.column(name)
+        except KeyError:
+            continue
+        keyed = name in schema_after.identity
+        ctype = column_type(col, dialect, in_key=keyed)
+        try:
+            coldef.set("kind", exp.DataType.build(ctype, dialect=dialect))
+        except sqlglot.errors.SqlglotError as exc:
+            raise _untranslatable(sql, f"type {ctype}: {exc}") from None
+    for alter in stmt.find_all(exp.AlterColumn):
+        if alter.args.get("dtype") is None:
+            continue
+        try:
+            col = schema_after.column(alter.name)
+        except KeyError:
+            continue
+        alter.set("dtype", exp.DataType.build(column_type(col, dialect), dialect=dialect))
+
+
+def _rename_table(
+    old: str,
+    new: str,
+    read: str,
+    dialect: str,
+    target: Callable[[exp.Table], TableId],
+) -> list[str]:
+    def table(text: str) -> TableId:
+        node = sqlglot.parse_one(f"SELECT 1 FROM {text}", read=read).find(exp.Table)
+        assert node is not None
+        return target(node)
+
+    src, dst = table(old), table(new)
+    quote = (
+        (lambda n: "`" + n.replace("`", "``") + "`")
+        if dialect == "mysql"
+        else (lambda n: '"' + n.replace('"', '""') + '"')
+    )
+    if dialect == "mysql":
+        return [
+            f"RENAME TABLE {quote(src.schema)}.{quote(src.name)} TO "
+            f"{quote(dst.schema)}.{quote(dst.name)}"
+        ]
+    stmts = [f"ALTER TABLE {quote(src.schema)}.{quote(src.name)} RENAME TO {quote(dst.name)}"]
+    if dst.schema != src.schema:
+        stmts.append(
+            f"ALTER TABLE {quote(src.schema)}.{quote(dst.name)} SET SCHEMA {quote(dst.schema)}"
+        )
+    return stmts

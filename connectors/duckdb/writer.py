@@ -1,0 +1,190 @@
+"""DuckDB as a target: the batch goes in as one Arrow table, then set-based SQL.
+
+The Arrow table is registered with the connection, cast once into a temporary staging table
+with the target's exact column types, and merged with ``DELETE ... USING``/``UPDATE ...
+FROM``/``INSERT ... SELECT``. Keyless tables delete one of several identical rows through
+``rowid`` (DESIGN.md: Row identity).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import itertools
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import RowRejected, TableBatch
+from connectors.duckdb import DuckDB
+from connectors.model import Column, TableId, TableSchema
+from connectors.sqlwriter import Adapter, SqlWriter, bitstring, common_adapter, uuid_text
+
+__all__ = ["DuckDBWriter", "open_writer"]
+
+_stage_ids = itertools.count(1)
+
+
+def open_writer(database: DuckDB) -> DuckDBWriter:
+    """A writer holding ``database``'s file open (DuckDB allows one writing process)."""
+    conn = database.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    return DuckDBWriter(database, conn)
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    if isinstance(value, dt.time) and value.tzinfo is not None:
+        return value.isoformat()
+    return value
+
+
+class DuckDBWriter(SqlWriter):
+    """Writes to DuckDB: Arrow to staging, DELETE USING / UPDATE FROM / INSERT SELECT."""
+
+    dialect: ClassVar[str] = "duckdb"
+    placeholder: ClassVar[str] = "?"
+
+    conn: duckdb.DuckDBPyConnection
+
+    def __init__(self, database: DuckDB, conn: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(database, conn)
+        self._in_txn = False
+
+    def adapter(self, col: Column) -> Adapter | None:
+        kind = col.kind
+        if kind == "uuid":
+            return uuid_text
+        if kind == "bit":
+            return lambda v: bitstring(v, col.bits)
+        if kind == "decimal":
+            # Arrow infers one decimal type per column and refuses NaN: go through text
+            return lambda v: str(v) if isinstance(v, decimal.Decimal) else v
+        if kind == "int" and (col.bits or 64) >= 64:
+            return lambda v: str(v) if isinstance(v, int) and not -(2**63) <= v < 2**63 else v
+        if kind in ("timestamptz", "datetime", "time"):
+            return _utc
+        return common_adapter(col)
+
+    # ------------------------------------------------------------------ statements
+
+    def _ensure_txn(self) -> None:
+        if not self._in_txn:
+            self.conn.execute("BEGIN TRANSACTION")
+            self._in_txn = True
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        self._ensure_txn()
+        try:
+            result = self.conn.execute(sql, params).fetchall()
+        except duckdb.Error as exc:
+            raise RowRejected(str(exc).strip().splitlines()[0]) from None
+        if len(result) == 1 and len(result[0]) == 1 and isinstance(result[0][0], int):
+            return int(result[0][0])
+        return -1
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        self._ensure_txn()
+        try:
+            return list(self.conn.execute(sql, params).fetchall())
+        except duckdb.Error as exc:
+            raise RowRejected(str(exc).strip().splitlines()[0]) from None
+
+    def begin(self) -> None:
+        super().begin()
+        self._ensure_txn()
+
+    def commit(self) -> None:
+        if self._in_txn:
+            try:
+                self.conn.execute("COMMIT")
+            except duckdb.Error as exc:
+                self._in_txn = False
+                raise RowRejected(str(exc).strip().splitlines()[0]) from None
+            self._in_txn = False
+        self._stage_used.clear()
+
+    def rollback(self) -> None:
+        if self._in_txn:
+            try:
+                self.conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            self._in_txn = False
+        self._stage_used.clear()
+        # temporary staging tables created in the rolled-back transaction are gone
+        self._stage_names.clear()
+
+    def table_exists(self, table: TableId) -> bool:
+        return bool(
+            self.query(
+                "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ?",
+                (table.schema, table.name),
+            )
+        )
+
+    def truncate(self, table: TableId) -> None:
+        self.execute(f"DELETE FROM {self.qt(table)}")
+
+    # ------------------------------------------------------------------ staging
+
+    def stage(
+        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
+    ) -> str:
+        table = schema.table
+        name = self._stage_names.get(table)
+        if name is None:
+            name = f"redoline_stage_{next(_stage_ids)}"
+            self._stage_names[table] = name
+        types = self._types(table)
+        arrays = []
+        fields = ["_op", "_id", "_n", *(c.name for c in cols)]
+        for j in range(len(fields)):
+            values = [r[j] for r in rows]
+            try:
+                arrays.append(pa.array(values))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                arrays.append(pa.array([None if v is None else str(v) for v in values]))
+        arrow = pa.Table.from_arrays(arrays, names=[f"c{j}" for j in range(len(fields))])
+        view = f"{name}_in"
+        self.conn.register(view, arrow)
+        try:
+            exprs = ["c0 AS _op", "c1 AS _id", "c2 AS _n"]
+            exprs += [
+                f"CAST(c{j + 3} AS {types[c.name]}) AS {self.q(c.name)}" for j, c in enumerate(cols)
+            ]
+            self.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {', '.join(exprs)} FROM {view}"
+            )
+        finally:
+            self.conn.unregister(view)
+        self._stage_used.add(name)
+        return name
+
+    def _types(self, table: TableId) -> dict[str, str]:
+        return dict(
+            self.query(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                "current_database() AND schema_name = ? AND table_name = ?",
+                (table.schema, table.name),
+            )
+        )
+
+    def _drop_stage(self, name: str) -> None:
+        self._stage_used.discard(name)
+        self.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
+        eq = self.image_eq(batch.schema, names)
+        return self.execute(
+            f"DELETE FROM {t} WHERE rowid IN (SELECT x.rid FROM (SELECT t.rowid AS rid, s._n, "
+            f"row_number() OVER (PARTITION BY s._id ORDER BY t.rowid) AS rn FROM {t} t "
+            f"JOIN {stage} s ON s._op = 'd' AND {eq}) x WHERE x.rn <= x._n)"
+        )
+
+    def one_row_where(self, table: TableId, where: str) -> str:
+        return f"rowid = (SELECT rowid FROM {self.qt(table)} WHERE {where} LIMIT 1)"

@@ -1,0 +1,455 @@
+"""The part of a target writer every SQL engine shares: staging, set-based merge, per-row SQL.
+
+An engine's ``writer.py`` subclasses :class:`SqlWriter` and supplies its dialect's pieces
+(how to load a staging table, delete/update-by-join syntax, how to delete N of several
+identical rows, the null-safe equality operator, value adaptation). The merge itself is the
+same everywhere (DESIGN.md: Apply):
+
+1. load the batch into one staging table, tagged ``_op`` (``d`` delete, ``u`` update,
+   ``i`` insert), ``_id`` (row ordinal) and ``_n`` (copies, for keyless deletes);
+2. delete by join, update by join, insert from staging — one statement each;
+3. compare affected row counts with what the source did: a difference means the target is
+   not in the state the source was (missing row, duplicate key) and raises
+   :class:`RowRejected` so the applier can replay the group row by row and name the row —
+   or, in collision mode, reconcile and count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from connectors.base import Database, RowRejected, TableBatch
+from connectors.model import UNCHANGED, Column, Interval, Json, Op, Row, TableId, TableSchema, Value
+
+__all__ = ["CHECKPOINT_SCHEMA", "CHECKPOINT_TABLE", "SqlWriter", "bitstring"]
+
+CHECKPOINT_SCHEMA = "redoline"
+CHECKPOINT_TABLE = "redoline_checkpoint"
+
+Adapter = Callable[[Value], Any]
+
+
+def bitstring(value: Value, bits: int | None) -> Value:
+    """A BIT value as the text ``'0101'`` PostgreSQL and DuckDB parse."""
+    if isinstance(value, bytes):
+        value = int.from_bytes(value, "big")
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return format(value, f"0{bits or 1}b")
+    return value
+
+
+def _interval_text(value: Interval) -> str:
+    return f"{value.months} months {value.days} days {value.microseconds} microseconds"
+
+
+def _set_text(value: Value, col: Column) -> Value:
+    if isinstance(value, frozenset):
+        order = {label: i for i, label in enumerate(col.labels)}
+        return ",".join(sorted(value, key=lambda x: (order.get(x, len(order)), x)))
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Json):
+        return json.loads(value.text)
+    if isinstance(value, dt.date | dt.time | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def common_adapter(col: Column) -> Adapter | None:
+    """Conversions every engine needs (None: pass values through untouched)."""
+    kind = col.kind
+    if kind == "json":
+        return lambda v: v.text if isinstance(v, Json) else v
+    if kind == "set":
+        return lambda v: _set_text(v, col)
+    if kind == "interval":
+        return lambda v: _interval_text(v) if isinstance(v, Interval) else v
+    return None
+
+
+class SqlWriter:
+    """Shared implementation of :class:`connectors.base.Writer` over a DB-API connection."""
+
+    dialect: ClassVar[str]
+    #: placeholder of the driver's paramstyle
+    placeholder: ClassVar[str] = "%s"
+    #: null-safe equality operator (``IS NOT DISTINCT FROM`` / ``<=>``)
+    null_safe_eq: ClassVar[str] = "IS NOT DISTINCT FROM"
+
+    def __init__(self, database: Database, conn: Any) -> None:
+        self.database = database
+        self.conn = conn
+        self._adapters: dict[tuple[TableId, tuple[str, ...]], list[Adapter | None]] = {}
+        self._stage_names: dict[TableId, str] = {}
+        self._stage_used: set[str] = set()
+
+    # ------------------------------------------------------------------ basics
+
+    def q(self, name: str) -> str:
+        return self.database.quote(name)
+
+    def qt(self, table: TableId) -> str:
+        return self.database.qualified(table)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def invalidate(self, table: TableId) -> None:
+        """Forget what we know of ``table`` (after DDL changed it)."""
+        self._adapters = {k: v for k, v in self._adapters.items() if k[0] != table}
+        name = self._stage_names.pop(table, None)
+        if name:
+            self._drop_stage(name)
+
+    def adapt(self, table: TableId, columns: Sequence[Column]) -> list[Adapter | None]:
+        """Value adapters for ``columns`` (cached per table and column list)."""
+        key = (table, tuple(c.name for c in columns))
+        found = self._adapters.get(key)
+        if found is None:
+            found = [self.adapter(c) for c in columns]
+            self._adapters[key] = found
+        return found
+
+    def adapter(self, col: Column) -> Adapter | None:
+        """How one column's values become driver parameters (engines extend this)."""
+        return common_adapter(col)
+
+    def adapt_rows(
+        self, table: TableId, columns: Sequence[Column], rows: Sequence[Sequence[Value]]
+    ) -> list[tuple[Any, ...]]:
+        fns = self.adapt(table, columns)
+        if not any(fns):
+            return [tuple(r) for r in rows]
+        out = []
+        for row in rows:
+            out.append(
+                tuple(v if f is None or v is None else f(v) for f, v in zip(fns, row, strict=True))
+            )
+        return out
+
+    # ------------------------------------------------------------------ transactions
+
+    def begin(self) -> None:
+        self._stage_used.clear()
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self._stage_used.clear()
+
+    def rollback(self) -> None:
+        try:
+            self.conn.rollback()
+        finally:
+            self._stage_used.clear()
+
+    def create_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(schema)}")
+
+    def truncate(self, table: TableId) -> None:
+        self.execute(f"DELETE FROM {self.qt(table)}")
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def _checkpoint_table(self) -> str:
+        return self.qt(TableId(CHECKPOINT_SCHEMA, CHECKPOINT_TABLE))
+
+    def checkpoint_ddl(self) -> str:
+        """CREATE TABLE for the checkpoint (engines adjust types)."""
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self._checkpoint_table()} ("
+            "source_id VARCHAR(128) NOT NULL, target_id VARCHAR(128) NOT NULL, "
+            "applied_op BIGINT NOT NULL, position VARCHAR(512), commit_time TIMESTAMP, "
+            "updated_at TIMESTAMP, PRIMARY KEY (source_id, target_id))"
+        )
+
+    def load_checkpoint(self, source_id: str, target_id: str) -> tuple[int, str | None]:
+        self.create_schema(CHECKPOINT_SCHEMA)
+        self.execute(self.checkpoint_ddl())
+        p = self.placeholder
+        rows = self.query(
+            f"SELECT applied_op, position FROM {self._checkpoint_table()} "
+            f"WHERE source_id = {p} AND target_id = {p}",
+            (source_id, target_id),
+        )
+        if not rows:
+            self.execute(
+                f"INSERT INTO {self._checkpoint_table()} (source_id, target_id, applied_op, "
+                f"updated_at) VALUES ({p}, {p}, 0, {p})",
+                (source_id, target_id, _utcnow()),
+            )
+            self.commit()
+            return 0, None
+        self.commit()
+        return int(rows[0][0]), rows[0][1]
+
+    def save_checkpoint(
+        self, source_id: str, target_id: str, op: int, position: str, commit_time: Any
+    ) -> None:
+        p = self.placeholder
+        if isinstance(commit_time, dt.datetime) and commit_time.tzinfo is not None:
+            commit_time = commit_time.astimezone(dt.UTC).replace(tzinfo=None)
+        n = self.execute(
+            f"UPDATE {self._checkpoint_table()} SET applied_op = {p}, position = {p}, "
+            f"commit_time = {p}, updated_at = {p} WHERE source_id = {p} AND target_id = {p}",
+            (op, position, commit_time, _utcnow(), source_id, target_id),
+        )
+        if n != 1:
+            raise RowRejected(
+                f"the checkpoint row for source {source_id!r}, target {target_id!r} is gone"
+            )
+
+    # ------------------------------------------------------------------ set-based merge
+
+    def merge(self, batch: TableBatch) -> int:
+        table = batch.schema.table
+        cols = [c for c in batch.schema.columns if not c.generated]
+        names = [c.name for c in cols]
+        collisions = 0
+        rows: list[tuple[Any, ...]] = []
+        width = len(names)
+        if batch.key:
+            key_idx = [names.index(k) for k in batch.key]
+            for i, key in enumerate(batch.deletes):
+                full: list[Value] = [None] * width
+                for j, v in zip(key_idx, key, strict=True):
+                    full[j] = v
+                rows.append(("d", i, 1, *full))
+        else:
+            for i, (image, n) in enumerate(zip(batch.deletes, batch.delete_counts, strict=True)):
+                rows.append(("d", i, n, *image))
+        base = len(rows)
+        rows.extend(("u", base + i, 1, *r) for i, r in enumerate(batch.updates))
+        base = len(rows)
+        rows.extend(("i", base + i, 1, *r) for i, r in enumerate(batch.inserts))
+        if rows:
+            adapted = self.adapt_rows(table, cols, [r[3:] for r in rows])
+            staged = [(*r[:3], *a) for r, a in zip(rows, adapted, strict=True)]
+            stage = self.stage(batch.schema, cols, staged)
+            collisions += self._merge_staged(batch, stage, names)
+        for patch_cols, patch_rows in batch.patches.items():
+            for values in patch_rows:
+                row = dict(zip(patch_cols, values, strict=True))
+                before = {k: row[k] for k in batch.key}
+                collisions += self.apply_row(
+                    batch.schema, batch.key, Op.UPDATE, before, row, collision=batch.collision
+                )
+        return collisions
+
+    def _merge_staged(self, batch: TableBatch, stage: str, names: list[str]) -> int:
+        t = self.qt(batch.schema.table)
+        collisions = 0
+        if batch.deletes:
+            if batch.key:
+                n = self.execute(self.delete_join_sql(t, stage, self._key_eq(batch.key), "d"))
+                missing = len(batch.deletes) - n
+            else:
+                wanted = sum(batch.delete_counts)
+                n = self.delete_images(batch, t, stage, names)
+                missing = wanted - n
+            if missing:
+                if not batch.collision:
+                    raise RowRejected(f"{missing} row(s) to delete not found in {t}", missing=True)
+                collisions += missing
+        cols = ", ".join(self.q(c) for c in names)
+        scols = ", ".join(f"s.{self.q(c)}" for c in names)
+        set_cols = [c for c in names if c not in batch.key]
+        if batch.updates:
+            n = self.execute(self.update_join_sql(t, stage, set_cols, self._key_eq(batch.key), "u"))
+            missing = len(batch.updates) - n
+            if missing:
+                if not batch.collision:
+                    raise RowRejected(f"{missing} row(s) to update not found in {t}", missing=True)
+                collisions += self.execute(self._insert_missing_sql(t, stage, cols, scols, batch))
+        if batch.inserts:
+            if batch.collision and batch.key:
+                if set_cols:
+                    collisions += self.execute(
+                        self.update_join_sql(t, stage, set_cols, self._key_eq(batch.key), "i")
+                    )
+                else:
+                    collisions += self.query(
+                        f"SELECT COUNT(*) FROM {t} t JOIN {stage} s ON "
+                        f"{self._key_eq(batch.key)} WHERE s._op = 'i'"
+                    )[0][0]
+                self.execute(self._insert_missing_sql(t, stage, cols, scols, batch, op="i"))
+            else:
+                self.execute(
+                    f"INSERT INTO {t} ({cols}) SELECT {scols} FROM {stage} s WHERE s._op = 'i' "
+                    "ORDER BY s._id"
+                )
+        return collisions
+
+    def _insert_missing_sql(
+        self, t: str, stage: str, cols: str, scols: str, batch: TableBatch, op: str = "u"
+    ) -> str:
+        return (
+            f"INSERT INTO {t} ({cols}) SELECT {scols} FROM {stage} s WHERE s._op = '{op}' "
+            f"AND NOT EXISTS (SELECT 1 FROM {t} t WHERE {self._key_eq(batch.key)})"
+        )
+
+    def _key_eq(self, key: Sequence[str]) -> str:
+        return " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in key)
+
+    def image_eq(self, schema: TableSchema, names: Sequence[str]) -> str:
+        """Whole-image equality between target ``t`` and staging ``s`` (keyless tables)."""
+        parts = []
+        for name in names:
+            col = schema.column(name)
+            lhs, rhs = (
+                self.comparable(f"t.{self.q(name)}", col),
+                self.comparable(f"s.{self.q(name)}", col),
+            )
+            op = "=" if not col.nullable else self.null_safe_eq
+            parts.append(f"{lhs} {op} {rhs}")
+        return " AND ".join(parts) or "TRUE"
+
+    def comparable(self, expr: str, col: Column) -> str:
+        """``expr`` in a form that has an equality operator (PostgreSQL json has none)."""
+        return expr
+
+    # ------------------------------------------------------------------ dialect pieces
+
+    def stage(
+        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
+    ) -> str:
+        """Load ``rows`` (``_op, _id, _n`` + columns) into a staging table; return its name."""
+        raise NotImplementedError
+
+    def _drop_stage(self, name: str) -> None:
+        pass
+
+    def delete_join_sql(self, t: str, stage: str, on: str, op: str) -> str:
+        return f"DELETE FROM {t} AS t USING {stage} AS s WHERE s._op = '{op}' AND {on}"
+
+    def update_join_sql(self, t: str, stage: str, set_cols: Sequence[str], on: str, op: str) -> str:
+        sets = ", ".join(f"{self.q(c)} = s.{self.q(c)}" for c in set_cols)
+        return f"UPDATE {t} AS t SET {sets} FROM {stage} AS s WHERE s._op = '{op}' AND {on}"
+
+    def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
+        """Delete ``_n`` copies of each staged ``d`` image; return rows deleted."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ statements
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ row by row
+
+    def apply_row(
+        self,
+        schema: TableSchema,
+        key: tuple[str, ...],
+        op: Op,
+        before: Row | None,
+        after: Row | None,
+        *,
+        collision: bool = False,
+    ) -> int:
+        table = schema.table
+        t = self.qt(table)
+        p = self.placeholder
+        writable = [c for c in schema.columns if not c.generated]
+        if op is Op.INSERT:
+            assert after is not None
+            cols = [c for c in writable if c.name in after]
+            values: list[Value] = [
+                None if after[c.name] is UNCHANGED else after[c.name] for c in cols
+            ]
+            if collision and key and self._row_exists(schema, key, after):
+                self.apply_row(schema, key, Op.UPDATE, after, after)
+                return 1
+            sql = (
+                f"INSERT INTO {t} ({', '.join(self.q(c.name) for c in cols)}) "
+                f"VALUES ({', '.join([p] * len(cols))})"
+            )
+            self.execute(sql, self.adapt_rows(table, cols, [values])[0])
+            return 0
+        assert before is not None
+        where, wparams = self._where(schema, key, before)
+        if op is Op.DELETE:
+            n = self.execute(f"DELETE FROM {t} WHERE {where}{self.limit_one(key)}", wparams)
+            if n == 0:
+                if not collision:
+                    raise RowRejected(f"the row to delete is not in {t}", row=before, missing=True)
+                return 1
+            return 0
+        assert after is not None
+        cols = [c for c in writable if c.name in after and after[c.name] is not UNCHANGED]
+        if not key:
+            cols = [c for c in cols if before.get(c.name, UNCHANGED) != after[c.name]] or cols
+        new = self.adapt_rows(table, cols, [[after[c.name] for c in cols]])[0]
+        sets = ", ".join(f"{self.q(c.name)} = {p}" for c in cols)
+        n = self.execute(
+            f"UPDATE {t} SET {sets} WHERE {where}{self.limit_one(key)}", [*new, *wparams]
+        )
+        if n == 0:
+            if not collision:
+                raise RowRejected(f"the row to update is not in {t}", row=before, missing=True)
+            self.apply_row(schema, key, Op.INSERT, None, after)
+            return 1
+        return 0
+
+    def limit_one(self, key: Sequence[str]) -> str:
+        """Suffix that makes a keyless UPDATE/DELETE touch one row ('' where unsupported)."""
+        return ""
+
+    def _where(self, schema: TableSchema, key: Sequence[str], before: Row) -> tuple[str, list[Any]]:
+        p = self.placeholder
+        names = list(key) if key else [c.name for c in schema.columns if not c.generated]
+        cols = [schema.column(n) for n in names]
+        values = self.adapt_rows(schema.table, cols, [[before.get(n) for n in names]])[0]
+        parts: list[str] = []
+        params: list[Any] = []
+        for col, value in zip(cols, values, strict=True):
+            expr = self.comparable(self.q(col.name), col)
+            if value is None:
+                parts.append(f"{expr} IS NULL")
+            else:
+                parts.append(f"{expr} = {self.comparable(p, col)}")
+                params.append(value)
+        where = " AND ".join(parts) or "TRUE"
+        if not key:
+            where = self.one_row_where(schema.table, where)
+        return where, params
+
+    def one_row_where(self, table: TableId, where: str) -> str:
+        """Restrict a keyless WHERE to a single physical row (ctid/rowid subquery)."""
+        return where
+
+    def _row_exists(self, schema: TableSchema, key: Sequence[str], row: Row) -> bool:
+        where, params = self._where(schema, key, row)
+        return bool(self.query(f"SELECT 1 FROM {self.qt(schema.table)} WHERE {where}", params))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def uuid_text(value: Value) -> Value:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def json_text(value: Value) -> Value:
+    """Arrays and documents as JSON text (MySQL targets keep arrays as JSON)."""
+    if isinstance(value, Json):
+        return value.text
+    if isinstance(value, list):
+        return json.dumps(value, default=_json_default)
+    return value
