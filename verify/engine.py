@@ -124,17 +124,23 @@ def plan_tables(
 
 
 class _Connections:
-    """One session per (thread, side), closed together at the end of the run."""
+    """One session per (thread, side), closed together.
+
+    :meth:`close` also runs between the first pass and the re-check, so verify holds no
+    connection while it waits for apply (a DuckDB file admits no writer while it is open).
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
         self._all: list[Session] = []
         self._lock = threading.Lock()
+        self._generation = 0
 
     def get(self, side: str, cs: ChecksumSQL) -> Session:
-        sessions: dict[str, Session] | None = getattr(self._local, "sessions", None)
-        if sessions is None:
-            sessions = self._local.sessions = {}
+        if getattr(self._local, "generation", -1) != self._generation:
+            self._local.sessions = {}
+            self._local.generation = self._generation
+        sessions: dict[str, Session] = self._local.sessions
         session = sessions.get(side)
         if session is None:
             session = sessions[side] = cs.session()
@@ -144,6 +150,7 @@ class _Connections:
 
     def close(self) -> None:
         with self._lock:
+            self._generation += 1
             for session in self._all:
                 try:
                     session.close()
@@ -694,6 +701,7 @@ def run_verify(
             result.tables = list(tables.map(run.table, pairs))
         differing = [(p, r) for p, r in zip(pairs, result.tables, strict=True) if r.diffs]
         if differing and options.recheck:
+            run.conns.close()
             (wait_for_target or wait_for_apply)(target, started, options.recheck_wait)
             for pair, table in differing:
                 t1 = time.monotonic()

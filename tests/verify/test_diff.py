@@ -274,3 +274,29 @@ def test_missing_target_table_is_an_error(mysql_db: Endpoint, pg_db: Endpoint) -
     with pytest.raises(VerifyError) as info:
         raise_for_errors(result)
     assert info.value.exit_code >= 2
+
+
+def test_online_recheck_keyless(mysql_db: Endpoint, duck_db: Endpoint) -> None:
+    for ep in (mysql_db, duck_db):
+        execute(
+            ep,
+            [f"CREATE TABLE {qualified(ep, 'kr')} (x INT, y VARCHAR(5))"],
+            [(i % 7, "a") for i in range(60)],
+            f"INSERT INTO {qualified(ep, 'kr')} VALUES (%s, %s)",
+        )
+    name = qualified(duck_db, "kr")
+    execute(duck_db, [f"INSERT INTO {name} VALUES (100, 'late'), (200, 'stays')"])
+
+    def apply_catches_up(target: Database, since: dt.datetime, wait: float) -> None:
+        execute(duck_db, [f"DELETE FROM {name} WHERE x = 100"])
+
+    result = run_verify(
+        database(mysql_db),
+        database(duck_db),
+        [TablePair(table(mysql_db, "kr"), table(duck_db, "kr"))],
+        VerifyOptions(recheck=True, recheck_wait=0, leaf_rows=4),
+        wait_for_target=apply_catches_up,
+    )
+    t = result.tables[0]
+    assert t.transient == 1
+    assert [(d.kind, d.target) for d in t.diffs] == [("extra", {"x": 200, "y": "stays"})]
