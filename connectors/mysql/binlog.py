@@ -856,6 +856,7 @@ class BinlogReader:
         self._mariadb = db.is_mariadb()
         self._check_server()
         self._end = BinlogPosition.parse(end_position(db)) if until_caught_up else None
+        self._end_file_cache: tuple[str, int] = ("", 0)
         self._start = (
             BinlogPosition.parse(start) if start else BinlogPosition.parse(end_position(db))
         )
@@ -935,7 +936,9 @@ class BinlogReader:
         kwargs: dict[str, Any] = {
             "connection_settings": args,
             "server_id": self._server_id,
-            "blocking": not self._until,
+            # always blocking: MariaDB resets a non-blocking dump connection mid-stream; the
+            # end for until_caught_up is the position measured at open
+            "blocking": True,
             "filter_non_implemented_events": False,
             "slave_heartbeat": self._heartbeat,
             "pymysql_wrapper": _stream_connect,
@@ -971,9 +974,10 @@ class BinlogReader:
 
     def _reached_end(self, file: str, pos: int) -> bool:
         assert self._end is not None
-        here = BinlogPosition("", file, pos)
+        if file != self._end_file_cache[0]:
+            self._end_file_cache = (file, BinlogPosition("", file, 0).file_key[1])
         end = self._end
-        return (here.file_key[1], pos) >= (end.file_key[1], end.pos)
+        return (self._end_file_cache[1], pos) >= (end.file_key[1], end.pos)
 
     def _position(self, pos: int) -> str:
         if self._mariadb and self._domains:
@@ -1234,13 +1238,10 @@ class BinlogReader:
                 in_group = False
                 if self._stop.is_set():
                     return
-                if self._end is not None and self._reached_end(self._file, self._here):
-                    yield Heartbeat(self._position(self._here), caught_up=True)
-                    return
-        # a non-blocking stream ends at the end of the binlog (until_caught_up)
-        if self._until and not in_group:
-            yield Heartbeat(self._position(self._here), caught_up=True)
-        elif not self._stop.is_set():
+            if not in_group and self._end is not None and self._reached_end(self._file, self._here):
+                yield Heartbeat(self._position(self._here), caught_up=True)
+                return
+        if not self._stop.is_set():
             raise ConnectError(
                 f"{self._db.endpoint.display}: the binlog stream ended unexpectedly",
                 hint="capture reconnects by itself; check the server if this repeats",
