@@ -33,8 +33,8 @@ class Session:
         self.db = db
         self.conn = db.connect()
         with self.conn.cursor() as cur:
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute("SET SESSION group_concat_max_len = 1048576")
+            for stmt in Checksum.script_prelude:
+                cur.execute(stmt)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         try:
@@ -63,8 +63,12 @@ class Session:
 class Checksum:
     """MySQL/MariaDB SQL for verify's canonical encoding and hashes."""
 
-    #: script header that makes the repair literals mean what they say (TIMESTAMP in UTC)
-    script_prelude: tuple[str, ...] = ("SET time_zone = '+00:00'",)
+    #: session settings that make literals mean what they say: TIMESTAMP in UTC, and
+    #: backslash as an escape character (repair doubles it)
+    script_prelude: tuple[str, ...] = (
+        "SET time_zone = '+00:00'",
+        "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+    )
 
     def __init__(self, db: MySQL, *, writable: bool = False) -> None:
         self.db = db
