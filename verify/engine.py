@@ -671,14 +671,16 @@ def run_verify(
     options: VerifyOptions | None = None,
     *,
     progress: Progress | None = None,
-    wait_for_target: Callable[[Database, dt.datetime, float], None] | None = None,
+    wait_for_target: Callable[[Database, dt.datetime, float], Any] | None = None,
 ) -> VerifyResult:
     """Compare every pair; re-check differences once the target has caught up.
 
     ``wait_for_target(target, first_pass_started, recheck_wait)`` blocks until the target has
-    applied past the first pass (default: :func:`wait_for_apply`).
+    applied past the first pass (default: :func:`wait_for_apply` on the apply checkpoint, with
+    the source's end position taken just before the first pass).
     """
     options = options or VerifyOptions()
+    end_position = source_end_position(source) if options.recheck else None
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     result = VerifyResult(
@@ -702,7 +704,10 @@ def run_verify(
         differing = [(p, r) for p, r in zip(pairs, result.tables, strict=True) if r.diffs]
         if differing and options.recheck:
             run.conns.close()
-            (wait_for_target or wait_for_apply)(target, started, options.recheck_wait)
+            if wait_for_target is not None:
+                wait_for_target(target, started, options.recheck_wait)
+            else:
+                wait_for_apply(source, target, end_position, options.recheck_wait)
             for pair, table in differing:
                 t1 = time.monotonic()
                 try:
@@ -717,29 +722,73 @@ def run_verify(
     return result
 
 
-def wait_for_apply(target: Database, first_pass_started: dt.datetime, wait: float) -> None:
-    """Wait until the target has applied past ``first_pass_started``.
-
-    Apply keeps its checkpoint in the target. When the apply package offers
-    ``apply.checkpoint.applied_time(target)`` (the source commit time of the last applied
-    transaction, None without a checkpoint), this polls it; otherwise it waits ``wait``
-    seconds.
-    """
+def source_end_position(source: Database) -> str | None:
+    """The source's end-of-log position now (None when it has no log or cannot say)."""
+    if not source.has_log:
+        return None
     try:
-        from apply import checkpoint  # type: ignore[attr-defined]
+        return source.end_position()
+    except (ToolkitError, NotImplementedError):
+        return None
+    except Exception:  # a source without binlog/slot rights: fall back to waiting
+        log.debug("cannot read the source's end position", exc_info=True)
+        return None
 
-        applied_time = checkpoint.applied_time
-    except (ImportError, AttributeError):
-        applied_time = None
-    if applied_time is None:
+
+def wait_for_apply(
+    source: Database, target: Database, end_position: str | None, wait: float
+) -> bool:
+    """Wait until apply has written the target past ``end_position``; True when it has.
+
+    Apply records the source position of the last transaction it applied in the target's
+    checkpoint table (``redoline.redoline_checkpoint``, one row per applier). When that table
+    exists and the source could tell its end position at the start of the first pass, this
+    polls until every applier's position is at or past it (at most ``max(60, 12 * wait)``
+    seconds). Otherwise — no replication into this target, or a source without a log — it
+    simply waits ``wait`` seconds.
+    """
+    positions = _checkpoint_positions(target)
+    if end_position is None or positions is None:
         time.sleep(wait)
-        return
-    deadline = time.monotonic() + max(wait, 1.0) * 12
-    while time.monotonic() < deadline:
-        when = applied_time(target)
-        if when is None or when >= first_pass_started:
-            return
-        time.sleep(min(1.0, wait or 1.0))
+        return False
+    deadline = time.monotonic() + max(60.0, 12 * wait)
+    while True:
+        try:
+            if positions and all(
+                p is not None and source.compare_positions(p, end_position) >= 0 for p in positions
+            ):
+                return True
+        except (ValueError, NotImplementedError, ToolkitError):
+            time.sleep(wait)  # positions of another format: cannot decide, just wait
+            return False
+        if time.monotonic() >= deadline:
+            log.warning(
+                "apply has not reached %s on %s after %.0f s; re-checking anyway",
+                end_position,
+                target.endpoint.display,
+                max(60.0, 12 * wait),
+            )
+            return False
+        time.sleep(0.5)
+        positions = _checkpoint_positions(target) or []
+
+
+def _checkpoint_positions(target: Database) -> list[str | None] | None:
+    """Every applier's last applied position on ``target``; None without a checkpoint."""
+    from connectors.sqlwriter import CHECKPOINT_SCHEMA, CHECKPOINT_TABLE
+
+    table = target.qualified(TableId(CHECKPOINT_SCHEMA, CHECKPOINT_TABLE))
+    try:
+        session = checksum_sql(target).session()
+    except ToolkitError:
+        return None
+    try:
+        rows = session.query(f"SELECT position FROM {table}")
+    except ToolkitError:
+        return None  # no checkpoint table: nothing replicates into this target
+    finally:
+        session.close()
+    return [None if r[0] is None else str(r[0]) for r in rows]
 
 
 def raise_for_errors(result: VerifyResult) -> None:

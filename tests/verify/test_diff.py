@@ -300,3 +300,35 @@ def test_online_recheck_keyless(mysql_db: Endpoint, duck_db: Endpoint) -> None:
     t = result.tables[0]
     assert t.transient == 1
     assert [(d.kind, d.target) for d in t.diffs] == [("extra", {"x": 200, "y": "stays"})]
+
+
+def test_recheck_waits_for_the_apply_checkpoint(mysql_db: Endpoint, pg_db: Endpoint) -> None:
+    import threading
+    import time
+
+    from verify.engine import source_end_position, wait_for_apply
+
+    source, target = database(mysql_db), database(pg_db)
+    assert wait_for_apply(source, target, "anything", 0.05) is False  # no checkpoint table
+    end = source_end_position(source)
+    assert end is not None
+    execute(
+        pg_db,
+        [
+            "CREATE SCHEMA redoline",
+            "CREATE TABLE redoline.redoline_checkpoint (source_id TEXT, target_id TEXT, "
+            "applied_op BIGINT, position TEXT, commit_time TIMESTAMP, updated_at TIMESTAMP)",
+            "INSERT INTO redoline.redoline_checkpoint VALUES ('s', 't', 0, NULL, NULL, NULL)",
+        ],
+    )
+
+    def apply_reaches_end() -> None:
+        time.sleep(1.0)
+        execute(pg_db, [f"UPDATE redoline.redoline_checkpoint SET position = '{end}'"])
+
+    worker = threading.Thread(target=apply_reaches_end)
+    t0 = time.monotonic()
+    worker.start()
+    assert wait_for_apply(source, target, end, 0.1) is True
+    worker.join()
+    assert time.monotonic() - t0 >= 0.9

@@ -67,8 +67,9 @@ RecheckOpt = Annotated[
     typer.Option(
         "--recheck-wait",
         min=0,
-        help="Seconds to let replication catch up before differences are re-checked (used "
-        "when the target has no apply checkpoint to wait on). Default: \\[verify].",
+        help="Seconds to wait before differences are re-checked when the target has no apply "
+        "checkpoint to wait on (with one, verify waits until apply passes the source's end "
+        "position at the start). Default: \\[verify] recheck_wait.",
     ),
 ]
 NoRecheckOpt = Annotated[
