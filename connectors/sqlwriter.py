@@ -161,6 +161,18 @@ class SqlWriter:
     def truncate(self, table: TableId) -> None:
         self.execute(f"DELETE FROM {self.qt(table)}")
 
+    def foreign_key_pairs(self) -> list[tuple[TableId, TableId]]:
+        """(child, parent) table pairs linked by a foreign key on the target."""
+        rows = self.query(
+            "SELECT tc.table_schema, tc.table_name, ccu.table_schema, ccu.table_name "
+            "FROM information_schema.table_constraints tc "
+            "JOIN information_schema.constraint_column_usage ccu "
+            "ON ccu.constraint_name = tc.constraint_name "
+            "AND ccu.constraint_schema = tc.constraint_schema "
+            "WHERE tc.constraint_type = 'FOREIGN KEY'"
+        )
+        return [(TableId(a, b), TableId(c, d)) for a, b, c, d in rows]
+
     # ------------------------------------------------------------------ checkpoint
 
     def _checkpoint_table(self) -> str:

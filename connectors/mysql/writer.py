@@ -147,6 +147,13 @@ class MySQLWriter(SqlWriter):
     def checkpoint_ddl(self) -> str:
         return super().checkpoint_ddl().replace("TIMESTAMP", "DATETIME(6)")
 
+    def foreign_key_pairs(self) -> list[tuple[TableId, TableId]]:
+        rows = self.query(
+            "SELECT table_schema, table_name, referenced_table_schema, referenced_table_name "
+            "FROM information_schema.key_column_usage WHERE referenced_table_name IS NOT NULL"
+        )
+        return [(TableId(a, b), TableId(c, d)) for a, b, c, d in rows]
+
     def limit_one(self, key: Sequence[str]) -> str:
         return "" if key else " LIMIT 1"
 

@@ -1,0 +1,97 @@
+"""kill -9 during apply, repeatedly, then restart: the target equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from capture.trail import TrailWriter
+from connectors.base import Database, open_database
+from connectors.endpoint import Endpoint
+from connectors.model import TableId
+from tests.apply.test_applier import content
+from tests.apply.workload import KEYED, KEYLESS, Workload
+
+pytestmark = pytest.mark.slow
+
+_CLI = "from toolkit_cli.app import main; main()"
+
+
+def _trail(path: Path, txns: int) -> Workload:
+    wl = Workload(seed=99)
+    with TrailWriter(path, source_id="src", segment_bytes=200_000) as writer:
+        writer.append(wl.announce())
+        for _ in range(txns):
+            writer.append(wl.transaction())
+        writer.flush()
+    return wl
+
+
+def _apply(url: str, trail: Path, *, batch_rows: int) -> subprocess.Popen[bytes]:
+    cfg = trail.parent / f"apply-{batch_rows}.toml"
+    cfg.write_text(f"[apply]\nbatch_rows = {batch_rows}\nbatch_ms = 50\n")
+    with open(trail.parent / "apply.err", "wb") as err:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CLI,
+                "-q",
+                "apply",
+                "--config",
+                str(cfg),
+                "--target",
+                url,
+                "--trail",
+                str(trail),
+                "--until-caught-up",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+def _check(db: Database, wl: Workload, schema: str) -> None:
+    writer = db.open_writer()
+    try:
+        assert content(writer, TableId(schema, KEYED.table.name)) == sorted(
+            wl.expected_keyed(), key=repr
+        )
+        assert content(writer, TableId(schema, KEYLESS.table.name)) == wl.expected_keyless()
+        ((op,),) = writer.query("SELECT applied_op FROM redoline.redoline_checkpoint")
+        assert op == wl.op
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_kill_9_at_random_moments(engine: str, tmp_path: Path, request: pytest.FixtureRequest):
+    wl = _trail(tmp_path / "trail", 15_000)
+    if engine == "duckdb":
+        url = f"duckdb://{tmp_path / 'crash.duckdb'}"
+    else:
+        url = request.getfixturevalue("pg_db").url()
+    rng = random.Random(5)
+    kills = 0
+    for _attempt in range(60):
+        proc = _apply(url, tmp_path / "trail", batch_rows=rng.choice([50, 300, 2000]))
+        time.sleep(rng.uniform(0.5, 3.0))
+        if proc.poll() is not None:
+            err = (tmp_path / "apply.err").read_text()
+            assert proc.returncode == 0, err
+            break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    else:
+        pytest.fail("apply never finished")
+    assert kills >= 3, "the trail was applied too fast to be interrupted"
+    _check(open_database(Endpoint.parse(url)), wl, "shop")

@@ -1,0 +1,210 @@
+"""`redoline apply`: apply the trail to the target, exactly once, in order."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.parallel import apply_parallel
+from capture.trail import load_key
+from connectors.base import open_database
+from connectors.errors import ConfigError
+from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
+from toolkit_cli.output import console, print_json, to_jsonable
+
+__all__ = ["register"]
+
+log = logging.getLogger("redoline.apply")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("apply")(apply_command)
+
+
+def apply_command(
+    config: ConfigOpt = None,
+    target: TargetOpt = None,
+    trail: TrailOpt = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="Stop at the end of the trail instead of tailing it (for cron).",
+        ),
+    ] = False,
+    collision: Annotated[
+        bool,
+        typer.Option(
+            "--collision",
+            help="Collision mode: an insert of an existing row updates it, an update of a "
+            "missing row inserts it, a delete of a missing row is ignored; each is counted.",
+        ),
+    ] = False,
+    on_error: Annotated[
+        str | None,
+        typer.Option(
+            "--on-error",
+            help="stop (default): a row the target rejects stops apply. skip: write the "
+            "rejected transaction to the reject trail (--reject-file) and go on.",
+            show_default=False,
+        ),
+    ] = None,
+    reject_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--reject-file",
+            help="Trail directory for rejected transactions (read it with `redoline trail "
+            "dump --trail DIR`). Default: <trail>.rejects",
+            show_default=False,
+        ),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel",
+            help="Apply with N connections by table groups (FK-linked tables together). "
+            "Gives up cross-group transaction atomicity: see docs/apply.md.",
+            show_default=False,
+        ),
+    ] = None,
+    skip_ddl: Annotated[
+        bool,
+        typer.Option("--skip-ddl", help="Skip (and log) DDL that cannot be translated."),
+    ] = False,
+    ignore_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore-origin",
+            help="Do not apply transactions from this origin id (repeatable). Default: the "
+            "target's own id (loop guard for bidirectional setups).",
+            show_default=False,
+        ),
+    ] = None,
+    target_name: Annotated[
+        str | None,
+        typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Apply the trail to the target: grouped, set-based, exactly once, in source order.
+
+    Runs continuously (tails the trail) unless --until-caught-up. Ctrl-C or SIGTERM finishes
+    the current target transaction and exits 130.
+    """
+    cfg = load_config(config, target=target, trail=trail)
+    tgt = cfg.target(target_name)
+    acfg = cfg.apply
+    mode = on_error or acfg.on_error
+    reject_dir = reject_file or acfg.reject_file
+    if mode == "skip" and reject_dir is None:
+        reject_dir = Path(str(cfg.trail.dir) + ".rejects")
+    if mode not in ("stop", "skip"):
+        raise ConfigError(f"--on-error must be stop or skip, not {mode!r}")
+    source_dialect = None
+    source_id = "default"
+    if cfg.sources:
+        src = next(iter(cfg.sources.values())) if len(cfg.sources) == 1 else None
+        if src is not None:
+            source_dialect = open_database(src.endpoint).dialect
+    options = ApplyOptions(
+        target_id=tgt.id,
+        source_id=source_id,
+        batch_rows=acfg.batch_rows,
+        batch_ms=acfg.batch_ms,
+        collision=collision or acfg.collision,
+        on_error=mode,
+        reject_dir=reject_dir,
+        skip_ddl=skip_ddl or acfg.skip_ddl,
+        source_column=acfg.source_column,
+        ignore_origins=frozenset(ignore_origin) if ignore_origin else None,
+        rename=cfg.tables.target_name,
+        source_dialect=source_dialect,
+    )
+    if mode == "skip":
+        log.warning(
+            "on-error=skip: transactions the target rejects are NOT applied; they go to the "
+            "reject trail %s",
+            reject_dir,
+        )
+    key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.warning("signal %d: finishing the current target transaction", signum)
+        stopping.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    database = open_database(tgt.endpoint)
+    consumer = f"apply.{tgt.id}"
+    try:
+        n = parallel if parallel is not None else acfg.parallel
+        if n > 1:
+            results = apply_parallel(
+                database,
+                cfg.trail.dir,
+                options,
+                n,
+                key=key,
+                follow=not until_caught_up,
+                stop=stopping.is_set,
+                consumer=consumer,
+            )
+        else:
+            writer = database.open_writer()
+            try:
+                results = [
+                    apply_trail(
+                        writer,
+                        cfg.trail.dir,
+                        options,
+                        key=key,
+                        follow=not until_caught_up,
+                        stop=stopping.is_set,
+                        consumer=consumer,
+                    )
+                ]
+            finally:
+                writer.close()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    _report(results, json_out)
+    if stopping.is_set():
+        raise typer.Exit(130)
+
+
+def _report(results: list[ApplyStats], json_out: bool) -> None:
+    total_rejected = sum(r.rejected_transactions for r in results)
+    if json_out:
+        print_json(
+            {
+                "groups": [
+                    {
+                        **to_jsonable({k: getattr(r, k) for k in r.__dataclass_fields__}),
+                        "changes_per_second": round(r.changes_per_second, 1),
+                    }
+                    for r in results
+                ]
+            }
+        )
+    else:
+        for r in results:
+            console.print(
+                f"applied through operation {r.applied_op} ({r.position}): "
+                f"{r.transactions} transactions, {r.changes} changes in {r.seconds:.1f}s "
+                f"({r.changes_per_second:,.0f}/s), {r.collisions} collisions, "
+                f"{r.ddl_applied} DDL applied, {r.ddl_skipped} DDL skipped, "
+                f"{r.skipped_origin} skipped by origin"
+            )
+    if total_rejected:
+        where = ", ".join(sorted({r.reject_dir or "" for r in results}))
+        console.print(
+            f"[bold red]{total_rejected} transaction(s) REJECTED[/] and written to {where}; "
+            "inspect with `redoline trail dump --trail " + where + "`"
+        )
