@@ -1222,8 +1222,11 @@ class BinlogReader:
             elif t is RotateEvent:
                 self._file = ev.next_binlog
             elif t is HeartbeatLogEvent:
-                if not in_group and self._stop.is_set():
-                    return
+                if not in_group:
+                    if self._stop.is_set():
+                        return
+                    # idle source: lets capture flush its group commit and confirm
+                    yield Heartbeat(self._position(self._here))
             elif t is XAPrepareEvent:
                 if txn.begun:
                     raise ReplicationError(

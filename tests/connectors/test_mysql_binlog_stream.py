@@ -178,7 +178,7 @@ def test_purged_binlog_is_a_terminal_error(mysql_db: Endpoint, tmp_path: Path) -
         capture(db, tmp_path / "t2", str(gone), f"{mysql_db.database}.*")
 
 
-def test_compressed_events_stop_capture(mysql_db: Endpoint, tmp_path: Path) -> None:
+def test_compressed_events_are_decoded_or_stop_capture(mysql_db: Endpoint, tmp_path: Path) -> None:
     db = MySQL(mysql_db)
     run(db, ["CREATE TABLE z (id INT PRIMARY KEY, v TEXT)"])
     start = db.end_position()
@@ -187,8 +187,22 @@ def test_compressed_events_stop_capture(mysql_db: Endpoint, tmp_path: Path) -> N
         run(db, ["INSERT INTO z VALUES (1, REPEAT('abc', 1000))"])
     finally:
         run(db, ["SET GLOBAL log_bin_compress = OFF"])
+    # the default (fast) decoder inflates MariaDB's compressed rows events
+    txns = capture(db, tmp_path / "fast", start, f"{mysql_db.database}.*")
+    rows = [c.after for t in txns for c in t.changes if c.op is Op.INSERT]
+    assert rows == [{"id": 1, "v": "abc" * 1000}]
+    # the library path cannot: it stops with the setting to change, never drops the rows
+    opts = CaptureOptions(
+        source_id="src",
+        filters=CaptureFilter(TableFilter((f"{mysql_db.database}.*",))),
+        until_caught_up=True,
+        start_position=start,
+        stop_event=threading.Event(),
+        max_retries=0,
+        reader_options={"decoder": "library"},
+    )
     with pytest.raises(ReplicationError, match="log_bin_compress"):
-        capture(db, tmp_path / "trail", start, f"{mysql_db.database}.*")
+        run_capture(db, tmp_path / "library", opts)
 
 
 def test_position_ordering() -> None:
