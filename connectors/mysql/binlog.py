@@ -66,6 +66,7 @@ from connectors.errors import (
 )
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, Rollback, RowEvent
 from connectors.model import Change, Column, Json, Op, Row, TableId, TableSchema, Value
+from connectors.mysql.fastrows import FastMap, FastRows, FastStream, FastTableMap, RowDecoder
 from connectors.mysql.positions import BinlogPosition
 
 if TYPE_CHECKING:
@@ -806,6 +807,8 @@ class _TableInfo:
     names: tuple[str, ...]
     decoders: list[Decoder]
     identity: tuple[str, ...]
+    #: the fast path's decoder (connectors/mysql/fastrows.py) when its table map went that way
+    fast: RowDecoder | None = None
 
 
 @dataclass
@@ -819,6 +822,7 @@ class _Txn:
 
 
 _OPS = {WriteRowsEvent: Op.INSERT, UpdateRowsEvent: Op.UPDATE, DeleteRowsEvent: Op.DELETE}
+_FAST_OPS = {"insert": Op.INSERT, "update": Op.UPDATE, "delete": Op.DELETE}
 
 
 class BinlogReader:
@@ -828,7 +832,9 @@ class BinlogReader:
     (``TrailWriter.catalog()``), so versions continue and nothing is announced twice;
     ``server_id`` — the replica id we announce (unique among the source's replicas);
     ``heartbeat`` — seconds between server heartbeats when idle (how fast :meth:`stop` is
-    noticed on an idle source).
+    noticed on an idle source); ``decoder`` — ``"fast"`` (default: TABLE_MAP and ROWS events
+    decoded by :mod:`connectors.mysql.fastrows`, per-table fallback to the library) or
+    ``"library"`` (mysql-replication parses every event; for support cases).
     """
 
     def __init__(
@@ -847,11 +853,14 @@ class BinlogReader:
         self._catalog: dict[TableId, TableSchema] = dict(options.get("catalog") or {})
         self._server_id = int(options.get("server_id") or 4_199_001)
         self._heartbeat = float(options.get("heartbeat", 1.0))
+        self._decoder = str(options.get("decoder") or "fast")
+        if self._decoder not in ("fast", "library"):
+            raise ValueError(f'decoder must be "fast" or "library", not {self._decoder!r}')
         self._stop = threading.Event()
         self._stream: BinLogStreamReader | None = None
         self._selected: dict[TableId, bool] = {}
         self._by_id: dict[int, _TableInfo | None] = {}
-        self._infos: dict[str, _TableInfo] = {}
+        self._infos: dict[str | bytes, _TableInfo] = {}
         self._hints: dict[TableId, tuple[set[str], set[str]]] = {}
         self._mariadb = db.is_mariadb()
         self._check_server()
@@ -890,7 +899,12 @@ class BinlogReader:
             return
         self._stream = self._open_stream()
         try:
-            yield from self._run(self._stream)
+            if self._decoder == "fast":
+                yield from self._run(
+                    FastStream(self._stream, "mariadb" if self._mariadb else "mysql")
+                )
+            else:
+                yield from self._run(self._stream)
         except _StreamLost as exc:
             raise ConnectError(
                 f"{self._db.endpoint.display}: the binlog connection dropped ({exc})",
@@ -945,7 +959,9 @@ class BinlogReader:
             "enable_logging": False,
         }
         schemas = self._filter.schemas()
-        if schemas is not None:
+        # the fast path needs every event from the library (see FastStream); it drops other
+        # schemas' rows before decoding them by itself
+        if schemas is not None and self._decoder == "library":
             kwargs["only_schemas"] = sorted(schemas)  # drop other schemas' rows before decoding
         start = self._start
         if start.gtid:
@@ -1018,17 +1034,21 @@ class BinlogReader:
             hints = self._hints[table] = (json_cols, generated)
         return hints
 
-    def _table_map(self, ev: TableMapEvent, txn: _Txn) -> list[LogEvent]:
+    def _table_map(self, ev: TableMapEvent | FastTableMap, txn: _Txn) -> list[LogEvent]:
         table = TableId(ev.schema, ev.table)
         if not self._is_selected(table):
             self._by_id[ev.table_id] = None
             return []
-        key = repr(
-            (
-                table,
-                ev.null_bitmask,
-                [vars(c) for c in ev.columns],
-                ev.optional_metadata.simple_primary_key_list,
+        key = (
+            ev.cache_key
+            if isinstance(ev, FastTableMap)
+            else repr(
+                (
+                    table,
+                    ev.null_bitmask,
+                    [vars(c) for c in ev.columns],
+                    ev.optional_metadata.simple_primary_key_list,
+                )
             )
         )
         info = self._infos.get(key)
@@ -1042,6 +1062,8 @@ class BinlogReader:
                 compile_decoders(ev.columns, json_cols),
                 schema.identity,
             )
+            if isinstance(ev, FastTableMap):
+                info.fast = ev.decoder(schema.column_names, frozenset(json_cols))
             self._infos[key] = info
         self._by_id[ev.table_id] = info
         known = self._known(txn, table)
@@ -1104,6 +1126,26 @@ class BinlogReader:
                 before, pos = _image(buf, pos, present1, names, decoders)
                 key = {c: before[c] for c in identity} if identity else None
                 yield RowEvent(xid, Change(op, table, version, key, before, None))
+
+    def _fast_rows(self, ev: FastRows, txn: _Txn) -> Iterator[LogEvent]:
+        """The fast path's twin of :meth:`_rows` (images from the table's RowDecoder)."""
+        info = self._by_id.get(ev.table_id)
+        if info is None:
+            return
+        if info.fast is None:
+            raise ReplicationError(
+                f"rows of {info.table} reached the fast decoder without its table map",
+                hint='run capture with decoder = "library" and report this',
+            )
+        if not txn.begun:
+            yield from self._begin(txn)
+        xid = txn.xid or ""
+        op = _FAST_OPS[ev.op]
+        table, version, identity = info.table, info.schema.version, info.identity
+        for before, after in info.fast.rows(ev):
+            image = before if before is not None else after
+            key = {c: image[c] for c in identity} if identity and image is not None else None
+            yield RowEvent(xid, Change(op, table, version, key, before, after))
 
     def _known(self, txn: _Txn, table: TableId) -> TableSchema | None:
         if table in txn.announced:
@@ -1186,12 +1228,20 @@ class BinlogReader:
             return [Heartbeat(position, source_time=_ts(ev.timestamp))]
         return [Commit(txn.xid or "", position, _ts(ev.timestamp))]
 
-    def _run(self, stream: BinLogStreamReader) -> Iterator[LogEvent]:
+    def _run(self, stream: BinLogStreamReader | FastStream) -> Iterator[LogEvent]:
         txn = _Txn()
         in_group = False
         self._here = self._start.pos
         for ev in stream:
             t = type(ev)
+            if t is FastRows:
+                self._here = ev.log_pos
+                yield from self._fast_rows(ev, txn)
+                continue
+            if t is FastMap:
+                self._here = ev.log_pos
+                yield from self._table_map(ev.table_map, txn)
+                continue
             self._here = ev.packet.log_pos
             if t in _OPS:
                 yield from self._rows(ev, txn)

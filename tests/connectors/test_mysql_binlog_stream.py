@@ -31,7 +31,12 @@ def run(db: MySQL, sql: list[str]) -> None:
 
 
 def capture(
-    db: MySQL, trail: Path, start: str | None, include: str, **kw: object
+    db: MySQL,
+    trail: Path,
+    start: str | None,
+    include: str,
+    reader_options: dict[str, object] | None = None,
+    **kw: object,
 ) -> list[Transaction]:
     opts = CaptureOptions(
         source_id="src",
@@ -40,6 +45,7 @@ def capture(
         start_position=start,
         stop_event=threading.Event(),
         max_retries=0,
+        reader_options=dict(reader_options or {}),
     )
     run_capture(db, trail, opts)
     return list(TrailReader(trail).transactions())
