@@ -204,8 +204,12 @@ class Applier:
         if not self.stats.first_op:
             self.stats.first_op = txn.first_op
         if txn.origin in self._ignore:
+            # not applied, but its operation numbers still advance the checkpoint
             self.stats.skipped_origin += 1
-            self._group.append(replace(txn, changes=[]))
+            if not self._group:
+                self._group_started = time.monotonic()
+                self._group_collision = self.options.collision
+            self._group.append(txn)
             return
         changes = self._selected(txn)
         collision = self.options.collision or txn.first_op <= self.options.collision_until_op

@@ -68,3 +68,75 @@ def test_restart_resumes_after_checkpoint(
         wl.expected_keyed(), key=repr
     )
     assert content(writer, TableId(schema_name, KEYLESS.table.name)) == wl.expected_keyless()
+
+
+def _orders_txn(first_op: int, changes: list[Any], origin: str = "src") -> Any:
+    import datetime as dt
+
+    from connectors.model import Transaction
+
+    return Transaction(
+        str(first_op), f"p{first_op}", dt.datetime(2024, 1, 1), origin, changes, first_op
+    )
+
+
+def test_collision_mode_reconciles_and_counts(
+    writer: Writer, options: dict[str, Any], schema_name: str
+) -> None:
+    from connectors.model import Change, Op
+
+    wl = Workload(seed=1)
+    ann = wl.announce()
+    row = {"id": 1, "customer": "a", "amount": None, "created": None, "note": None}
+    t = KEYED.table
+    txns = [
+        ann,
+        _orders_txn(3, [Change(Op.INSERT, t, after=row)]),
+        # collision window: insert of the existing row, update and delete of missing rows
+        _orders_txn(4, [Change(Op.INSERT, t, after={**row, "customer": "b"})]),
+        _orders_txn(
+            5, [Change(Op.UPDATE, t, key={"id": 2}, before={"id": 2}, after={**row, "id": 2})]
+        ),
+        _orders_txn(6, [Change(Op.DELETE, t, key={"id": 9}, before={"id": 9})]),
+    ]
+    # batch_rows=1: row 1 is committed before the colliding insert arrives
+    applier = Applier(writer, None, ApplyOptions(batch_rows=1, collision_until_op=6, **options))
+    applier.start()
+    stats = applier.run(txns)
+    assert stats.collisions == 3
+    got = content(writer, TableId(schema_name, "orders"))
+    assert [(r[0], r[1]) for r in got] == [(1, "b"), (2, "a")]
+
+
+def test_rejected_row_stops_or_goes_to_reject_trail(
+    writer: Writer, options: dict[str, Any], schema_name: str, tmp_path: Any
+) -> None:
+    from capture.trail import TrailReader
+    from connectors.errors import ApplyError
+    from connectors.model import Change, Op
+
+    wl = Workload(seed=1)
+    t = KEYED.table
+    row = {"id": 1, "customer": "a", "amount": None, "created": None, "note": None}
+    txns = [
+        wl.announce(),
+        _orders_txn(3, [Change(Op.INSERT, t, after=row)]),
+        _orders_txn(4, [Change(Op.INSERT, t, after={**row, "id": None})]),
+        _orders_txn(5, [Change(Op.INSERT, t, after={**row, "id": 5})]),
+        _orders_txn(6, [Change(Op.INSERT, t, after={**row, "id": 6})], origin=options["target_id"]),
+    ]
+    with pytest.raises(ApplyError, match=r"operations 4\.\.4"):
+        stopper = Applier(writer, None, ApplyOptions(**options))
+        stopper.start()
+        stopper.run(txns)
+    skipper = Applier(
+        writer, None, ApplyOptions(on_error="skip", reject_dir=tmp_path / "rej", **options)
+    )
+    assert skipper.start() == 3
+    stats = skipper.run(txns)
+    assert stats.rejected_transactions == 1
+    assert stats.skipped_origin == 1
+    assert stats.applied_op == 6
+    assert [r[0] for r in content(writer, TableId(schema_name, "orders"))] == [1, 5]
+    rejected = list(TrailReader(tmp_path / "rej").transactions(1))
+    assert [c.op for c in rejected[0].changes] == [Op.DDL, Op.INSERT]

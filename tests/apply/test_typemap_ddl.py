@@ -1,0 +1,87 @@
+"""Type mapping, CREATE TABLE and DDL translation (pure: no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from apply.ddl import translate_ddl
+from apply.typemap import column_type, create_table_sql
+from connectors.errors import SchemaError
+from connectors.model import Column, TableId, TableSchema
+
+
+@pytest.mark.parametrize(
+    ("col", "dialect", "expected"),
+    [
+        (Column("a", "int", bits=64, unsigned=True), "postgres", "numeric(20)"),
+        (Column("a", "int", bits=32, unsigned=True), "postgres", "bigint"),
+        (Column("a", "duration", precision=0), "postgres", "interval"),
+        (Column("a", "array", element="int"), "mysql", "JSON"),
+        (Column("a", "array", element="str"), "postgres", "text[]"),
+        (Column("a", "enum", labels=("x", "y'z")), "mysql", "ENUM('x','y''z')"),
+        (Column("a", "set", labels=("a", "b")), "postgres", "text"),
+        (Column("a", "bit", bits=3), "postgres", "bit(3)"),
+        (Column("a", "json"), "postgres", "jsonb"),
+        (Column("a", "uuid"), "mysql", "CHAR(36)"),
+        (Column("a", "timestamptz", precision=3), "mysql", "DATETIME(3)"),
+        (Column("a", "decimal", precision=50, scale=2), "duckdb", "VARCHAR"),
+    ],
+)
+def test_column_type(col: Column, dialect: str, expected: str) -> None:
+    assert column_type(col, dialect) == expected
+
+
+def test_unmappable_names_the_column() -> None:
+    with pytest.raises(SchemaError, match="'geo'"):
+        column_type(Column("geo", "other", "geometry"), "mysql", source_dialect="postgres")
+    assert column_type(Column("geo", "other", "geometry"), "mysql", source_dialect="mysql")
+
+
+def test_create_table_has_keys() -> None:
+    schema = TableSchema(
+        TableId("s", "t"),
+        (Column("id", "int", bits=64, nullable=False), Column("email", "str", nullable=False)),
+        primary_key=("id",),
+        unique_keys=(("email",),),
+    )
+    sql = create_table_sql(schema, "mysql", TableId("d", "u"))
+    assert sql.startswith("CREATE TABLE `d`.`u`")
+    assert "PRIMARY KEY (`id`)" in sql
+    assert "UNIQUE (`email`)" in sql
+    assert "`email` VARCHAR(768) NOT NULL" in sql
+
+
+def test_ddl_translation_renames_and_retypes() -> None:
+    after = TableSchema(
+        TableId("dw", "orders"),
+        (Column("id", "int", bits=32), Column("n", "int", bits=64, unsigned=True)),
+        primary_key=("id",),
+    )
+    out = translate_ddl(
+        "ALTER TABLE `orders` ADD COLUMN n BIGINT UNSIGNED",
+        source_dialect="mysql",
+        target_dialect="postgres",
+        default_schema="shop",
+        rename=lambda t: TableId("dw", t.name),
+        schema_after=after,
+    )
+    assert out == ['ALTER TABLE "dw"."orders" ADD COLUMN n DECIMAL(20)'] or "NUMERIC(20)" in out[0]
+
+
+def test_untranslatable_ddl_names_the_statement() -> None:
+    with pytest.raises(SchemaError, match="CREATE TRIGGER"):
+        translate_ddl(
+            "CREATE TRIGGER x BEFORE INSERT ON t FOR EACH ROW SET NEW.a = 1",
+            source_dialect="mysql",
+            target_dialect="postgres",
+        )
+
+
+def test_rename_table_mysql_to_postgres() -> None:
+    out = translate_ddl(
+        "RENAME TABLE a TO b",
+        source_dialect="mysql",
+        target_dialect="postgres",
+        default_schema="shop",
+    )
+    assert out == ['ALTER TABLE "shop"."a" RENAME TO "b"']
