@@ -237,12 +237,14 @@ class TxnBuilder:
         try:
             for record in unpacker:
                 if type(record[0]) is str:
-                    if self._txn is not None or self._dropping:
+                    if self._txn is not None:
                         raise TrailError(
                             "a transaction starts before the previous one ended",
                             segment=name,
                             offset=frame.offset,
                         )
+                    # the tail of a transaction before the start ends where the next begins
+                    self._dropping = False
                     xid, position, commit_time, origin, first_op, count = record
                     if first_op != self.expected:
                         raise TrailError(
@@ -287,8 +289,11 @@ class TxnBuilder:
             raise TrailError(
                 f"block payload does not decode: {exc}", segment=name, offset=frame.offset
             ) from None
-        self._dropping = False
-        if frame.flags & BLOCK_CONT_NEXT:
+        if self._dropping and frame.flags & BLOCK_CONT_NEXT:
+            # a skipped transaction's tail fills this whole block and goes on in the next
+            last_op = frame.last_op
+        elif frame.flags & BLOCK_CONT_NEXT:
+            self._dropping = False
             if self._txn is None:
                 raise TrailError(
                     "block says a transaction continues but none is open",
@@ -297,6 +302,7 @@ class TxnBuilder:
                 )
             last_op = self._txn.first_op + len(self._txn.changes) + self._remaining - 1
         elif self._txn is not None:
+            self._dropping = False
             raise TrailError(
                 "block ends inside a transaction but is not marked as continued",
                 segment=name,
