@@ -242,7 +242,7 @@ class _DuckDBTarget(_Target):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
-        self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def connect(self) -> Any:
         conn = self.db.connect()
@@ -267,6 +267,8 @@ class _DuckDBTarget(_Target):
     def load(
         self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
     ) -> int:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
         path = os.path.join(self._tmp.name, f"chunk-{threading.get_ident()}.csv")
         rows = 0
         with open(path, "wb") as f:
@@ -292,7 +294,9 @@ class _DuckDBTarget(_Target):
         return rows
 
     def close(self) -> None:
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 def _target(db: Database) -> _Target:

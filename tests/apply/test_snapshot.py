@@ -142,9 +142,21 @@ def _rows_target(url: str, table: str, order: str) -> list[tuple[Any, ...]]:
     db = open_database(Endpoint.parse(url))
     conn = db.connect()
     try:
+        select = "*"
         if db.engine == "duckdb":
             conn.execute("SET TimeZone = 'UTC'")
-        rows = conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            schema, name = table.split(".")
+            tz = [
+                c
+                for (c,) in conn.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND "
+                    "table_name = ? AND data_type = 'TIMESTAMP WITH TIME ZONE'",
+                    [schema, name],
+                ).fetchall()
+            ]
+            if tz:  # aware values need pytz in DuckDB's Python API: compare as UTC text-free
+                select = "* REPLACE (" + ", ".join(f"{c}::TIMESTAMP AS {c}" for c in tz) + ")"
+        rows = conn.execute(f"SELECT {select} FROM {table} ORDER BY {order}").fetchall()
     finally:
         conn.close()
     return [tuple(_norm(v) for v in r) for r in rows]
@@ -158,7 +170,9 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return ep.url()
 
 
-def test_snapshot_and_catchup_under_writes(mysql_db: Endpoint, target_url: str, tmp_path: Path) -> None:
+def test_snapshot_and_catchup_under_writes(
+    mysql_db: Endpoint, target_url: str, tmp_path: Path
+) -> None:
     _seed(mysql_db, 6000)
     source = open_database(mysql_db)
     target = open_database(Endpoint.parse(target_url))
@@ -206,7 +220,9 @@ def test_snapshot_resumes_per_chunk(mysql_db: Endpoint, pg_db: Endpoint) -> None
         run_snapshot(
             source,
             target,
-            SnapshotOptions(source_id="s", workers=1, chunk_rows=500, tables=tables, progress=crash),
+            SnapshotOptions(
+                source_id="s", workers=1, chunk_rows=500, tables=tables, progress=crash
+            ),
         )
     (state,) = load_table_states(target, "s")
     assert state.state == "loading" and 0 < state.chunks_done < state.chunks_total
