@@ -1,0 +1,233 @@
+"""`redoline snapshot` and `redoline sync`: initial load, then capture + apply in one process."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from apply.snapshot import SnapshotOptions, SnapshotReport, run_snapshot
+from apply.sync import SyncOptions, run_sync
+from connectors.base import TableFilter, open_database
+from toolkit_cli.config import Config
+from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
+from toolkit_cli.output import console, err_console, print_json
+
+__all__ = ["register"]
+
+TablesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tables",
+        help="Only these tables (schema.table, globs allowed; repeatable). Default: [tables].",
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Parallel readers on one snapshot. Default: [snapshot]."),
+]
+ChunkOpt = Annotated[
+    int | None,
+    typer.Option("--chunk-rows", help="Rows per key-range chunk. Default: [snapshot]."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("snapshot")(snapshot)
+    app.command("sync")(sync)
+
+
+def _snapshot_options(
+    cfg: Config, tables: list[str] | None, workers: int | None, chunk_rows: int | None
+) -> SnapshotOptions:
+    table_filter = TableFilter(tuple(tables), ()) if tables else cfg.tables.filter
+    return SnapshotOptions(
+        source_id=cfg.source().id,
+        workers=workers or cfg.snapshot.workers,
+        chunk_rows=chunk_rows or cfg.snapshot.chunk_rows,
+        tables=table_filter,
+        rename=cfg.tables.target_name,
+    )
+
+
+@contextmanager
+def _progress(options: SnapshotOptions, quiet: bool) -> Iterator[None]:
+    """Rich progress bars (rows, rows/s, ETA) on stderr, one per table."""
+    if quiet or not err_console.is_terminal:
+        yield
+        return
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_table(name: str, estimate: int) -> None:
+        tasks[name] = bars.add_task(name, total=max(estimate, 1), rate="")
+
+    def progress(name: str, rows: int, estimate: int) -> None:
+        if name in tasks:
+            task = tasks[name]
+            bars.update(task, advance=rows)
+            speed = bars.tasks[task].speed
+            bars.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
+
+    options.on_table, options.progress = on_table, progress
+    with bars:
+        yield
+
+
+def _print_report(report: SnapshotReport) -> None:
+    point = report.point
+    if point is not None:
+        console.print(
+            f"snapshot point {point.start}"
+            + (f" .. {point.end}" if point.end != point.start else "")
+            + f" ({point.method}; global lock held {point.lock_seconds * 1000:.1f} ms)"
+        )
+    for t in report.tables:
+        console.print(f"  {t.source_table} -> {t.target_table}: {t.state}, {t.rows} rows")
+    if report.skipped:
+        console.print(f"  already loaded (skipped): {', '.join(report.skipped)}")
+    console.print(
+        f"{report.rows} rows in {report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)"
+    )
+
+
+def snapshot(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    trail: TrailOpt = None,
+    tables: TablesOpt = None,
+    workers: WorkersOpt = None,
+    chunk_rows: ChunkOpt = None,
+    no_follow: Annotated[
+        bool,
+        typer.Option(
+            "--no-follow",
+            help="Only copy the tables (a one-off copy); do not capture or catch up.",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Load the selected tables from a consistent snapshot into the target.
+
+    All workers read one consistent point of the source (MariaDB: no lock; otherwise a
+    FLUSH TABLES WITH READ LOCK held for milliseconds, reported). Chunks commit with their
+    progress, so a rerun after a crash resumes. Without --no-follow the run then captures and
+    catches up from the trail until caught up (like `redoline sync --until-caught-up`).
+    """
+    cfg = load_config(config, source=source, target=target, trail=trail)
+    src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
+    options = _snapshot_options(cfg, tables, workers, chunk_rows)
+    with _progress(options, json_out):
+        if no_follow:
+            report = run_snapshot(src, tgt, options)
+            result: dict[str, Any] = report.to_json()
+        else:
+            sync_report = run_sync(
+                src,
+                tgt,
+                SyncOptions(
+                    trail_dir=cfg.trail.dir,
+                    state_dir=cfg.state_dir,
+                    source_id=cfg.source().id,
+                    target_id=cfg.target().id,
+                    snapshot=options,
+                    until_caught_up=True,
+                    key=cfg.trail.key(),
+                ),
+            )
+            report = sync_report.snapshot or SnapshotReport()
+            result = sync_report.to_json()
+    if json_out:
+        print_json(result)
+    else:
+        _print_report(report)
+
+
+def sync(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    target: TargetOpt = None,
+    trail: TrailOpt = None,
+    tables: TablesOpt = None,
+    workers: WorkersOpt = None,
+    chunk_rows: ChunkOpt = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="Stop once the source's end position (taken at start) is applied: for cron. "
+            "A second run while one is going exits 8 and does nothing.",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Snapshot what is not loaded yet, then capture and apply in one process.
+
+    The single-host pipeline: the trail lives in --trail, progress in the target and in the
+    state directory. Continuous until Ctrl-C/SIGTERM (which finish the current transaction),
+    or with --until-caught-up a cron-friendly run that exits 0 when caught up.
+    """
+    cfg = load_config(config, source=source, target=target, trail=trail)
+    src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
+    stop = threading.Event()
+    options = SyncOptions(
+        trail_dir=cfg.trail.dir,
+        state_dir=cfg.state_dir,
+        source_id=cfg.source().id,
+        target_id=cfg.target().id,
+        snapshot=_snapshot_options(cfg, tables, workers, chunk_rows),
+        until_caught_up=until_caught_up,
+        key=cfg.trail.key(),
+        stop_event=stop,
+        segment_bytes=cfg.trail.segment_bytes,
+        apply_options={
+            "batch_rows": cfg.apply.batch_rows,
+            "batch_ms": cfg.apply.batch_ms,
+            "skip_ddl": cfg.apply.skip_ddl,
+            "rename": cfg.tables.target_name,
+        },
+    )
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with _progress(options.snapshot, json_out):
+            report = run_sync(src, tgt, options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if json_out:
+        print_json(report.to_json())
+        return
+    if report.snapshot is not None:
+        _print_report(report.snapshot)
+    cap, app = report.capture, report.apply
+    console.print(
+        f"captured {cap.get('transactions', 0)} transactions ({cap.get('changes', 0)} changes); "
+        f"applied {app.get('transactions', 0)} transactions, up to operation "
+        f"{app.get('applied_op', 0)} ({app.get('collisions', 0)} collisions reconciled)"
+    )
+    if stop.is_set() and not until_caught_up:
+        raise typer.Exit(130)
