@@ -643,13 +643,7 @@ def apply_trail(
 
     if consumer:
         register_consumer(trail_dir, consumer, start)
-    # Workaround: TrailReader (at this commit) fails some starts in the middle of the trail
-    # ("a transaction starts before the previous one ended"), so read from the first segment
-    # still present; the applier skips what it applied already. Costs a decode of the
-    # retained trail at each start.
-    segments = trail_info(trail_dir, key=key).segments
-    first = min(start + 1, segments[0].first_op) if segments else start + 1
-    source = reader.transactions(first, follow=follow, stop=should_stop)
+    source = reader.transactions(start + 1, follow=follow, stop=should_stop)
     tick = max(0.01, options.batch_ms / 4000)
     stats = applier.run(_prefetch(source, tick=tick), stop=should_stop, on_commit=committed)
     if consumer:

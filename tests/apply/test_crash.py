@@ -74,7 +74,7 @@ def _check(db: Database, wl: Workload, schema: str) -> None:
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgres"])
 def test_kill_9_at_random_moments(engine: str, tmp_path: Path, request: pytest.FixtureRequest):
-    wl = _trail(tmp_path / "trail", 15_000)
+    wl = _trail(tmp_path / "trail", 30_000)
     if engine == "duckdb":
         url = f"duckdb://{tmp_path / 'crash.duckdb'}"
     else:
@@ -83,7 +83,7 @@ def test_kill_9_at_random_moments(engine: str, tmp_path: Path, request: pytest.F
     kills = 0
     for _attempt in range(60):
         proc = _apply(url, tmp_path / "trail", batch_rows=rng.choice([50, 300, 2000]))
-        time.sleep(rng.uniform(0.5, 3.0))
+        time.sleep(rng.uniform(0.4, 1.8))
         if proc.poll() is not None:
             err = (tmp_path / "apply.err").read_text()
             assert proc.returncode == 0, err
