@@ -77,6 +77,7 @@ _COMMAND_MODULES = [
     "status",
     "verify",
     "replay",
+    "demo",
 ]
 
 
