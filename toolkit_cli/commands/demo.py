@@ -200,10 +200,11 @@ def demo(
             same = got == source_rows
             ok &= same
             st = stats.get(name)
+            lag = info.last_op - getattr(st, "applied_op", 0)
             console.print(
                 f"  {name}: applied {getattr(st, 'transactions', 0)} transactions "
                 f"({getattr(st, 'changes', 0)} changes, {getattr(st, 'collisions', 0)} "
-                f"collisions in the catch-up window); lag {info.last_op - getattr(st, 'applied_op', 0)} "
+                f"collisions in the catch-up window); lag {lag} "
                 f"operations; rows {len(got)} vs source {len(source_rows)}: "
                 + ("[green]identical[/]" if same else "[red]DIFFERENT[/]")
             )
