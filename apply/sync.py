@@ -272,7 +272,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
 
 
 def _stats_json(stats: Any) -> dict[str, Any]:
-    out = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else dict(vars(stats))
+    out = dict(vars(stats))
     return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in out.items()}
 
 

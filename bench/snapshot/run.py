@@ -68,7 +68,8 @@ def mysqldump(maria: Any) -> float:
     )
     t = time.monotonic()
     subprocess.run(
-        f"mysqldump -S {sock} -uroot --single-transaction bench items | mariadb -S {sock} -uroot copy",
+        f"mysqldump -S {sock} -uroot --single-transaction bench items "
+        f"| mariadb -S {sock} -uroot copy",
         shell=True,
         check=True,
     )

@@ -276,7 +276,8 @@ class MySQLSnapshot:
         lhs = f"({cols})" if len(key) > 1 else cols
         marks = ", ".join(["%s"] * len(key))
         rhs = f"({marks})" if len(key) > 1 else marks
-        conds, args = [], []
+        conds: list[str] = []
+        args: list[Any] = []
         if chunk.lower is not None:
             conds.append(f"{lhs} >= {rhs}")
             args.extend(chunk.lower)
