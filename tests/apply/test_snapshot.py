@@ -236,8 +236,11 @@ def test_snapshot_resumes_per_chunk(mysql_db: Endpoint, pg_db: Endpoint) -> None
 
 
 def test_second_run_is_locked(tmp_path: Path) -> None:
-    with hold_lock(tmp_path, "sync-a-b"), pytest.raises(LockedError) as err:
-        with hold_lock(tmp_path, "sync-a-b"):
-            pass
+    with (
+        hold_lock(tmp_path, "sync-a-b"),
+        pytest.raises(LockedError) as err,
+        hold_lock(tmp_path, "sync-a-b"),
+    ):
+        pass
     assert err.value.exit_code == 8
     assert TableId("a", "b")
