@@ -31,8 +31,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped:
         _skipped.append(report.nodeid)
     if report.when == "call":
+        used = set(getattr(report, "fixturenames", ()))  # set in makereport below
+        used |= {value for name, value in report.user_properties if name == "server"}
         for fixture, engine in _SERVER_FIXTURES.items():
-            if fixture in getattr(report, "fixturenames", ()):  # set in makereport below
+            if fixture in used:
                 _ran[engine] += 1
 
 
@@ -76,8 +78,12 @@ def _db_name(prefix: str) -> str:
 
 
 @pytest.fixture
-def mysql_db(mariadb_server: devservers.DevServer) -> Iterator[Endpoint]:
+def mysql_db(
+    mariadb_server: devservers.DevServer, request: pytest.FixtureRequest
+) -> Iterator[Endpoint]:
     """A fresh MariaDB database (dropped afterwards); the endpoint logs in as root."""
+    # counted in the summary even when a test asks for it at run time (getfixturevalue)
+    request.node.user_properties.append(("server", "mariadb_server"))
     name = _db_name("t")
     conn = pymysql.connect(host="127.0.0.1", port=mariadb_server.port, user="root")
     with conn.cursor() as cur:
@@ -89,8 +95,11 @@ def mysql_db(mariadb_server: devservers.DevServer) -> Iterator[Endpoint]:
 
 
 @pytest.fixture
-def pg_db(postgres_server: devservers.DevServer) -> Iterator[Endpoint]:
+def pg_db(
+    postgres_server: devservers.DevServer, request: pytest.FixtureRequest
+) -> Iterator[Endpoint]:
     """A fresh PostgreSQL database (dropped afterwards); the endpoint logs in as postgres."""
+    request.node.user_properties.append(("server", "postgres_server"))
     name = _db_name("t")
     dsn = f"host=127.0.0.1 port={postgres_server.port} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -81,17 +81,19 @@ def test_kill_9_at_random_moments(engine: str, tmp_path: Path, request: pytest.F
         url = request.getfixturevalue("pg_db").url()
     rng = random.Random(5)
     kills = 0
-    for _attempt in range(60):
+    finished = False
+    for _attempt in range(4):
         proc = _apply(url, tmp_path / "trail", batch_rows=rng.choice([50, 300, 2000]))
-        time.sleep(rng.uniform(0.4, 1.8))
+        time.sleep(rng.uniform(0.8, 2.5))
         if proc.poll() is not None:
-            err = (tmp_path / "apply.err").read_text()
-            assert proc.returncode == 0, err
+            assert proc.returncode == 0, (tmp_path / "apply.err").read_text()
+            finished = True
             break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-    else:
-        pytest.fail("apply never finished")
     assert kills >= 3, "the trail was applied too fast to be interrupted"
+    if not finished:
+        proc = _apply(url, tmp_path / "trail", batch_rows=300)
+        assert proc.wait(timeout=300) == 0, (tmp_path / "apply.err").read_text()
     _check(open_database(Endpoint.parse(url)), wl, "shop")
