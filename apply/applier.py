@@ -32,7 +32,7 @@ from connectors.base import RowRejected, Writer
 from connectors.errors import ApplyError, ConfigError, SchemaError
 from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
 
-__all__ = ["Applier", "ApplyOptions", "ApplyStats", "SchemaLookup", "apply_trail"]
+__all__ = ["Applier", "ApplyOptions", "ApplyStats", "SchemaLookup", "apply_trail", "prefetch"]
 
 log = logging.getLogger("redoline.apply")
 
@@ -577,10 +577,17 @@ class _Rejected(Exception):
 _END = object()
 
 
-def _prefetch(
+def prefetch(
     source: Iterator[Transaction], *, tick: float, depth: int = 20_000
 ) -> Iterator[Transaction | None]:
-    """Read ``source`` in a thread (decoding overlaps target I/O); yield None when idle."""
+    """Read ``source`` in a thread so trail decoding overlaps target I/O.
+
+    Yields the transactions in order, and ``None`` whenever none arrived for ``tick`` seconds:
+    :meth:`Applier.run` takes ``None`` as "idle", the moment to commit a partial batch, so a
+    following reader never holds applied work back waiting for the next transaction. At most
+    ``depth`` transactions are read ahead. An exception in the reader is raised here, in the
+    consumer, once the transactions read before it are consumed.
+    """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     failure: list[BaseException] = []
 
@@ -645,7 +652,7 @@ def apply_trail(
         register_consumer(trail_dir, consumer, start)
     source = reader.transactions(start + 1, follow=follow, stop=should_stop)
     tick = max(0.01, options.batch_ms / 4000)
-    stats = applier.run(_prefetch(source, tick=tick), stop=should_stop, on_commit=committed)
+    stats = applier.run(prefetch(source, tick=tick), stop=should_stop, on_commit=committed)
     if consumer:
         register_consumer(trail_dir, consumer, applier.applied_op)
     return stats

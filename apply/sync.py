@@ -159,7 +159,7 @@ def apply_with_catchup(
 
     Returns the applier's :class:`apply.applier.ApplyStats`.
     """
-    from apply.applier import Applier, ApplyOptions, _prefetch
+    from apply.applier import Applier, ApplyOptions, prefetch
     from capture.trail import TrailReader, register_consumer
 
     options = ApplyOptions(
@@ -184,7 +184,7 @@ def apply_with_catchup(
 
         txns: Any = reader.transactions(start + 1, follow=follow, stop=stop.is_set)
         if follow:
-            txns = _prefetch(txns, tick=max(0.01, options.batch_ms / 4000))
+            txns = prefetch(txns, tick=max(0.01, options.batch_ms / 4000))
         txns = catchup_transactions(txns, windows, source.compare_positions, in_window)
         stats = applier.run(txns, stop=stop.is_set)
         register_consumer(trail_dir, consumer, applier.applied_op)
