@@ -27,6 +27,7 @@ from typing import Any
 
 from apply.collapse import TableCollapse
 from apply.ddl import translate_ddl
+from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import ensure_table
 from connectors.base import RowRejected, Writer
 from connectors.errors import ApplyError, ConfigError, SchemaError
@@ -70,6 +71,9 @@ class ApplyOptions:
     table_filter: Callable[[TableId], bool] | None = None
     #: create missing target tables from the trail's definitions
     create_tables: bool = True
+    #: the source's changes carry row ids (``Database.has_row_ids``: Oracle ROWID, SQL Server
+    #: locator): keyless tables get a surrogate key and a rowid map (:mod:`apply.rowid`)
+    row_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.on_error not in ("stop", "skip"):
@@ -136,6 +140,9 @@ class Applier:
         self.stats = ApplyStats()
         self.applied_op = 0
         self._rejects: Any = None
+        self._rowids = (
+            RowidMap(writer, options.target_id, options.source_id) if options.row_ids else None
+        )
         self._reject_tables: set[TableId] = set()
         # the open group
         self._group: list[Transaction] = []
@@ -151,6 +158,8 @@ class Applier:
     def start(self) -> int:
         """Read (creating if needed) the checkpoint; return the last applied operation."""
         op, position = self.writer.load_checkpoint(self.options.source_id, self.options.target_id)
+        if self._rowids is not None:
+            self._rowids.setup()
         self.applied_op = op
         self.stats.applied_op = op
         self.stats.position = position
@@ -271,6 +280,8 @@ class Applier:
 
     def _to_target(self, src: TableSchema) -> TableSchema:
         name = self.options.rename(src.table) if self.options.rename else src.table
+        if self.options.row_ids and not src.identity:
+            src = with_row_key(src)  # identity through the rowid map
         sc = self.options.source_column
         if not sc:
             return replace(src, table=name)
@@ -282,6 +293,17 @@ class Applier:
             primary_key=(sc, *src.primary_key) if src.primary_key else (),
             unique_keys=tuple((sc, *u) for u in src.unique_keys),
         )
+
+    def _identified(self, change: Change, schema: TableSchema, collision: bool) -> Change:
+        """``change`` carrying its surrogate key when ``schema`` goes through the rowid map."""
+        if self._rowids is None or not uses_rowid(schema):
+            return change
+        return self._rowids.tag(change, collision=collision)
+
+    def _forget_rows(self, source: TableId, schema: TableSchema | None) -> None:
+        """A TRUNCATE or DROP of ``source``: its rowid mappings go too."""
+        if self._rowids is not None and (schema is None or uses_rowid(schema)):
+            self._rowids.forget_table(source)
 
     def _tagged(self, change: Change) -> Change:
         sc = self.options.source_column
@@ -324,13 +346,14 @@ class Applier:
 
     def _fold(self, change: Change, collision: bool) -> None:
         if change.op is Op.TRUNCATE:
-            target = self.target_schema(change.table, change.schema_version).table
+            truncated = self.target_schema(change.table, change.schema_version)
             self._write_pending()
-            self.writer.truncate(target)
+            self.writer.truncate(truncated.table)
+            self._forget_rows(change.table, truncated)
             self._dirty = True
             return
         schema = self.target_schema(change.table, change.schema_version)
-        change = self._tagged(change)
+        change = self._tagged(self._identified(change, schema, collision))
         coll = self._collapses.get(schema.table)
         if coll is None or coll.schema is not schema:
             if coll is not None:
@@ -389,6 +412,8 @@ class Applier:
         self._group_rows = 0
 
     def _checkpoint(self, txn: Transaction) -> None:
+        if self._rowids is not None:
+            self._rowids.flush()  # same target transaction as the rows it maps
         self.writer.save_checkpoint(
             self.options.source_id,
             self.options.target_id,
@@ -401,6 +426,8 @@ class Applier:
         """Roll the group back and apply it again one statement at a time (see module doc)."""
         group = self._group
         self.writer.rollback()
+        if self._rowids is not None:
+            self._rowids.reset()
         self._reset_group()
         self.stats.replayed_groups += 1
         log.info(
@@ -422,18 +449,23 @@ class Applier:
                     continue
                 for table, schema in self._missing_tables([change]):
                     self._create(table, schema)
-                if change.op is Op.TRUNCATE:
-                    self.writer.truncate(self.target_schema(change.table, 1).table)
-                    continue
                 schema = self.target_schema(change.table, change.schema_version)
+                if change.op is Op.TRUNCATE:
+                    self.writer.truncate(schema.table)
+                    self._forget_rows(change.table, schema)
+                    continue
                 try:
-                    self._row(schema, self._tagged(change), collision)
+                    self._row(
+                        schema, self._tagged(self._identified(change, schema, collision)), collision
+                    )
                 except RowRejected as exc:
                     raise _Rejected(txn, change, exc) from None
             self._checkpoint(txn)
             self.writer.commit()
         except _Rejected as rej:
             self.writer.rollback()
+            if self._rowids is not None:
+                self._rowids.reset()
             self._reject(rej)
             return
         self._committed([txn])
@@ -449,6 +481,8 @@ class Applier:
         self.writer.invalidate(target)  # type: ignore[attr-defined]
         self._existing.discard(target)
         self._targets = {k: v for k, v in self._targets.items() if k[0] != source}
+        if schema is None and (change.ddl or "").lstrip()[:4].upper() == "DROP":
+            self._forget_rows(source, None)  # the table's rowid mappings go with it
         if change.ddl is None:
             # a definition announced before its first rows: create the table if missing
             if schema is not None and not self.writer.table_exists(target):

@@ -167,6 +167,8 @@ def apply_with_catchup(
     )
     if options.source_dialect is None:
         options = dataclasses.replace(options, source_dialect=source.dialect)
+    if source.has_row_ids:
+        options = dataclasses.replace(options, row_ids=True)
     windows = table_windows(load_table_states(target, source_id))
     reader = TrailReader(trail_dir, key=key)
     writer = target.open_writer()

@@ -107,11 +107,14 @@ def apply_command(
     if mode not in ("stop", "skip"):
         raise ConfigError(f"--on-error must be stop or skip, not {mode!r}")
     source_dialect = None
+    row_ids = False
     source_id = "default"
     if cfg.sources:
         src = next(iter(cfg.sources.values())) if len(cfg.sources) == 1 else None
         if src is not None:
-            source_dialect = open_database(src.endpoint).dialect
+            source_db = open_database(src.endpoint)
+            source_dialect = source_db.dialect
+            row_ids = source_db.has_row_ids
     options = ApplyOptions(
         target_id=tgt.id,
         source_id=source_id,
@@ -125,6 +128,7 @@ def apply_command(
         ignore_origins=frozenset(ignore_origin) if ignore_origin else None,
         rename=cfg.tables.target_name,
         source_dialect=source_dialect,
+        row_ids=row_ids,
     )
     if mode == "skip":
         log.warning(
