@@ -83,6 +83,9 @@ class SnapshotOptions:
     progress: ProgressHook | None = None
     #: called once per table before loading: (target table, estimated rows)
     on_table: Callable[[str, int], None] | None = None
+    #: catch-up will follow from the source's log: a PostgreSQL source then creates (or uses)
+    #: its replication slot so the snapshot is continuous with it; False for a one-off copy
+    capture: bool = True
 
 
 @dataclass
@@ -299,16 +302,129 @@ class _DuckDBTarget(_Target):
             self._tmp = None
 
 
+class _MySQLTarget(_Target):
+    """``LOAD DATA LOCAL INFILE`` of the chunk's tab-separated text, one connection per
+    worker. The text goes through a temporary file: pymysql sends a local file's bytes."""
+
+    fmt = "tsv"
+    dialect = "mysql"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp_lock = threading.Lock()
+
+    def connect(self) -> Any:
+        conn = self.db.connect(local_infile=True, autocommit=True)
+        with conn.cursor() as cur:
+            # UTC: the source text of instants is UTC; checks off: rows come in key order
+            # from a consistent source, and the chunk commits as a whole
+            cur.execute(
+                "SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0"
+            )
+        return conn
+
+    def q(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with conn.cursor() as cur:
+            cur.execute(sql, list(params) or None)
+            return list(cur.fetchall()) if cur.description else []
+
+    def table_exists(self, conn: Any, table: TableId) -> bool:
+        rows = self.execute(
+            conn,
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+            [table.schema, table.name],
+        )
+        return bool(rows)
+
+    def load(
+        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
+    ) -> int:
+        with self._tmp_lock:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
+        path = os.path.join(self._tmp.name, f"chunk-{threading.get_ident()}.tsv")
+        rows = 0
+        with open(path, "wb") as f:
+            for chunk, n in data:
+                f.write(chunk)
+                rows += n
+        if not rows:
+            os.unlink(path)
+            return 0
+        targets, sets = [], []
+        for i, name in enumerate(columns):
+            kind = schema.column(name).kind
+            if kind == "bytes":
+                targets.append(f"@v{i}")
+                sets.append(f"{self.q(name)} = UNHEX(@v{i})")
+            elif kind == "bit":
+                targets.append(f"@v{i}")
+                sets.append(f"{self.q(name)} = CAST(CONV(@v{i}, 2, 10) AS UNSIGNED)")
+            else:
+                targets.append(self.q(name))
+        statement = (
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote_table(table, 'mysql')} "
+            "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
+            f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
+            + (f" SET {', '.join(sets)}" if sets else "")
+        )
+        try:
+            with conn.cursor() as cur:
+                loaded = cur.execute(statement, [path])
+                # LOCAL turns errors into warnings (duplicates skipped, values truncated):
+                # a snapshot that silently changed data would be worse than a failed one
+                if cur.warning_count:
+                    cur.execute("SHOW WARNINGS LIMIT 3")
+                    what = "; ".join(str(w[2]) for w in cur.fetchall())
+                    raise SchemaError(
+                        f"loading {table} gave {cur.warning_count} warning(s): {what}",
+                        hint="the target table's types do not hold the source's values; "
+                        "create it yourself with wider types and run the snapshot again",
+                    )
+        finally:
+            os.unlink(path)
+        if loaded != rows:
+            raise SchemaError(f"loading {table} stored {loaded} of {rows} rows")
+        return rows
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
 def _target(db: Database) -> _Target:
     if db.engine == "postgresql":
         return _PostgresTarget(db)
     if db.engine == "duckdb":
         return _DuckDBTarget(db)
+    if db.dialect == "mysql":
+        return _MySQLTarget(db)
     raise ConfigError(
-        f"snapshot into {db.engine} targets is not supported yet",
-        hint="snapshot into PostgreSQL or DuckDB; MySQL targets can be seeded with "
-        "mysqldump --single-transaction --master-data and then apply",
+        f"snapshot into {db.engine} targets is not supported",
+        hint="snapshot into PostgreSQL, MySQL/MariaDB or DuckDB",
     )
+
+
+def _check_not_source(
+    source: Database, target: Database, tables: Iterable[TableId], options: SnapshotOptions
+) -> None:
+    """Refuse to load a table into itself (the load starts by emptying the target table)."""
+    a, b = source.endpoint, target.endpoint
+    if source.dialect != target.dialect or (a.host, a.port) != (b.host, b.port):
+        return
+    if source.dialect == "postgres" and a.database != b.database:
+        return
+    same = [str(t) for t in tables if options.rename(t) == t]
+    if same:
+        raise ConfigError(
+            f"the target is the source server and {', '.join(same)} would be loaded into itself",
+            hint="map the tables to another schema or database with [tables] rename",
+        )
 
 
 # --------------------------------------------------------------------------- state
@@ -396,7 +512,9 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         if not todo:
             report.tables = list(done.values())
             return report
-        with contextlib.closing(open_snapshot(source, options.workers)) as session:
+        _check_not_source(source, target, todo, options)
+        session_cm = open_snapshot(source, options.workers, tables=todo, capture=options.capture)
+        with contextlib.closing(session_cm) as session:
             report.point = session.point
             jobs = [_prepare(tgt, control, session, source, t, options) for t in todo]
             jobs = [j for j in jobs if j.state.state != "failed" or _fail_only(report, j)]
@@ -410,7 +528,7 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         report.rows = sum(j.state.rows for j in jobs)
     finally:
         control.close()
-        if isinstance(tgt, _DuckDBTarget):
+        if isinstance(tgt, _DuckDBTarget | _MySQLTarget):
             tgt.close()
     report.seconds = time.monotonic() - started
     if report.failed:

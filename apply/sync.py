@@ -7,7 +7,10 @@
 Order of events, so nothing is lost between the snapshot and the log:
 
 1. When the trail is empty, the source's end position is taken *before* the snapshot and
-   capture starts there; every change after it reaches the trail.
+   capture starts there; every change after it reaches the trail. A source that keeps its
+   position on the server (``Database.keeps_position``: PostgreSQL's slot) needs no such
+   point: its snapshot creates the slot (or starts from it), and capture starts only after
+   the snapshot, from the slot, so the two are continuous.
 2. Tables not loaded yet are snapshotted (:func:`apply.snapshot.run_snapshot`).
 3. Capture runs (a thread; or, ``until_caught_up``, to the source's end position first).
 4. Apply reads the trail through :func:`apply.snapshot.catchup_transactions`: changes the
@@ -73,7 +76,7 @@ class SyncOptions:
     snapshot: SnapshotOptions = field(default_factory=SnapshotOptions)
     #: passed to :class:`apply.applier.ApplyOptions` (ids are filled in)
     apply_options: dict[str, Any] = field(default_factory=dict)
-    #: capture filters (``capture.filters.CaptureFilter``); None: every selected table
+    #: capture filters (``capture.filters.CaptureFilter``); None: the snapshot's tables
     capture_filter: Any = None
     until_caught_up: bool = False
     skip_snapshot: bool = False
@@ -162,8 +165,14 @@ def apply_with_catchup(
     from apply.applier import Applier, ApplyOptions, prefetch
     from capture.trail import TrailReader, register_consumer
 
+    extra: dict[str, Any] = {}
+    if source_id == target_id and "ignore_origins" not in (apply_options or {}):
+        # capture stamps every transaction with the source id; the loop guard's default
+        # (skip origin == target id) would then skip all of them. CLI URLs without a config
+        # give both ids "default"; a one-way sync has no loop to guard.
+        extra["ignore_origins"] = frozenset()
     options = ApplyOptions(
-        **{**(apply_options or {}), "source_id": source_id, "target_id": target_id}
+        **{**(apply_options or {}), **extra, "source_id": source_id, "target_id": target_id}
     )
     if options.source_dialect is None:
         options = dataclasses.replace(options, source_dialect=source.dialect)
@@ -208,9 +217,12 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
         try:
             info = trail_info(options.trail_dir, key=options.key)
             start_position = None
-            if info.last_op == 0:
+            if info.last_op == 0 and not source.keeps_position:
                 # capture must start no later than the snapshot: take the point first
                 start_position = source.end_position()
+            # a slot-keeping source's snapshot creates the slot: capture may not create it
+            # first (the snapshot would lose its exact point), so it starts afterwards
+            capture_first = not source.keeps_position or options.skip_snapshot
             cap_opts = CaptureOptions(
                 source_id=options.source_id,
                 until_caught_up=options.until_caught_up,
@@ -221,28 +233,34 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
+            else:
+                from capture.filters import CaptureFilter
+
+                # capture what the snapshot selects: never the whole server (which holds
+                # redoline's own state when the target is the source server)
+                cap_opts.filters = CaptureFilter(options.snapshot.tables)
             capture_thread = None
             cap_errors: list[BaseException] = []
+
+            def capture() -> None:
+                try:
+                    report.capture = run_capture(source, options.trail_dir, cap_opts).to_json()
+                except BaseException as exc:  # surfaced by the main thread
+                    cap_errors.append(exc)
+                    options.stop_event.set()
+
             if not options.until_caught_up:
-
-                def capture() -> None:
-                    try:
-                        report.capture = run_capture(source, options.trail_dir, cap_opts).to_json()
-                    except BaseException as exc:  # surfaced by the main thread
-                        cap_errors.append(exc)
-                        options.stop_event.set()
-
                 capture_thread = threading.Thread(target=capture, name="capture", daemon=True)
-                capture_thread.start()
-            elif start_position is not None:
-                # write the trail's start marker now: capture resumes from it after the load
-                pass
+                if capture_first:
+                    capture_thread.start()
             if not options.skip_snapshot:
                 report.snapshot = run_snapshot(
                     source,
                     target,
                     dataclasses.replace(options.snapshot, source_id=options.source_id),
                 )
+            if capture_thread is not None and not capture_first:
+                capture_thread.start()
             if options.until_caught_up:
                 report.capture = run_capture(source, options.trail_dir, cap_opts).to_json()
             stats = apply_with_catchup(

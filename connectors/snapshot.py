@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from connectors.base import Database
-    from connectors.model import TableSchema
+    from connectors.model import TableId, TableSchema
 
 __all__ = [
     "FORMATS",
@@ -107,13 +107,25 @@ class SnapshotSession(Protocol):
         (bytes, row count) batches; each batch ends with a newline."""
         ...
 
+    def compare_positions(self, a: str, b: str) -> int:
+        """Order two source positions (<0, 0, >0), as ``Database.compare_positions``."""
+        ...
+
     def close(self) -> None:
         """End every snapshot transaction and close the connections."""
         ...
 
 
-def open_snapshot(db: Database, workers: int) -> SnapshotSession:
-    """Open a consistent snapshot on ``db`` for ``workers`` parallel readers."""
+def open_snapshot(
+    db: Database, workers: int, *, tables: Sequence[TableId] = (), capture: bool = True
+) -> SnapshotSession:
+    """Open a consistent snapshot on ``db`` for ``workers`` parallel readers.
+
+    ``tables`` are the tables about to be read and ``capture`` says whether catch-up will
+    follow from the source's log: a source whose position lives on the server (PostgreSQL's
+    slot) then prepares it so the snapshot is continuous with it, and creates nothing for a
+    one-off copy.
+    """
     module = importlib.import_module(type(db).__module__ + ".snapshot")
-    session: SnapshotSession = module.open_snapshot(db, workers)
+    session: SnapshotSession = module.open_snapshot(db, workers, tables=tables, capture=capture)
     return session

@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import pymysql
@@ -35,7 +35,7 @@ import pymysql.converters
 import pymysql.cursors
 
 from connectors.errors import PrerequisiteError, ToolkitError
-from connectors.model import Column, TableSchema
+from connectors.model import Column, TableId, TableSchema
 from connectors.mysql.positions import BinlogPosition, compare
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 
@@ -368,8 +368,11 @@ def _query(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-def open_snapshot(db: MySQL, workers: int) -> MySQLSnapshot:
-    """Open ``workers`` consistent-snapshot readers on one binlog point."""
+def open_snapshot(
+    db: MySQL, workers: int, *, tables: Sequence[TableId] = (), capture: bool = True
+) -> MySQLSnapshot:
+    """Open ``workers`` consistent-snapshot readers on one binlog point (the binlog needs no
+    preparation, so ``tables`` and ``capture`` change nothing here)."""
     try:
         return MySQLSnapshot(db, workers)
     except ToolkitError:

@@ -141,6 +141,7 @@ def snapshot(
     options = _snapshot_options(cfg, tables, workers, chunk_rows)
     with _progress(options, json_out):
         if no_follow:
+            options.capture = False  # a one-off copy: no replication slot is created
             report = run_snapshot(src, tgt, options)
             result: dict[str, Any] = report.to_json()
         else:

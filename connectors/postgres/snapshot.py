@@ -1,0 +1,377 @@
+"""PostgreSQL consistent snapshot: N readers on one snapshot continuous with the slot.
+
+Getting every worker onto one point that capture continues from exactly (DESIGN.md:
+Snapshot and catch-up):
+
+* **No slot yet (exact).** The publication is created (or extended) for the tables first, so
+  pgoutput publishes them from the slot's first change on. Then, over a ``replication=database``
+  connection, ``CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export')`` (PostgreSQL
+  15 syntax; ``EXPORT_SNAPSHOT`` before 15) creates the slot and exports the snapshot of its
+  ``consistent_point``: every transaction committed before that LSN is visible in it, none
+  after, and the slot decodes exactly the ones after. Each worker opens
+  ``BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '<id>'`` while
+  the replication connection still holds the export (it is closed once all have imported).
+  ``start == end == consistent_point``: no collision window.
+* **Slot exists (window).** The slot's ``confirmed_flush_lsn`` is read first (everything at or
+  before it committed before the snapshot), then worker 0 takes a REPEATABLE READ snapshot and
+  exports it to the others (``pg_export_snapshot``), then ``pg_current_wal_insert_lsn()`` is
+  read (everything visible in the snapshot committed before it). Catch-up applies that window
+  in collision mode.
+* **No capture** (``capture=False``, a one-off copy): the same shared snapshot, no slot.
+
+Reading is ``COPY (SELECT ...) TO STDOUT``: the server formats the rows in the target's bulk
+format (``connectors/snapshot.py``: FORMATS) and the client only concatenates the bytes. The
+reader sessions pin ``DateStyle``, ``TimeZone=UTC``, ``bytea_output`` and float digits, so the
+text is the same whatever the server's defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import select
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+import psycopg.pq
+from psycopg import sql
+
+from connectors.errors import ReplicationError, ToolkitError
+from connectors.model import Column, TableId, TableSchema
+from connectors.postgres.logical import (
+    DEFAULT_PUBLICATION,
+    DEFAULT_SLOT,
+    DEFAULT_SLOT_TIMEOUT,
+    check_replica_identity,
+    ensure_publication,
+    slot_info,
+)
+from connectors.postgres.pgoutput import parse_lsn
+from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+
+if TYPE_CHECKING:
+    from connectors.postgres import PostgreSQL
+
+__all__ = ["PgSnapshot", "column_expression", "open_snapshot"]
+
+log = logging.getLogger("redoline.snapshot")
+
+#: the same text conventions as the pgoutput reader (connectors/postgres/logical.py)
+_SESSION_OPTIONS: Final = (
+    "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c bytea_output=hex "
+    "-c extra_float_digits=3"
+)
+#: bytes handed to the loader at a time
+_BATCH_BYTES: Final = 1 << 20
+#: COPY text escapes MySQL LOAD DATA does not know (it would read ``\f`` as ``f``)
+_MYSQL_UNKNOWN_ESCAPES: Final = re.compile(rb"\\\\|\\f|\\v")
+_MYSQL_ESCAPE_MAP: Final = {b"\\\\": b"\\\\", b"\\f": b"\x0c", b"\\v": b"\x0b"}
+
+
+def column_expression(col: Column, fmt: str, quote: Any) -> str:
+    """The PostgreSQL select-list expression for ``col`` so COPY writes it as ``fmt`` wants."""
+    ref = quote(col.name)
+    kind = col.kind
+    if fmt == "pgcopy":
+        return ref  # PostgreSQL's own COPY text is what COPY FROM reads
+    if kind == "bytes":
+        return f"encode({ref}, 'hex')"  # the loader applies UNHEX/unhex
+    if kind == "bool":
+        return f"{ref}::int" if fmt == "tsv" else f"{ref}::text"
+    if kind == "timestamptz" and fmt == "tsv":
+        return f"({ref} AT TIME ZONE 'UTC')"  # MySQL keeps UTC in a DATETIME, no offset
+    if kind == "array":
+        return f"array_to_json({ref})"  # JSON on MySQL, a list literal DuckDB can cast
+    return ref
+
+
+class PgSnapshot:
+    """``workers`` connections in REPEATABLE READ transactions on one exported snapshot."""
+
+    def __init__(
+        self,
+        db: PostgreSQL,
+        workers: int,
+        *,
+        tables: Sequence[TableId] = (),
+        capture: bool = True,
+        slot: str = DEFAULT_SLOT,
+        publication: str = DEFAULT_PUBLICATION,
+        timeout: float = DEFAULT_SLOT_TIMEOUT,
+    ) -> None:
+        self.db = db
+        self.workers = max(1, workers)
+        self.conns: list[psycopg.Connection[Any]] = []
+        self._locks = [threading.Lock() for _ in range(self.workers)]
+        try:
+            self.point = self._open(tables, capture, slot, publication, timeout)
+        except psycopg.Error as exc:
+            self.close()
+            from connectors.postgres import map_error
+
+            raise map_error(exc, db.endpoint) from None
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return self.db.connect(options=_SESSION_OPTIONS)
+
+    def _open(
+        self,
+        tables: Sequence[TableId],
+        capture: bool,
+        slot: str,
+        publication: str,
+        timeout: float,
+    ) -> SnapshotPoint:
+        self.conns = [self._connect() for _ in range(self.workers)]
+        control = self.conns[0]
+        info = None
+        if capture:
+            check_replica_identity(control, tables)
+            # before the slot: pgoutput publishes a table only from its publication onwards
+            ensure_publication(control, publication, tables)
+            info = slot_info(control, slot)
+            if info is None:
+                return self._open_exported(slot, timeout)
+            if info.plugin != "pgoutput" or info.database != control.info.dbname:
+                raise ReplicationError(
+                    f"replication slot {slot!r} belongs to database {info.database!r} with "
+                    f"plugin {info.plugin!r}, not {control.info.dbname!r}/pgoutput",
+                    hint="give capture its own slot name",
+                )
+        start = info.confirmed_flush if info is not None else None
+        control.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = control.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        for conn in self.conns[1:]:
+            self._import(conn, str(row[0]))
+        ((end,),) = self.db.query("SELECT pg_current_wal_insert_lsn()::text")
+        end = str(end)
+        if start is None or parse_lsn(start) > parse_lsn(end):
+            start = end
+        method = "repeatable read after the slot" if capture else "repeatable read (no slot)"
+        log.info("snapshot %s .. %s (%s, %d workers)", start, end, method, self.workers)
+        return SnapshotPoint(start, end, 0.0, method)
+
+    def _import(self, conn: psycopg.Connection[Any], snapshot: str) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+
+    def _open_exported(self, slot: str, timeout: float) -> SnapshotPoint:
+        """Create the slot with an exported snapshot; import it into every worker."""
+        from connectors.postgres import pg_conninfo
+
+        args = pg_conninfo(self.db.endpoint, replication="database")
+        repl = psycopg.connect(**args, autocommit=True)
+        try:
+            pg = repl.pgconn
+            export = "(SNAPSHOT 'export')" if pg.server_version >= 150000 else "EXPORT_SNAPSHOT"
+            command = f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput {export}'
+            pg.send_query(command.encode())
+            deadline = time.monotonic() + timeout
+            # the server waits for every running transaction to end before the slot is
+            # consistent: bound that wait, and say who blocks it
+            while True:
+                pg.consume_input()
+                if not pg.is_busy():
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    repl.cancel_safe()
+                    raise self._slot_timeout(slot, timeout)
+                select.select([pg.socket], [], [], min(left, 0.5))
+            result = pg.get_result()
+            while pg.get_result() is not None:
+                pass
+            if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                message = (result.error_message if result is not None else b"").decode(
+                    errors="replace"
+                )
+                raise ReplicationError(
+                    f"{self.db.endpoint.display}: creating replication slot {slot!r} failed: "
+                    f"{message.strip()}",
+                    hint="the role needs the REPLICATION attribute and wal_level = logical "
+                    "(see `redoline check`)",
+                )
+            point = _value(result, 1)
+            snapshot = _value(result, 2)
+            for conn in self.conns:
+                self._import(conn, snapshot)
+        finally:
+            # the export lives until this connection's next command; every worker has it now
+            repl.close()
+        log.info("created slot %s at %s with an exported snapshot", slot, point)
+        return SnapshotPoint(point, point, 0.0, "exported snapshot of the new slot")
+
+    def _slot_timeout(self, slot: str, timeout: float) -> ReplicationError:
+        rows = self.db.query(
+            "SELECT pid, xact_start, left(coalesce(query, ''), 60) FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+            "ORDER BY xact_start LIMIT 5"
+        )
+        who = "; ".join(f"pid {p} open since {s:%Y-%m-%d %H:%M:%S} ({q!r})" for p, s, q in rows)
+        return ReplicationError(
+            f"creating replication slot {slot!r} timed out after {timeout:g} s: PostgreSQL "
+            f"waits for every running transaction to end first ({who or 'they have ended now'})",
+            hint="let those transactions finish (or end them with pg_terminate_backend(pid)) "
+            "and run again",
+        )
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.close()  # ends the snapshot transaction
+            except Exception:  # closing is best effort
+                pass
+        self.conns = []
+
+    def __enter__(self) -> PgSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def compare_positions(self, a: str, b: str) -> int:
+        x, y = parse_lsn(a), parse_lsn(b)
+        return (x > y) - (x < y)
+
+    # ------------------------------------------------------------------ planning
+
+    def estimate_rows(self, schema: TableSchema) -> int:
+        rows = self.db.query(
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema.table.schema, schema.table.name),
+        )
+        return max(0, int(rows[0][0] or 0)) if rows else 0
+
+    def _int_key(self, schema: TableSchema) -> str | None:
+        key = schema.identity
+        if len(key) == 1 and schema.column(key[0]).kind == "int":
+            return key[0]
+        return None
+
+    def _table(self, schema: TableSchema) -> str:
+        return f"{self.db.quote(schema.table.schema)}.{self.db.quote(schema.table.name)}"
+
+    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        key = schema.identity
+        if not key:
+            return [KeyRange(0, None, None)]
+        table = self._table(schema)
+        int_key = self._int_key(schema)
+        conn = self.conns[0]
+        bounds: list[Any]
+        with self._locks[0]:
+            if int_key is not None:
+                q = self.db.quote(int_key)
+                row = conn.execute(f"SELECT min({q}), max({q}), count(*) FROM {table}").fetchone()
+                assert row is not None
+                lo, hi, count = row
+                if lo is None or int(count) <= chunk_rows:
+                    return [KeyRange(0, None, None)]
+                pieces = math.ceil(int(count) / max(1, chunk_rows))
+                step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
+                bounds = [(b,) for b in range(int(lo) + step, int(hi) + 1, step)]
+            else:
+                cols = ", ".join(self.db.quote(c) for c in key)
+                texts = ", ".join(f"{self.db.quote(c)}::text" for c in key)
+                # every chunk_rows-th key in key order: one index scan inside the snapshot
+                rows = conn.execute(
+                    f"SELECT {texts} FROM (SELECT {cols}, row_number() OVER (ORDER BY {cols}) "
+                    f"AS redoline_rn FROM {table}) x WHERE redoline_rn %% %s = 1 "
+                    "AND redoline_rn > 1 ORDER BY redoline_rn",
+                    (chunk_rows,),
+                ).fetchall()
+                bounds = [tuple(r) for r in rows]
+        edges: list[Any] = [None, *bounds, None]
+        return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+    # ------------------------------------------------------------------ reading
+
+    def _where(self, key: tuple[str, ...], chunk: KeyRange) -> sql.Composable:
+        # COPY takes no bind parameters: the bounds go in as quoted literals (untyped, so
+        # PostgreSQL reads them as the key column's type)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in key)
+        conds: list[sql.Composable] = []
+        for op, bound in ((">=", chunk.lower), ("<", chunk.upper)):
+            if bound is None:
+                continue
+            values = sql.SQL(", ").join(
+                sql.Literal(v) if isinstance(v, int) else sql.SQL(_text_literal(str(v)))
+                for v in bound
+            )
+            conds.append(sql.SQL("({}) {} ({})").format(cols, sql.SQL(op), values))
+        if not conds:
+            return sql.SQL("")
+        return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
+
+    def read_chunk(
+        self, worker: int, schema: TableSchema, chunk: KeyRange, fmt: str, columns: tuple[str, ...]
+    ) -> Iterator[tuple[bytes, int]]:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown snapshot format {fmt!r}")
+        select_list = ", ".join(
+            column_expression(schema.column(c), fmt, self.db.quote) for c in columns
+        )
+        conn = self.conns[worker]
+        where = self._where(schema.identity, chunk).as_string(conn)
+        options = " WITH (FORMAT csv, FORCE_QUOTE *)" if fmt == "csv" else ""
+        statement = f"COPY (SELECT {select_list} FROM {self._table(schema)}{where}) TO STDOUT"
+        try:
+            with self._locks[worker], conn.cursor() as cur, cur.copy(statement + options) as copy:
+                parts: list[bytes] = []
+                size = rows = 0
+                for data in copy:
+                    # one CopyData message per row in text and CSV COPY
+                    parts.append(bytes(data))
+                    size += len(data)
+                    rows += 1
+                    if size >= _BATCH_BYTES:
+                        yield self._batch(parts, fmt), rows
+                        parts, size, rows = [], 0, 0
+                if rows:
+                    yield self._batch(parts, fmt), rows
+        except psycopg.Error as exc:
+            from connectors.postgres import map_error
+
+            raise map_error(exc, self.db.endpoint) from None
+
+    @staticmethod
+    def _batch(parts: list[bytes], fmt: str) -> bytes:
+        data = b"".join(parts)
+        if fmt == "tsv" and (b"\\f" in data or b"\\v" in data):
+            data = _MYSQL_UNKNOWN_ESCAPES.sub(lambda m: _MYSQL_ESCAPE_MAP[m.group(0)], data)
+        return data
+
+
+def _value(result: Any, column: int) -> str:
+    raw = result.get_value(0, column)
+    return bytes(raw).decode() if raw is not None else ""
+
+
+def _text_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_snapshot(
+    db: PostgreSQL,
+    workers: int,
+    *,
+    tables: Sequence[TableId] = (),
+    capture: bool = True,
+) -> PgSnapshot:
+    """Open ``workers`` readers on one snapshot; with ``capture`` it is continuous with the
+    ``redoline`` slot (created here with an exported snapshot when it does not exist)."""
+    try:
+        return PgSnapshot(db, workers, tables=tables, capture=capture)
+    except ToolkitError:
+        raise
