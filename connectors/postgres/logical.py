@@ -484,15 +484,6 @@ def ensure_publication(
     return _ensure_publication(conn, publication, tables)
 
 
-def ensure_publication(
-    conn: psycopg.Connection[Any], publication: str, tables: Sequence[TableId]
-) -> tuple[bool, tuple[TableId, ...]]:
-    """Create ``publication`` for ``tables`` or add the ones it lacks; returns (created,
-    tables added). The snapshot calls it before it creates the slot (connectors/postgres/
-    snapshot.py): pgoutput publishes a table's changes only from its publication onwards."""
-    return _ensure_publication(conn, publication, tables)
-
-
 def _create_slot(conn: psycopg.Connection[Any], slot: str, timeout: float) -> str:
     """Create the logical slot; PostgreSQL waits for every running transaction to end first."""
     conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
