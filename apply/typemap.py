@@ -137,7 +137,7 @@ def _pg_type(col: Column, in_key: bool) -> str:
     if kind == "date":
         return "date"
     if kind == "time":
-        tz = " with time zone" if "zone" in col.source_type.lower() else ""
+        tz = " with time zone" if _time_tz(col) else ""
         return f"time({_frac(col)}){tz}"
     if kind == "duration" or kind == "interval":
         return "interval"
@@ -191,7 +191,7 @@ def _mysql_type(col: Column, in_key: bool) -> str:
     if kind == "date":
         return "DATE"
     if kind == "time":
-        if "zone" in col.source_type.lower():
+        if _time_tz(col):
             raise _unmappable(col, "mysql", "MySQL TIME cannot keep a time zone offset")
         return f"TIME({_frac(col)})"
     if kind == "duration":
@@ -248,7 +248,7 @@ def _duckdb_type(col: Column, in_key: bool) -> str:
     if kind == "date":
         return "DATE"
     if kind == "time":
-        return "TIMETZ" if "zone" in col.source_type.lower() else "TIME"
+        return "TIMETZ" if _time_tz(col) else "TIME"
     if kind in ("duration", "interval"):
         return "INTERVAL"
     if kind == "datetime":
@@ -269,6 +269,13 @@ def _duckdb_type(col: Column, in_key: bool) -> str:
             raise _unmappable(col, "duckdb", f"array of {element.kind}")
         return _duckdb_type(element, False) + "[]"
     raise _unmappable(col, "duckdb")
+
+
+def _time_tz(col: Column) -> bool:
+    """A time of day with an offset (``timetz``). PostgreSQL spells the plain one ``time
+    without time zone``, so looking for "zone" alone is wrong."""
+    declared = col.source_type.lower()
+    return declared.startswith("timetz") or "with time zone" in declared
 
 
 def _frac(col: Column) -> int:

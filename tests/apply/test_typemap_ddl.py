@@ -25,6 +25,12 @@ from connectors.model import Column, TableId, TableSchema
         (Column("a", "uuid"), "mysql", "CHAR(36)"),
         (Column("a", "timestamptz", precision=3), "mysql", "DATETIME(3)"),
         (Column("a", "decimal", precision=50, scale=2), "duckdb", "VARCHAR"),
+        # PostgreSQL's plain time is spelled "without time zone": not a timetz
+        (Column("a", "time", "time(6) without time zone", precision=6), "mysql", "TIME(6)"),
+        (Column("a", "time", "time(6) without time zone", precision=6), "duckdb", "TIME"),
+        (Column("a", "time", "time(3) with time zone", precision=3), "duckdb", "TIMETZ"),
+        (Column("a", "time", "timetz", precision=6), "postgres", "time(6) with time zone"),
+        (Column("a", "time", "time without time zone", precision=6), "postgres", "time(6)"),
     ],
 )
 def test_column_type(col: Column, dialect: str, expected: str) -> None:
