@@ -49,3 +49,41 @@ def test_sync_cron_status_and_lock(
     assert res.exit_code == 8
     res = cli("snapshot", *args, "--no-follow", "--tables", f"{mysql_db.database}.t", "--json")
     assert res.exit_code == 0, res.stdout + res.stderr
+
+
+def test_sync_from_postgres_until_caught_up(
+    cli: Callable[..., Any], pg_db: Endpoint, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The first run creates the slot with the snapshot; the second captures what followed."""
+    import duckdb
+    import psycopg
+
+    dsn = f"host={pg_db.host} port={pg_db.port} user=postgres dbname={pg_db.database}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'v' || i FROM generate_series(0, 499) i")
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--source",
+        pg_db.url(),
+        "--target",
+        f"duckdb://{tmp_path}/r.duckdb",
+        "--trail",
+        str(tmp_path / "trail"),
+        "--tables",
+        "public.*",
+    ]
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "500 rows" in res.stdout and "exported snapshot" in res.stdout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO t SELECT i, 'w' || i FROM generate_series(500, 599) i")
+        conn.execute("UPDATE t SET v = 'u' WHERE id < 10")
+        conn.execute("DELETE FROM t WHERE id BETWEEN 20 AND 29")
+        want = conn.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "captured 3 transactions" in res.stdout
+    with duckdb.connect(str(tmp_path / "r.duckdb")) as conn:
+        got = conn.execute("SELECT id, v FROM public.t ORDER BY id").fetchall()
+    assert got == want
