@@ -183,7 +183,7 @@ def _run_once(
                     if kept is None:
                         result.filtered_changes += 1
                         continue
-                assembler.change(event.xid, change)  # type: ignore[union-attr]
+                assembler.change(event.xid, change, event.size)  # type: ignore[union-attr]
             elif kind is Commit:
                 assert isinstance(event, Commit)
                 txn = assembler.commit(

@@ -43,6 +43,9 @@ class RowEvent:
 
     xid: str
     change: Change
+    #: the change's size in the source's log format, when the reader has it at no cost:
+    #: capture then bounds memory from it instead of visiting every value
+    size: int | None = None
 
 
 @dataclass(slots=True)

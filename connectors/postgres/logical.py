@@ -976,7 +976,7 @@ class PgLogReader:
                 if not begun:
                     begun = True
                     yield Begin(xid)
-                yield RowEvent(xid, change)
+                yield RowEvent(xid, change, len(frame))
                 continue
             msg = decode(frame[25:])
             if isinstance(msg, pgoutput.BeginMsg):

@@ -81,6 +81,20 @@ def test_large_transaction_spills_and_streams(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_size_from_the_log_bounds_memory_like_the_estimate(tmp_path: Path) -> None:
+    """A reader's wire size (RowEvent.size) replaces visiting the values: a large payload
+    still spills, and the estimate stays close to the value-walking one."""
+    asm = TransactionAssembler(memory_bytes=50_000, spill_dir=tmp_path)
+    asm.change("small", ins(1, "s"), size=40)
+    walked = TransactionAssembler()
+    walked.change("small", ins(1, "s"))
+    assert walked.held_bytes / 2 <= asm.held_bytes <= walked.held_bytes * 2
+    for i in range(100):
+        asm.change("big", ins(i, "x" * 1000), size=1030)
+    assert len(list(tmp_path.iterdir())) == 1 and asm.held_bytes < 50_000
+    asm.close()
+
+
 def test_rolled_back_spill_is_removed(tmp_path: Path) -> None:
     asm = TransactionAssembler(memory_bytes=1_000, spill_dir=tmp_path)
     for i in range(100):

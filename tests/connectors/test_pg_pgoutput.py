@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.errors import ReplicationError, ToolkitError
-from connectors.model import UNCHANGED, Column, Interval, TableId, TableSchema
+from connectors.model import UNCHANGED, Column, Interval, TableId, TableSchema, Value
 from connectors.postgres import logical, pgoutput
 from connectors.postgres.logical import _BUILTIN, parse_array, parse_interval
 
@@ -159,7 +159,7 @@ def test_values(oid: int, text: bytes, value: object) -> None:
 # ---------------------------------------------------------------- compiled tuple readers
 
 
-def _int_array(raw: bytes) -> object:
+def _int_array(raw: bytes) -> Value:
     return parse_array(raw.decode(), int)
 
 
