@@ -20,7 +20,9 @@ does not know) is refused by :meth:`TableCollapse.add`; the applier writes it on
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from connectors.base import TableBatch
@@ -40,13 +42,25 @@ class _State:
 
 def _merge(after: Row, known: Row | None) -> Row:
     """``after`` with UNCHANGED values taken from ``known`` where it has them."""
-    if known is None or not any(v is UNCHANGED for v in after.values()):
+    if known is None or UNCHANGED not in after.values():
         return after
     return {k: (known.get(k, UNCHANGED) if v is UNCHANGED else v) for k, v in after.items()}
 
 
 def _partial(row: Row) -> bool:
-    return any(v is UNCHANGED for v in row.values())
+    # `in` runs in C; no value type of the model compares equal to the UNCHANGED singleton
+    return UNCHANGED in row.values()
+
+
+def _getter(columns: tuple[str, ...], schema: TableSchema) -> tuple[Callable[[Row], Any], bool]:
+    """A fast hashable identity of a row for ``columns``, and whether it is "plain": an
+    ``itemgetter`` (C, no per-value checks) giving the bare value for one column and the
+    value tuple for several. Array values are lists, so ``columns`` holding an array go
+    through :func:`row_key`, which makes them hashable (always a tuple)."""
+    kinds = {c.name: c.kind for c in schema.columns}
+    if not columns or any(kinds.get(c) in ("array", None) for c in columns):
+        return (lambda row: row_key(row, columns)), False
+    return itemgetter(*columns), True
 
 
 class TableCollapse:
@@ -61,7 +75,15 @@ class TableCollapse:
         self.key = key
         self.collision = collision
         self.columns = tuple(c.name for c in schema.columns if not c.generated)
-        self._states: dict[tuple[Any, ...], _State] = {}
+        # identities are bare values for a one-column key (tuples in the batch)
+        self._key_of, plain_key = _getter(key, schema)
+        self._one_key = plain_key and len(key) == 1
+        # a keyless image is a tuple of every column: hashable as it is unless a column can
+        # hold a list (array), which then needs a hashable twin and the original kept apart
+        self._image_of, plain_image = _getter(self.columns, schema)
+        self._plain_images = plain_image and len(self.columns) > 1
+        self._row_of = itemgetter(*self.columns) if len(self.columns) > 1 else None
+        self._states: dict[Any, _State] = {}
         self._images: Counter[tuple[Any, ...]] = Counter()
         self._raw: dict[tuple[Any, ...], tuple[Value, ...]] = {}
         self.changes = 0
@@ -81,9 +103,6 @@ class TableCollapse:
         if ok:
             self.changes += 1
         return ok
-
-    def _key_of(self, row: Row) -> tuple[Any, ...]:
-        return row_key(row, self.key)
 
     def _add_keyed(self, change: Change) -> bool:
         states = self._states
@@ -133,6 +152,9 @@ class TableCollapse:
 
     def _image(self, row: Row) -> tuple[Any, ...]:
         try:
+            if self._plain_images:
+                image: tuple[Any, ...] = self._image_of(row)
+                return image
             values = tuple(row[c] for c in self.columns)
         except KeyError as exc:
             raise SchemaError(
@@ -163,25 +185,32 @@ class TableCollapse:
         out = TableBatch(self.schema, self.key, collision=self.collision)
         cols = self.columns
         if not self.key:
+            raw = self._raw
+            plain = self._plain_images
             for image, n in self._images.items():
                 if n < 0:
-                    out.deletes.append(self._raw[image])
+                    out.deletes.append(image if plain else raw[image])
                     out.delete_counts.append(-n)
                 elif n > 0:
-                    out.inserts.extend([self._raw[image]] * n)
+                    out.inserts.extend([image if plain else raw[image]] * n)
             return out
+        one = self._one_key
+        row_of = self._row_of
         for k, st in self._states.items():
             final = st.final
             if final is None:
                 # in collision mode the target may hold a row the source inserted in the group
                 if st.existed or self.collision:
-                    out.deletes.append(k)
+                    out.deletes.append((k,) if one else k)
                 continue
             if _partial(final):
                 names = tuple(c for c in cols if c in final and final[c] is not UNCHANGED)
                 out.patches.setdefault(names, []).append(tuple(final[c] for c in names))
                 continue
-            row = tuple(final.get(c) for c in cols)
+            try:
+                row = row_of(final)  # type: ignore[misc]
+            except (KeyError, TypeError):  # a column the image lacks is NULL
+                row = tuple(final.get(c) for c in cols)
             if st.existed:
                 out.updates.append(row)
             else:
