@@ -11,8 +11,9 @@ How it fits together (DESIGN.md: Snapshot and catch-up):
    connections on one consistent point and its :class:`~connectors.snapshot.SnapshotPoint`.
    Each table is created on the target (:func:`apply.typemap.create_table_sql`: mapped types,
    primary key, unique keys), cut into key-range chunks, and the chunks are read in parallel
-   and bulk-loaded: PostgreSQL ``COPY FROM STDIN`` (one connection per worker), DuckDB
-   ``read_csv`` into ``INSERT ... SELECT`` (one loader, as DuckDB has one writer).
+   and bulk-loaded: PostgreSQL ``COPY FROM STDIN`` and MySQL/MariaDB ``LOAD DATA LOCAL
+   INFILE`` (one connection per worker), DuckDB ``read_csv`` into ``INSERT ... SELECT`` (one
+   loader, as DuckDB has one writer).
 2. **Resumable.** Progress lives in the target, in ``redoline.snapshot_tables`` and
    ``redoline.snapshot_chunks``; a chunk's rows and its "done" mark commit in one target
    transaction, so after a crash only unfinished chunks are read again. A resumed table keeps

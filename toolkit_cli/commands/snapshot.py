@@ -131,10 +131,12 @@ def snapshot(
 ) -> None:
     """Load the selected tables from a consistent snapshot into the target.
 
-    All workers read one consistent point of the source (MariaDB: no lock; otherwise a
-    FLUSH TABLES WITH READ LOCK held for milliseconds, reported). Chunks commit with their
-    progress, so a rerun after a crash resumes. Without --no-follow the run then captures and
-    catches up from the trail until caught up (like `redoline sync --until-caught-up`).
+    All workers read one consistent point of the source (MariaDB: no lock; MySQL: a
+    FLUSH TABLES WITH READ LOCK held for milliseconds, reported; PostgreSQL: the snapshot
+    exported when the replication slot is created, or a REPEATABLE READ snapshot after an
+    existing slot). Chunks commit with their progress, so a rerun after a crash resumes.
+    Without --no-follow the run then captures and catches up from the trail until caught up
+    (like `redoline sync --until-caught-up`); --no-follow creates no replication slot.
     """
     cfg = load_config(config, source=source, target=target, trail=trail)
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
