@@ -635,9 +635,24 @@ def _kind_of(dtype: exp.DataType) -> tuple[str, dict[str, Any]]:
         "enum": "enum",
         "set": "set",
     }
+    params = [
+        int(p.this.name)
+        for p in dtype.expressions
+        if isinstance(p, exp.DataTypeParam) and p.this.name.isdigit()
+    ]
     if name in simple:
-        return simple[name], extra
+        kind = simple[name]
+        # without these a translated ALTER ... ADD COLUMN gets an unbounded type on the target
+        if kind == "decimal":
+            extra["precision"] = params[0] if params else 10  # MySQL's DECIMAL = DECIMAL(10,0)
+            extra["scale"] = params[1] if len(params) > 1 else 0
+        elif kind in ("duration", "datetime", "timestamptz"):
+            extra["precision"] = params[0] if params else 0
+        return kind, extra
     if "char" in name or "text" in name:
+        if params and "char" in name:
+            extra["length"] = params[0]
+            extra["fixed"] = not name.startswith("var")
         return "str", extra
     if "binary" in name or "blob" in name:
         return "bytes", extra
@@ -647,8 +662,10 @@ def _kind_of(dtype: exp.DataType) -> tuple[str, dict[str, Any]]:
 def _coldef_column(coldef: exp.ColumnDef) -> Column:
     dtype = coldef.args.get("kind")
     kind, extra = _kind_of(dtype) if isinstance(dtype, exp.DataType) else ("other", {})
+    # sqlglot parses an explicit NULL as NotNullColumnConstraint(allow_null=True)
     nullable = not any(
-        isinstance(c.args.get("kind"), exp.NotNullColumnConstraint | exp.PrimaryKeyColumnConstraint)
+        isinstance(cons := c.args.get("kind"), exp.PrimaryKeyColumnConstraint)
+        or (isinstance(cons, exp.NotNullColumnConstraint) and not cons.args.get("allow_null"))
         for c in coldef.args.get("constraints") or []
     )
     return Column(name=coldef.name, kind=kind, nullable=nullable, **extra)
@@ -1193,6 +1210,8 @@ class BinlogReader:
         xid = txn.xid or ""
         renamed_from = dict(ddl.renamed)
         renamed_to = {b: a for a, b in ddl.renamed}
+        # taken before the loop: the old name is announced as gone (None) inside it
+        bases = {a: self._known(txn, a) for a in renamed_from}
         for table in selected:
             prev = self._known(txn, table)
             version = (prev.version + 1) if prev else 1
@@ -1203,7 +1222,7 @@ class BinlogReader:
             if ddl.kind == "drop" or table in renamed_from:
                 after = None  # gone (under this name)
             elif table in renamed_to:
-                base = self._known(txn, renamed_to[table])
+                base = bases.get(renamed_to[table])
                 after = replace(base, table=table) if base else None
             else:
                 after = derive_after_ddl(prev, table, ddl.parsed)
