@@ -442,10 +442,15 @@ class Applier:
 
     def _apply_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
         """One source transaction, statement by statement, in its own target transaction."""
+        ddl_done: set[str] = set()
         try:
             for change in changes:
                 if change.op is Op.DDL:
-                    self._ddl(change)
+                    # one statement on several tables (RENAME TABLE a TO b) is one change per
+                    # table in the trail, but runs on the target once
+                    self._ddl(change, again=change.ddl in ddl_done)
+                    if change.ddl:
+                        ddl_done.add(change.ddl)
                     continue
                 for table, schema in self._missing_tables([change]):
                     self._create(table, schema)
@@ -472,7 +477,7 @@ class Applier:
 
     # ------------------------------------------------------------------ DDL
 
-    def _ddl(self, change: Change) -> None:
+    def _ddl(self, change: Change, *, again: bool = False) -> None:
         schema = change.table_schema
         source = change.table
         target = self.target_schema(source, schema.version).table if schema else None
@@ -483,6 +488,8 @@ class Applier:
         self._targets = {k: v for k, v in self._targets.items() if k[0] != source}
         if schema is None and (change.ddl or "").lstrip()[:4].upper() == "DROP":
             self._forget_rows(source, None)  # the table's rowid mappings go with it
+        if again:
+            return
         if change.ddl is None:
             # a definition announced before its first rows: create the table if missing
             if schema is not None and not self.writer.table_exists(target):
@@ -512,6 +519,20 @@ class Applier:
             try:
                 self.writer.execute(sql)
             except RowRejected as exc:
+                if self.options.skip_ddl:
+                    # sqlglot passes some MySQL-only clauses through (ENGINE=, FULLTEXT): the
+                    # target is the judge. A MySQL source's DDL is a transaction of its own, so
+                    # rolling back drops only this statement (and its earlier parts)
+                    self.writer.rollback()
+                    log.warning(
+                        "SKIPPED DDL (skip_ddl is on) on %s: %s -- the target refused %s: %s",
+                        source,
+                        change.ddl,
+                        sql,
+                        exc.message,
+                    )
+                    self.stats.ddl_skipped += 1
+                    return
                 raise ApplyError(
                     f"the target refused DDL translated from {change.ddl!r}: {exc.message}\n"
                     f"  statement: {sql}",

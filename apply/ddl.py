@@ -100,17 +100,27 @@ def translate_ddl(
         else:
             raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
         retarget(stmt)
+        parts = [stmt]
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
-        try:
-            out.append(
-                stmt.sql(
-                    dialect=target_dialect,
-                    unsupported_level=sqlglot.errors.ErrorLevel.RAISE,
+            actions = stmt.args.get("actions") or []
+            if target_dialect == "duckdb" and len(actions) > 1:
+                # DuckDB: "Only one ALTER command per statement is supported"
+                parts = []
+                for action in actions:
+                    one = stmt.copy()
+                    one.set("actions", [action.copy()])
+                    parts.append(one)
+        for part in parts:
+            try:
+                out.append(
+                    part.sql(
+                        dialect=target_dialect,
+                        unsupported_level=sqlglot.errors.ErrorLevel.RAISE,
+                    )
                 )
-            )
-        except sqlglot.errors.SqlglotError as exc:
-            raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+            except sqlglot.errors.SqlglotError as exc:
+                raise _untranslatable(sql, str(exc).splitlines()[0]) from None
     return out
 
 

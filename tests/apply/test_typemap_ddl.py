@@ -91,3 +91,24 @@ def test_rename_table_mysql_to_postgres() -> None:
         default_schema="shop",
     )
     assert out == ['ALTER TABLE "shop"."a" RENAME TO "b"']
+
+
+def test_duckdb_alter_one_action_per_statement() -> None:
+    out = translate_ddl(
+        "ALTER TABLE t ADD COLUMN a INT, DROP COLUMN b",
+        source_dialect="mysql",
+        target_dialect="duckdb",
+        default_schema="s",
+    )
+    assert len(out) == 2 and "ADD COLUMN" in out[0] and "DROP COLUMN" in out[1]
+
+
+def test_mysql_ddl_derivation_keeps_precision_and_explicit_null() -> None:
+    import sqlglot
+
+    from connectors.mysql.binlog import _coldef_column
+
+    stmt = sqlglot.parse_one("ALTER TABLE t ADD c DECIMAL(8,3) NULL, ADD v VARCHAR(12)", "mysql")
+    c, v = (_coldef_column(a) for a in stmt.args["actions"])
+    assert (c.precision, c.scale, c.nullable) == (8, 3, True)
+    assert v.length == 12
