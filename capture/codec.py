@@ -82,6 +82,7 @@ _new_ext = tuple.__new__
 _Decimal = decimal.Decimal
 _DateTime = dt.datetime
 _from_iso = dt.datetime.fromisoformat
+_UTC = dt.UTC
 
 
 def _enc_bigint(n: int) -> msgpack.ExtType:
@@ -157,16 +158,20 @@ _FALLBACK_ORDER: Final = (
 
 
 def _default(obj: Any) -> Any:
-    # Called by the C packer for every value it does not know; the two commonest OLTP types
+    # Called by the C packer for every value it does not know; the commonest OLTP types
     # are tested first, and ExtType is built with tuple.__new__ to skip its Python-level
     # argument validation (the arguments here are always valid): ~30% faster per value.
     kind = type(obj)
     if kind is _Decimal:
         return _new_ext(_ExtType, (EXT_DECIMAL, str(obj).encode()))
     if kind is _DateTime:
-        if obj.tzinfo is not None and obj.utcoffset().microseconds:
+        tz = obj.tzinfo
+        # UTC (what PostgreSQL timestamptz and MySQL TIMESTAMP arrive as) needs no offset check
+        if tz is not None and tz is not _UTC and obj.utcoffset().microseconds:
             return _enc_odd_offset(obj)
         return _new_ext(_ExtType, (EXT_DATETIME, obj.isoformat().encode()))
+    if kind is Json:
+        return _new_ext(_ExtType, (EXT_JSON, obj.text.encode()))
     encoder = _ENCODERS.get(kind)
     if encoder is not None:
         return encoder(obj)
@@ -321,12 +326,24 @@ def schema_from_wire(wire: list[Any]) -> TableSchema:
     )
 
 
+#: table references already built; every change names its table, a trail few of them
+_TABLE_REFS: dict[TableId, str | list[str]] = {}
+
+
 def _table_ref(table: TableId) -> str | list[str]:
+    ref = _TABLE_REFS.get(table)
+    if ref is not None:
+        return ref
     # NUL cannot occur in MySQL, PostgreSQL, Oracle or SQL Server identifiers, so one string
     # with a NUL separator is the common form; a name that holds one anyway is kept exact.
     if "\x00" in table.schema:
-        return [table.schema, table.name]
-    return f"{table.schema}\x00{table.name}"
+        ref = [table.schema, table.name]
+    else:
+        ref = f"{table.schema}\x00{table.name}"
+    if len(_TABLE_REFS) > 100_000:  # bound it even for a source that churns through tables
+        _TABLE_REFS.clear()
+    _TABLE_REFS[table] = ref
+    return ref
 
 
 def encode_change(change: Change) -> list[Any]:

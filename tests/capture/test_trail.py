@@ -6,6 +6,7 @@ Regenerate the golden trails (only when the format changes on purpose, with a ve
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import shutil
@@ -617,6 +618,28 @@ def test_golden_trail_reads_back(name: str, tmp_path: Path) -> None:
     assert reader.schema(ORDERS, 2) == ORDERS_V2
     # the golden files are byte-for-byte what is checked in
     assert not (GOLDEN / name / "writer.lock").exists()
+
+
+def test_whole_transaction_packing_writes_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer packs an in-memory transaction in one call; the bytes must be those of
+    packing record by record (block cuts included), which spilled transactions still use."""
+    monkeypatch.setattr(time, "time_ns", lambda: 1_700_000_000_000_000_000)  # header field
+    txns = [*_golden_txns(), make_txn(502, 40), make_txn(503, 3)]
+    for name, per_record in (("whole", False), ("each", True)):
+        if per_record:
+            monkeypatch.setattr(TrailWriter, "_encode", TrailWriter._encode_each)
+        with TrailWriter(
+            tmp_path / name, source_id="s", segment_bytes=1500, block_bytes=2048
+        ) as writer:
+            for txn in copy.deepcopy(txns):
+                writer.append(txn)
+        (tmp_path / name / "writer.lock").unlink()
+    whole = sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert whole == sorted(p.name for p in (tmp_path / "each").iterdir()) and len(whole) > 2
+    for file in whole:
+        assert (tmp_path / "whole" / file).read_bytes() == (tmp_path / "each" / file).read_bytes()
 
 
 def test_change_model_ops_cover_the_format() -> None:
