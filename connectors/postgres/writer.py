@@ -111,6 +111,13 @@ class PostgresWriter(SqlWriter):
     def truncate(self, table: TableId) -> None:
         self.execute(f"TRUNCATE {self.qt(table)}")
 
+    def create_schema(self, schema: str) -> None:
+        # CREATE SCHEMA IF NOT EXISTS races with itself (a unique violation on pg_namespace
+        # when parallel appliers start on a fresh target): serialise creators of one schema
+        # with a transaction-scoped advisory lock, held through the CREATE TABLE after it
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"redoline schema {schema}",))
+        super().create_schema(schema)
+
     def checkpoint_ddl(self) -> str:
         return super().checkpoint_ddl().replace("VARCHAR(512)", "TEXT")
 
