@@ -87,3 +87,8 @@ def test_sync_from_postgres_until_caught_up(
     with duckdb.connect(str(tmp_path / "r.duckdb")) as conn:
         got = conn.execute("SELECT id, v FROM public.t ORDER BY id").fetchall()
     assert got == want
+    res = cli("status", *args[:6], "--json")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    (target,) = json.loads(res.stdout)["targets"]
+    assert target["tables"][0]["state"] == "loaded"
+    assert target["lag_operations"] == 0
