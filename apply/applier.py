@@ -152,6 +152,7 @@ class Applier:
         self._group_started = 0.0
         self._group_collision = False
         self._last_log = time.monotonic()
+        self._last_log_changes = 0
 
     # ------------------------------------------------------------------ public
 
@@ -603,7 +604,10 @@ class Applier:
         now = time.monotonic()
         if now - self._last_log < 10:
             return
-        self._last_log = now
+        # the rate over the interval since the previous line (stats.seconds is set at the end)
+        interval = now - self._last_log
+        rate = (self.stats.changes - self._last_log_changes) / interval
+        self._last_log, self._last_log_changes = now, self.stats.changes
         lag = ""
         if self.stats.last_commit_time is not None:
             commit = self.stats.last_commit_time
@@ -615,7 +619,7 @@ class Applier:
             self.applied_op,
             self.stats.transactions,
             self.stats.changes,
-            self.stats.changes / max(1e-9, self.stats.seconds + now - self._last_log + 1e-9),
+            rate,
             lag,
         )
 
