@@ -326,23 +326,33 @@ def schema_from_wire(wire: list[Any]) -> TableSchema:
     )
 
 
-#: table references already built; every change names its table, a trail few of them
-_TABLE_REFS: dict[TableId, str | list[str]] = {}
+#: table references by id() of the TableId. Readers keep one TableId object per table (PG
+#: per relation, MySQL per table map), and TableId's dataclass __hash__/__eq__ cost more than
+#: building the reference. Each entry keeps its object alive, so its id is not reused while
+#: cached; small, because a reader making a TableId per event fills it with one-off objects.
+_REFS_BY_ID: dict[int, tuple[TableId, str | list[str]]] = {}
+#: table references by value, behind the one above
+_REFS: dict[TableId, str | list[str]] = {}
 
 
 def _table_ref(table: TableId) -> str | list[str]:
-    ref = _TABLE_REFS.get(table)
-    if ref is not None:
-        return ref
-    # NUL cannot occur in MySQL, PostgreSQL, Oracle or SQL Server identifiers, so one string
-    # with a NUL separator is the common form; a name that holds one anyway is kept exact.
-    if "\x00" in table.schema:
-        ref = [table.schema, table.name]
-    else:
-        ref = f"{table.schema}\x00{table.name}"
-    if len(_TABLE_REFS) > 100_000:  # bound it even for a source that churns through tables
-        _TABLE_REFS.clear()
-    _TABLE_REFS[table] = ref
+    hit = _REFS_BY_ID.get(id(table))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    ref = _REFS.get(table)
+    if ref is None:
+        # NUL cannot occur in MySQL, PostgreSQL, Oracle or SQL Server identifiers, so one
+        # string with a NUL separator is the common form; a name holding one is kept exact.
+        if "\x00" in table.schema:
+            ref = [table.schema, table.name]
+        else:
+            ref = f"{table.schema}\x00{table.name}"
+        if len(_REFS) > 100_000:  # bound it even for a source that churns through tables
+            _REFS.clear()
+        _REFS[table] = ref
+    if len(_REFS_BY_ID) >= 1024:
+        _REFS_BY_ID.clear()
+    _REFS_BY_ID[id(table)] = (table, ref)
     return ref
 
 

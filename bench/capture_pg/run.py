@@ -15,8 +15,10 @@ measures over that WAL:
   shared runner (pgoutput decoded, values typed, transactions assembled, trail written and
   fsynced, slot confirmed).
 
-Rows/s counts row changes (the ~300k the workload made). Prints each run and the medians, and
-with ``--profile`` the top of a profiled extra run; the last line is JSON.
+Rows/s counts row changes (the ~300k the workload made; ours also counts the two table
+definitions it announces). Each path also reports the client's CPU seconds: a raw path whose
+client CPU is well under its wall time is paced by the server. Prints each run and the
+medians, and with ``--profile`` the top of a profiled extra run; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -72,9 +74,9 @@ END $$;
 TABLES = [TableId("public", "accounts"), TableId("public", "history")]
 
 
-def raw_peek(url: str, slot: str) -> tuple[float, int]:
+def raw_peek(url: str, slot: str) -> tuple[float, int, float]:
     with psycopg.connect(url, autocommit=True) as conn:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         cur = conn.cursor()
         cur.execute(
             "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, "
@@ -84,13 +86,13 @@ def raw_peek(url: str, slot: str) -> tuple[float, int]:
         rows = 0
         while batch := cur.fetchmany(10_000):
             rows += sum(1 for (data,) in batch if data[:1] in (b"I", b"U", b"D"))
-        return time.perf_counter() - started, rows
+        return time.perf_counter() - started, rows, time.process_time() - cpu
 
 
-def raw_stream(db: PostgreSQL, slot: str, end: int) -> tuple[float, int]:
+def raw_stream(db: PostgreSQL, slot: str, end: int) -> tuple[float, int, float]:
     conn = psycopg.connect(**pg_conninfo(db.endpoint, replication="database"), autocommit=True)
     pg = conn.pgconn
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     pg.send_query(
         f"START_REPLICATION SLOT {slot} LOGICAL 0/0 "
         "(proto_version '1', publication_names 'redoline')".encode()
@@ -111,13 +113,13 @@ def raw_stream(db: PostgreSQL, slot: str, end: int) -> tuple[float, int]:
                 break
         elif int.from_bytes(frame[1:9], "big") >= end:
             break
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     conn.close()
-    return elapsed, rows
+    return elapsed, rows, cpu
 
 
-def ours(db: PostgreSQL, slot: str, trail: Path) -> tuple[float, int]:
-    started = time.perf_counter()
+def ours(db: PostgreSQL, slot: str, trail: Path) -> tuple[float, int, float]:
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_capture(
         db,
         trail,
@@ -127,7 +129,8 @@ def ours(db: PostgreSQL, slot: str, trail: Path) -> tuple[float, int]:
             reader_options={"slot": slot},
         ),
     )
-    return time.perf_counter() - started, result.changes
+    # result.changes also counts the two table definitions announced before the first rows
+    return time.perf_counter() - started, result.changes, time.process_time() - cpu
 
 
 def main() -> None:
@@ -135,6 +138,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=15, help="profile lines to print")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="redoline-bench-pg-"))
     server = devservers.start_postgres(base / "pg")
@@ -160,21 +164,25 @@ def main() -> None:
         print(f"workload: {txns} transactions in {time.perf_counter() - started:.1f}s, WAL {wal}")
         time.sleep(1)  # let the WAL writer flush (the dev server commits asynchronously)
         peek, stream, mine = [], [], []
+        cpu: dict[str, list[float]] = {"peek": [], "stream": [], "ours": []}
         for i in range(args.runs):
-            sec, rows = raw_peek(url, "raw")
+            sec, rows, pcpu = raw_peek(url, "raw")
             peek.append(rows / sec)
             with psycopg.connect(url, autocommit=True) as conn:  # a stream consumes: a copy
                 conn.execute("SELECT pg_copy_logical_replication_slot('raw', %s)", (f"s{i}",))
-            ssec, srows = raw_stream(db, f"s{i}", end)
+            ssec, srows, scpu = raw_stream(db, f"s{i}", end)
             stream.append(srows / ssec)
             trail = base / f"trail{i}"
-            osec, orows = ours(db, f"run{i}", trail)
+            osec, orows, ocpu = ours(db, f"run{i}", trail)
             mine.append(orows / osec)
             shutil.rmtree(trail)
+            for name, value in (("peek", pcpu), ("stream", scpu), ("ours", ocpu)):
+                cpu[name].append(value)
             print(
-                f"run {i + 1}: raw peek {rows} rows in {sec:.2f}s = {rows / sec:,.0f}/s | "
-                f"raw stream {srows} in {ssec:.2f}s = {srows / ssec:,.0f}/s | "
-                f"ours {orows} in {osec:.2f}s = {orows / osec:,.0f}/s"
+                f"run {i + 1}: raw peek {rows} rows in {sec:.2f}s = {rows / sec:,.0f}/s "
+                f"(client CPU {pcpu:.2f}s) | raw stream {srows} in {ssec:.2f}s = "
+                f"{srows / ssec:,.0f}/s (client CPU {scpu:.2f}s) | ours {orows} in {osec:.2f}s "
+                f"= {orows / osec:,.0f}/s (client CPU {ocpu:.2f}s)"
             )
         summary = {
             "rows": args.rows,
@@ -182,6 +190,10 @@ def main() -> None:
             "raw_stream_rows_per_s": round(statistics.median(stream)),
             "ours_rows_per_s": round(statistics.median(mine)),
             "ours_vs_peek": round(statistics.median(mine) / statistics.median(peek), 3),
+            "ours_vs_stream": round(statistics.median(mine) / statistics.median(stream), 3),
+            # client CPU seconds: well under the wall time means the server (walsender or the
+            # peek's decoding) sets the pace, not the client
+            **{f"{k}_client_cpu_s": round(statistics.median(v), 2) for k, v in cpu.items()},
         }
         if args.profile:
             profiler = cProfile.Profile()
@@ -189,7 +201,7 @@ def main() -> None:
             ours(db, f"run{args.runs}", base / "trail-profile")
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
             print(out.getvalue())
         print(json.dumps(summary))
     finally:

@@ -905,12 +905,17 @@ class PgLogReader:
                     return None
                 pg.consume_input()
                 continue
-            result = pg.get_result()
-            message = b""
-            if result is not None:
-                message = result.error_message
-            text = message.decode(errors="replace").strip() or "the server ended replication"
-            raise _map(psycopg.OperationalError(text), self.db)
+            raise self._ended()
+
+    def _ended(self) -> ToolkitError:
+        """The error to raise once the server has ended the COPY stream."""
+        assert self._stream is not None
+        result = self._stream.pgconn.get_result()
+        message = b""
+        if result is not None:
+            message = result.error_message
+        text = message.decode(errors="replace").strip() or "the server ended replication"
+        return _map(psycopg.OperationalError(text), self.db)
 
     def _send_status(self, reply: bool = False) -> None:
         if self._stream is None:
@@ -939,10 +944,19 @@ class PgLogReader:
         if end is not None and self._last >= end:
             yield Heartbeat(format_lsn(self._last), caught_up=True)
             return
+        assert self._stream is not None
+        get_copy_data = self._stream.pgconn.get_copy_data
         while True:
             if self._stopping and not in_txn:
                 return
-            frame = self._frame(poll)
+            # what libpq has buffered comes without a call to _frame (once per message)
+            n, data = get_copy_data(1)
+            if n > 0:
+                frame: bytes | None = bytes(data)
+            elif n < 0:
+                raise self._ended()
+            else:
+                frame = self._frame(poll)
             if frame is None:
                 # idle: ask where the server is, so a stretch of WAL with nothing for us still
                 # gets confirmed, and --until-caught-up notices it has arrived
