@@ -19,18 +19,39 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from connectors.base import Database, RowRejected, TableBatch
 from connectors.model import UNCHANGED, Column, Interval, Json, Op, Row, TableId, TableSchema, Value
 
-__all__ = ["CHECKPOINT_SCHEMA", "CHECKPOINT_TABLE", "SqlWriter", "bitstring"]
+__all__ = ["CHECKPOINT_SCHEMA", "CHECKPOINT_TABLE", "SqlWriter", "Staged", "bitstring"]
 
 CHECKPOINT_SCHEMA = "redoline"
 CHECKPOINT_TABLE = "redoline_checkpoint"
 
 Adapter = Callable[[Value], Any]
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch as the staging table receives it, column-major (what bulk loaders want).
+
+    Row ``i`` is ``(_op, _id, _n, *values)`` = ``(ops[i], i, counts[i], columns[0][i], ...)``;
+    the values are adapted for the driver already.
+    """
+
+    ops: list[str]
+    counts: list[int]
+    columns: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Row by row, for loaders that take rows."""
+        return zip(self.ops, range(len(self.ops)), self.counts, *self.columns, strict=True)
 
 
 def bitstring(value: Value, bits: int | None) -> Value:
@@ -226,29 +247,11 @@ class SqlWriter:
     # ------------------------------------------------------------------ set-based merge
 
     def merge(self, batch: TableBatch) -> int:
-        table = batch.schema.table
         cols = [c for c in batch.schema.columns if not c.generated]
         names = [c.name for c in cols]
         collisions = 0
-        rows: list[tuple[Any, ...]] = []
-        width = len(names)
-        if batch.key:
-            key_idx = [names.index(k) for k in batch.key]
-            for i, key in enumerate(batch.deletes):
-                full: list[Value] = [None] * width
-                for j, v in zip(key_idx, key, strict=True):
-                    full[j] = v
-                rows.append(("d", i, 1, *full))
-        else:
-            for i, (image, n) in enumerate(zip(batch.deletes, batch.delete_counts, strict=True)):
-                rows.append(("d", i, n, *image))
-        base = len(rows)
-        rows.extend(("u", base + i, 1, *r) for i, r in enumerate(batch.updates))
-        base = len(rows)
-        rows.extend(("i", base + i, 1, *r) for i, r in enumerate(batch.inserts))
-        if rows:
-            adapted = self.adapt_rows(table, cols, [r[3:] for r in rows])
-            staged = [(*r[:3], *a) for r, a in zip(rows, adapted, strict=True)]
+        staged = self.staged(batch, cols)
+        if staged.ops:
             stage = self.stage(batch.schema, cols, staged)
             collisions += self._merge_staged(batch, stage, names)
         for patch_cols, patch_rows in batch.patches.items():
@@ -259,6 +262,37 @@ class SqlWriter:
                     batch.schema, batch.key, Op.UPDATE, before, row, collision=batch.collision
                 )
         return collisions
+
+    def staged(self, batch: TableBatch, cols: Sequence[Column]) -> Staged:
+        """``batch`` laid out for the staging table, column by column and adapted.
+
+        Built with ``zip(*rows)`` transpositions and one adapter pass per column, so the
+        per-value Python work is only the adapters a column really needs.
+        """
+        names = [c.name for c in cols]
+        width = len(names)
+        nd, nu, ni = len(batch.deletes), len(batch.updates), len(batch.inserts)
+        ops = ["d"] * nd + ["u"] * nu + ["i"] * ni
+        counts = list(batch.delete_counts) if not batch.key else [1] * nd
+        counts += [1] * (nu + ni)
+        transposed = list(zip(*batch.deletes, strict=True))
+        if batch.key:
+            # keyed deletes carry only the key; the other columns stage as NULL
+            by_name = dict(zip(batch.key, transposed, strict=True)) if nd else {}
+            nulls = [None] * nd
+            columns = [list(by_name.get(n, nulls)) for n in names]
+        else:
+            columns = [list(c) for c in transposed] if nd else [[] for _ in names]
+        for part in (batch.updates, batch.inserts):
+            if part:
+                for col, values in zip(columns, zip(*part, strict=True), strict=True):
+                    col.extend(values)
+        if len(columns) != width:
+            raise ValueError(f"staged rows of {batch.schema.table} have the wrong width")
+        for j, fn in enumerate(self.adapt(batch.schema.table, cols)):
+            if fn is not None:
+                columns[j] = [v if v is None else fn(v) for v in columns[j]]
+        return Staged(ops, counts, columns)
 
     def _merge_staged(self, batch: TableBatch, stage: str, names: list[str]) -> int:
         t = self.qt(batch.schema.table)
@@ -334,10 +368,8 @@ class SqlWriter:
 
     # ------------------------------------------------------------------ dialect pieces
 
-    def stage(
-        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
-    ) -> str:
-        """Load ``rows`` (``_op, _id, _n`` + columns) into a staging table; return its name."""
+    def stage(self, schema: TableSchema, cols: Sequence[Column], data: Staged) -> str:
+        """Load ``data`` (``_op, _id, _n`` + columns) into a staging table; return its name."""
         raise NotImplementedError
 
     def _drop_stage(self, name: str) -> None:

@@ -20,7 +20,14 @@ import pyarrow as pa
 from connectors.base import RowRejected, TableBatch
 from connectors.duckdb import DuckDB
 from connectors.model import Column, TableId, TableSchema
-from connectors.sqlwriter import Adapter, SqlWriter, bitstring, common_adapter, uuid_text
+from connectors.sqlwriter import (
+    Adapter,
+    SqlWriter,
+    Staged,
+    bitstring,
+    common_adapter,
+    uuid_text,
+)
 
 __all__ = ["DuckDBWriter", "open_writer"]
 
@@ -53,6 +60,7 @@ class DuckDBWriter(SqlWriter):
     def __init__(self, database: DuckDB, conn: duckdb.DuckDBPyConnection) -> None:
         super().__init__(database, conn)
         self._in_txn = False
+        self._column_types: dict[TableId, dict[str, str]] = {}
 
     def adapter(self, col: Column) -> Adapter | None:
         kind = col.kind
@@ -115,8 +123,10 @@ class DuckDBWriter(SqlWriter):
                 pass
             self._in_txn = False
         self._stage_used.clear()
-        # temporary staging tables created in the rolled-back transaction are gone
+        # temporary staging tables created in the rolled-back transaction are gone, and so
+        # is any DDL that ran in it
         self._stage_names.clear()
+        self._column_types.clear()
 
     def table_exists(self, table: TableId) -> bool:
         return bool(
@@ -132,24 +142,25 @@ class DuckDBWriter(SqlWriter):
 
     # ------------------------------------------------------------------ staging
 
-    def stage(
-        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
-    ) -> str:
+    def stage(self, schema: TableSchema, cols: Sequence[Column], data: Staged) -> str:
         table = schema.table
         name = self._stage_names.get(table)
         if name is None:
             name = f"redoline_stage_{next(_stage_ids)}"
             self._stage_names[table] = name
         types = self._types(table)
-        arrays = []
-        fields = ["_op", "_id", "_n", *(c.name for c in cols)]
-        for j in range(len(fields)):
-            values = [r[j] for r in rows]
+        n = len(data)
+        arrays = [
+            pa.array(data.ops, type=pa.string()),
+            pa.array(range(n), type=pa.int64()),
+            pa.array(data.counts, type=pa.int64()),
+        ]
+        for values in data.columns:
             try:
                 arrays.append(pa.array(values))
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 arrays.append(pa.array([None if v is None else str(v) for v in values]))
-        arrow = pa.Table.from_arrays(arrays, names=[f"c{j}" for j in range(len(fields))])
+        arrow = pa.Table.from_arrays(arrays, names=[f"c{j}" for j in range(len(arrays))])
         view = f"{name}_in"
         self.conn.register(view, arrow)
         try:
@@ -166,13 +177,22 @@ class DuckDBWriter(SqlWriter):
         return name
 
     def _types(self, table: TableId) -> dict[str, str]:
-        return dict(
-            self.query(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
-                "current_database() AND schema_name = ? AND table_name = ?",
-                (table.schema, table.name),
+        # cached: asked once per table, not once per group (DDL calls invalidate())
+        found = self._column_types.get(table)
+        if found is None:
+            found = dict(
+                self.query(
+                    "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+                    "current_database() AND schema_name = ? AND table_name = ?",
+                    (table.schema, table.name),
+                )
             )
-        )
+            self._column_types[table] = found
+        return found
+
+    def invalidate(self, table: TableId) -> None:
+        self._column_types.pop(table, None)
+        super().invalidate(table)
 
     def _drop_stage(self, name: str) -> None:
         self._stage_used.discard(name)

@@ -26,6 +26,7 @@ from connectors.sqlwriter import (
     CHECKPOINT_SCHEMA,
     Adapter,
     SqlWriter,
+    Staged,
     common_adapter,
     json_text,
     uuid_text,
@@ -159,9 +160,7 @@ class MySQLWriter(SqlWriter):
 
     # ------------------------------------------------------------------ staging
 
-    def stage(
-        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
-    ) -> str:
+    def stage(self, schema: TableSchema, cols: Sequence[Column], data: Staged) -> str:
         table = schema.table
         name = self._stage_names.get(table)
         if name is None:
@@ -191,7 +190,7 @@ class MySQLWriter(SqlWriter):
         marks = ", ".join(["%s"] * (len(cols) + 3))
         try:
             with self.conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO {name} ({columns}) VALUES ({marks})", rows)
+                cur.executemany(f"INSERT INTO {name} ({columns}) VALUES ({marks})", data.rows())
         except pymysql.err.MySQLError as exc:
             raise self._map(exc) from None
         return name

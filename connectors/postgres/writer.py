@@ -20,7 +20,7 @@ from connectors.base import RowRejected, TableBatch
 from connectors.errors import ConnectError
 from connectors.model import Column, TableId, TableSchema
 from connectors.postgres import PostgreSQL, map_error
-from connectors.sqlwriter import Adapter, SqlWriter, bitstring, common_adapter
+from connectors.sqlwriter import Adapter, SqlWriter, Staged, bitstring, common_adapter
 
 __all__ = ["PostgresWriter", "open_writer"]
 
@@ -123,9 +123,7 @@ class PostgresWriter(SqlWriter):
 
     # ------------------------------------------------------------------ staging
 
-    def stage(
-        self, schema: TableSchema, cols: Sequence[Column], rows: list[tuple[Any, ...]]
-    ) -> str:
+    def stage(self, schema: TableSchema, cols: Sequence[Column], data: Staged) -> str:
         table = schema.table
         name = self._stage_names.get(table)
         if name is None:
@@ -152,11 +150,12 @@ class PostgresWriter(SqlWriter):
                 self.conn.cursor() as cur,
                 cur.copy(f"COPY {name} ({columns}) FROM STDIN") as copy,
             ):
-                for row in rows:
-                    copy.write_row(row)
+                write = copy.write_row
+                for row in data.rows():
+                    write(row)
         except psycopg.Error as exc:
             raise self._map(exc) from None
-        if len(rows) > 1000:
+        if len(data) > 1000:
             self.execute(f"ANALYZE {name}")
         return name
 
