@@ -106,6 +106,8 @@ class SqlWriter:
     placeholder: ClassVar[str] = "%s"
     #: null-safe equality operator (``IS NOT DISTINCT FROM`` / ``<=>``)
     null_safe_eq: ClassVar[str] = "IS NOT DISTINCT FROM"
+    #: the 4-byte float type in a CAST
+    float4_type: ClassVar[str] = "REAL"
 
     def __init__(self, database: Database, conn: Any) -> None:
         self.database = database
@@ -363,7 +365,12 @@ class SqlWriter:
         return " AND ".join(parts) or "TRUE"
 
     def comparable(self, expr: str, col: Column) -> str:
-        """``expr`` in a form that has an equality operator (PostgreSQL json has none)."""
+        """``expr`` in a form that has an equality operator (PostgreSQL json has none) and
+        compares a parameter as the column's type."""
+        if col.kind == "float":
+            # a float parameter is a double: 0.1 as a double equals no 4-byte FLOAT value,
+            # so a keyless row holding one was never found by its image
+            return f"CAST({expr} AS {self.float4_type})"
         return expr
 
     # ------------------------------------------------------------------ dialect pieces

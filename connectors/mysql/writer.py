@@ -151,6 +151,7 @@ class MySQLWriter(SqlWriter):
     dialect: ClassVar[str] = "mysql"
     placeholder: ClassVar[str] = "%s"
     null_safe_eq: ClassVar[str] = "<=>"
+    float4_type: ClassVar[str] = "FLOAT"
 
     conn: pymysql.connections.Connection[Any]
 

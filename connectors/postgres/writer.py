@@ -55,8 +55,14 @@ class PostgresWriter(SqlWriter):
 
     def comparable(self, expr: str, col: Column) -> str:
         if col.kind == "json":
+            # jsonb, not text: jsonb normalises the stored document, so its text never
+            # equals the source's text parameter
+            return f"({expr})::jsonb"
+        if col.kind == "array":
+            # psycopg types a list parameter by its values ([1] is smallint[]), and bigint[]
+            # = smallint[] has no operator: compare the arrays' text
             return f"({expr})::text"
-        return expr
+        return super().comparable(expr, col)
 
     # ------------------------------------------------------------------ statements
 
