@@ -9,18 +9,16 @@ file, so every worker thread gets its own cursor of one shared connection; ``TIM
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import os
 import threading
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 
+from connectors._checksum import ChecksumBase, sql_string
 from connectors.errors import ToolkitError
-from connectors.model import Column, Interval, Json, TableId
+from connectors.model import Column, TableId
 
 from . import DuckDB
 
@@ -57,8 +55,13 @@ class Session:
         self.owner.release()
 
 
-class Checksum:
+class Checksum(ChecksumBase):
     """DuckDB SQL for verify's canonical encoding and hashes."""
+
+    engine_name = "DuckDB"
+    float_specials = ("'nan'::DOUBLE", "'inf'::DOUBLE", "'-inf'::DOUBLE")
+    float_cast = "::DOUBLE"
+    row_address = "rowid"
 
     script_prelude: tuple[str, ...] = ()
 
@@ -125,15 +128,8 @@ class Checksum:
         value = f"hex({sql})" if kind == "bytes" else f"CAST({sql} AS VARCHAR)"
         return f"(CAST(length({value}) AS VARCHAR) || ':' || {value})"
 
-    def row_text(self, pieces: Sequence[str]) -> str:
-        """The pieces joined by ``|`` with NULL spelled ``~`` (never a piece's first char)."""
-        return "(" + " || '|' || ".join(f"coalesce({p}, '~')" for p in pieces) + ")"
-
     def hash64(self, text: str) -> str:
         return f"CAST('0x' || left(md5({text}), 16) AS UBIGINT)"
-
-    def hash_hex(self, text: str) -> str:
-        return f"left(md5({text}), 16)"
 
     def bucket(self, text: str, bits: int) -> str:
         return f"(CAST('0x' || substr(md5({text}), 25, 8) AS UBIGINT) & {(1 << bits) - 1})"
@@ -157,61 +153,14 @@ class Checksum:
 
     # ------------------------------------------------------------------ repair
 
-    def literal(self, value: Any, column: Column) -> str:
-        """``value`` as a DuckDB literal for ``column``."""
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int):
-            if column.kind == "bool":
-                return "true" if value else "false"
-            return str(value)
-        if isinstance(value, float):
-            if value != value:
-                return "'nan'::DOUBLE"
-            if value in (float("inf"), float("-inf")):
-                return "'inf'::DOUBLE" if value > 0 else "'-inf'::DOUBLE"
-            return f"{value!r}::DOUBLE"
-        if isinstance(value, decimal.Decimal):
-            return str(value) if value.is_finite() else "NULL"
-        if isinstance(value, bytes | bytearray | memoryview):
-            return f"from_hex('{bytes(value).hex()}')"
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is None and column.kind == "timestamptz":
-                value = value.replace(tzinfo=dt.UTC)
-            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
-        if isinstance(value, dt.date):
-            return f"'{value.isoformat()}'"
-        if isinstance(value, dt.time):
-            return f"'{value.replace(tzinfo=None).isoformat(timespec='microseconds')}'"
-        if isinstance(value, dt.timedelta):
-            return f"INTERVAL '{value.total_seconds()} seconds'"
-        if isinstance(value, Interval):
-            return (
-                f"INTERVAL '{value.months} months {value.days} days "
-                f"{value.microseconds} microseconds'"
-            )
-        if isinstance(value, uuid.UUID):
-            return f"'{value}'"
-        if isinstance(value, Json):
-            return _string(value.text)
-        if isinstance(value, frozenset | set):
-            return _string(",".join(sorted(value)))
-        if isinstance(value, list):
-            return "[" + ", ".join(self.literal(v, column) for v in value) + "]"
-        return _string(str(value))
+    def bytes_literal(self, data: bytes, column: Column) -> str:
+        return f"from_hex('{data.hex()}')"
 
-    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
-        if value is None:
-            return f"{column_sql} IS NULL"
-        return f"{column_sql} = {self.literal(value, column)}"
+    def interval_literal(self, text: str, column: Column) -> str:
+        return f"INTERVAL '{text}'"
 
-    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
-        return (
-            f"DELETE FROM {table_sql} WHERE rowid IN "
-            f"(SELECT rowid FROM {table_sql} WHERE {where} LIMIT {copies})"
-        )
+    def array_literal(self, value: list[Any], column: Column) -> str:
+        return "[" + ", ".join(self.literal(v, column) for v in value) + "]"
 
 
 def _double(x: str) -> str:
@@ -237,5 +186,4 @@ def _double(x: str) -> str:
     )
 
 
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+_string = sql_string

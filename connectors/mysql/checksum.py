@@ -10,14 +10,13 @@ integer division, and a limited ``DELETE`` is ``DELETE ... LIMIT n``.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import pymysql
 
-from connectors.model import Column, Interval, Json, TableId
+from connectors._checksum import ChecksumBase
+from connectors.model import Column, TableId
 
 from . import MySQL, map_error
 
@@ -60,8 +59,17 @@ class Session:
         self.conn.close()
 
 
-class Checksum:
+class Checksum(ChecksumBase):
     """MySQL/MariaDB SQL for verify's canonical encoding and hashes."""
+
+    engine_name = "MySQL"
+    true, false = "1", "0"
+    #: a bool column is TINYINT(1): its integers are written as they are
+    bool_from_int = False
+    #: MySQL has no NaN/inf: NULL is the closest it can hold (docs/verify.md: Limits)
+    float_specials = ("NULL", "NULL", "NULL")
+    #: the session time zone is UTC and DATETIME holds no zone
+    naive_instants = True
 
     #: session settings that make literals mean what they say: TIMESTAMP in UTC, and
     #: backslash as an escape character (repair doubles it)
@@ -117,7 +125,6 @@ class Checksum:
         return f"CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)"
 
     def hash_hex(self, text: str) -> str:
-        """The first 64 bits of MD5(text) as 16 lowercase hex digits."""
         return f"LEFT(MD5({text}), 16)"
 
     def bucket(self, text: str, bits: int) -> str:
@@ -126,10 +133,6 @@ class Checksum:
 
     def int_div(self, sql: str, lo: int, width: int) -> str:
         return f"(({sql} - ({lo})) DIV {width})"
-
-    def raw(self, sql: str, column: Column) -> str:
-        """The column as fetched for display and repair (TIMESTAMP comes in UTC)."""
-        return sql
 
     def estimate_sql(self, table: TableId) -> str:
         """One row: the optimizer's row count estimate (no scan; InnoDB COUNT(*) scans)."""
@@ -140,54 +143,22 @@ class Checksum:
 
     # ------------------------------------------------------------------ repair
 
-    def literal(self, value: Any, column: Column) -> str:
-        """``value`` as a MySQL literal for ``column`` (session time zone is UTC)."""
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        if isinstance(value, int):
-            if column.kind == "bit":
-                return f"b'{value:b}'"
-            return str(value)
-        if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                return "NULL"  # MySQL has no NaN/inf: the closest it can hold
-            return repr(value) if "e" in repr(value) or "." in repr(value) else f"{value!r}e0"
-        if isinstance(value, decimal.Decimal):
-            return str(value) if value.is_finite() else "NULL"
-        if isinstance(value, bytes | bytearray | memoryview):
-            data = bytes(value)
-            if column.kind == "bit":
-                return f"b'{int.from_bytes(data, 'big'):b}'" if data else "b'0'"
-            return f"X'{data.hex()}'" if data else "''"
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
-        if isinstance(value, dt.date):
-            return f"'{value.isoformat()}'"
-        if isinstance(value, dt.time):
-            return f"'{value.replace(tzinfo=None).isoformat(timespec='microseconds')}'"
-        if isinstance(value, dt.timedelta):
-            return f"'{_duration(value)}'"
-        if isinstance(value, uuid.UUID):
-            return _string(str(value))
-        if isinstance(value, Json):
-            return _string(value.text)
-        if isinstance(value, frozenset | set):
-            return _string(",".join(sorted(value)))
-        if isinstance(value, Interval | list | dict):
-            raise TypeError(f"cannot write {type(value).__name__} to MySQL column {column.name}")
-        return _string(str(value))
+    def string(self, text: str) -> str:
+        return _string(text)
 
-    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
-        if value is None:
-            return f"{column_sql} IS NULL"
-        return f"{column_sql} = {self.literal(value, column)}"
+    def bit_literal(self, value: int, column: Column) -> str:
+        return f"b'{value:b}'"
 
-    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
-        return f"DELETE FROM {table_sql} WHERE {where} LIMIT {copies}"
+    def bytes_literal(self, data: bytes, column: Column) -> str:
+        if column.kind == "bit":
+            return f"b'{int.from_bytes(data, 'big'):b}'" if data else "b'0'"
+        return f"X'{data.hex()}'" if data else "''"
+
+    def duration_literal(self, value: dt.timedelta, column: Column) -> str:
+        return f"'{_duration(value)}'"
+
+    def dict_literal(self, value: dict[str, Any], column: Column) -> str:
+        raise self.cannot_write("dict", column)
 
 
 def _double(x: str) -> str:

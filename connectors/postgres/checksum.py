@@ -10,16 +10,15 @@ produce (docs/verify.md has the table). PostgreSQL specifics: the session runs w
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from connectors.model import Column, Interval, Json, TableId
+from connectors._checksum import ChecksumBase, sql_string
+from connectors.model import Column, TableId
 
 from . import PostgreSQL, map_error
 
@@ -58,8 +57,15 @@ class Session:
         self.conn.close()
 
 
-class Checksum:
-    """PostgreSQL SQL for verify's canonical encoding and hashes."""
+class Checksum(ChecksumBase):
+    """PostgreSQL SQL for verify's canonical encoding and hashes (literals assume
+    standard_conforming_strings)."""
+
+    engine_name = "PostgreSQL"
+    float_specials = ("'NaN'::float8", "'Infinity'::float8", "'-Infinity'::float8")
+    float_cast = "::float8"
+    time_keeps_offset = True
+    row_address = "ctid"
 
     script_prelude: tuple[str, ...] = ("SET TimeZone = 'UTC'",)
 
@@ -101,26 +107,15 @@ class Checksum:
         value = f"upper(encode({sql}, 'hex'))" if kind == "bytes" else f"({sql})::text"
         return f"(char_length({value})::text || ':' || {value})"
 
-    def row_text(self, pieces: Sequence[str]) -> str:
-        """The pieces joined by ``|`` with NULL spelled ``~`` (never a piece's first char)."""
-        return "(" + " || '|' || ".join(f"coalesce({p}, '~')" for p in pieces) + ")"
-
     def hash64(self, text: str) -> str:
         """The first 64 bits of md5(text) as a (signed) bigint."""
         return f"('x' || left(md5({text}), 16))::bit(64)::bigint"
-
-    def hash_hex(self, text: str) -> str:
-        return f"left(md5({text}), 16)"
 
     def bucket(self, text: str, bits: int) -> str:
         return f"(('x' || substr(md5({text}), 25, 8))::bit(32)::int & {(1 << bits) - 1})"
 
     def int_div(self, sql: str, lo: int, width: int) -> str:
         return f"floor((({sql})::numeric - ({lo})) / {width})"
-
-    def raw(self, sql: str, column: Column) -> str:
-        """The column as fetched for display and repair."""
-        return sql
 
     def estimate_sql(self, table: TableId) -> str:
         """One row: the planner's row estimate (-1 when never analyzed)."""
@@ -132,69 +127,26 @@ class Checksum:
 
     # ------------------------------------------------------------------ repair
 
-    def literal(self, value: Any, column: Column) -> str:
-        """``value`` as a PostgreSQL literal for ``column`` (standard_conforming_strings)."""
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int):
-            if column.kind == "bool":
-                return "true" if value else "false"
-            if column.kind == "bit":
-                return f"B'{value:0{column.bits or 1}b}'"
-            return str(value)
-        if isinstance(value, float):
-            if value != value:
-                return "'NaN'::float8"
-            if value in (float("inf"), float("-inf")):
-                return "'Infinity'::float8" if value > 0 else "'-Infinity'::float8"
-            return f"{value!r}::float8"
-        if isinstance(value, decimal.Decimal):
-            return f"'{value}'::numeric" if not value.is_finite() else str(value)
-        if isinstance(value, bytes | bytearray | memoryview):
-            data = bytes(value)
-            if column.kind == "bit":
-                n = column.bits or len(data) * 8
-                return f"B'{int.from_bytes(data, 'big'):0{n}b}'"
-            return f"'\\x{data.hex()}'::bytea"
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is None and column.kind == "timestamptz":
-                value = value.replace(tzinfo=dt.UTC)  # verify reads naive instants in UTC
-            return f"'{value.isoformat(sep=' ', timespec='microseconds')}'"
-        if isinstance(value, dt.date):
-            return f"'{value.isoformat()}'"
-        if isinstance(value, dt.time):
-            return f"'{value.isoformat(timespec='microseconds')}'"
-        if isinstance(value, dt.timedelta):
-            return f"'{value.total_seconds()} seconds'::interval"
-        if isinstance(value, Interval):
-            return (
-                f"'{value.months} months {value.days} days "
-                f"{value.microseconds} microseconds'::interval"
-            )
-        if isinstance(value, uuid.UUID):
-            return f"'{value}'"
-        if isinstance(value, Json):
-            return _string(value.text)
-        if isinstance(value, dict):
-            return _string(json.dumps(value))
-        if isinstance(value, frozenset | set):
-            return _string(",".join(sorted(value)))
-        if isinstance(value, list):
-            return "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"
-        return _string(str(value))
+    def bit_literal(self, value: int, column: Column) -> str:
+        return f"B'{value:0{column.bits or 1}b}'"
 
-    def key_match(self, column_sql: str, value: Any, column: Column) -> str:
-        if value is None:
-            return f"{column_sql} IS NULL"
-        return f"{column_sql} = {self.literal(value, column)}"
+    def bytes_literal(self, data: bytes, column: Column) -> str:
+        if column.kind == "bit":
+            n = column.bits or len(data) * 8
+            return f"B'{int.from_bytes(data, 'big'):0{n}b}'"
+        return f"'\\x{data.hex()}'::bytea"
 
-    def delete_copies(self, table_sql: str, where: str, copies: int) -> str:
-        return (
-            f"DELETE FROM {table_sql} WHERE ctid IN "
-            f"(SELECT ctid FROM {table_sql} WHERE {where} LIMIT {copies})"
-        )
+    def decimal_special(self, value: decimal.Decimal) -> str:
+        return f"'{value}'::numeric"
+
+    def interval_literal(self, text: str, column: Column) -> str:
+        return f"'{text}'::interval"
+
+    def dict_literal(self, value: dict[str, Any], column: Column) -> str:
+        return self.string(json.dumps(value))
+
+    def array_literal(self, value: list[Any], column: Column) -> str:
+        return "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"
 
 
 def _double(x: str) -> str:
@@ -220,5 +172,4 @@ def _double(x: str) -> str:
     )
 
 
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+_string = sql_string
