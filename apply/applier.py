@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ class _Stop(Exception):
     pass
 
 
+_op_of = attrgetter("op")
+
+
 class Applier:
     """Applies transactions in operation order to one writer (see the module doc).
 
@@ -147,6 +151,10 @@ class Applier:
         # the open group
         self._group: list[Transaction] = []
         self._collapses: dict[TableId, TableCollapse] = {}
+        #: id(target schema) -> its entry in _collapses (see _fold)
+        self._open_collapses: dict[int, TableCollapse] = {}
+        #: id(source TableId) -> (that TableId, version, _targets, schema) (see target_schema)
+        self._fast_targets: dict[int, tuple[TableId, int, Any, TableSchema]] = {}
         self._dirty = False
         self._group_rows = 0
         self._group_started = 0.0
@@ -205,10 +213,13 @@ class Applier:
     # ------------------------------------------------------------------ intake
 
     def _take(self, txn: Transaction) -> None:
-        for change in txn.changes:
-            if change.op is Op.DDL and change.table_schema is not None:
-                schema = change.table_schema
-                self._history[(schema.table, schema.version)] = schema
+        # `in` over a C map: most transactions hold no DDL and cost no Python loop here
+        any_ddl = Op.DDL in map(_op_of, txn.changes)
+        if any_ddl:
+            for change in txn.changes:
+                if change.op is Op.DDL and change.table_schema is not None:
+                    schema = change.table_schema
+                    self._history[(schema.table, schema.version)] = schema
         if txn.last_op <= self.applied_op:
             return  # applied before the restart
         if not self.stats.first_op:
@@ -225,7 +236,7 @@ class Applier:
         collision = self.options.collision or txn.first_op <= self.options.collision_until_op
         if self._group and collision != self._group_collision:
             self._flush()
-        has_ddl = any(c.op is Op.DDL for c in changes)
+        has_ddl = any_ddl and any(c.op is Op.DDL for c in changes)
         if has_ddl:
             self._flush()
             self._apply_alone(txn, changes, collision)
@@ -271,12 +282,19 @@ class Applier:
 
     def target_schema(self, table: TableId, version: int) -> TableSchema:
         """``table``'s definition as it is on the target: renamed, tagged with the source."""
+        # Hot path (twice per change): the trail decoder shares one TableId per table, so
+        # look it up by identity instead of hashing the dataclass. An entry holds the
+        # TableId (its id cannot be reused meanwhile) and the `_targets` dict it came from
+        # (DDL replaces that dict, which retires every entry).
+        hit = self._fast_targets.get(id(table))
+        if hit is not None and hit[0] is table and hit[1] == version and hit[2] is self._targets:
+            return hit[3]
         found = self._targets.get((table, version))
-        if found is not None:
-            return found
-        src = self.source_schema(table, version)
-        found = self._to_target(src)
-        self._targets[(table, version)] = found
+        if found is None:
+            src = self.source_schema(table, version)
+            found = self._to_target(src)
+            self._targets[(table, version)] = found
+        self._fast_targets[id(table)] = (table, version, self._targets, found)
         return found
 
     def _to_target(self, src: TableSchema) -> TableSchema:
@@ -320,10 +338,14 @@ class Applier:
 
     def _missing_tables(self, changes: list[Change]) -> list[tuple[TableId, TableSchema]]:
         out: dict[TableId, TableSchema] = {}
+        checked: set[int] = set()  # schemas are cached objects: each is looked at once
         for change in changes:
             if change.op is Op.DDL:
                 continue
             schema = self.target_schema(change.table, change.schema_version)
+            if id(schema) in checked:
+                continue
+            checked.add(id(schema))
             if schema.table in self._existing or schema.table in out:
                 continue
             if self.writer.table_exists(schema.table):
@@ -354,13 +376,19 @@ class Applier:
             self._dirty = True
             return
         schema = self.target_schema(change.table, change.schema_version)
-        change = self._tagged(self._identified(change, schema, collision))
-        coll = self._collapses.get(schema.table)
+        if self._rowids is not None or self.options.source_column:
+            change = self._tagged(self._identified(change, schema, collision))
+        # by the schema object's identity (no TableId hashing per change); the entries go
+        # whenever `_collapses` is written or reset, and `coll.schema is schema` guards reuse
+        coll = self._open_collapses.get(id(schema))
         if coll is None or coll.schema is not schema:
-            if coll is not None:
-                self._write_pending()
-            coll = TableCollapse(schema, schema.identity, collision=collision)
-            self._collapses[schema.table] = coll
+            coll = self._collapses.get(schema.table)
+            if coll is None or coll.schema is not schema:
+                if coll is not None:
+                    self._write_pending()
+                coll = TableCollapse(schema, schema.identity, collision=collision)
+                self._collapses[schema.table] = coll
+            self._open_collapses[id(schema)] = coll
         if not coll.add(change):
             self._write_pending()
             self._row(schema, change, collision)
@@ -372,6 +400,7 @@ class Applier:
                 self.stats.collisions += self.writer.merge(coll.batch())
                 self._dirty = True
         self._collapses.clear()
+        self._open_collapses.clear()
 
     def _row(self, schema: TableSchema, change: Change, collision: bool) -> None:
         before = change.before if change.before is not None else change.key
@@ -409,6 +438,7 @@ class Applier:
     def _reset_group(self) -> None:
         self._group = []
         self._collapses = {}
+        self._open_collapses.clear()
         self._dirty = False
         self._group_rows = 0
 
