@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -83,6 +84,14 @@ class ChecksumBase:
         """``value`` as a literal of this engine for ``column``."""
         if value is None:
             return "NULL"
+        if (
+            isinstance(value, dict)
+            or (isinstance(value, list) and column.kind != "array")
+            or (column.kind == "json" and not isinstance(value, str | Json))
+        ):
+            # drivers decode json (psycopg: dict, list, number, bool), and a list bound for a
+            # non-array column is stored as JSON (as apply does on MySQL): write JSON text
+            return self.string(json.dumps(value, separators=(", ", ": ")))
         if isinstance(value, bool):
             return self.true if value else self.false
         if isinstance(value, int):
@@ -122,8 +131,6 @@ class ChecksumBase:
             return self.string(str(value))
         if isinstance(value, Json):
             return self.string(value.text)
-        if isinstance(value, dict):
-            return self.dict_literal(value, column)
         if isinstance(value, frozenset | set):
             return self.string(",".join(sorted(value)))
         if isinstance(value, list):
@@ -155,10 +162,6 @@ class ChecksumBase:
     def interval_literal(self, text: str, column: Column) -> str:
         """An interval given as PostgreSQL-style text (``1 months 2 days 3 microseconds``)."""
         raise self.cannot_write("Interval", column)
-
-    def dict_literal(self, value: dict[str, Any], column: Column) -> str:
-        """A decoded JSON object."""
-        return self.string(str(value))
 
     def array_literal(self, value: list[Any], column: Column) -> str:
         """An array (elements are rendered with :meth:`literal` for the same column)."""

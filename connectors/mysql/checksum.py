@@ -157,9 +157,6 @@ class Checksum(ChecksumBase):
     def duration_literal(self, value: dt.timedelta, column: Column) -> str:
         return f"'{_duration(value)}'"
 
-    def dict_literal(self, value: dict[str, Any], column: Column) -> str:
-        raise self.cannot_write("dict", column)
-
 
 def _double(x: str) -> str:
     """Exact, engine-neutral text of a double: ``[-]M p E`` with x = M * 2**(E-52).

@@ -11,7 +11,6 @@ produce (docs/verify.md has the table). PostgreSQL specifics: the session runs w
 from __future__ import annotations
 
 import decimal
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,9 +140,6 @@ class Checksum(ChecksumBase):
 
     def interval_literal(self, text: str, column: Column) -> str:
         return f"'{text}'::interval"
-
-    def dict_literal(self, value: dict[str, Any], column: Column) -> str:
-        return self.string(json.dumps(value))
 
     def array_literal(self, value: list[Any], column: Column) -> str:
         return "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"

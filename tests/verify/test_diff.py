@@ -332,3 +332,23 @@ def test_recheck_waits_for_the_apply_checkpoint(mysql_db: Endpoint, pg_db: Endpo
     assert wait_for_apply(source, target, end, 0.1) is True
     worker.join()
     assert time.monotonic() - t0 >= 0.9
+
+
+@pytest.mark.parametrize("tgt_fixture", ["duck_db", "mysql_db"])
+def test_repair_writes_postgres_json_as_json(
+    request: pytest.FixtureRequest, pg_db: Endpoint, tgt_fixture: str
+) -> None:
+    # psycopg decodes json/jsonb into dicts and lists; repair must write JSON text, not repr
+    tgt = request.getfixturevalue(tgt_fixture)
+    execute(pg_db, [f"CREATE TABLE {qualified(pg_db, 'j')} (id INT PRIMARY KEY, doc JSON)"])
+    execute(
+        pg_db,
+        [],
+        [(1, '{"a": [1, null]}'), (2, "[1, 2]"), (3, "7")],
+        f"INSERT INTO {qualified(pg_db, 'j')} VALUES (%s, %s)",
+    )
+    doc = "doc JSON" if tgt.engine == "duckdb" else "doc LONGTEXT"
+    execute(tgt, [f"CREATE TABLE {qualified(tgt, 'j')} (id INT PRIMARY KEY, {doc})"])
+    result = verify(pg_db, tgt, ["j"])
+    assert result.tables[0].counts == {"missing": 3, "extra": 0, "different": 0}
+    _repair_and_reverify(pg_db, tgt, ["j"], result)
