@@ -160,6 +160,8 @@ class MySQLWriter(SqlWriter):
         #: stage with LOAD DATA LOCAL (off after the server refused it once)
         self._load_data = True
         self._tmpdir: str | None = None
+        #: staging table name -> its CREATE TEMPORARY TABLE (re-run to empty it)
+        self._stage_ddl: dict[str, str] = {}
 
     def adapter(self, col: Column) -> Adapter | None:
         kind = col.kind
@@ -259,14 +261,18 @@ class MySQLWriter(SqlWriter):
             index = f", KEY (_op, {', '.join(self.q(k) for k in key)})" if key else ""
             # staging lives in the target table's database so no other database is needed
             name = f"{self.q(table.schema)}.{name}"
-            self.execute(
+            self._stage_ddl[name] = (
                 f"CREATE TEMPORARY TABLE {name} (_op CHAR(1), _id INT, _n INT, {defs}{index}) "
                 "ENGINE=InnoDB"
             )
+            self.execute(self._stage_ddl[name])
             self._stage_names[table] = name
         else:
-            # temporary tables outlive transactions on MySQL: empty it from the last use
-            self.execute(f"DELETE FROM {name}")
+            # Temporary tables outlive transactions on MySQL: empty it from the last use.
+            # Dropping and re-creating takes ~0.3 ms where DELETE of 20k rows took ~20 ms;
+            # TRUNCATE would be as quick but commits implicitly. (TEMPORARY DDL does not.)
+            self.execute(f"DROP TEMPORARY TABLE IF EXISTS {name}")
+            self.execute(self._stage_ddl[name])
         self._stage_used.add(name)
         if self._load_data and self._load(name, cols, data):
             return name
@@ -345,6 +351,7 @@ class MySQLWriter(SqlWriter):
 
     def _drop_stage(self, name: str) -> None:
         self._stage_used.discard(name)
+        self._stage_ddl.pop(name, None)
         self.execute(f"DROP TEMPORARY TABLE IF EXISTS {name}")
 
     def delete_join_sql(self, t: str, stage: str, on: str, op: str) -> str:
