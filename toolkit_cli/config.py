@@ -41,7 +41,7 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
-    "source": {"url", "password", "id", "server_id"},
+    "source": {"url", "password", "id", "server_id", "decoder"},
     "target": {"url", "password", "id"},
     "trail": {
         "dir",
@@ -79,6 +79,8 @@ class SourceConfig:
     id: str
     #: server id our binlog client announces to MySQL/MariaDB (must be unique among replicas)
     server_id: int = 4_199_001
+    #: MySQL/MariaDB row decoder: "fast" (connectors/mysql/fastrows.py) or "library"
+    decoder: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -441,6 +443,12 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
         }
         if kind == "source" and "server_id" in body:
             kwargs["server_id"] = _int(body, doc, label, "server_id", 0)
+        if kind == "source" and "decoder" in body:
+            if body["decoder"] not in ("fast", "library"):
+                raise doc.error(
+                    f'must be "fast" or "library", not {body["decoder"]!r}', label, "decoder"
+                )
+            kwargs["decoder"] = body["decoder"]
         out[name] = cls(**kwargs)
     return out
 

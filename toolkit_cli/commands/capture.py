@@ -36,6 +36,14 @@ def capture(
             "(exit 0). For cron.",
         ),
     ] = False,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder",
+            help='MySQL/MariaDB row decoder: "fast" (default) or "library" (mysql-replication, '
+            "for support cases). Overrides [source] decoder.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Capture the source's committed transactions into the trail, exactly once.
@@ -46,6 +54,8 @@ def capture(
     Renames in [tables.rename] are left to apply; include/exclude, columns and where
     filter here.
     """
+    if decoder not in (None, "fast", "library"):
+        raise typer.BadParameter('must be "fast" or "library"', param_hint="--decoder")
     cfg = load_config(config, source=source, trail=trail)
     src = cfg.source()
     db = open_database(src.endpoint)
@@ -57,7 +67,7 @@ def capture(
         segment_bytes=cfg.trail.segment_bytes,
         key=cfg.trail.key(),
         stop_event=stop,
-        reader_options={"server_id": src.server_id},
+        reader_options={"server_id": src.server_id, "decoder": decoder or src.decoder},
     )
     previous = _install_signals(stop)
     try:
