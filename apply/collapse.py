@@ -31,6 +31,8 @@ from connectors.model import UNCHANGED, Change, Op, Row, TableSchema, Value, row
 
 __all__ = ["TableCollapse"]
 
+_INSERT, _DELETE = Op.INSERT, Op.DELETE
+
 
 @dataclass(slots=True)
 class _State:
@@ -87,6 +89,8 @@ class TableCollapse:
         self._images: Counter[tuple[Any, ...]] = Counter()
         self._raw: dict[tuple[Any, ...], tuple[Value, ...]] = {}
         self.changes = 0
+        #: some image folded in holds UNCHANGED values (PostgreSQL TOAST)
+        self._partials = False
 
     def __len__(self) -> int:
         return self.changes
@@ -106,30 +110,41 @@ class TableCollapse:
 
     def _add_keyed(self, change: Change) -> bool:
         states = self._states
-        if change.op is Op.INSERT:
-            assert change.after is not None
-            k = self._key_of(change.after)
+        op = change.op
+        if op is _INSERT:
+            after = change.after
+            assert after is not None
+            if UNCHANGED in after.values():
+                self._partials = True
+            k = self._key_of(after)
             st = states.get(k)
             if st is None:
-                states[k] = _State(False, change.after)
+                states[k] = _State(False, after)
             else:
-                st.final = change.after
+                st.final = after
             return True
         old_image = change.before if change.before is not None else change.key
         if old_image is None:
             old_image = change.key or {}
         k_old = self._key_of(old_image)
         st = states.get(k_old)
-        if change.op is Op.DELETE:
+        if op is _DELETE:
             if st is None:
                 states[k_old] = _State(True, None)
             else:
                 st.final = None
             return True
         # update
-        assert change.after is not None
-        known = st.final if st is not None else None
-        after = _merge(change.after, known)
+        after = change.after
+        assert after is not None
+        # one scan for UNCHANGED per change; images without any skip the merge and the
+        # partial-image checks here and in batch()
+        partial = UNCHANGED in after.values()
+        if partial:
+            if st is not None and st.final is not None:
+                after = _merge(after, st.final)
+            partial = _partial(after)
+            self._partials = self._partials or partial
         k_new = self._key_of(after)
         if k_new == k_old:
             if st is None:
@@ -137,7 +152,7 @@ class TableCollapse:
             else:
                 st.final = after
             return True
-        if _partial(after):
+        if partial:
             return False  # a moved row whose unchanged values only the target knows
         if st is None:
             states[k_old] = _State(True, None)
@@ -168,14 +183,17 @@ class TableCollapse:
         return hashable
 
     def _add_keyless(self, change: Change) -> None:
-        if change.op in (Op.DELETE, Op.UPDATE):
+        op = change.op
+        if op is not _INSERT:  # delete or update
             assert change.before is not None
             self._images[self._image(change.before)] -= 1
-        if change.op in (Op.INSERT, Op.UPDATE):
-            assert change.after is not None
-            after = _merge(change.after, change.before)
-            if _partial(after):
-                after = {k: (None if v is UNCHANGED else v) for k, v in after.items()}
+        if op is not _DELETE:  # insert or update
+            after = change.after
+            assert after is not None
+            if UNCHANGED in after.values():
+                after = _merge(after, change.before)
+                if _partial(after):
+                    after = {k: (None if v is UNCHANGED else v) for k, v in after.items()}
             self._images[self._image(after)] += 1
 
     # ------------------------------------------------------------------ result
@@ -196,6 +214,7 @@ class TableCollapse:
             return out
         one = self._one_key
         row_of = self._row_of
+        partials = self._partials
         for k, st in self._states.items():
             final = st.final
             if final is None:
@@ -203,7 +222,7 @@ class TableCollapse:
                 if st.existed or self.collision:
                     out.deletes.append((k,) if one else k)
                 continue
-            if _partial(final):
+            if partials and _partial(final):
                 names = tuple(c for c in cols if c in final and final[c] is not UNCHANGED)
                 out.patches.setdefault(names, []).append(tuple(final[c] for c in names))
                 continue
