@@ -76,7 +76,11 @@ def test_keyed_fold_equals_replay(seed: int) -> None:
     for _ in range(rng.randint(1, 60)):
         roll = rng.random()
         if roll < 0.3 or not expected:
-            row = {"id": next_id, "a": rng.randint(0, 3), "note": rng.choice(["x", None])}
+            row: dict[str, Any] = {
+                "id": next_id,
+                "a": rng.randint(0, 3),
+                "note": rng.choice(["x", None]),
+            }
             next_id += 1
             change = Change(Op.INSERT, KEYED.table, after=row)
         else:
@@ -86,7 +90,7 @@ def test_keyed_fold_equals_replay(seed: int) -> None:
                 if rng.random() < 0.3:
                     new_id, next_id = next_id, next_id + 1
                 note = UNCHANGED if rng.random() < 0.5 else rng.choice(["y", None])
-                after = {"id": new_id, "a": rng.randint(0, 3), "note": note}
+                after: dict[str, Any] = {"id": new_id, "a": rng.randint(0, 3), "note": note}
                 change = Change(Op.UPDATE, KEYED.table, key={"id": k}, after=after)
             else:
                 change = Change(Op.DELETE, KEYED.table, key={"id": k})
@@ -124,16 +128,16 @@ def test_keyless_fold_equals_replay(seed: int) -> None:
                 a, note = rng.choice(images)
                 kept = rng.random() < 0.5
                 expected[(a, before[1] if kept else note)] += 1
-                after = {"a": a, "note": UNCHANGED if kept else note}
+                after: dict[str, Any] = {"a": a, "note": UNCHANGED if kept else note}
                 change = Change(Op.UPDATE, KEYLESS.table, before=_img(before), after=after)
             else:
                 change = Change(Op.DELETE, KEYLESS.table, before=_img(before))
         assert coll.add(change)
     batch = coll.batch()
-    target = Counter(start)
-    for image, n in zip(batch.deletes, batch.delete_counts, strict=True):
-        assert target[image] >= n
-        target[image] -= n
-    for image in batch.inserts:
-        target[image] += 1
+    target: Counter[Any] = Counter(start)
+    for gone, n in zip(batch.deletes, batch.delete_counts, strict=True):
+        assert target[gone] >= n
+        target[gone] -= n
+    for added in batch.inserts:
+        target[added] += 1
     assert +target == +expected

@@ -107,7 +107,7 @@ def test_refused_value_rejects_the_batch(writer: Writer, schema_name: str) -> No
     schema = _schema(table)
     ensure_table(writer, schema)
     writer.commit()
-    bad = []
+    bad: list[tuple[Any, ...]] = []
     if writer.dialect == "mysql":
         bad.append((1, "x" * 41, None, None, None, None, None, None))  # LOAD DATA warns only
         bad.append((1, "x", None, None, float("inf"), None, None, None))
