@@ -39,12 +39,23 @@ import sqlglot
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import (
+    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
+    IntvarEvent,
+    MariadbAnnotateRowsEvent,
+    MariadbBinLogCheckPointEvent,
     MariadbGtidEvent,
+    MariadbGtidListEvent,
+    MariadbStartEncryptionEvent,
     NotImplementedEvent,
+    PreviousGtidsEvent,
     QueryEvent,
+    RandEvent,
     RotateEvent,
+    RowsQueryLogEvent,
+    StopEvent,
+    UserVarEvent,
     XAPrepareEvent,
     XidEvent,
 )
@@ -95,6 +106,24 @@ _BENIGN_EVENTS = {
     163,  # MariaDB GTID_LIST
     164,  # MariaDB START_ENCRYPTION
 }
+#: event classes the library parses that carry nothing to capture (or are checked elsewhere:
+#: statement-logged DML is caught at its QUERY event). Any other class stops capture.
+_BENIGN_CLASSES = frozenset(
+    {
+        FormatDescriptionEvent,
+        PreviousGtidsEvent,
+        StopEvent,
+        IntvarEvent,
+        RandEvent,
+        UserVarEvent,
+        RowsQueryLogEvent,
+        MariadbAnnotateRowsEvent,
+        MariadbBinLogCheckPointEvent,
+        MariadbGtidListEvent,
+        MariadbStartEncryptionEvent,
+    }
+)
+_MYSQL_PARTIAL_JSON_EVENT = 39  # PARTIAL_UPDATE_ROWS: binlog_row_value_options=PARTIAL_JSON
 _MYSQL_PAYLOAD_EVENT = 40  # binlog_transaction_compression
 _MARIADB_COMPRESSED = range(165, 172)  # log_bin_compress: QUERY and ROWS *_COMPRESSED_EVENT
 _LOST_CODES = (2006, 2013, 2014, 2055)
@@ -1305,6 +1334,10 @@ class BinlogReader:
                 ended = True
             elif t is NotImplementedEvent:
                 self._unknown(ev, txn)
+            elif t not in _BENIGN_CLASSES:
+                # a class we do not handle (MySQL partial JSON updates, a malformed event, a
+                # statement-based LOAD DATA ...): never let its rows go by silently
+                self._unknown(ev, txn)
             if ended:
                 txn = _Txn()
                 in_group = False
@@ -1323,6 +1356,13 @@ class BinlogReader:
         code = ev.event_type
         if code in _BENIGN_EVENTS:
             return
+        if code == _MYSQL_PARTIAL_JSON_EVENT:
+            raise ReplicationError(
+                "the binlog holds partial JSON updates (binlog_row_value_options=PARTIAL_JSON), "
+                "which carry only a diff of the JSON document and cannot be replicated as rows",
+                hint="SET GLOBAL binlog_row_value_options = '' on the source, then re-snapshot "
+                "the tables whose JSON columns were updated",
+            )
         if code == _MYSQL_PAYLOAD_EVENT:
             raise ReplicationError(
                 "the binlog holds compressed transactions (binlog_transaction_compression), "

@@ -218,3 +218,33 @@ def test_position_ordering() -> None:
     assert compare("0-1-5,1-2-3@x.000001:4", "0-1-6,1-2-3@y.000001:4") == -1
     p = BinlogPosition.parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-57@binlog.000003:1234")
     assert p.file == "binlog.000003" and p.pos == 1234 and p.gtid.endswith(":1-57")
+
+
+@pytest.mark.parametrize(
+    ("event_class", "code", "message"),
+    [
+        ("PartialUpdateRowsEvent", 39, "partial JSON updates"),
+        ("ExecuteLoadQueryEvent", 18, "unknown to redoline"),
+        ("BeginLoadQueryEvent", 17, "unknown to redoline"),
+    ],
+)
+def test_events_we_do_not_handle_stop_capture(
+    mysql_db: Endpoint, event_class: str, code: int, message: str
+) -> None:
+    # The library parses these, but the reader has nothing to turn them into: they must stop
+    # capture rather than let rows go by silently (MySQL 8 PARTIAL_JSON updates did).
+    import types
+
+    import pymysqlreplication.event as events
+    import pymysqlreplication.row_event as row_events
+
+    cls = getattr(row_events, event_class, None) or getattr(events, event_class)
+    event = object.__new__(cls)
+    event.event_type = code
+    event.packet = types.SimpleNamespace(log_pos=4242)
+    reader = MySQL(mysql_db).open_log(None, tables=TableFilter())
+    try:
+        with pytest.raises(ReplicationError, match=message):
+            list(reader._run(iter([event])))  # type: ignore[attr-defined]
+    finally:
+        reader.close()
