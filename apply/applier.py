@@ -16,6 +16,7 @@ transaction the target refuses (and lets ``on_error="skip"`` set aside just that
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import queue
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from apply.collapse import TableCollapse
 from apply.ddl import translate_ddl
@@ -116,6 +117,37 @@ class _Stop(Exception):
     pass
 
 
+#: cyclic GC thresholds while applying (Python's default is 700, 10, 10)
+_GC_THRESHOLDS: Final = (50_000, 20, 100)
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+def _gc_relaxed(enter: bool) -> None:
+    """Make the cyclic garbage collector run less often while any applier runs.
+
+    Decoding and folding allocate millions of short-lived, acyclic containers (change
+    records, row dicts, key tuples), all freed by reference counting; with the default
+    thresholds the collector runs every 700 allocations and its older generations keep
+    walking the prefetched transactions: 35% of apply's CPU on the bench trail. Rarer
+    collections still reclaim any cycle. Counted, so parallel appliers in threads restore
+    the old thresholds only when the last one ends.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if enter:
+            if _gc_users == 0:
+                _gc_saved = gc.get_threshold()
+                relaxed = zip(_gc_saved, _GC_THRESHOLDS, strict=True)
+                gc.set_threshold(*(max(a, b) for a, b in relaxed))
+            _gc_users += 1
+        else:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
+
+
 _op_of = attrgetter("op")
 
 
@@ -193,6 +225,7 @@ class Applier:
         started = time.monotonic()
         should_stop = stop or (lambda: False)
         self._on_commit = on_commit
+        _gc_relaxed(True)
         try:
             for txn in transactions:
                 if txn is not None:
@@ -204,6 +237,7 @@ class Applier:
                     break
             self._flush()
         finally:
+            _gc_relaxed(False)
             self.stats.seconds += time.monotonic() - started
             if self._rejects is not None:
                 self._rejects.close()

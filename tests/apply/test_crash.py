@@ -94,7 +94,7 @@ def test_kill_9_at_random_moments(engine: str, tmp_path: Path, request: pytest.F
     finished = False
     for _attempt in range(4):
         proc = _apply(url, tmp_path / "trail", batch_rows=rng.choice([50, 300, 2000]), extra=extra)
-        time.sleep(rng.uniform(0.8, 2.5))
+        time.sleep(rng.uniform(0.4, 1.2))
         if proc.poll() is not None:
             assert proc.returncode == 0, (tmp_path / "apply.err").read_text()
             finished = True
