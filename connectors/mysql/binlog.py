@@ -855,6 +855,11 @@ class _TableInfo:
     identity: tuple[str, ...]
     #: the fast path's decoder (connectors/mysql/fastrows.py) when its table map went that way
     fast: RowDecoder | None = None
+    #: the fast path's table-map content this info was built from (its cache key object)
+    key: bytes | None = None
+    #: the reader's catalog generation at which ``schema`` was found to be the catalogued one
+    #: (a repeat of the same table map then needs no check: see BinlogReader._run)
+    verified: int = -1
 
 
 @dataclass
@@ -897,6 +902,8 @@ class BinlogReader:
         self._filter = tables
         self._until = until_caught_up
         self._catalog: dict[TableId, TableSchema] = dict(options.get("catalog") or {})
+        #: bumped whenever ``_catalog`` changes (see _TableInfo.verified)
+        self._catalog_gen = 0
         self._server_id = int(options.get("server_id") or 4_199_001)
         self._heartbeat = float(options.get("heartbeat", 1.0))
         self._decoder = str(options.get("decoder") or "fast")
@@ -1110,12 +1117,15 @@ class BinlogReader:
             )
             if isinstance(ev, FastTableMap):
                 info.fast = ev.decoder(schema.column_names, frozenset(json_cols))
+                info.key = ev.cache_key
             self._infos[key] = info
         self._by_id[ev.table_id] = info
         known = self._known(txn, table)
         if known is not None and _same_shape(known, info.schema):
             if known.version != info.schema.version:
                 info.schema = known
+            if table not in txn.announced:
+                info.verified = self._catalog_gen
             return []
         version = known.version + 1 if known is not None else 1
         info.schema = replace(info.schema, version=version)
@@ -1271,6 +1281,8 @@ class BinlogReader:
 
     def _commit(self, ev: Any, txn: _Txn) -> list[LogEvent]:
         position = self._position(ev.packet.log_pos)
+        if txn.announced:
+            self._catalog_gen += 1
         for table, schema in txn.announced.items():
             if schema is None:
                 self._catalog.pop(table, None)
@@ -1284,6 +1296,7 @@ class BinlogReader:
         txn = _Txn()
         in_group = False
         self._here = self._start.pos
+        by_id = self._by_id
         for ev in stream:
             t = type(ev)
             if t is FastRows:
@@ -1292,7 +1305,19 @@ class BinlogReader:
                 continue
             if t is FastMap:
                 self._here = ev.log_pos
-                yield from self._table_map(ev.table_map, txn)
+                tm = ev.table_map
+                info = by_id.get(tm.table_id)
+                # the table map a transaction repeats before each statement: the same content
+                # under the same id, its definition already checked against an unchanged
+                # catalog, and nothing announced in this transaction that could shadow it
+                if (
+                    info is not None
+                    and info.key is tm.cache_key
+                    and info.verified == self._catalog_gen
+                    and not txn.announced
+                ):
+                    continue
+                yield from self._table_map(tm, txn)
                 continue
             self._here = ev.packet.log_pos
             if t in _OPS:
