@@ -964,6 +964,12 @@ class BinlogReader:
                 hint="capture reconnects by itself; check the server if this repeats",
             ) from None
         except pymysql.err.MySQLError as exc:
+            if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] in _LOST_CODES:
+                # the fast path's packet reader (fastrows.PacketReader) reports a loss so
+                raise ConnectError(
+                    f"{self._db.endpoint.display}: the binlog connection dropped ({exc.args[-1]})",
+                    hint="capture reconnects by itself; check the server if this repeats",
+                ) from None
             raise self._map_stream_error(exc) from None
         finally:
             self.close()

@@ -42,6 +42,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pymysql
+import pymysql.connections
+
 from connectors.model import Json, Row, Value
 
 __all__ = [
@@ -1041,7 +1044,7 @@ class FastStream:
         #: table id -> its table map, for tables whose latest map went the fast way
         self._fast: dict[int, FastTableMap] = {}
         self._pending: Any = None
-        self._read: Callable[[], Any] | None = None
+        self._packets: PacketReader | None = None
         self._checksum = 4
         self._table_id_size = 6
         self._described = False
@@ -1054,14 +1057,14 @@ class FastStream:
             return
         yield first
         conn = stream._stream_connection
-        self._read = conn._read_packet
+        packets = self._packets = PacketReader(conn)
         # the library reads through this hook: first the packet we pushed back, else the socket
+        # (through our reader too: it holds bytes the connection's own reader never saw)
         conn._read_packet = self._library_read
-        read = self._read
+        read = packets.read
         fast, maps = self._fast, self._maps
         while True:
-            pkt = read()
-            data = pkt._data
+            data = read()
             etype = data[5] if len(data) > 19 and data[0] == 0 else -1
             if etype in ROWS_EVENTS and self._described:
                 table_id = int.from_bytes(data[20 : 20 + self._table_id_size], "little")
@@ -1081,7 +1084,7 @@ class FastStream:
                 self._refuse(tm)
             elif etype == 15:
                 self._describe(data)
-            self._pending = pkt
+            self._pending = packets.packet(data)
             ev = stream.fetchone()
             if ev is None:
                 return
@@ -1089,16 +1092,15 @@ class FastStream:
                 fast.pop(ev.table_id, None)
             yield ev
 
-    def _library_read(self) -> Any:
+    def _library_read(self, packet_type: Any = None) -> Any:
         pkt = self._pending
         if pkt is not None:
             self._pending = None
             return pkt
         # The library skipped an event and reads on by itself. Harmless unless it swallows a
         # rows event of a table we decode: refuse loudly rather than lose rows.
-        assert self._read is not None
-        pkt = self._read()
-        data = pkt._data
+        assert self._packets is not None
+        data = self._packets.read()
         if len(data) > 19 and data[0] == 0:
             etype = data[5]
             table_id = int.from_bytes(data[20 : 20 + self._table_id_size], "little")
@@ -1111,7 +1113,7 @@ class FastStream:
                     "the binlog library skipped ahead over a row event of a captured table",
                     hint='run capture with decoder = "library" and report this',
                 )
-        return pkt
+        return self._packets.packet(data)
 
     def _describe(self, data: bytes) -> None:
         """Checksum and table-id width from a FORMAT_DESCRIPTION event (before its checksum:
@@ -1133,6 +1135,116 @@ class FastStream:
                 tm.table,
                 tm.unsupported,
             )
+
+
+_MAX_PACKET: Final = 0xFFFFFF
+_CHUNK: Final = 1 << 18
+
+
+class PacketReader:
+    """MySQL protocol packets of a dump connection, straight from its buffered socket.
+
+    pymysql's ``_read_packet`` costs about 3 µs a packet in Python (two buffered reads, a
+    struct unpack, a packet object, an error check), as much as decoding a small row. This
+    reads the socket in large chunks and slices each packet's payload out of the chunk, so a
+    packet costs a few bytecodes and one copy. Same checks as pymysql: the sequence number, a
+    lost connection or timeout (``OperationalError`` 2013, which the reader reports as a lost
+    binlog connection), an error packet raised as pymysql raises it, and payloads of 16 MiB
+    or more continued in the next packets. Once it has read, every read of the connection
+    must come through it (it holds bytes the connection's own reader never saw).
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._rfile = conn._rfile
+        self._seq: int = conn._next_seq_id
+        self._buf = b""
+        self._pos = 0
+        self._packet_type: Any = pymysql.connections.MysqlPacket  # type: ignore[attr-defined]
+        self._encoding: str = conn.encoding
+
+    def read(self) -> bytes:
+        """The next packet's payload (the dump stream's first byte: 0 OK, 0xFE EOF)."""
+        buf, pos = self._buf, self._pos
+        head = pos + 4
+        if head <= len(buf):
+            n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            end = head + n
+            if end <= len(buf) and buf[pos + 3] == self._seq and n < _MAX_PACKET:
+                self._pos = end
+                self._seq = (self._seq + 1) & 0xFF
+                data = buf[head:end]
+                if data and data[0] == 0xFF:
+                    self.packet(data).raise_for_error()
+                return data
+        return self._read_slow()
+
+    def packet(self, data: bytes) -> Any:
+        """``data`` as the pymysql packet object the library expects."""
+        return self._packet_type(data, self._encoding)
+
+    def _read_slow(self) -> bytes:
+        parts = []
+        while True:
+            header = self._take(4)
+            n = header[0] | header[1] << 8 | header[2] << 16
+            if header[3] != self._seq:
+                self._conn._force_close()
+                if header[3] == 0:  # MariaDB sends its shutdown error with sequence 0
+                    raise pymysql.err.OperationalError(
+                        2013, "Lost connection to MySQL server during query"
+                    )
+                raise pymysql.err.InternalError(
+                    f"Packet sequence number wrong - got {header[3]} expected {self._seq}"
+                )
+            self._seq = (self._seq + 1) & 0xFF
+            parts.append(self._take(n))
+            if n < _MAX_PACKET:
+                break
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if data and data[0] == 0xFF:
+            self.packet(data).raise_for_error()
+        return data
+
+    def _take(self, n: int) -> bytes:
+        """``n`` bytes: what the chunk holds, then from the socket (a large payload is read
+        to its exact size, never by growing the chunk)."""
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if have >= n:
+            self._pos = pos + n
+            return buf[pos : pos + n]
+        out = buf[pos:]
+        self._buf, self._pos = b"", 0
+        need = n - have
+        if need >= _CHUNK:
+            return out + self._recv(need, exact=True)
+        chunk = self._recv(need, exact=False)
+        while len(chunk) < need:
+            chunk += self._recv(need - len(chunk), exact=False)
+        self._buf, self._pos = chunk, need
+        return out + chunk[:need]
+
+    def _recv(self, n: int, *, exact: bool) -> bytes:
+        while True:
+            try:
+                # read1: what one receive brings (up to a chunk), without waiting for more
+                data = self._rfile.read(n) if exact else self._rfile.read1(max(n, _CHUNK))
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self._conn._force_close()
+                raise pymysql.err.OperationalError(
+                    2013, f"Lost connection to MySQL server during query ({exc})"
+                ) from None
+            except BaseException:
+                self._conn._force_close()
+                raise
+        if not data or (exact and len(data) < n):
+            self._conn._force_close()
+            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+        return data
 
 
 def _with_pos(rows: FastRows, data: bytes) -> FastRows:

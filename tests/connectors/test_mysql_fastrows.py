@@ -403,3 +403,78 @@ def test_table_map_cache_reuses_a_parse_across_table_ids() -> None:
     assert a.null_bitmask == b"\x1f"
     bad = parse_table_map(event[:-8], 0, len(event) - 8, 6, "mariadb")
     assert bad.unsupported is not None  # truncated metadata: refused, not guessed
+
+
+class _Rfile:
+    """A socket's buffered reader that delivers the stream in fixed, awkward pieces."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece, self.pos = data, piece, 0
+
+    def _next(self, n: int) -> bytes:
+        out = self.data[self.pos : self.pos + min(n, self.piece)]
+        self.pos += len(out)
+        return out
+
+    def read1(self, n: int) -> bytes:
+        return self._next(n)
+
+    def read(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n and (more := self._next(n - len(out))):
+            out += more
+        return out
+
+
+class _Conn:
+    def __init__(self, data: bytes, piece: int) -> None:
+        self._rfile = _Rfile(data, piece)
+        self._next_seq_id = 1
+        self.encoding = "utf8"
+        self.closed = False
+
+    def _force_close(self) -> None:
+        self.closed = True
+
+
+def _packet(payload: bytes, seq: int) -> bytes:
+    return len(payload).to_bytes(3, "little") + bytes([seq & 0xFF]) + payload
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 4096, 1 << 20])
+def test_packet_reader_slices_packets_however_the_socket_delivers_them(piece: int) -> None:
+    """Packets split anywhere across receives, a payload of 16 MiB and more continued in the
+    next packet, the sequence check, an error packet and a lost connection — as pymysql."""
+    small = [b"\x00" + bytes([i]) * (i * 37 % 300) for i in range(1, 40)]
+    big = b"\x00" + b"x" * (0xFFFFFF + 10)  # two packets: 0xFFFFFF bytes, then 11
+    stream = [_packet(p, i + 1) for i, p in enumerate(small)]
+    seq = len(small) + 1
+    if piece >= 4096:  # the 16 MiB payload byte by byte would be slow, and prove nothing more
+        stream.append(_packet(big[:0xFFFFFF], seq))
+        stream.append(_packet(big[0xFFFFFF:], seq + 1))
+        seq += 2
+    stream.append(_packet(b"\x00tail", seq))
+    conn = _Conn(b"".join(stream), piece)
+    reader = fastrows.PacketReader(conn)
+    got = [reader.read() for _ in small]
+    assert got == small
+    if piece >= 4096:
+        assert reader.read() == big
+    assert reader.read() == b"\x00tail"
+    with pytest.raises(pymysql.err.OperationalError) as lost:
+        reader.read()  # the socket is at its end
+    assert lost.value.args[0] == 2013 and conn.closed
+
+
+def test_packet_reader_checks_sequence_numbers_and_raises_error_packets() -> None:
+    error = b"\xff" + (1236).to_bytes(2, "little") + b"#HY000purged"
+    reader = fastrows.PacketReader(_Conn(_packet(error, 1), 4096))
+    with pytest.raises(pymysql.err.OperationalError) as exc:
+        reader.read()
+    assert exc.value.args[0] == 1236
+    conn = _Conn(_packet(b"\x00ok", 1) + _packet(b"\x00skipped one", 3), 4096)
+    reader = fastrows.PacketReader(conn)
+    assert reader.read() == b"\x00ok"
+    with pytest.raises(pymysql.err.InternalError, match="got 3 expected 2"):
+        reader.read()
+    assert conn.closed
