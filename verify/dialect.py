@@ -66,7 +66,8 @@ class ChecksumSQL(Protocol):
         ...
 
     def estimate_sql(self, table: TableId) -> str:
-        """SQL returning one row with the catalog's row count estimate (no table scan)."""
+        """SQL returning one row: the catalog's row count and byte size estimates (no table
+        scan; the size may be NULL when the engine does not keep one)."""
         ...
 
     def raw(self, sql: str, column: Column) -> str:
@@ -79,6 +80,15 @@ class ChecksumSQL(Protocol):
 
     def hash64(self, text: str) -> str:
         """First 64 bits of MD5(text) as an integer (signed or unsigned: summed mod 2**64)."""
+        ...
+
+    def digest_sql(self, text: str, source: str, order: Sequence[str]) -> str:
+        """SQL returning one row: ``COUNT(*)`` and the MD5 (32 hex digits) of the texts joined
+        by newlines in ``order``, over ``source`` (``FROM ... WHERE ...``).
+
+        The digest may be NULL when the engine could not build the whole text (the caller
+        then treats the chunk as differing); ``order`` is integer columns only.
+        """
         ...
 
     def hash_hex(self, text: str) -> str:

@@ -55,6 +55,10 @@ _MOD = 1 << 64
 _SAFE_INT = 1 << 62
 #: largest number of rows fetched in one query when comparing differing buckets
 _FETCH_ROWS = 50_000
+#: a first-pass chunk is digested as one text only while its rows take at most this many
+#: bytes by the catalog's estimate (the server holds the text in memory); wider chunks sum
+#: per-row hashes
+_DIGEST_BYTES = 16 << 20
 
 Progress = Callable[[str, int, int], None]
 
@@ -350,6 +354,10 @@ class _Run:
             self._hashed(src, tgt, result, diffs)
             return
         rows = max((int(r[0][0] or 0) for r in estimates if r), default=0)
+        row_bytes = max(
+            (int(r[0][1]) / int(r[0][0]) for r in estimates if r and r[0][1] and r[0][0] > 0),
+            default=0.0,
+        )
         if rows <= 0:  # never analyzed: count for real
             counted = self.both(
                 src,
@@ -362,13 +370,25 @@ class _Run:
         width = max(1, math.ceil((hi - lo) * self.options.chunk_rows / rows))
         ranges = [(a, min(a + width, hi)) for a in range(lo, hi, width)]
         result.chunks = len(ranges)
+        # The first pass only needs to know which chunks are equal: one digest of the rows'
+        # texts in key order costs the servers one MD5 per chunk instead of one per row plus
+        # the hex-to-integer reading (1M rows: 1.12 -> 0.50 s on MariaDB, 1.39 -> 0.71 s on
+        # PostgreSQL). Key order is the same on every engine only for integer keys.
+        digest = (
+            all(
+                canonical_kind(s, t)[0] == "int"
+                for s, t in zip(src.key_columns, tgt.key_columns, strict=True)
+            )
+            and row_bytes * rows * width / max(1, hi - lo) <= _DIGEST_BYTES
+        )
+        chunk_sql = self._digest_sql if digest else self._checksum_sql
         futures = []
         for a, b in ranges:
             futures.append(
                 (
                     (a, b),
-                    self.submit(src, self._checksum_sql(src, _between(k_s, a, b))),
-                    self.submit(tgt, self._checksum_sql(tgt, _between(k_t, a, b))),
+                    self.submit(src, chunk_sql(src, _between(k_s, a, b))),
+                    self.submit(tgt, chunk_sql(tgt, _between(k_t, a, b))),
                 )
             )
         # A differing chunk is bisected as soon as its checksums are in, while the later
@@ -379,18 +399,27 @@ class _Run:
             max_workers=max(1, self.options.workers), thread_name_prefix="verify-b"
         ) as bisections:
             for i, ((a, b), fs, ft) in enumerate(futures):
-                cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
+                if digest:
+                    cs_, ct_ = _digested(fs), _digested(ft)
+                else:
+                    cs_, ct_ = _agg(fs.result()[0]), _agg(ft.result()[0])
                 result.source_rows += cs_[0]
                 result.target_rows += ct_[0]
-                if cs_ != ct_:
+                # a digest the engine could not build (None) never counts as equal
+                if cs_ != ct_ or cs_[1] is None:
                     result.mismatched_chunks += 1
-                    n = max(cs_[0], ct_[0])
+                    n = max(cs_[0], ct_[0]) or self.options.chunk_rows
                     found.append(bisections.submit(self._bisect, src, tgt, a, b, n, budget))
                 self._report(result, i + 1, len(futures))
             for future in found:
                 self._add(diffs, future.result(), result)
         if budget.exhausted:
             result.truncated = True
+
+    def _digest_sql(self, side: _Side, pred: str) -> str:
+        return side.cs.digest_sql(
+            side.row_text, f"FROM {side.table_sql}{side.sql_where(pred)}", side.key
+        )
 
     def _checksum_sql(self, side: _Side, pred: str) -> str:
         return (
@@ -609,6 +638,19 @@ def _agg(row: Sequence[Any]) -> tuple[int, int]:
     count = int(row[0] or 0)
     total = int(row[1]) % _MOD if row[1] is not None else 0
     return count, total
+
+
+def _digested(future: cf.Future[list[tuple[Any, ...]]]) -> tuple[int, Any]:
+    """(count, digest) of one chunk digest query; the digest is None when the engine could
+    not build it, the count 0 when the query failed (the chunk is then bisected, which
+    reads it by sums and reports a real error again)."""
+    try:
+        row = future.result()[0]
+    except ToolkitError as exc:
+        log.info("chunk digest failed, bisecting the chunk instead: %s", exc)
+        return 0, None
+    count = int(row[0] or 0)
+    return count, row[1] if count else ""
 
 
 def _rows(side: _Side, rows: list[tuple[Any, ...]]) -> list[_Row]:

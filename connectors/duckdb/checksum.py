@@ -131,6 +131,14 @@ class Checksum(ChecksumBase):
     def hash64(self, text: str) -> str:
         return f"CAST('0x' || left(md5({text}), 16) AS UBIGINT)"
 
+    def digest_sql(self, text: str, source: str, order: Sequence[str]) -> str:
+        """One md5() over the chunk's texts in key order (DuckDB scans in parallel, so the
+        aggregate orders its input itself)."""
+        return (
+            f"SELECT count(*), md5(string_agg({text}, chr(10) ORDER BY {', '.join(order)})) "
+            f"{source}"
+        )
+
     def bucket(self, text: str, bits: int) -> str:
         return f"(CAST('0x' || substr(md5({text}), 25, 8) AS UBIGINT) & {(1 << bits) - 1})"
 
@@ -144,9 +152,9 @@ class Checksum(ChecksumBase):
         return sql
 
     def estimate_sql(self, table: TableId) -> str:
-        """One row: DuckDB's estimated row count of the table."""
+        """One row: DuckDB's estimated row count of the table (it keeps no byte size)."""
         return (
-            "SELECT estimated_size FROM duckdb_tables() WHERE database_name = "
+            "SELECT estimated_size, NULL FROM duckdb_tables() WHERE database_name = "
             f"current_database() AND schema_name = {_string(table.schema)} "
             f"AND table_name = {_string(table.name)}"
         )

@@ -24,6 +24,12 @@ __all__ = ["Checksum", "Session"]
 
 _UTF8 = {None, "", "utf8mb4", "utf8mb3", "utf8", "ascii", "binary"}
 
+#: starts every chunk digest query, so the session can tell a truncated GROUP_CONCAT
+_DIGEST = "/* redoline digest */ "
+#: GROUP_CONCAT's limit in verify sessions; verify keeps a digested chunk's text far smaller
+#: (verify/engine.py), so hitting it means the catalog's size estimate was wrong
+_CONCAT_LIMIT = 64 << 20
+
 
 class Session:
     """One connection for verify: UTC session, autocommit reads, one-transaction scripts."""
@@ -34,12 +40,18 @@ class Session:
         with self.conn.cursor() as cur:
             for stmt in Checksum.script_prelude:
                 cur.execute(stmt)
+            cur.execute(f"SET SESSION group_concat_max_len = {_CONCAT_LIMIT}")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql)
-                return list(cur.fetchall())
+                rows = list(cur.fetchall())
+                if cur.warning_count and sql.startswith(_DIGEST):
+                    # GROUP_CONCAT cut the text short (a warning, not an error): the digest
+                    # covers part of the chunk, so it must not be trusted as equal
+                    return [(row[0], None) for row in rows]
+                return rows
         except pymysql.err.MySQLError as exc:
             raise map_error(exc, self.db.endpoint) from None
 
@@ -133,6 +145,17 @@ class Checksum(ChecksumBase):
     def hash_hex(self, text: str) -> str:
         return f"LEFT(MD5({text}), 16)"
 
+    def digest_sql(self, text: str, source: str, order: Sequence[str]) -> str:
+        """One MD5 over the chunk's texts instead of one per row (MD5() costs MariaDB about
+        0.35 us a call through OpenSSL 3, more than building the row text).
+
+        No ORDER BY: InnoDB reads a key range of its clustered index (the primary key, or the
+        first unique NOT NULL key) in key order, and GROUP_CONCAT's ORDER BY sorts anyway
+        (1M rows: 0.50 s without, 0.94 s with). Rows read in another order only make the
+        chunk look different, and its bisection sums order-free hashes.
+        """
+        return f"{_DIGEST}SELECT COUNT(*), MD5(GROUP_CONCAT({text} SEPARATOR '\n')) {source}"
+
     def bucket(self, text: str, bits: int) -> str:
         """A bucket number in [0, 2**bits) from MD5 bits that ``hash64`` does not use."""
         return f"(CONV(SUBSTRING(MD5({text}), 25, 8), 16, 10) & {(1 << bits) - 1})"
@@ -141,9 +164,9 @@ class Checksum(ChecksumBase):
         return f"(({sql} - ({lo})) DIV {width})"
 
     def estimate_sql(self, table: TableId) -> str:
-        """One row: the optimizer's row count estimate (no scan; InnoDB COUNT(*) scans)."""
+        """One row: the optimizer's row count and data size (no scan; InnoDB COUNT(*) scans)."""
         return (
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+            "SELECT TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
             f"{_string(table.schema)} AND TABLE_NAME = {_string(table.name)}"
         )
 

@@ -110,6 +110,17 @@ class Checksum(ChecksumBase):
         """The first 64 bits of md5(text) as a (signed) bigint."""
         return f"('x' || left(md5({text}), 16))::bit(64)::bigint"
 
+    def digest_sql(self, text: str, source: str, order: Sequence[str]) -> str:
+        """One md5() over the chunk's texts instead of one per row (a per-row md5 and its
+        bit(64) reading cost 0.65 us a row). The ordered subquery lets the planner read the
+        key index in order (an aggregate's own ORDER BY sorts every chunk); should rows come
+        in another order, the chunk only looks different and its bisection sums row hashes.
+        """
+        return (
+            f"SELECT count(*), md5(string_agg(t, E'\\n')) FROM (SELECT {text} AS t {source} "
+            f"ORDER BY {', '.join(order)}) AS chunk"
+        )
+
     def bucket(self, text: str, bits: int) -> str:
         return f"(('x' || substr(md5({text}), 25, 8))::bit(32)::int & {(1 << bits) - 1})"
 
@@ -117,9 +128,11 @@ class Checksum(ChecksumBase):
         return f"floor((({sql})::numeric - ({lo})) / {width})"
 
     def estimate_sql(self, table: TableId) -> str:
-        """One row: the planner's row estimate (-1 when never analyzed)."""
+        """One row: the planner's row estimate (-1 when never analyzed) and the table's size
+        with TOAST and indexes."""
         return (
-            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = "
             f"c.relnamespace WHERE n.nspname = {_string(table.schema)} "
             f"AND c.relname = {_string(table.name)}"
         )
