@@ -1207,9 +1207,17 @@ class BinlogReader:
         # the event's packed bytes, counted once, spare the assembler a walk over every value
         # for its memory estimate (the sum over the event's rows is what matters)
         size = ev.end - ev.pos
+        if len(identity) == 1:
+            # the common one-column key: a dict display, not a comprehension (a call per row)
+            (k,) = identity
+            for before, after in info.fast.rows(ev):
+                image: Row = before if before is not None else after  # type: ignore[assignment]
+                yield RowEvent(xid, Change(op, table, version, {k: image[k]}, before, after), size)
+                size = 0
+            return
         for before, after in info.fast.rows(ev):
-            image = before if before is not None else after
-            key = {c: image[c] for c in identity} if identity and image is not None else None
+            image = before if before is not None else after  # type: ignore[assignment]
+            key = {c: image[c] for c in identity} if identity else None
             yield RowEvent(xid, Change(op, table, version, key, before, after), size)
             size = 0
 

@@ -652,11 +652,15 @@ def _time_old(raw: bytes) -> Value:
 def _datetime2(fsp: int) -> Convert:
     fbytes, mult = _frac(fsp)
     datetime = dt.datetime
+    fbits, fmask = 8 * fbytes, (1 << (8 * fbytes)) - 1
+    from_bytes = int.from_bytes
 
     def conv(raw: bytes) -> Value:
-        # 40 bits: sign bit, year*13+month (17 bits), day (5), hour (5), minute (6), second (6)
-        v = int.from_bytes(raw[:5], "big") - 0x8000000000
-        us = int.from_bytes(raw[5:], "big") * mult if fbytes else 0
+        # 40 bits: sign bit, year*13+month (17 bits), day (5), hour (5), minute (6), second (6),
+        # then the fraction's bytes: read as one integer (a slice and a call fewer)
+        w = from_bytes(raw, "big")
+        us = (w & fmask) * mult
+        v = (w >> fbits) - 0x8000000000
         ymd, hms = v >> 17, v & 0x1FFFF
         ym = ymd >> 5
         try:
@@ -696,40 +700,57 @@ def _timestamp_old(secs: int) -> Value:
 def _newdecimal(precision: int, scale: int) -> tuple[int, Convert]:
     """(size, conversion) of DECIMAL(precision, scale) in its binary form: groups of nine
     digits in four big-endian bytes, a shorter group at the outer ends, the sign in the top
-    bit (and every byte inverted when negative)."""
-    intg = precision - scale
-    intg0, intg0x = divmod(intg, 9)
+    bit (and every byte inverted when negative).
+
+    The conversion is generated per (precision, scale): the value is read as one integer,
+    its sign bit (and, when negative, every bit) flipped with one XOR, and each group cut
+    off with a mask and a shift, so a DECIMAL(12,2) costs about a third of a loop over the
+    groups (it is one of the commonest OLTP columns). Only integer literals enter the code.
+    """
+    intg0, intg0x = divmod(precision - scale, 9)
     frac0, frac0x = divmod(scale, 9)
     lead, trail = _DIG2BYTES[intg0x], _DIG2BYTES[frac0x]
     size = lead + 4 * intg0 + 4 * frac0 + trail
-    int_words = struct.Struct(f">{intg0}I").unpack_from if intg0 else None
-    frac_words = struct.Struct(f">{frac0}I").unpack_from if frac0 else None
-    frac_at = lead + 4 * intg0
-    trail_at = frac_at + 4 * frac0
-    trail_scale = 10**frac0x
-    Decimal = decimal.Decimal
-
-    def conv(raw: bytes) -> Value:
-        negative = not raw[0] & 0x80
-        data = bytearray(raw)
-        data[0] ^= 0x80
-        if negative:
-            data = bytearray(b ^ 0xFF for b in data)
-        ip = int.from_bytes(data[:lead], "big") if lead else 0
-        if int_words is not None:
-            for w in int_words(data, lead):
-                ip = ip * 1_000_000_000 + w
-        fp = 0
-        if frac_words is not None:
-            for w in frac_words(data, frac_at):
-                fp = fp * 1_000_000_000 + w
-        if trail:
-            fp = fp * trail_scale + int.from_bytes(data[trail_at:], "big")
-        sign = "-" if negative else ""
-        if scale:
-            return Decimal(f"{sign}{ip}.{fp:0{scale}d}")
-        return Decimal(f"{sign}{ip}")
-
+    sign = 1 << (8 * size - 1)
+    lines = [
+        "def conv(raw):",
+        "    v = from_bytes(raw, 'big')",
+        f"    if v & {sign}:",
+        f"        v ^= {sign}",
+        "        s = ''",
+        "    else:",
+        f"        v ^= {((1 << (8 * size)) - 1) ^ sign}",
+        "        s = '-'",
+    ]
+    # from the low end: the fraction's short trailing group, its words, the integer's words,
+    # and what is left is the integer's short leading group; each term scaled by its place
+    fterms: list[str] = []
+    place = 1
+    if trail:
+        lines += [f"    f = v & {(1 << (8 * trail)) - 1}", f"    v >>= {8 * trail}"]
+        fterms.append("f")
+        place = 10**frac0x
+    for k in range(frac0):
+        lines += [f"    f{k} = v & 0xFFFFFFFF", "    v >>= 32"]
+        fterms.append(f"f{k} * {place}")
+        place *= 10**9
+    iterms: list[str] = []
+    place = 1
+    for k in range(intg0):
+        lines += [f"    i{k} = v & 0xFFFFFFFF", "    v >>= 32"]
+        iterms.append(f"i{k} * {place}")
+        place *= 10**9
+    if lead:
+        iterms.append(f"v * {place}")
+    ip = " + ".join(iterms) or "0"
+    if scale:
+        lines.append(f"    return Decimal(f'{{s}}{{{ip}}}.{{{' + '.join(fterms)}:0{scale}d}}')")
+    else:
+        lines.append(f"    return Decimal(f'{{s}}{{{ip}}}')")
+    namespace: dict[str, Any] = {}
+    env = {"from_bytes": int.from_bytes, "Decimal": decimal.Decimal}
+    exec(compile("\n".join(lines), "<redoline fastrows decimal>", "exec"), env, namespace)
+    conv: Convert = namespace["conv"]
     return size, conv
 
 
