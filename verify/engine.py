@@ -4,11 +4,12 @@ How a table is compared depends on its key (docs/verify.md):
 
 ``range``
     The first key column is an integer on both sides. The key space is cut into ranges of
-    about ``chunk_rows`` rows; each side computes ``count(*)`` and the sum modulo 2**64 of
-    every row's 64-bit MD5 prefix per range, both sides concurrently. A range that differs is
-    split 16 ways (one ``GROUP BY`` per side) until it holds at most ``leaf_rows`` rows, then
-    its rows are fetched and compared. Integers order the same on every engine, so a range
-    means the same rows on both sides.
+    about ``chunk_rows`` rows; each side computes ``count(*)`` and one MD5 of the range's row
+    texts in key order (keys of integers only, and chunks whose text stays small; otherwise
+    the sum modulo 2**64 of every row's 64-bit MD5 prefix), both sides concurrently. A range
+    that differs is split with one ``GROUP BY`` per side, summing row hashes, until it holds
+    at most ``leaf_rows`` rows, then its rows are fetched and compared. Integers order the
+    same on every engine, so a range means the same rows on both sides.
 ``hash``
     Any other key (strings, composite, uuid, dates). Ordering strings would depend on the
     collation, so rows are bucketed by MD5 of the key's canonical text instead: one
