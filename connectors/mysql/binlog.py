@@ -77,7 +77,15 @@ from connectors.errors import (
 )
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, Rollback, RowEvent
 from connectors.model import Change, Column, Json, Op, Row, TableId, TableSchema, Value
-from connectors.mysql.fastrows import FastMap, FastRows, FastStream, FastTableMap, RowDecoder
+from connectors.mysql.fastrows import (
+    FastGtid,
+    FastMap,
+    FastRows,
+    FastStream,
+    FastTableMap,
+    FastXid,
+    RowDecoder,
+)
 from connectors.mysql.positions import BinlogPosition
 
 if TYPE_CHECKING:
@@ -1294,7 +1302,7 @@ class BinlogReader:
         return out
 
     def _commit(self, ev: Any, txn: _Txn) -> list[LogEvent]:
-        position = self._position(ev.packet.log_pos)
+        position = self._position(self._here)  # the commit event's next position
         if txn.announced:
             self._catalog_gen += 1
         for table, schema in txn.announced.items():
@@ -1333,7 +1341,7 @@ class BinlogReader:
                     continue
                 yield from self._table_map(tm, txn)
                 continue
-            self._here = ev.packet.log_pos
+            self._here = ev.log_pos if t is FastXid or t is FastGtid else ev.packet.log_pos
             if t in _OPS:
                 yield from self._rows(ev, txn)
                 continue
@@ -1341,10 +1349,10 @@ class BinlogReader:
                 yield from self._table_map(ev, txn)
                 continue
             ended = False
-            if t is XidEvent:
+            if t is XidEvent or t is FastXid:
                 yield from self._commit(ev, txn)
                 ended = True
-            elif t is MariadbGtidEvent:
+            elif t is MariadbGtidEvent or t is FastGtid:
                 self._domains[ev.domain_id] = (ev.server_id, ev.gtid_seq_no)
                 txn = _Txn(xid=ev.gtid, transactional=not ev.flags & _GTID_STANDALONE)
                 in_group = True

@@ -1034,6 +1034,37 @@ def _compile_image(
 # ------------------------------------------------------------------------ the event stream
 
 
+XID: Final = 16
+MARIADB_GTID: Final = 162
+_U32_AT = struct.Struct("<I").unpack_from
+_GTID_BODY = struct.Struct("<QIB").unpack_from  # MariaDB GTID: seq_no, domain_id, flags
+
+
+@dataclass(slots=True)
+class FastXid:
+    """An XID event (a transaction's commit), read here: one per transaction, and the
+    library's packet wrapper costs as much as decoding a few rows. Fields as the library's."""
+
+    log_pos: int
+    timestamp: int
+
+
+@dataclass(slots=True)
+class FastGtid:
+    """A MariaDB GTID event (a transaction's start), read here like :class:`FastXid`.
+    Fields as the library's ``MariadbGtidEvent``."""
+
+    log_pos: int
+    server_id: int
+    gtid_seq_no: int
+    domain_id: int
+    flags: int
+
+    @property
+    def gtid(self) -> str:
+        return f"{self.domain_id}-{self.server_id}-{self.gtid_seq_no}"
+
+
 @dataclass(slots=True)
 class FastMap:
     """A TABLE_MAP event the fast path decoded (``log_pos``: the next event's position)."""
@@ -1047,9 +1078,10 @@ class FastStream:
 
     The library keeps the connection (it opens it on the first :meth:`__iter__` step), the
     dump protocol and every other event: a packet that is not ours is pushed back and the
-    library's own ``fetchone`` reads it, so rotation, format description, heartbeats and GTID
-    bookkeeping stay exactly the library's. Yields the library's events, :class:`FastMap` and
-    :class:`FastRows`.
+    library's own ``fetchone`` reads it, so rotation, format description, heartbeats and MySQL
+    GTID bookkeeping stay exactly the library's. Yields the library's events, :class:`FastMap`,
+    :class:`FastRows`, and the two framing events of every transaction, :class:`FastXid` and
+    (MariaDB) :class:`FastGtid`.
 
     A table the fast path cannot decode (:attr:`FastTableMap.unsupported`) goes to the library
     whole — table map and rows — and is logged once with the reason.
@@ -1061,6 +1093,7 @@ class FastStream:
 
     def __init__(self, stream: Any, dbms: str) -> None:
         self._stream = stream
+        self._mariadb = dbms == "mariadb"
         self._maps = TableMapCache(dbms)
         #: table id -> its table map, for tables whose latest map went the fast way
         self._fast: dict[int, FastTableMap] = {}
@@ -1103,6 +1136,19 @@ class FastStream:
                     continue
                 fast.pop(tm.table_id, None)
                 self._refuse(tm)
+            elif etype == XID and self._described:
+                yield FastXid(int.from_bytes(data[14:18], "little"), _U32_AT(data, 1)[0])
+                continue
+            elif etype == MARIADB_GTID and self._described and self._mariadb:
+                seq_no, domain_id, flags = _GTID_BODY(data, 20)
+                yield FastGtid(
+                    int.from_bytes(data[14:18], "little"),
+                    _U32_AT(data, 6)[0],
+                    seq_no,
+                    domain_id,
+                    flags,
+                )
+                continue
             elif etype == 15:
                 self._describe(data)
             self._pending = packets.packet(data)
