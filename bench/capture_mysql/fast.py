@@ -4,15 +4,16 @@
 
 Starts a throwaway MariaDB (binlog ROW, FULL image, FULL metadata), writes the OLTP mix of
 ``run.py`` (10-row transactions: 4 inserts, 4 updates, 2 deletes) once, then in each run reads
-that same binlog six ways:
+that same binlog seven ways:
 
 * floor   — raw COM_BINLOG_DUMP packets through pymysql, nothing decoded (the transport);
+* floor_packets — the same through the fast path's PacketReader (the transport as we read it);
 * library — mysql-replication's BinLogStreamReader with every row value read (``.rows``);
 * reader/library, reader/fast — ``BinlogReader.events()`` alone (no trail) per decoder;
 * e2e/library, e2e/fast — ``run_capture(..., until_caught_up=True)`` into a fresh trail
   (binlog -> durable trail, fsync per commit batch, as in production).
 
-Prints each run and the medians; the last line is JSON.
+Prints each run (rows/s and this process' CPU per row) and the medians; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ from connectors.endpoint import Endpoint  # noqa: E402
 from connectors.log import RowEvent  # noqa: E402
 from connectors.mysql import MySQL  # noqa: E402
 from connectors.mysql.binlog import _stream_connect  # noqa: E402
+from connectors.mysql.fastrows import PacketReader  # noqa: E402
 from connectors.mysql.positions import BinlogPosition  # noqa: E402
 
 
-def floor_rate(endpoint: Endpoint, start: str, end: str, rows: int) -> tuple[int, float]:
-    """Raw dump packets until the end position; only the header's next-position is read."""
+def floor_rate(
+    endpoint: Endpoint, start: str, end: str, rows: int, ours: bool = False
+) -> tuple[int, float]:
+    """Raw dump packets until the end position; only the header's next-position is read
+    (``ours``: through the fast path's PacketReader instead of pymysql's ``_read_packet``)."""
     from pymysqlreplication import BinLogStreamReader
 
     pos, stop = BinlogPosition.parse(start), BinlogPosition.parse(end)
@@ -62,12 +67,12 @@ def floor_rate(endpoint: Endpoint, start: str, end: str, rows: int) -> tuple[int
     )
     t0 = time.perf_counter()
     stream.fetchone()  # connects and starts the dump (the first, fake ROTATE event)
-    read = stream._stream_connection._read_packet
+    conn = stream._stream_connection
+    read = PacketReader(conn).read if ours else lambda: conn._read_packet()._data
     last_file = stop.file
     seen_file = str(stream.log_file)  # the first event was the dump's ROTATE
     while True:
-        pkt = read()
-        data = pkt._data
+        data = read()
         if data[5] == 4:  # ROTATE: the file name follows the 8-byte position (then a CRC)
             seen_file = last_file if data[28:].startswith(last_file.encode()) else "?"
         if seen_file == last_file and int.from_bytes(data[14:18], "little") >= stop.pos:
@@ -123,6 +128,7 @@ def main() -> None:
         print(f"{args.rows} row changes, binlog {size / 1e6:.1f} MB", flush=True)
         paths: dict[str, Callable[[int], tuple[int, float]]] = {
             "floor": lambda i: floor_rate(endpoint, start, end, args.rows),
+            "floor_packets": lambda i: floor_rate(endpoint, start, end, args.rows, ours=True),
             "library": lambda i: raw_rate(endpoint, start, args.rows),
             "reader_library": lambda i: reader_rate(db, start, "library"),
             "reader_fast": lambda i: reader_rate(db, start, "fast"),
@@ -130,16 +136,23 @@ def main() -> None:
             "e2e_fast": lambda i: e2e_rate(db, start, base / f"t{i}", "fast"),
         }
         rates: dict[str, list[float]] = {k: [] for k in paths}
+        # client CPU per row (this process, every thread): steadier than wall clock on a
+        # shared machine, where the wall figures move with whatever else runs
+        cpu: dict[str, list[float]] = {k: [] for k in paths}
         for i in range(args.runs):
             parts = []
             for name, fn in paths.items():
+                c0 = time.process_time()
                 n, secs = fn(i)
+                used = time.process_time() - c0
                 if n != args.rows:
                     raise SystemExit(f"{name} saw {n} rows, not {args.rows}")
                 rates[name].append(n / secs)
-                parts.append(f"{name} {n / secs:,.0f}")
+                cpu[name].append(used / n * 1e6)
+                parts.append(f"{name} {n / secs:,.0f} ({used / n * 1e6:.2f} us CPU)")
             print(f"run {i + 1} rows/s: " + " | ".join(parts), flush=True)
         med = {k: round(statistics.median(v)) for k, v in rates.items()}
+        cpu_med = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
@@ -150,7 +163,9 @@ def main() -> None:
             print(out.getvalue())
         med["binlog_mb"] = round(size / 1e6, 1)  # type: ignore[assignment]
         med["fast_vs_library_e2e"] = round(med["e2e_fast"] / med["e2e_library"], 2)  # type: ignore[assignment]
-        print(json.dumps({"rows": args.rows, "runs": args.runs, "median_rows_per_s": med}))
+        summary = {"rows": args.rows, "runs": args.runs, "median_rows_per_s": med}
+        summary["median_cpu_us_per_row"] = cpu_med
+        print(json.dumps(summary))
     finally:
         devservers.stop(server)
         shutil.rmtree(base, ignore_errors=True)
