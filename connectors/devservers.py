@@ -168,6 +168,9 @@ def start_mariadb(
         ]
     if fast:
         args += ["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"]
+    else:
+        # durable commits, as a production source would run (MariaDB's default is sync_binlog=0)
+        args += ["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"]
     if os.geteuid() == 0:
         args.append("--user=root")
     with open(log, "ab") as logf:
