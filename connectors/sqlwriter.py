@@ -108,6 +108,9 @@ class SqlWriter:
     null_safe_eq: ClassVar[str] = "IS NOT DISTINCT FROM"
     #: the 4-byte float type in a CAST
     float4_type: ClassVar[str] = "REAL"
+    #: the engine's physical row address (``ctid``, ``rowid``), which deletes exactly N of
+    #: several identical keyless rows; None where there is none (MySQL uses LIMIT instead)
+    row_address: ClassVar[str | None] = None
 
     def __init__(self, database: Database, conn: Any) -> None:
         self.database = database
@@ -380,7 +383,8 @@ class SqlWriter:
         raise NotImplementedError
 
     def _drop_stage(self, name: str) -> None:
-        pass
+        self._stage_used.discard(name)
+        self.execute(f"DROP TABLE IF EXISTS {name}")
 
     def delete_join_sql(self, t: str, stage: str, on: str, op: str) -> str:
         return f"DELETE FROM {t} AS t USING {stage} AS s WHERE s._op = '{op}' AND {on}"
@@ -391,7 +395,15 @@ class SqlWriter:
 
     def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
         """Delete ``_n`` copies of each staged ``d`` image; return rows deleted."""
-        raise NotImplementedError
+        a = self.row_address
+        if a is None:
+            raise NotImplementedError
+        eq = self.image_eq(batch.schema, names)
+        return self.execute(
+            f"DELETE FROM {t} WHERE {a} IN (SELECT x.addr FROM (SELECT t.{a} AS addr, s._n, "
+            f"row_number() OVER (PARTITION BY s._id ORDER BY t.{a}) AS rn FROM {t} t "
+            f"JOIN {stage} s ON s._op = 'd' AND {eq}) x WHERE x.rn <= x._n)"
+        )
 
     # ------------------------------------------------------------------ statements
 
@@ -482,7 +494,10 @@ class SqlWriter:
 
     def one_row_where(self, table: TableId, where: str) -> str:
         """Restrict a keyless WHERE to a single physical row (ctid/rowid subquery)."""
-        return where
+        a = self.row_address
+        if a is None:
+            return where
+        return f"{a} = (SELECT {a} FROM {self.qt(table)} WHERE {where} LIMIT 1)"
 
     def _row_exists(self, schema: TableSchema, key: Sequence[str], row: Row) -> bool:
         where, params = self._where(schema, key, row)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import duckdb
 import pyarrow as pa
 
-from connectors.base import RowRejected, TableBatch
+from connectors.base import RowRejected
 from connectors.duckdb import DuckDB
 from connectors.model import Column, TableId, TableSchema
 from connectors.sqlwriter import (
@@ -54,6 +54,7 @@ class DuckDBWriter(SqlWriter):
 
     dialect: ClassVar[str] = "duckdb"
     placeholder: ClassVar[str] = "?"
+    row_address: ClassVar[str | None] = "rowid"
 
     conn: duckdb.DuckDBPyConnection
 
@@ -193,18 +194,3 @@ class DuckDBWriter(SqlWriter):
     def invalidate(self, table: TableId) -> None:
         self._column_types.pop(table, None)
         super().invalidate(table)
-
-    def _drop_stage(self, name: str) -> None:
-        self._stage_used.discard(name)
-        self.execute(f"DROP TABLE IF EXISTS {name}")
-
-    def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
-        eq = self.image_eq(batch.schema, names)
-        return self.execute(
-            f"DELETE FROM {t} WHERE rowid IN (SELECT x.rid FROM (SELECT t.rowid AS rid, s._n, "
-            f"row_number() OVER (PARTITION BY s._id ORDER BY t.rowid) AS rn FROM {t} t "
-            f"JOIN {stage} s ON s._op = 'd' AND {eq}) x WHERE x.rn <= x._n)"
-        )
-
-    def one_row_where(self, table: TableId, where: str) -> str:
-        return f"rowid = (SELECT rowid FROM {self.qt(table)} WHERE {where} LIMIT 1)"

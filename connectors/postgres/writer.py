@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import psycopg
 import psycopg.errors
 
-from connectors.base import RowRejected, TableBatch
+from connectors.base import RowRejected
 from connectors.errors import ConnectError
 from connectors.model import Column, TableId, TableSchema
 from connectors.postgres import PostgreSQL, map_error
@@ -40,6 +40,7 @@ class PostgresWriter(SqlWriter):
 
     dialect: ClassVar[str] = "postgres"
     placeholder: ClassVar[str] = "%s"
+    row_address: ClassVar[str | None] = "ctid"
 
     conn: psycopg.Connection[Any]
 
@@ -164,18 +165,3 @@ class PostgresWriter(SqlWriter):
         if len(data) > 1000:
             self.execute(f"ANALYZE {name}")
         return name
-
-    def _drop_stage(self, name: str) -> None:
-        self._stage_used.discard(name)
-        self.execute(f"DROP TABLE IF EXISTS {name}")
-
-    def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
-        eq = self.image_eq(batch.schema, names)
-        return self.execute(
-            f"DELETE FROM {t} WHERE ctid IN (SELECT x.ctid FROM (SELECT t.ctid, s._n, "
-            f"row_number() OVER (PARTITION BY s._id ORDER BY t.ctid) AS rn FROM {t} t "
-            f"JOIN {stage} s ON s._op = 'd' AND {eq}) x WHERE x.rn <= x._n)"
-        )
-
-    def one_row_where(self, table: TableId, where: str) -> str:
-        return f"ctid = (SELECT ctid FROM {self.qt(table)} WHERE {where} LIMIT 1)"
