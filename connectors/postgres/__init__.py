@@ -20,7 +20,7 @@ from connectors.model import Column, TableId, TableSchema
 if TYPE_CHECKING:
     from connectors.log import LogReader
 
-__all__ = ["PostgreSQL", "map_error", "pg_conninfo"]
+__all__ = ["PostgreSQL", "enum_labels", "map_error", "pg_conninfo"]
 
 _INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
 _SIMPLE = {
@@ -298,15 +298,7 @@ def introspect(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
         _,
         _,
     ) in rows:
-        labels: tuple[str, ...] = ()
-        if typtype == "e":
-            labels = tuple(
-                r[0]
-                for r in conn.execute(
-                    "SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder",
-                    (type_oid,),
-                ).fetchall()
-            )
+        labels = enum_labels(conn, type_oid) if typtype == "e" else ()
         columns.append(
             _column(
                 str(name),
@@ -348,6 +340,14 @@ def introspect(conn: psycopg.Connection[Any], table: TableId) -> TableSchema:
         tuple(uniques),
         full_before_image=replident == "f",
     )
+
+
+def enum_labels(conn: psycopg.Connection[Any], type_oid: int) -> tuple[str, ...]:
+    """The labels of enum type ``type_oid`` in their declared order."""
+    rows = conn.execute(
+        "SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder", (type_oid,)
+    ).fetchall()
+    return tuple(str(r[0]) for r in rows)
 
 
 def _column(

@@ -74,7 +74,7 @@ from connectors.model import (
     TableSchema,
     Value,
 )
-from connectors.postgres import pgoutput
+from connectors.postgres import enum_labels, pgoutput
 from connectors.postgres.pgoutput import format_lsn, parse_lsn
 
 if TYPE_CHECKING:
@@ -1221,15 +1221,7 @@ class PgLogReader:
             if same is not None and same.source_type == formatted:
                 columns.append(same)
                 continue
-            labels: tuple[str, ...] = ()
-            if typtype == "e":
-                labels = tuple(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder",
-                        (base_oid,),
-                    ).fetchall()
-                )
+            labels = enum_labels(conn, base_oid) if typtype == "e" else ()
             columns.append(
                 _column(
                     col.name,
