@@ -103,6 +103,23 @@ SAMPLE: dict[str, Value] = {
 #: the instant of ``SAMPLE["tz"]`` in UTC, as naive and aware values
 TZ_UTC = dt.datetime(2024, 1, 1, 21, 34, 5, 678901)
 
+#: a second row at the edges every target takes; each test adds the floats (and durations)
+#: its engine can store
+EDGE_ROW: dict[str, Value] = {
+    "id": 2,
+    "b": False,
+    "i8": 127,
+    "i64": 9223372036854775807,
+    "u64": 0,
+    "dec2": decimal.Decimal("0.00"),
+    "s": "",
+    "by": b"",
+    "ai": [None],
+    "at": [],
+    "bt": b"\x02\x01",  # a MySQL source sends BIT as bytes
+    "tz": dt.datetime(2024, 1, 1, 21, 34, 5),  # naive: a MySQL TIMESTAMP is UTC
+}
+
 
 def make_table(
     schema_name: str, name: str, columns: Sequence[str] | Sequence[Column], key: bool = True
