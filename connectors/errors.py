@@ -17,13 +17,16 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── SchemaError (Terminal)            6   unknown / unmappable type, no key where one is needed
     ├── ApplyError (Terminal)             6   the target rejected a row
     ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
-    └── LockedError (Terminal)            8   another run holds the lock
+    ├── LockedError (Terminal)            8   another run holds the lock
+    └── StorageError (Terminal)           9   a local file or directory cannot be written
 
 Exit code 1 is reserved for "differences found" (verify) and "prerequisites not met" (check
 prints its table and exits 4 only through PrerequisiteError).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 __all__ = [
     "ApplyError",
@@ -36,6 +39,7 @@ __all__ = [
     "PrerequisiteError",
     "ReplicationError",
     "SchemaError",
+    "StorageError",
     "Terminal",
     "ToolkitError",
     "TrailError",
@@ -164,3 +168,46 @@ class LockedError(ToolkitError, Terminal):
     """Another redoline run holds the lock for this job."""
 
     exit_code = 8
+
+
+class StorageError(ToolkitError, Terminal):
+    """A local file or directory (trail, state, DuckDB target) cannot be created or written."""
+
+    exit_code = 9
+
+    #: errno -> what to do about it
+    _FIXES: ClassVar[dict[str, str]] = {
+        "ENOSPC": "free space on that filesystem (or move the trail with [trail] dir), then "
+        "run again: nothing was lost, the run resumes from its last durable point",
+        "EDQUOT": "raise the disk quota or free space, then run again: nothing was lost",
+        "EACCES": "give the user running redoline write access to it, or choose another directory",
+        "EPERM": "give the user running redoline write access to it, or choose another directory",
+        "EROFS": "the filesystem is read-only: choose a directory on a writable filesystem",
+        "ENOTDIR": "a file stands where a directory is expected: move it away or choose "
+        "another path",
+        "EEXIST": "a file stands where a directory is expected: move it away or choose "
+        "another path",
+        "EISDIR": "a directory stands where a file is expected: move it away or choose "
+        "another path",
+    }
+
+    @classmethod
+    def handles(cls, exc: OSError) -> bool:
+        """True for the local-storage conditions a person can fix (not bugs, not networks)."""
+        import errno
+
+        return errno.errorcode.get(exc.errno or 0, "") in cls._FIXES
+
+    @classmethod
+    def from_oserror(cls, exc: OSError, what: str = "") -> StorageError:
+        import errno
+
+        name = errno.errorcode.get(exc.errno or 0, "")
+        import os
+
+        path = os.path.abspath(exc.filename) if exc.filename is not None else "?"
+        subject = f"{what} {path}" if what else str(path)
+        return cls(
+            f"cannot write {subject}: {exc.strerror or exc}",
+            hint=cls._FIXES.get(name, "check the path and its permissions"),
+        )

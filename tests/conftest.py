@@ -136,11 +136,15 @@ def cli(
     def run(*args: str) -> CliResult:
         capsys.readouterr()
         monkeypatch.setattr(sys, "argv", ["redoline", *args])
+        umask = os.umask(0o022)  # main() makes its process private; this process goes on
+        os.umask(umask)
         try:
             main()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.umask(umask)
         out = capsys.readouterr()
         return CliResult(code, out.out, out.err)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Annotated
@@ -17,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from connectors.errors import ToolkitError
+from connectors.errors import ConfigError, StorageError, ToolkitError
 from toolkit_cli.output import err_console, setup_logging
 
 __all__ = ["app", "main"]
@@ -59,6 +60,8 @@ def _global(
         ),
     ] = False,
 ) -> None:
+    if quiet and verbose:
+        raise ConfigError("-q/--quiet and -v/--verbose contradict each other: give one")
     _state["debug"] = debug
     setup_logging(verbose, quiet)
 
@@ -98,25 +101,70 @@ def _wire() -> None:
 _wire()
 
 
+#: options of the top-level callback that a user may also type after the subcommand
+#: (``redoline sync --until-caught-up -q``, as crontab lines are usually written)
+_GLOBAL_FLAGS = ("--debug", "--quiet", "--verbose")
+
+
+def _hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global flags typed after the subcommand to before it (click only reads them there).
+
+    Stops at ``--`` so arguments meant literally are never touched. Short flags are matched
+    whole or as bundles of ``q``/``v`` (``-vv``), never as a prefix of a longer option.
+    """
+    hoisted: list[str] = []
+    rest: list[str] = []
+    seen_command = False
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        is_global = arg in _GLOBAL_FLAGS or (
+            len(arg) > 1 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) <= {"q", "v"}
+        )
+        if seen_command and is_global:
+            hoisted.append(arg)
+        else:
+            if not arg.startswith("-"):
+                seen_command = True
+            rest.append(arg)
+    return hoisted + rest
+
+
 def main() -> None:
     """Console-script entry point."""
+    # Trails hold full row images and state files hold positions: private whatever the
+    # caller's umask (0700 directories, 0600 files).
+    os.umask(0o077)
     try:
-        app(standalone_mode=True)
+        app(args=_hoist_global_options(sys.argv[1:]), prog_name="redoline", standalone_mode=True)
+    except OSError as exc:
+        if not StorageError.handles(exc):
+            _internal_error()
+        _print_error(StorageError.from_oserror(exc))
     except ToolkitError as exc:
-        if _state["debug"]:
-            traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-        if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
-        sys.exit(exc.exit_code)
+        _print_error(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception:
-        logging.getLogger("redoline").debug("unexpected error", exc_info=True)
+        _internal_error()
+
+
+def _print_error(exc: ToolkitError) -> None:
+    if _state["debug"]:
         traceback.print_exc()
-        err_console.print(
-            "[bold red]internal error[/]: this is a bug in redoline; the traceback above "
-            "helps us fix it."
-        )
-        sys.exit(70)
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+def _internal_error() -> None:
+    logging.getLogger("redoline").debug("unexpected error", exc_info=True)
+    traceback.print_exc()
+    err_console.print(
+        "[bold red]internal error[/]: this is a bug in redoline; the traceback above "
+        "helps us fix it."
+    )
+    sys.exit(70)

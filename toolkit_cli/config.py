@@ -355,12 +355,12 @@ def load(
     if on_error not in ("stop", "skip"):
         raise doc.error(f"on_error must be 'stop' or 'skip', not {on_error!r}", "apply", "on_error")
     apply_cfg = ApplyConfig(
-        batch_rows=_int(apply_raw, doc, "apply", "batch_rows", ApplyConfig.batch_rows),
+        batch_rows=_int(apply_raw, doc, "apply", "batch_rows", ApplyConfig.batch_rows, minimum=1),
         batch_ms=_int(apply_raw, doc, "apply", "batch_ms", ApplyConfig.batch_ms),
         on_error=on_error,
         reject_file=Path(apply_raw["reject_file"]) if apply_raw.get("reject_file") else None,
         collision=_bool(apply_raw, doc, "apply", "collision", False),
-        parallel=_int(apply_raw, doc, "apply", "parallel", 1),
+        parallel=_int(apply_raw, doc, "apply", "parallel", 1, minimum=1),
         skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
         source_column=apply_raw.get("source_column"),
     )
@@ -374,13 +374,19 @@ def load(
         tables=tables,
         apply=apply_cfg,
         snapshot=SnapshotConfig(
-            workers=_int(snap_raw, doc, "snapshot", "workers", SnapshotConfig.workers),
-            chunk_rows=_int(snap_raw, doc, "snapshot", "chunk_rows", SnapshotConfig.chunk_rows),
+            workers=_int(snap_raw, doc, "snapshot", "workers", SnapshotConfig.workers, minimum=1),
+            chunk_rows=_int(
+                snap_raw, doc, "snapshot", "chunk_rows", SnapshotConfig.chunk_rows, minimum=1
+            ),
         ),
         verify=VerifyConfig(
-            chunk_rows=_int(verify_raw, doc, "verify", "chunk_rows", VerifyConfig.chunk_rows),
-            workers=_int(verify_raw, doc, "verify", "workers", VerifyConfig.workers),
-            max_diffs=_int(verify_raw, doc, "verify", "max_diffs", VerifyConfig.max_diffs),
+            chunk_rows=_int(
+                verify_raw, doc, "verify", "chunk_rows", VerifyConfig.chunk_rows, minimum=1
+            ),
+            workers=_int(verify_raw, doc, "verify", "workers", VerifyConfig.workers, minimum=1),
+            max_diffs=_int(
+                verify_raw, doc, "verify", "max_diffs", VerifyConfig.max_diffs, minimum=1
+            ),
             recheck_wait=_num(verify_raw, doc, "verify", "recheck_wait", VerifyConfig.recheck_wait),
         ),
         state_dir=Path(str(state_raw.get("dir", ".redoline"))),
@@ -533,12 +539,18 @@ def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float)
     return float(value)
 
 
-def _int(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: int) -> int:
+def _int(
+    raw: dict[str, Any], doc: _Doc, section: str, key: str, default: int, minimum: int = 0
+) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise doc.error(f"must be a whole number, not {value!r}", section, key)
-    if value < 0:
-        raise doc.error("must not be negative", section, key)
+    if value < minimum:
+        raise doc.error(
+            "must not be negative" if minimum == 0 else f"must be at least {minimum}",
+            section,
+            key,
+        )
     return value
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -17,8 +18,17 @@ from rich.table import Table
 
 __all__ = ["console", "err_console", "print_json", "print_table", "setup_logging", "to_jsonable"]
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool) -> Console:
+    # Piped or under cron there is no terminal width to respect: rich would wrap messages
+    # and cut table cells (a fix statement, a table name) at 80 columns. Never do that.
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=100_000 if wide else None, soft_wrap=wide)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:

@@ -52,7 +52,7 @@ def register_consumer(directory: Path, name: str, applied_op: int) -> None:
     replaced atomically (write, fsync, rename).
     """
     folder = Path(directory) / CONSUMERS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     record = {"name": name, "applied_op": int(applied_op), "updated": time.time()}
     tmp = folder / f".{_file_stem(name)}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -120,8 +120,8 @@ class TrailWriter:
         self._pending_len = 0
         self._pending_flags = 0
         self._pending_last_op = 0
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self.directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -306,7 +306,7 @@ class TrailWriter:
             len(header),
         )
         path = self.directory / open_name(seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             _write_all(fd, header + catalog)
         except BaseException:

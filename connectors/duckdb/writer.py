@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from connectors.base import RowRejected
 from connectors.duckdb import DuckDB
+from connectors.errors import StorageError
 from connectors.model import Column, TableId, TableSchema
 from connectors.sqlwriter import (
     Adapter,
@@ -41,6 +42,24 @@ def open_writer(database: DuckDB) -> DuckDBWriter:
     return DuckDBWriter(database, conn)
 
 
+def _rejected(exc: duckdb.Error, path: str) -> Exception:
+    """A row the target refuses, or (disk full, no permission) a file it cannot write.
+
+    A full disk is not the row's fault: reporting it as a rejected row would send good
+    transactions to the reject trail under ``--on-error skip``.
+    """
+    first = str(exc).strip().splitlines()[0]
+    if isinstance(exc, duckdb.IOException | duckdb.FatalException) or any(
+        s in first for s in ("No space left", "Permission denied", "Read-only file system")
+    ):
+        return StorageError(
+            f"cannot write DuckDB file {path}: {first}",
+            hint="free space on (or give write access to) that filesystem, then run again: "
+            "the target transaction was rolled back and apply resumes from its checkpoint",
+        )
+    return RowRejected(first)
+
+
 def _utc(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.UTC)
@@ -60,6 +79,7 @@ class DuckDBWriter(SqlWriter):
 
     def __init__(self, database: DuckDB, conn: duckdb.DuckDBPyConnection) -> None:
         super().__init__(database, conn)
+        self.endpoint_path = database.path
         self._in_txn = False
         self._column_types: dict[TableId, dict[str, str]] = {}
 
@@ -90,7 +110,7 @@ class DuckDBWriter(SqlWriter):
         try:
             result = self.conn.execute(sql, params).fetchall()
         except duckdb.Error as exc:
-            raise RowRejected(str(exc).strip().splitlines()[0]) from None
+            raise _rejected(exc, self.endpoint_path) from None
         if len(result) == 1 and len(result[0]) == 1 and isinstance(result[0][0], int):
             return int(result[0][0])
         return -1
@@ -100,7 +120,7 @@ class DuckDBWriter(SqlWriter):
         try:
             return list(self.conn.execute(sql, params).fetchall())
         except duckdb.Error as exc:
-            raise RowRejected(str(exc).strip().splitlines()[0]) from None
+            raise _rejected(exc, self.endpoint_path) from None
 
     def begin(self) -> None:
         super().begin()
@@ -112,7 +132,7 @@ class DuckDBWriter(SqlWriter):
                 self.conn.execute("COMMIT")
             except duckdb.Error as exc:
                 self._in_txn = False
-                raise RowRejected(str(exc).strip().splitlines()[0]) from None
+                raise _rejected(exc, self.endpoint_path) from None
             self._in_txn = False
         self._stage_used.clear()
 

@@ -54,7 +54,13 @@ def test_check_passes_on_replication_ready_servers(cli, mariadb_server, pg_db, t
     data = json.loads(res.stdout)
     assert data["ok"] is True
     assert [ep["role"] for ep in data["endpoints"]] == ["source", "target"]
-    duck = cli("check", "--target", f"duckdb://{tmp_path}/t.duckdb")
+    duck = cli(
+        "check",
+        "--source",
+        f"mariadb://root@127.0.0.1:{mariadb_server.port}/",
+        "--target",
+        f"duckdb://{tmp_path}/t.duckdb",
+    )
     assert duck.exit_code == 0
 
 

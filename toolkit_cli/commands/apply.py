@@ -68,6 +68,7 @@ def apply_command(
         int | None,
         typer.Option(
             "--parallel",
+            min=1,
             help="Apply with N connections by table groups (FK-linked tables together). "
             "Gives up cross-group transaction atomicity: see docs/apply.md.",
             show_default=False,

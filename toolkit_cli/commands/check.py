@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from connectors.base import CheckItem, open_database
 from connectors.errors import ToolkitError
-from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, load_config
+from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, print_json
 
 __all__ = ["register"]
@@ -22,6 +24,7 @@ def check(
     config: ConfigOpt = None,
     source: SourceOpt = None,
     target: TargetOpt = None,
+    trail: TrailOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check every configured source and target for replication prerequisites.
@@ -29,13 +32,27 @@ def check(
     Sources (MySQL/MariaDB): binlog on, ROW format, FULL row image, FULL row metadata, GTID,
     server_id, grants. Sources (PostgreSQL): wal_level=logical, free slots and WAL senders,
     the REPLICATION attribute, replica identity of keyless selected tables. Targets: reachable
-    and writable. Exits 1 when anything blocks replication, 0 otherwise.
+    and writable. Locally: a source is configured, and the trail directory is not readable by
+    other users. Exits 1 when anything blocks replication, 0 otherwise.
     """
-    cfg = load_config(config, source=source, target=target)
+    cfg = load_config(config, source=source, target=target, trail=trail)
     if not cfg.sources and not cfg.targets:
         raise typer.BadParameter("nothing to check: give --source/--target or a config file")
     report: list[dict[str, Any]] = []
     blocked = False
+    local = _local_checks(bool(cfg.sources), cfg.trail.dir)
+    if local:
+        setup: dict[str, Any] = {
+            "role": "setup",
+            "name": "local",
+            "url": str(cfg.trail.dir),
+            "items": [vars(c) for c in local],
+            "error": None,
+        }
+        blocked |= any(c.blocking and not c.ok for c in local)
+        report.append(setup)
+        if not json_out:
+            _print(setup, local)
     for role, items in (("source", cfg.sources), ("target", cfg.targets)):
         for name, entry in items.items():
             db = open_database(entry.endpoint)
@@ -67,6 +84,42 @@ def check(
     else:
         console.print("[bold green]All prerequisites met.[/]")
     raise typer.Exit(1 if blocked else 0)
+
+
+def _local_checks(has_source: bool, trail_dir: Path) -> list[CheckItem]:
+    """What is wrong on this host or in the configuration, before any server is asked."""
+    items: list[CheckItem] = []
+    if not has_source:
+        # checking only a target must not read as "replication can start"
+        items.append(
+            CheckItem(
+                "source",
+                "none configured",
+                "a source to replicate from",
+                False,
+                "give --source URL or a [source] section; only the target was checked",
+            )
+        )
+    exposed = _readable_by_others(trail_dir)
+    if exposed:
+        items.append(
+            CheckItem(
+                "trail privacy",
+                f"{len(exposed)} path(s) readable by others, e.g. {exposed[0]}",
+                "0700 directories, 0600 files (the trail holds full row images)",
+                False,
+                f"chmod -R go-rwx {trail_dir}",
+                blocking=False,
+            )
+        )
+    return items
+
+
+def _readable_by_others(trail_dir: Path) -> list[str]:
+    if not trail_dir.is_dir():
+        return []
+    paths = [trail_dir, *trail_dir.rglob("*")]
+    return [str(p) for p in paths if p.lstat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)]
 
 
 def _print(result: dict[str, Any], checks: list[CheckItem]) -> None:

@@ -37,11 +37,11 @@ TablesOpt = Annotated[
 ]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", help="Parallel readers on one snapshot. Default: [snapshot]."),
+    typer.Option("--workers", min=1, help="Parallel readers on one snapshot. Default: [snapshot]."),
 ]
 ChunkOpt = Annotated[
     int | None,
-    typer.Option("--chunk-rows", help="Rows per key-range chunk. Default: [snapshot]."),
+    typer.Option("--chunk-rows", min=1, help="Rows per key-range chunk. Default: [snapshot]."),
 ]
 
 

@@ -236,9 +236,11 @@ def dump(
         ),
     ] = None,
     from_op: Annotated[
-        int | None, typer.Option("--from-op", help="First operation number.")
+        int | None, typer.Option("--from-op", min=1, help="First operation number.")
     ] = None,
-    to_op: Annotated[int | None, typer.Option("--to-op", help="Last operation number.")] = None,
+    to_op: Annotated[
+        int | None, typer.Option("--to-op", min=1, help="Last operation number.")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Commit time from (ISO 8601; naive means UTC)."),
@@ -416,10 +418,10 @@ def query(
     sql: Annotated[str, typer.Argument(help="SQL over the table `changes` (DuckDB dialect).")],
     trail: TrailDirOpt = None,
     from_op: Annotated[
-        int | None, typer.Option("--from-op", help="Load changes from this operation on.")
+        int | None, typer.Option("--from-op", min=1, help="Load changes from this operation on.")
     ] = None,
     to_op: Annotated[
-        int | None, typer.Option("--to-op", help="Load changes up to this operation.")
+        int | None, typer.Option("--to-op", min=1, help="Load changes up to this operation.")
     ] = None,
     key_file: KeyFileOpt = None,
     key_env: KeyEnvOpt = None,
@@ -459,13 +461,14 @@ def query(
 def prune(
     trail: TrailDirOpt = None,
     keep_days: Annotated[
-        float | None, typer.Option("--keep-days", help="Keep segments younger than this.")
+        float | None, typer.Option("--keep-days", min=0, help="Keep segments younger than this.")
     ] = None,
     keep_bytes: Annotated[
-        int | None, typer.Option("--keep-bytes", help="Keep at least this many newest bytes.")
+        int | None,
+        typer.Option("--keep-bytes", min=0, help="Keep at least this many newest bytes."),
     ] = None,
     keep_segments: Annotated[
-        int | None, typer.Option("--keep-segments", help="Keep at least this many segments.")
+        int | None, typer.Option("--keep-segments", min=0, help="Keep at least this many segments.")
     ] = None,
     without_consumers: Annotated[
         bool,
