@@ -32,7 +32,13 @@ from capture.filters import CaptureFilter
 from capture.trail import TrailWriter
 from capture.trail._writer import fsync_dir
 from connectors.base import Database
-from connectors.errors import ConfigError, ConnectError, Terminal, Transient
+from connectors.errors import (
+    ConfigError,
+    ConnectError,
+    RetriesExhaustedError,
+    Terminal,
+    Transient,
+)
 from connectors.log import Begin, Commit, Heartbeat, Rollback, RowEvent
 from connectors.model import Transaction
 
@@ -62,6 +68,9 @@ class CaptureOptions:
     reader_options: dict[str, Any] = field(default_factory=dict)
     #: transient-error retries before giving up (None: forever)
     max_retries: int | None = None
+    #: seconds a transient error may last before the run gives up with exit 75 (None:
+    #: forever; the CLI gives ``--until-caught-up`` runs a finite default)
+    retry_for: float | None = None
     #: first and largest backoff delay in seconds
     backoff: tuple[float, float] = (0.5, 30.0)
     #: seconds between progress log lines
@@ -112,6 +121,7 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
         result.first_position = writer.last_position
         result.last_op = writer.last_op
         failures = 0
+        failing_since = 0.0
         while not stop.is_set():
             try:
                 done = _run_once(db, writer, options, stop, result)
@@ -122,13 +132,30 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
                 if not isinstance(exc, Transient) or isinstance(exc, Terminal):
                     raise
                 failures += 1
+                if failures == 1:
+                    failing_since = time.monotonic()
                 if options.max_retries is not None and failures > options.max_retries:
                     raise ConnectError(
                         f"capture gave up after {failures - 1} retries: {exc}",
                         hint="the source stayed unreachable; run capture again later",
                     ) from exc
+                waited = time.monotonic() - failing_since
+                if options.retry_for is not None and waited >= options.retry_for:
+                    raise RetriesExhaustedError(
+                        f"capture gave up after {waited:.0f}s and {failures} attempts: {exc}",
+                        hint="nothing was lost; run again when the source is reachable "
+                        "([source] retry_for sets how long a run keeps trying)",
+                    ) from exc
                 delay = min(options.backoff[1], options.backoff[0] * 2 ** (failures - 1))
-                log.warning("capture: %s; retrying in %.1fs", exc, delay)
+                if options.retry_for is not None:
+                    delay = max(0.1, min(delay, options.retry_for - waited))
+                log.warning(
+                    "capture: %s; attempt %d failed (%.0fs so far), retrying in %.1fs",
+                    exc,
+                    failures,
+                    waited,
+                    delay,
+                )
                 result.reconnects += 1
                 if stop.wait(delay):
                     break

@@ -109,6 +109,7 @@ def start_mariadb(
     server_id: int = 1,
     fast: bool = True,
     binlog: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> DevServer:
     """Initialise and start a MariaDB server with binlog in ROW/FULL/FULL mode.
 
@@ -171,6 +172,7 @@ def start_mariadb(
     else:
         # durable commits, as a production source would run (MariaDB's default is sync_binlog=0)
         args += ["--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"]
+    args += extra_args
     if os.geteuid() == 0:
         args.append("--user=root")
     with open(log, "ab") as logf:
@@ -252,8 +254,19 @@ def _chown_pg(path: Path) -> None:
             parent = parent.parent
 
 
-def start_postgres(base: Path, *, port: int | None = None, fast: bool = True) -> DevServer:
-    """Initialise and start a PostgreSQL server with ``wal_level=logical``."""
+def start_postgres(
+    base: Path,
+    *,
+    port: int | None = None,
+    fast: bool = True,
+    settings: dict[str, str] | None = None,
+    hba: tuple[str, ...] = (),
+) -> DevServer:
+    """Initialise and start a PostgreSQL server with ``wal_level=logical``.
+
+    ``settings`` override server parameters (``-c name=value``); ``hba`` lines go first in
+    ``pg_hba.conf`` (they win over the trust lines initdb writes).
+    """
     bindir = _pg_bindir()
     port = port or find_free_port()
     base = base.resolve()
@@ -282,8 +295,9 @@ def start_postgres(base: Path, *, port: int | None = None, fast: bool = True) ->
         )
         if res.returncode != 0:
             raise PrerequisiteError(f"initdb failed:\n{res.stdout}\n{res.stderr}")
-        with open(datadir / "pg_hba.conf", "a") as hba:
-            hba.write("host replication all 127.0.0.1/32 trust\n")
+        hba_path = datadir / "pg_hba.conf"
+        lines = [*hba, hba_path.read_text(), "host replication all 127.0.0.1/32 trust\n"]
+        hba_path.write_text("\n".join(lines))
     options = [
         f"-p {port}",
         f"-k {rundir}",
@@ -297,6 +311,7 @@ def start_postgres(base: Path, *, port: int | None = None, fast: bool = True) ->
     ]
     if fast:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+    options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
     res = subprocess.run(
         _as_pg_user(
             [

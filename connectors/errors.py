@@ -10,7 +10,8 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── ConfigError                       2   bad TOML, unknown key, bad URL, missing value
     ├── MissingDependencyError            2   optional driver not installed
     ├── ConnectError (Transient)          3   host unreachable, connection dropped
-    │   └── AuthError (Terminal)          3   wrong password / user not allowed
+    │   ├── AuthError (Terminal)          3   wrong password / user not allowed
+    │   └── ConnectSetupError (Terminal)  3   TLS refused or unverifiable, host name unknown
     ├── MissingObjectError (Terminal)     3   database, schema or table does not exist
     ├── PrerequisiteError (Terminal)      4   server not configured for replication
     ├── ReplicationError (Terminal)       5   log purged, slot missing, position lost
@@ -18,7 +19,8 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── ApplyError (Terminal)             6   the target rejected a row
     ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
     ├── LockedError (Terminal)            8   another run holds the lock
-    └── StorageError (Terminal)           9   a local file or directory cannot be written
+    ├── StorageError (Terminal)           9   a local file or directory cannot be written
+    └── RetriesExhaustedError (Terminal) 75   a transient error outlasted the retry budget
 
 Exit code 1 is reserved for "differences found" (verify) and "prerequisites not met" (check
 prints its table and exits 4 only through PrerequisiteError).
@@ -33,11 +35,13 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConnectError",
+    "ConnectSetupError",
     "LockedError",
     "MissingDependencyError",
     "MissingObjectError",
     "PrerequisiteError",
     "ReplicationError",
+    "RetriesExhaustedError",
     "SchemaError",
     "StorageError",
     "Terminal",
@@ -111,6 +115,56 @@ class AuthError(ConnectError, Terminal):
     """The server refused the credentials."""
 
     exit_code = 3
+
+
+class ConnectSetupError(ConnectError, Terminal):
+    """The connection cannot work as configured (TLS, host name): retrying will not help."""
+
+    exit_code = 3
+
+
+#: (text a driver, OpenSSL or the resolver puts in the message, what to do)
+_SETUP_FAILURES = (
+    (
+        ("certificate verify failed", "CERTIFICATE_VERIFY_FAILED", "certificate verify"),
+        "TLS: the server's certificate could not be verified",
+        "point the URL's CA option at the CA that signed the server's certificate "
+        "(MySQL/MariaDB: ssl_ca=PATH; PostgreSQL: sslrootcert=PATH), or check the host name "
+        "matches the certificate; see docs/install.md#tls",
+    ),
+    (
+        ("SSL is required but the server doesn't support it", "does not support SSL"),
+        "TLS was asked for but the server does not offer it",
+        "enable TLS on the server, or remove the TLS options from the URL "
+        "(MySQL/MariaDB: ssl, ssl_ca; PostgreSQL: sslmode); see docs/install.md#tls",
+    ),
+    (
+        ("root certificate file", "could not read root certificate", "certificate file"),
+        "TLS: a certificate file the URL names cannot be read",
+        "check the path in the URL (PostgreSQL: sslrootcert, sslcert, sslkey)",
+    ),
+    (
+        (
+            "Name or service not known",
+            "nodename nor servname",
+            "could not translate host name",
+            "No address associated with hostname",
+        ),
+        "the host name does not resolve",
+        "check the host in the URL (a typo?) and the machine's DNS",
+    ),
+)
+
+
+def connect_setup_error(where: str, text: str) -> ConnectSetupError | None:
+    """A connection failure that no retry can fix (bad TLS setup, unknown host), else None.
+
+    The texts come from OpenSSL and the system resolver, so every driver shares them.
+    """
+    for needles, what, hint in _SETUP_FAILURES:
+        if any(n in text for n in needles):
+            return ConnectSetupError(f"{where}: {what} ({text})", hint=hint)
+    return None
 
 
 class MissingObjectError(ToolkitError, Terminal):
@@ -211,3 +265,9 @@ class StorageError(ToolkitError, Terminal):
             f"cannot write {subject}: {exc.strerror or exc}",
             hint=cls._FIXES.get(name, "check the path and its permissions"),
         )
+
+
+class RetriesExhaustedError(ToolkitError, Terminal):
+    """A transient error (unreachable server) lasted longer than the run may wait for it."""
+
+    exit_code = 75

@@ -28,6 +28,7 @@ __all__ = [
     "TrailConfig",
     "VerifyConfig",
     "load",
+    "parse_duration",
 ]
 
 DEFAULT_FILE = "redoline.toml"
@@ -41,7 +42,7 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
-    "source": {"url", "password", "id", "server_id", "decoder"},
+    "source": {"url", "password", "id", "server_id", "decoder", "retry_for"},
     "target": {"url", "password", "id"},
     "trail": {
         "dir",
@@ -81,6 +82,19 @@ class SourceConfig:
     server_id: int = 4_199_001
     #: MySQL/MariaDB row decoder: "fast" (connectors/mysql/fastrows.py) or "library"
     decoder: str = "fast"
+    #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
+    #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
+    retry_for: float | None = None
+
+    def retry_budget(self, until_caught_up: bool) -> float | None:
+        """How long this run may retry: cron runs must end, services may wait forever."""
+        if self.retry_for is not None:
+            return self.retry_for
+        return RETRY_FOR_CAUGHT_UP if until_caught_up else None
+
+
+#: default retry budget of an --until-caught-up run (a cron job must end)
+RETRY_FOR_CAUGHT_UP = 300.0
 
 
 @dataclass(frozen=True)
@@ -455,6 +469,11 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                     f'must be "fast" or "library", not {body["decoder"]!r}', label, "decoder"
                 )
             kwargs["decoder"] = body["decoder"]
+        if kind == "source" and "retry_for" in body:
+            try:
+                kwargs["retry_for"] = parse_duration(body["retry_for"])
+            except ValueError as exc:
+                raise doc.error(str(exc), label, "retry_for") from None
         out[name] = cls(**kwargs)
     return out
 
@@ -528,6 +547,25 @@ def _tables(raw: dict[str, Any], doc: _Doc) -> TablesConfig:
         where=where,
         rename=rename,
     )
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number of seconds or a string such as ``"90s"``, ``"5m"``, ``"1h"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
+        if match is None:
+            raise ValueError(
+                f"must be a duration such as 30, \"90s\", \"5m\" or \"1h\", not {value!r}"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
 
 
 def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float) -> float:

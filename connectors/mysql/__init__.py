@@ -22,6 +22,7 @@ from connectors.errors import (
     ConnectError,
     MissingObjectError,
     ToolkitError,
+    connect_setup_error,
 )
 from connectors.model import Column, TableId, TableSchema
 
@@ -54,10 +55,12 @@ def mysql_connect_args(endpoint: Endpoint, **overrides: Any) -> dict[str, Any]:
         if f"ssl_{key}" in params:
             ssl[key] = params[f"ssl_{key}"]
     if ssl or params.get("ssl") in ("1", "true", "required"):
-        args["ssl"] = ssl or {"check_hostname": False}
-        if params.get("ssl_verify") in ("1", "true"):
-            args["ssl_verify_cert"] = True
-            args["ssl_verify_identity"] = True
+        # Everything goes in pymysql's ssl dict: its ssl_verify_* keyword arguments replace
+        # that dict and so would drop the CA (verification then used the system store).
+        verify = params.get("ssl_verify") in ("1", "true")
+        ssl["check_hostname"] = verify
+        ssl["verify_mode"] = verify or "ca" in ssl
+        args["ssl"] = ssl
     args.update(overrides)
     return args
 
@@ -78,6 +81,9 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
             f"{where}: database {endpoint.database!r} does not exist",
             hint=f"create it (CREATE DATABASE `{endpoint.database}`) or fix the URL",
         )
+    setup = connect_setup_error(where, str(text))
+    if setup is not None:
+        return setup
     if code in (2003, 2002, 2005, 2006, 2013, 2055):
         return ConnectError(
             f"{where}: cannot reach the server ({text})",

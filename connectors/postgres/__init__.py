@@ -14,7 +14,14 @@ import psycopg.errors
 
 from connectors.base import CheckItem, Database, TableFilter
 from connectors.endpoint import Endpoint
-from connectors.errors import AuthError, ConnectError, MissingObjectError, ToolkitError
+from connectors.errors import (
+    AuthError,
+    ConnectError,
+    MissingObjectError,
+    PrerequisiteError,
+    ToolkitError,
+    connect_setup_error,
+)
 from connectors.model import Column, TableId, TableSchema
 
 if TYPE_CHECKING:
@@ -75,7 +82,8 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
     if (
         sqlstate in ("28P01", "28000")
         or "password authentication failed" in lowered
-        or ("no pg_hba.conf entry" in lowered)
+        or "no pg_hba.conf entry" in lowered
+        or "pg_hba.conf rejects" in lowered
     ):
         return AuthError(
             f"{where}: the server refused the login ({text})",
@@ -88,6 +96,15 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
         )
     if isinstance(exc, psycopg.errors.UndefinedTable):
         return MissingObjectError(f"{where}: {text}")
+    if "logical decoding requires wal_level" in lowered:
+        return PrerequisiteError(
+            f"{where}: {text}",
+            hint="ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL "
+            "(see redoline check)",
+        )
+    setup = connect_setup_error(where, text)
+    if setup is not None:
+        return setup
     if isinstance(exc, psycopg.OperationalError):
         return ConnectError(
             f"{where}: cannot reach the server ({text})",

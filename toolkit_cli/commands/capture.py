@@ -68,6 +68,7 @@ def capture(
         key=cfg.trail.key(),
         stop_event=stop,
         reader_options={"server_id": src.server_id, "decoder": decoder or src.decoder},
+        retry_for=src.retry_budget(until_caught_up),
     )
     previous = _install_signals(stop)
     try:
