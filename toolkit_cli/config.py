@@ -559,9 +559,7 @@ def parse_duration(value: Any) -> float:
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
         if match is None:
-            raise ValueError(
-                f"must be a duration such as 30, \"90s\", \"5m\" or \"1h\", not {value!r}"
-            )
+            raise ValueError(f'must be a duration such as 30, "90s", "5m" or "1h", not {value!r}')
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
     if seconds < 0:
         raise ValueError("must not be negative")
