@@ -14,13 +14,16 @@ point, so resuming from a position resends nothing at or before it and loses not
 
 Slot safety (each start, before reading):
 
-* the slot must exist once the trail holds anything (a dropped slot means the changes since our
+* the slot must be this trail's (:mod:`connectors.postgres.ownership`: a slot the trail did
+  not create is refused, never taken over);
+* the slot must exist once the trail is bound to it (a dropped slot means the changes since our
   position are gone: :class:`ReplicationError`), must use ``pgoutput`` in this database, and its
   WAL must still be there (``wal_status <> 'lost'``);
-* the slot's ``confirmed_flush_lsn`` must not be ahead of our position. A slot dropped and
-  recreated, or advanced by someone else, is ahead: the changes in between are lost, and we stop.
-  A recreated slot whose start is not ahead of our position lost nothing we need (everything
-  after our position is decoded by it), so this comparison is the whole identity check.
+* the slot's ``confirmed_flush_lsn`` must not be ahead of our position: the trail's last
+  transaction, or the marker's position (the slot's creation point, or a heartbeat) when that
+  is later. A slot dropped and recreated, or advanced by someone else, is ahead: the changes in
+  between are lost, and we stop. Because the creation point is recorded, this holds before the
+  trail has any transaction (a slot recreated between the snapshot and the first capture).
 
 The slot is confirmed only through :meth:`PgLogReader.confirm`, which capture calls once the
 trail is durable up to a position. A ``Heartbeat`` (WAL with nothing selected in it) may be
