@@ -176,5 +176,5 @@ def test_bad_slot_name_names_key_and_line(write, name: object) -> None:  # type:
         load(write(f'[source]\nurl = "postgresql://h/shop"\npublication = {value}\n'))
     assert info.value.key == "source.publication" and info.value.line == 3
     if isinstance(name, str):
-        with pytest.raises(ConfigError, match="--slot: .* is not a usable name"):
+        with pytest.raises(ConfigError, match=r"--slot: .* is not a usable name"):
             load(write('[source]\nurl = "postgresql://h/shop"\n'), slot=name)
