@@ -882,7 +882,6 @@ class PgLogReader:
             if info is not None and info.confirmed_flush
             else None,
             trail_position=self._trail_position,
-            format_lsn=format_lsn,
         )
         if info is None and self.start is not None:
             # a trail with data but no marker (captured without trail_dir): same verdict

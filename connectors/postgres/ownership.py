@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from connectors.errors import ConfigError, ReplicationError
+from connectors.postgres.pgoutput import format_lsn, parse_lsn
 
 __all__ = [
     "MARKER_NAME",
@@ -175,7 +176,6 @@ def check_owner(
     where: str,
     confirmed_flush: int | None = None,
     trail_position: int | None = None,
-    format_lsn: Any = str,
 ) -> None:
     """Refuse a slot this trail does not own, and a trail whose slot is gone or replaced.
 
@@ -227,8 +227,6 @@ def check_owner(
         )
     if confirmed_flush is None:
         return
-    from connectors.postgres.pgoutput import parse_lsn
-
     limits = [trail_position] if trail_position is not None else []
     if recorded:
         limits.append(parse_lsn(recorded))

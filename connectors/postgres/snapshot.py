@@ -62,7 +62,7 @@ from connectors.postgres.ownership import (
     resolve_names,
     write_marker,
 )
-from connectors.postgres.pgoutput import format_lsn, parse_lsn
+from connectors.postgres.pgoutput import parse_lsn
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 
 if TYPE_CHECKING:
@@ -160,7 +160,6 @@ class PgSnapshot:
                 if info is not None and info.confirmed_flush
                 else None,
                 trail_position=self._trail_position,
-                format_lsn=format_lsn,
             )
             if info is not None and (info.plugin != "pgoutput" or info.database != database):
                 raise ReplicationError(
