@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 
@@ -205,6 +206,16 @@ def test_slot_recreated_before_the_first_captured_transaction(
     pg.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     pg.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     insert(pg, range(5, 6))
+    if first == "init":
+        # a snapshot taken now would be continued from the wrong slot: refused before loading
+        refused = redoline(a, "snapshot", "--target", f"duckdb://{tmp_path}/replica.duckdb")
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert "ahead of the trail's position" in refused.stderr
+        with duckdb.connect(str(tmp_path / "replica.duckdb")) as target:
+            loaded = target.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'"
+            ).fetchone()
+        assert loaded == (0,)
     result = redoline(a, "capture", "--until-caught-up")
     assert result.returncode == 5, result.stdout + result.stderr
     assert f"replication slot '{slot}' is at" in result.stderr
