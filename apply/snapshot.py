@@ -87,6 +87,9 @@ class SnapshotOptions:
     #: catch-up will follow from the source's log: a PostgreSQL source then creates (or uses)
     #: its replication slot so the snapshot is continuous with it; False for a one-off copy
     capture: bool = True
+    #: the source engine's own snapshot options (PostgreSQL: ``slot``, ``publication``,
+    #: ``trail_dir``, ``source_id``, ``trail_position``; see connectors/postgres/snapshot.py)
+    source_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -514,7 +517,13 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
             report.tables = list(done.values())
             return report
         _check_not_source(source, target, todo, options)
-        session_cm = open_snapshot(source, options.workers, tables=todo, capture=options.capture)
+        session_cm = open_snapshot(
+            source,
+            options.workers,
+            tables=todo,
+            capture=options.capture,
+            options=options.source_options,
+        )
         with contextlib.closing(session_cm) as session:
             report.point = session.point
             jobs = [_prepare(tgt, control, session, source, t, options) for t in todo]

@@ -83,6 +83,9 @@ class SyncOptions:
     key: bytes | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     segment_bytes: int = 10_000_000
+    #: the source engine's own options, for its log reader and its snapshot alike
+    #: (PostgreSQL: ``slot``, ``publication``); the trail directory and source id are added
+    source_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,6 +233,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 key=options.key,
                 stop_event=options.stop_event,
                 start_position=start_position,
+                reader_options=dict(options.source_options),
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
@@ -254,10 +258,22 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 if capture_first:
                     capture_thread.start()
             if not options.skip_snapshot:
+                # the snapshot may create the source's slot: it belongs to this trail
+                source_options = {
+                    **options.snapshot.source_options,
+                    **options.source_options,
+                    "trail_dir": options.trail_dir,
+                    "source_id": options.source_id,
+                    "trail_position": info.last_position,
+                }
                 report.snapshot = run_snapshot(
                     source,
                     target,
-                    dataclasses.replace(options.snapshot, source_id=options.source_id),
+                    dataclasses.replace(
+                        options.snapshot,
+                        source_id=options.source_id,
+                        source_options=source_options,
+                    ),
                 )
             if capture_thread is not None and not capture_first:
                 capture_thread.start()

@@ -64,7 +64,8 @@ class CaptureOptions:
     stop_event: threading.Event | None = None
     #: where to start when the trail is empty (None: the source's current end)
     start_position: str | None = None
-    #: engine-specific reader options (MySQL: ``server_id``, ``heartbeat``)
+    #: engine-specific reader options (MySQL: ``server_id``, ``heartbeat``; PostgreSQL:
+    #: ``slot``, ``publication``)
     reader_options: dict[str, Any] = field(default_factory=dict)
     #: transient-error retries before giving up (None: forever)
     max_retries: int | None = None
@@ -182,7 +183,9 @@ def _run_once(
         catalog = catalog()
     # trail_dir: a reader may keep a small marker beside the segments (PostgreSQL records its
     # slot's identity and heartbeat positions confirmed past the last transaction there)
+    # source_id: a reader may derive names of its own from it (PostgreSQL's default slot)
     reader_options = {
+        "source_id": options.source_id,
         **options.reader_options,
         "catalog": dict(catalog),
         "trail_dir": writer.directory,

@@ -117,15 +117,23 @@ class SnapshotSession(Protocol):
 
 
 def open_snapshot(
-    db: Database, workers: int, *, tables: Sequence[TableId] = (), capture: bool = True
+    db: Database,
+    workers: int,
+    *,
+    tables: Sequence[TableId] = (),
+    capture: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> SnapshotSession:
     """Open a consistent snapshot on ``db`` for ``workers`` parallel readers.
 
     ``tables`` are the tables about to be read and ``capture`` says whether catch-up will
     follow from the source's log: a source whose position lives on the server (PostgreSQL's
     slot) then prepares it so the snapshot is continuous with it, and creates nothing for a
-    one-off copy.
+    one-off copy. ``options`` are the engine's own (PostgreSQL: the slot's names and the
+    trail directory it belongs to); an engine ignores the ones it does not know.
     """
     module = importlib.import_module(type(db).__module__ + ".snapshot")
-    session: SnapshotSession = module.open_snapshot(db, workers, tables=tables, capture=capture)
+    session: SnapshotSession = module.open_snapshot(
+        db, workers, tables=tables, capture=capture, options=options
+    )
     return session

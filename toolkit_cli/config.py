@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,16 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
-    "source": {"url", "password", "id", "server_id", "decoder", "retry_for"},
+    "source": {
+        "url",
+        "password",
+        "id",
+        "server_id",
+        "decoder",
+        "slot",
+        "publication",
+        "retry_for",
+    },
     "target": {"url", "password", "id"},
     "trail": {
         "dir",
@@ -82,9 +91,20 @@ class SourceConfig:
     server_id: int = 4_199_001
     #: MySQL/MariaDB row decoder: "fast" (connectors/mysql/fastrows.py) or "library"
     decoder: str = "fast"
+    #: PostgreSQL replication slot (None: the trail's recorded one, else derived from the
+    #: pipeline; connectors/postgres/ownership.py)
+    slot: str | None = None
+    #: PostgreSQL publication (None: the trail's recorded one, else the slot's name)
+    publication: str | None = None
     #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
     #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
     retry_for: float | None = None
+
+    def slot_options(self) -> dict[str, str]:
+        """The slot and publication names the source's reader and snapshot take, when set
+        (engines without a slot ignore them)."""
+        names = {"slot": self.slot, "publication": self.publication}
+        return {k: v for k, v in names.items() if v is not None}
 
     def retry_budget(self, until_caught_up: bool) -> float | None:
         """How long this run may retry: cron runs must end, services may wait forever."""
@@ -316,6 +336,8 @@ def load(
     trail: str | Path | None = None,
     source_password: str | None = None,
     target_password: str | None = None,
+    slot: str | None = None,
+    publication: str | None = None,
 ) -> Config:
     """Load the configuration: ``path`` (or ``$REDOLINE_CONFIG``, or ``./redoline.toml`` if it
     exists), then environment overrides, then these arguments (the command-line flags)."""
@@ -347,6 +369,12 @@ def load(
     src_pw = source_password or os.environ.get(ENV_SOURCE_PASSWORD)
     if src_url or src_pw:
         sources = _override(sources, src_url, src_pw, "source", SourceConfig)
+    for key, value in (("slot", slot), ("publication", publication)):
+        if value is not None:
+            problem = _pg_name_problem(value)
+            if problem is not None:
+                raise ConfigError(f"--{key}: {problem}")
+            sources = {n: replace(src, **{key: value}) for n, src in sources.items()}
     tgt_url = target or os.environ.get(ENV_TARGET_URL)
     tgt_pw = target_password or os.environ.get(ENV_TARGET_PASSWORD)
     if tgt_url or tgt_pw:
@@ -474,8 +502,21 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:
                 raise doc.error(str(exc), label, "retry_for") from None
+        for key in ("slot", "publication"):
+            if kind == "source" and key in body:
+                problem = _pg_name_problem(body[key])
+                if problem is not None:
+                    raise doc.error(problem, label, key)
+                kwargs[key] = body[key]
         out[name] = cls(**kwargs)
     return out
+
+
+def _pg_name_problem(value: Any) -> str | None:
+    """Why ``value`` cannot name a PostgreSQL slot or publication (None: it can)."""
+    from connectors.postgres.ownership import name_problem
+
+    return name_problem(value)
 
 
 def _override(
@@ -485,9 +526,10 @@ def _override(
         endpoint = Endpoint.parse(url, password=password, key=f"--{kind}")
         if len(items) <= 1:
             old = next(iter(items.values()), None)
-            name = old.name if old else "default"
-            ident = old.id if old else "default"
-            return {name: cls(name=name, endpoint=endpoint, id=ident)}
+            if old is not None:
+                # the URL is replaced; the section's other keys (slot, server_id...) stay
+                return {old.name: replace(old, endpoint=endpoint)}
+            return {"default": cls(name="default", endpoint=endpoint, id="default")}
         return {**items, "cli": cls(name="cli", endpoint=endpoint, id="cli")}
     if password and len(items) == 1:
         ((name, old),) = items.items()
@@ -496,8 +538,6 @@ def _override(
 
 
 def _replace_endpoint(item: Any, endpoint: Endpoint) -> Any:
-    from dataclasses import replace
-
     return replace(item, endpoint=endpoint)
 
 

@@ -9,7 +9,16 @@ import typer
 
 from toolkit_cli import config as config_mod
 
-__all__ = ["ConfigOpt", "JsonOpt", "SourceOpt", "TargetOpt", "TrailOpt", "load_config"]
+__all__ = [
+    "ConfigOpt",
+    "JsonOpt",
+    "PublicationOpt",
+    "SlotOpt",
+    "SourceOpt",
+    "TargetOpt",
+    "TrailOpt",
+    "load_config",
+]
 
 ConfigOpt = Annotated[
     Path | None,
@@ -50,6 +59,25 @@ TrailOpt = Annotated[
         show_default=False,
     ),
 ]
+SlotOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--slot",
+        help="PostgreSQL sources: the logical replication slot of this pipeline. Overrides "
+        "[source] slot. Default: the one the trail records, else redoline_<source id>_<hash "
+        "of the trail directory>. A slot the trail did not create is refused.",
+        show_default=False,
+    ),
+]
+PublicationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--publication",
+        help="PostgreSQL sources: the publication listing the tables. Overrides [source] "
+        "publication. Default: the one the trail records, else the slot's name.",
+        show_default=False,
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
 ]
@@ -61,6 +89,15 @@ def load_config(
     source: str | None = None,
     target: str | None = None,
     trail: Path | None = None,
+    slot: str | None = None,
+    publication: str | None = None,
 ) -> config_mod.Config:
     """The configuration with the command's flags applied on top (flag > env > file)."""
-    return config_mod.load(config, source=source, target=target, trail=trail)
+    return config_mod.load(
+        config,
+        source=source,
+        target=target,
+        trail=trail,
+        slot=slot,
+        publication=publication,
+    )

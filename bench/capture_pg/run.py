@@ -147,9 +147,13 @@ def main() -> None:
         db = PostgreSQL(Endpoint.parse(f"postgresql://postgres@127.0.0.1:{server.port}/postgres"))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(SETUP)
-        slots = ["raw", *(f"run{i}" for i in range(args.runs + (1 if args.profile else 0)))]
-        for slot in slots:
-            init_slot(db, TABLES, slot=slot)
+        # each measured slot is created for (and recorded in) the trail that run writes
+        trails = {f"run{i}": base / f"trail{i}" for i in range(args.runs)}
+        if args.profile:
+            trails[f"run{args.runs}"] = base / "trail-profile"
+        init_slot(db, TABLES, slot="raw", publication="redoline")
+        for slot, trail_dir in trails.items():
+            init_slot(db, TABLES, slot=slot, publication="redoline", trail_dir=trail_dir)
         txns = args.rows // 10
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:

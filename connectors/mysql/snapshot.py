@@ -369,10 +369,15 @@ def _query(conn: Any, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
 
 
 def open_snapshot(
-    db: MySQL, workers: int, *, tables: Sequence[TableId] = (), capture: bool = True
+    db: MySQL,
+    workers: int,
+    *,
+    tables: Sequence[TableId] = (),
+    capture: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> MySQLSnapshot:
     """Open ``workers`` consistent-snapshot readers on one binlog point (the binlog needs no
-    preparation, so ``tables`` and ``capture`` change nothing here)."""
+    preparation, so ``tables``, ``capture`` and ``options`` change nothing here)."""
     try:
         return MySQLSnapshot(db, workers)
     except ToolkitError:

@@ -14,20 +14,24 @@ point, so resuming from a position resends nothing at or before it and loses not
 
 Slot safety (each start, before reading):
 
-* the slot must exist once the trail holds anything (a dropped slot means the changes since our
+* the slot must be this trail's (:mod:`connectors.postgres.ownership`: a slot the trail did
+  not create is refused, never taken over);
+* the slot must exist once the trail is bound to it (a dropped slot means the changes since our
   position are gone: :class:`ReplicationError`), must use ``pgoutput`` in this database, and its
   WAL must still be there (``wal_status <> 'lost'``);
-* the slot's ``confirmed_flush_lsn`` must not be ahead of our position. A slot dropped and
-  recreated, or advanced by someone else, is ahead: the changes in between are lost, and we stop.
-  A recreated slot whose start is not ahead of our position lost nothing we need (everything
-  after our position is decoded by it), so this comparison is the whole identity check.
+* the slot's ``confirmed_flush_lsn`` must not be ahead of our position: the trail's last
+  transaction, or the marker's position (the slot's creation point, or a heartbeat) when that
+  is later. A slot dropped and recreated, or advanced by someone else, is ahead: the changes in
+  between are lost, and we stop. Because the creation point is recorded, this holds before the
+  trail has any transaction (a slot recreated between the snapshot and the first capture).
 
 The slot is confirmed only through :meth:`PgLogReader.confirm`, which capture calls once the
 trail is durable up to a position. A ``Heartbeat`` (WAL with nothing selected in it) may be
 confirmed past the trail's last transaction, so WAL never piles up behind a quiet table; that
 position is first written (fsynced) to the trail's slot marker ``pgslot.json`` (option
-``trail_dir``), which also records the server's system identifier, the database and the slot
-name: a trail is never continued from another server, database or slot.
+``trail_dir``). The marker also records which slot, database and server the trail is bound to
+and the slot's creation point; which names a pipeline uses and why a slot the trail did not
+create is refused is :mod:`connectors.postgres.ownership`.
 """
 
 from __future__ import annotations
@@ -35,9 +39,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
-import json
 import logging
-import os
 import re
 import select
 import struct
@@ -54,9 +56,9 @@ import psycopg.pq
 
 from connectors.base import TableFilter
 from connectors.errors import (
+    ConfigError,
     ConnectError,
     MissingObjectError,
-    PrerequisiteError,
     ReplicationError,
     SchemaError,
     ToolkitError,
@@ -75,14 +77,20 @@ from connectors.model import (
     Value,
 )
 from connectors.postgres import enum_labels, pgoutput
+from connectors.postgres.ownership import (
+    MARKER_NAME,
+    SlotNames,
+    check_owner,
+    new_marker,
+    resolve_names,
+    write_marker,
+)
 from connectors.postgres.pgoutput import format_lsn, parse_lsn
 
 if TYPE_CHECKING:
     from connectors.postgres import PostgreSQL
 
 __all__ = [
-    "DEFAULT_PUBLICATION",
-    "DEFAULT_SLOT",
     "PgLogReader",
     "SlotInfo",
     "SlotSetup",
@@ -93,13 +101,12 @@ __all__ = [
     "init_slot",
     "parse_array",
     "parse_interval",
+    "server_identity",
     "slot_info",
 ]
 
 log = logging.getLogger("redoline.capture.postgres")
 
-DEFAULT_SLOT: Final = "redoline"
-DEFAULT_PUBLICATION: Final = "redoline"
 #: how long slot creation may wait for running transactions before we give up
 DEFAULT_SLOT_TIMEOUT: Final = 60.0
 #: how often we tell the server where we are even when nothing happens (wal_sender_timeout is
@@ -107,8 +114,6 @@ DEFAULT_SLOT_TIMEOUT: Final = 60.0
 STATUS_INTERVAL: Final = 5.0
 #: at most one status message per this many seconds for confirmations alone
 CONFIRM_INTERVAL: Final = 0.5
-#: the trail's record of the slot it reads (identity, and heartbeat positions past its end)
-MARKER_NAME: Final = "pgslot.json"
 #: at most one marker fsync per this many seconds for heartbeats
 MARKER_INTERVAL: Final = 1.0
 
@@ -119,7 +124,6 @@ _SESSION_OPTIONS: Final = (
     "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c bytea_output=hex "
     "-c extra_float_digits=3"
 )
-_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
 # --------------------------------------------------------------------------- values
@@ -392,15 +396,6 @@ class SlotSetup:
     position: str | None
 
 
-def _check_name(name: str, what: str) -> str:
-    if not _NAME_RE.match(name):
-        raise PrerequisiteError(
-            f"{what} name {name!r} is not usable",
-            hint="use 1 to 63 lower-case letters, digits and underscores",
-        )
-    return name
-
-
 def slot_info(conn: psycopg.Connection[Any], slot: str) -> SlotInfo | None:
     """The slot named ``slot`` on this server, or None."""
     row = conn.execute(
@@ -412,6 +407,19 @@ def slot_info(conn: psycopg.Connection[Any], slot: str) -> SlotInfo | None:
     if row is None:
         return None
     return SlotInfo(*row)
+
+
+def server_identity(conn: psycopg.Connection[Any]) -> tuple[str, str]:
+    """(database, system identifier) of ``conn``'s server; the identifier is "" when the role
+    may not read it (``pg_control_system`` needs more than REPLICATION on some setups)."""
+    try:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        system = str(row[0]) if row else ""
+    except psycopg.errors.InsufficientPrivilege:
+        if not conn.autocommit:
+            conn.rollback()
+        system = ""
+    return conn.info.dbname, system
 
 
 def _quote(name: str) -> str:
@@ -514,56 +522,110 @@ def init_slot(
     db: PostgreSQL,
     tables: Sequence[TableId],
     *,
-    slot: str = DEFAULT_SLOT,
-    publication: str = DEFAULT_PUBLICATION,
+    slot: str | None = None,
+    publication: str | None = None,
+    trail_dir: Path | str | None = None,
+    source_id: str | None = None,
     timeout: float = DEFAULT_SLOT_TIMEOUT,
 ) -> SlotSetup:
     """Create or reuse the slot and the publication for ``tables`` (checked for a usable
-    replica identity first)."""
-    _check_name(slot, "replication slot")
-    _check_name(publication, "publication")
+    replica identity first).
+
+    Names come from :func:`connectors.postgres.ownership.resolve_names`. With ``trail_dir``
+    the slot is bound to that trail: a slot it creates is recorded in the trail's marker, an
+    existing one is reused only when the marker says it is this trail's, and nothing is
+    created or altered before that is settled.
+    """
+    names = resolve_names(
+        slot=slot, publication=publication, trail_dir=trail_dir, source_id=source_id
+    )
     try:
         with db.connect() as conn:
-            check_replica_identity(conn, tables)
-            pub_created, added = _ensure_publication(conn, publication, tables)
-            info = slot_info(conn, slot)
-            database = conn.info.dbname
+            database, system = server_identity(conn)
+            info = slot_info(conn, names.slot)
+            check_owner(
+                names,
+                info is not None,
+                database=database,
+                system=system,
+                where=db.endpoint.display,
+            )
             if info is not None and (info.plugin != "pgoutput" or info.database != database):
                 raise ReplicationError(
-                    f"replication slot {slot!r} exists but belongs to database "
+                    f"replication slot {names.slot!r} exists but belongs to database "
                     f"{info.database!r} with plugin {info.plugin!r}, not {database!r}/pgoutput",
                     hint="choose another slot name",
                 )
+            check_replica_identity(conn, tables)
+            pub_created, added = _ensure_publication(conn, names.publication, tables)
             created = info is None
             if info is None:
-                position: str | None = _create_slot(conn, slot, timeout)
+                position: str | None = _create_slot(conn, names.slot, timeout)
+                assert position is not None
+                if names.trail_dir is not None:
+                    write_marker(names.trail_dir, new_marker(names, database, system, position))
             else:
                 position = info.confirmed_flush
     except psycopg.Error as exc:
         raise _map(exc, db) from None
-    return SlotSetup(slot, publication, created, pub_created, added, position)
+    return SlotSetup(names.slot, names.publication, created, pub_created, added, position)
 
 
 def drop_slot(
-    db: PostgreSQL, *, slot: str = DEFAULT_SLOT, publication: str = DEFAULT_PUBLICATION
+    db: PostgreSQL,
+    *,
+    slot: str | None = None,
+    publication: str | None = None,
+    trail_dir: Path | str | None = None,
+    source_id: str | None = None,
 ) -> tuple[bool, bool]:
-    """Drop the slot and the publication; returns which of the two existed."""
+    """Drop the slot and the publication; returns which of the two existed.
+
+    With ``trail_dir`` only the slot that trail recorded is dropped (a trail without a marker
+    owns nothing, and a name other than the recorded one is refused), and the marker is then
+    flagged ``dropped`` so the trail is never continued from a slot created later.
+    """
+    names = resolve_names(
+        slot=slot, publication=publication, trail_dir=trail_dir, source_id=source_id
+    )
+    marker = names.marker
+    if names.trail_dir is not None:
+        if marker is None:
+            raise ConfigError(
+                f"this trail ({names.trail_dir}) records no replication slot "
+                f"({MARKER_NAME} is missing), so it owns none: nothing was dropped",
+                key="source.slot",
+                hint="point --trail/[trail] dir at the pipeline whose slot to drop; a slot no "
+                f"trail owns is dropped with SELECT pg_drop_replication_slot('{names.slot}')",
+            )
+        if marker.get("slot") and marker["slot"] != names.slot:
+            raise ConfigError(
+                f"this trail ({names.trail_dir}) owns replication slot {marker['slot']!r}, "
+                f"not {names.slot!r}: nothing was dropped",
+                key="source.slot",
+                hint="leave --slot out to drop this trail's own slot",
+            )
     try:
         with db.connect() as conn:
-            info = slot_info(conn, slot)
+            info = slot_info(conn, names.slot)
             if info is not None:
                 if info.active_pid:
                     raise ReplicationError(
-                        f"replication slot {slot!r} is in use by process {info.active_pid}",
+                        f"replication slot {names.slot!r} is in use by process {info.active_pid}",
                         hint="stop `redoline capture` first",
                     )
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            pub = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (names.slot,))
+            pub = conn.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (names.publication,)
+            )
             had_pub = pub.fetchone() is not None
             if had_pub:
-                conn.execute(f"DROP PUBLICATION {_quote(publication)}")
+                conn.execute(f"DROP PUBLICATION {_quote(names.publication)}")
     except psycopg.Error as exc:
         raise _map(exc, db) from None
+    if names.trail_dir is not None and marker is not None and not marker.get("dropped"):
+        # a slot created later under the same name must not pass for this trail's
+        write_marker(names.trail_dir, {**marker, "dropped": dt.datetime.now(dt.UTC).isoformat()})
     return info is not None, had_pub
 
 
@@ -575,13 +637,13 @@ def _map(exc: BaseException, db: PostgreSQL) -> ToolkitError:
         return ReplicationError(
             f"{db.endpoint.display}: the WAL the replication slot needs is gone ({exc})",
             hint="the slot fell too far behind (max_slot_wal_keep_size) and was invalidated: "
-            "drop it (redoline pgslot drop), init again, and take a new snapshot",
+            "drop it (`redoline drop`), then start a new trail with a new snapshot",
         )
     if "replication slot" in text and "does not exist" in text:
         return ReplicationError(
             f"{db.endpoint.display}: {str(exc).strip()}",
-            hint="the slot was dropped; the changes since our position are lost: init again "
-            "and take a new snapshot",
+            hint="the slot was dropped; the changes since our position are lost: start a new "
+            "trail with a new snapshot",
         )
     if "is active for pid" in text:
         return ReplicationError(
@@ -628,10 +690,12 @@ _RELID = struct.Struct(">I")
 class PgLogReader:
     """Reads a pgoutput slot over the streaming replication protocol (see the module doc).
 
-    ``options`` (all optional): ``slot``, ``publication`` (names, default ``redoline``),
-    ``slot_timeout`` (seconds slot creation may wait), ``create`` (create the slot and
-    publication when the trail is empty; default True), ``catalog`` (the definitions the
-    trail already holds, ``{TableId: TableSchema}``, so versions continue from them),
+    ``options`` (all optional): ``slot``, ``publication`` (names; default: what the trail's
+    marker records, else derived from ``trail_dir`` and ``source_id``, see
+    :mod:`connectors.postgres.ownership`), ``slot_timeout`` (seconds slot creation may
+    wait), ``create`` (create the slot and publication when the trail is empty; default
+    True), ``catalog`` (the definitions the trail already holds, ``{TableId: TableSchema}``,
+    so versions continue from them),
     ``status_interval`` (seconds between status messages to the server), ``trail_dir`` (where
     the slot marker lives, see the module doc), ``active_wait`` (seconds to wait for a slot
     still held by a crashed predecessor).
@@ -651,20 +715,26 @@ class PgLogReader:
         self.start = parse_lsn(start) if start else None
         self.tables = tables
         self.until_caught_up = until_caught_up
-        self.slot = _check_name(str(opts.get("slot") or DEFAULT_SLOT), "replication slot")
-        self.publication = _check_name(
-            str(opts.get("publication") or DEFAULT_PUBLICATION), "publication"
+        trail_dir = opts.get("trail_dir")
+        self.names: SlotNames = resolve_names(
+            slot=opts.get("slot"),
+            publication=opts.get("publication"),
+            trail_dir=trail_dir,
+            source_id=opts.get("source_id"),
         )
+        self.slot = self.names.slot
+        self.publication = self.names.publication
+        #: the trail's last transaction (None: the trail has none yet)
+        self._trail_position = self.start
         self.slot_timeout = float(opts.get("slot_timeout", DEFAULT_SLOT_TIMEOUT))
         self.create = bool(opts.get("create", True))
         self.active_wait = float(opts.get("active_wait", 15.0))
         self.status_interval = float(opts.get("status_interval", STATUS_INTERVAL))
         known = opts.get("catalog") or opts.get("schemas") or {}
         self._announced: dict[TableId, TableSchema] = dict(known)
-        trail_dir = opts.get("trail_dir")
         self._marker_path = Path(trail_dir) / MARKER_NAME if trail_dir else None
         self._marker_written = 0.0
-        self._identity: dict[str, Any] = {}
+        self._marker: dict[str, Any] = dict(self.names.marker or {})
         self._relations: dict[int, _Relation] = {}
         self._type_cache: dict[int, Converter] = {}
         self._catalog: psycopg.Connection[Any] | None = None
@@ -730,27 +800,23 @@ class PgLogReader:
             conn = self._catalog
             selected = self.db.list_tables(self.tables)
             check_replica_identity(conn, selected)
-            self._check_marker(conn)
+            database, system = server_identity(conn)
+            self._adopt_marker_position()
             info = slot_info(conn, self.slot)
+            self._check_owner(info, database, system)
+            if info is None and not self.create:
+                raise ReplicationError(
+                    f"replication slot {self.slot!r} does not exist",
+                    hint="run `redoline init` first",
+                )
             if info is None:
-                if self.start is not None:
-                    raise ReplicationError(
-                        f"replication slot {self.slot!r} does not exist, but the trail is at "
-                        f"{format_lsn(self.start)}: it was dropped, and the changes since then "
-                        "are gone from the server",
-                        hint="run `redoline pgslot init`, take a new snapshot and start a new "
-                        "trail",
-                    )
-                if not self.create:
-                    raise ReplicationError(
-                        f"replication slot {self.slot!r} does not exist",
-                        hint="run `redoline pgslot init` first",
-                    )
+                # an empty trail with no slot of its own yet: make it, bound to this trail
                 setup = init_slot(
                     self.db,
                     selected,
                     slot=self.slot,
                     publication=self.publication,
+                    trail_dir=self.names.trail_dir,
                     timeout=self.slot_timeout,
                 )
                 log.info(
@@ -760,7 +826,11 @@ class PgLogReader:
                     setup.publication,
                 )
                 info = slot_info(conn, self.slot)
-                assert info is not None
+                assert info is not None and setup.position is not None
+                if self.names.trail_dir is not None:
+                    self._marker = new_marker(self.names, database, system, setup.position)
+                self.start = parse_lsn(setup.position)
+                self._last = self._last_commit = self._confirmed = self.start
             else:
                 deadline = time.monotonic() + self.active_wait
                 while info is not None and info.active_pid and time.monotonic() < deadline:
@@ -774,7 +844,7 @@ class PgLogReader:
                         f"replication slot {self.slot!r} is in use by process {info.active_pid}",
                         hint="another capture reads this slot; stop it, or give each its own slot",
                     )
-                self._check_slot(info, conn.info.dbname)
+                self._check_slot(info, database, system)
                 _, added = _ensure_publication(conn, self.publication, selected)
                 if added:
                     log.warning(
@@ -782,92 +852,78 @@ class PgLogReader:
                         ", ".join(map(str, added)),
                         self.publication,
                     )
-            if self._marker_path is not None and not self._marker_path.exists():
-                self._write_marker(None)  # binds this trail to this slot from now on
             if self.until_caught_up:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
                 self._end = parse_lsn(str(row[0]))
             if self.start is None and info.confirmed_flush:
+                # library use without a trail directory: the slot is the only record
                 self._last = self._confirmed = parse_lsn(info.confirmed_flush)
             self._start_stream()
         except psycopg.Error as exc:
             raise _map(exc, self.db) from None
 
-    def _check_marker(self, conn: psycopg.Connection[Any]) -> None:
-        """Compare the trail's slot marker with this server, slot and database; a heartbeat
-        position it holds (confirmed past the last transaction) becomes our start."""
-        try:
-            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()")
-            sysid = str(row.fetchone()[0])  # type: ignore[index]
-        except psycopg.errors.InsufficientPrivilege:
-            conn.rollback()
-            sysid = ""
-        self._identity = {"slot": self.slot, "database": conn.info.dbname, "system": sysid}
-        if self._marker_path is None or not self._marker_path.exists():
-            return
-        try:
-            marker = json.loads(self._marker_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ReplicationError(
-                f"cannot read the slot marker {self._marker_path}: {exc}"
-            ) from None
-        for key, now in self._identity.items():
-            was = marker.get(key)
-            if was and now and was != now:
-                raise ReplicationError(
-                    f"this trail was captured through {key} {was!r}, but capture now reads "
-                    f"{key} {now!r} ({self.db.endpoint.display})",
-                    hint="point capture at the source and slot this trail came from, or start "
-                    "a new trail",
-                )
-        position = marker.get("position")
+    def _adopt_marker_position(self) -> None:
+        """A position the marker holds past the trail's end (the slot's creation point, or a
+        heartbeat confirmed past the last transaction) becomes our start."""
+        position = self._marker.get("position")
         if position and (self.start is None or parse_lsn(position) > self.start):
             self.start = parse_lsn(position)
             self._last = self._last_commit = self._confirmed = self.start
 
-    def _write_marker(self, position: int | None) -> None:
-        """Durably record which slot this trail reads and, for a heartbeat, how far."""
-        if self._marker_path is None:
+    def _check_owner(self, info: SlotInfo | None, database: str, system: str) -> None:
+        check_owner(
+            self.names,
+            info is not None,
+            database=database,
+            system=system,
+            where=self.db.endpoint.display,
+            confirmed_flush=parse_lsn(info.confirmed_flush)
+            if info is not None and info.confirmed_flush
+            else None,
+            trail_position=self._trail_position,
+        )
+        if info is None and self.start is not None:
+            # a trail with data but no marker (captured without trail_dir): same verdict
+            raise ReplicationError(
+                f"replication slot {self.slot!r} does not exist, but the trail is at "
+                f"{format_lsn(self.start)}: it was dropped, and the changes since then "
+                "are gone from the server",
+                hint="start a new trail (an empty --trail directory) and take a new snapshot",
+            )
+
+    def _write_marker(self, position: int) -> None:
+        """Durably record how far the slot may be confirmed past the trail's end."""
+        if self.names.trail_dir is None:
             return
-        record = dict(self._identity)
-        record["position"] = format_lsn(position) if position is not None else None
-        record["updated"] = dt.datetime.now(dt.UTC).isoformat()
-        self._marker_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._marker_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._marker_path)
-        fd = os.open(self._marker_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._marker["position"] = format_lsn(position)
+        write_marker(self.names.trail_dir, self._marker)
         self._marker_written = time.monotonic()
 
-    def _check_slot(self, info: SlotInfo, database: str) -> None:
+    def _check_slot(self, info: SlotInfo, database: str, system: str) -> None:
         if info.plugin != "pgoutput" or info.database != database:
             raise ReplicationError(
                 f"replication slot {self.slot!r} belongs to database {info.database!r} with "
                 f"plugin {info.plugin!r}, not {database!r}/pgoutput",
-                hint="give capture its own slot name",
+                hint="give this pipeline its own slot name ([source] slot / --slot)",
             )
         if info.wal_status == "lost":
             raise ReplicationError(
                 f"replication slot {self.slot!r} was invalidated: the WAL it needs is gone",
-                hint="it fell behind max_slot_wal_keep_size; drop it (redoline pgslot drop), init "
-                "again and take a new snapshot",
+                hint="it fell behind max_slot_wal_keep_size; drop it (`redoline drop`), then "
+                "start a new trail with a new snapshot",
             )
         if self.start is not None and info.confirmed_flush:
+            # without a trail directory the marker's check did not run: the trail's own
+            # position is the limit (see the module doc)
             confirmed = parse_lsn(info.confirmed_flush)
             if confirmed > self.start:
                 raise ReplicationError(
                     f"replication slot {self.slot!r} is at {info.confirmed_flush}, ahead of the "
                     f"trail's position {format_lsn(self.start)}: it was recreated or advanced "
                     "by something else, and the changes in between are lost",
-                    hint="do not share the slot; init again and take a new snapshot",
+                    hint="give each pipeline its own slot ([source] slot); start a new trail "
+                    "and take a new snapshot",
                 )
 
     def _start_stream(self) -> None:

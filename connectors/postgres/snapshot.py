@@ -3,6 +3,12 @@
 Getting every worker onto one point that capture continues from exactly (DESIGN.md:
 Snapshot and catch-up):
 
+Which slot and publication: :func:`connectors.postgres.ownership.resolve_names` over the
+``options`` ``slot``, ``publication``, ``trail_dir``, ``source_id``. The slot must be this
+trail's (the trail's marker says so) or not exist yet; a slot this snapshot creates is
+recorded in the marker with its consistent point, so capture can tell later whether the slot
+is still the one the snapshot started from.
+
 * **No slot yet (exact).** The publication is created (or extended) for the tables first, so
   pgoutput publishes them from the slot's first change on. Then, over a ``replication=database``
   connection, ``CREATE_REPLICATION_SLOT s LOGICAL pgoutput (SNAPSHOT 'export')`` (PostgreSQL
@@ -43,12 +49,18 @@ from psycopg import sql
 from connectors.errors import ReplicationError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
 from connectors.postgres.logical import (
-    DEFAULT_PUBLICATION,
-    DEFAULT_SLOT,
     DEFAULT_SLOT_TIMEOUT,
     check_replica_identity,
     ensure_publication,
+    server_identity,
     slot_info,
+)
+from connectors.postgres.ownership import (
+    SlotNames,
+    check_owner,
+    new_marker,
+    resolve_names,
+    write_marker,
 )
 from connectors.postgres.pgoutput import parse_lsn
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
@@ -99,16 +111,19 @@ class PgSnapshot:
         *,
         tables: Sequence[TableId] = (),
         capture: bool = True,
-        slot: str = DEFAULT_SLOT,
-        publication: str = DEFAULT_PUBLICATION,
+        names: SlotNames | None = None,
+        trail_position: str | None = None,
         timeout: float = DEFAULT_SLOT_TIMEOUT,
     ) -> None:
         self.db = db
         self.workers = max(1, workers)
         self.conns: list[psycopg.Connection[Any]] = []
         self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._trail_position = parse_lsn(trail_position) if trail_position else None
         try:
-            self.point = self._open(tables, capture, slot, publication, timeout)
+            if capture and names is None:
+                raise ReplicationError("a snapshot followed by capture needs its slot's name")
+            self.point = self._open(tables, names if capture else None, timeout)
         except psycopg.Error as exc:
             self.close()
             from connectors.postgres import map_error
@@ -124,29 +139,38 @@ class PgSnapshot:
         return self.db.connect(options=_SESSION_OPTIONS)
 
     def _open(
-        self,
-        tables: Sequence[TableId],
-        capture: bool,
-        slot: str,
-        publication: str,
-        timeout: float,
+        self, tables: Sequence[TableId], names: SlotNames | None, timeout: float
     ) -> SnapshotPoint:
         self.conns = [self._connect() for _ in range(self.workers)]
         control = self.conns[0]
         info = None
-        if capture:
+        if names is not None:
             check_replica_identity(control, tables)
-            # before the slot: pgoutput publishes a table only from its publication onwards
-            ensure_publication(control, publication, tables)
-            info = slot_info(control, slot)
-            if info is None:
-                return self._open_exported(slot, timeout)
-            if info.plugin != "pgoutput" or info.database != control.info.dbname:
+            database, system = server_identity(control)
+            info = slot_info(control, names.slot)
+            # settled before anything is created or altered: never touch another pipeline's
+            # slot or publication
+            check_owner(
+                names,
+                info is not None,
+                database=database,
+                system=system,
+                where=self.db.endpoint.display,
+                confirmed_flush=parse_lsn(info.confirmed_flush)
+                if info is not None and info.confirmed_flush
+                else None,
+                trail_position=self._trail_position,
+            )
+            if info is not None and (info.plugin != "pgoutput" or info.database != database):
                 raise ReplicationError(
-                    f"replication slot {slot!r} belongs to database {info.database!r} with "
-                    f"plugin {info.plugin!r}, not {control.info.dbname!r}/pgoutput",
-                    hint="give capture its own slot name",
+                    f"replication slot {names.slot!r} belongs to database {info.database!r} "
+                    f"with plugin {info.plugin!r}, not {database!r}/pgoutput",
+                    hint="give this pipeline its own slot name ([source] slot / --slot)",
                 )
+            # before the slot: pgoutput publishes a table only from its publication onwards
+            ensure_publication(control, names.publication, tables)
+            if info is None:
+                return self._open_exported(names, database, system, timeout)
         start = info.confirmed_flush if info is not None else None
         control.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = control.execute("SELECT pg_export_snapshot()").fetchone()
@@ -157,7 +181,7 @@ class PgSnapshot:
         end = str(end)
         if start is None or parse_lsn(start) > parse_lsn(end):
             start = end
-        method = "repeatable read after the slot" if capture else "repeatable read (no slot)"
+        method = "repeatable read after the slot" if names else "repeatable read (no slot)"
         log.info("snapshot %s .. %s (%s, %d workers)", start, end, method, self.workers)
         return SnapshotPoint(start, end, 0.0, method)
 
@@ -165,10 +189,14 @@ class PgSnapshot:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
 
-    def _open_exported(self, slot: str, timeout: float) -> SnapshotPoint:
-        """Create the slot with an exported snapshot; import it into every worker."""
+    def _open_exported(
+        self, names: SlotNames, database: str, system: str, timeout: float
+    ) -> SnapshotPoint:
+        """Create the slot with an exported snapshot, record it in the trail's marker, and
+        import the snapshot into every worker."""
         from connectors.postgres import pg_conninfo
 
+        slot = names.slot
         args = pg_conninfo(self.db.endpoint, replication="database")
         repl = psycopg.connect(**args, autocommit=True)
         try:
@@ -203,6 +231,10 @@ class PgSnapshot:
                 )
             point = _value(result, 1)
             snapshot = _value(result, 2)
+            if names.trail_dir is not None:
+                # at once: the slot is this trail's from its first instant, and its creation
+                # point is what capture compares the slot with before the trail has data
+                write_marker(names.trail_dir, new_marker(names, database, system, point))
             for conn in self.conns:
                 self._import(conn, snapshot)
         finally:
@@ -368,10 +400,32 @@ def open_snapshot(
     *,
     tables: Sequence[TableId] = (),
     capture: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> PgSnapshot:
     """Open ``workers`` readers on one snapshot; with ``capture`` it is continuous with the
-    ``redoline`` slot (created here with an exported snapshot when it does not exist)."""
+    pipeline's slot (created here with an exported snapshot when it does not exist).
+
+    ``options``: ``slot``, ``publication``, ``trail_dir``, ``source_id`` (the names, see
+    :mod:`connectors.postgres.ownership`), ``trail_position`` (the trail's last transaction,
+    so a replaced slot is refused before the load), ``slot_timeout``."""
+    opts = dict(options or {})
+    names = None
+    if capture:
+        names = resolve_names(
+            slot=opts.get("slot"),
+            publication=opts.get("publication"),
+            trail_dir=opts.get("trail_dir"),
+            source_id=opts.get("source_id"),
+        )
     try:
-        return PgSnapshot(db, workers, tables=tables, capture=capture)
+        return PgSnapshot(
+            db,
+            workers,
+            tables=tables,
+            capture=capture,
+            names=names,
+            trail_position=opts.get("trail_position"),
+            timeout=float(opts.get("slot_timeout", DEFAULT_SLOT_TIMEOUT)),
+        )
     except ToolkitError:
         raise

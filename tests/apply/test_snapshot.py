@@ -371,7 +371,13 @@ def test_pg_source_snapshot_and_catchup_under_writes(
         names = {t: f"`{target_ep.database}`.{t}" for t in ("items", "pairs")}
     target = open_database(target_ep)
     if slot_exists:
-        init_slot(source, source.list_tables())
+        # `redoline init` for this pipeline: the slot is recorded in its trail
+        init_slot(
+            source,
+            source.list_tables(),
+            trail_dir=tmp_path / "trail",
+            source_id=f"s{tmp_path.name}",
+        )
     opts = SyncOptions(
         trail_dir=tmp_path / "trail",
         state_dir=tmp_path / "state",

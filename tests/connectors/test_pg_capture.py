@@ -81,6 +81,11 @@ def capture_run(
     return written
 
 
+def slot_of(trail: Path) -> str:
+    """The slot the trail is bound to (its name is derived from the trail directory)."""
+    return str(json.loads((trail / "pgslot.json").read_text())["slot"])
+
+
 def trail_changes(trail: Path) -> list[Any]:
     return [c for t in TrailReader(trail).transactions() for c in t.changes]
 
@@ -283,10 +288,12 @@ def test_resume_exactly_and_filtered_wal_is_confirmed(
     assert capture_run(pg_db, tmp_path, include=("public.a",)) == 5
     assert capture_run(pg_db, tmp_path, include=("public.a",)) == 0  # nothing twice
     pg.execute("INSERT INTO noise SELECT generate_series(1, 1000)")
-    before = slot_info(pg, "redoline")
+    slot = slot_of(tmp_path)
+    assert slot.startswith("redoline_")
+    before = slot_info(pg, slot)
     assert before is not None and before.confirmed_flush
     capture_run(pg_db, tmp_path, include=("public.a",))
-    after = slot_info(pg, "redoline")
+    after = slot_info(pg, slot)
     assert after is not None and after.confirmed_flush
     db = PostgreSQL(pg_db)
     # the slot moved past the WAL of the filtered-out table
@@ -296,9 +303,9 @@ def test_resume_exactly_and_filtered_wal_is_confirmed(
     assert capture_run(pg_db, tmp_path, include=("public.a",)) == 1
     assert [c.after["id"] for c in rows(tmp_path)] == list(range(6))
     marker = json.loads((tmp_path / "pgslot.json").read_text())
-    assert marker["slot"] == "redoline" and marker["database"] == pg_db.database
+    assert marker["slot"] == slot and marker["database"] == pg_db.database
     # the trail is bound to its slot
-    with pytest.raises(ReplicationError, match="captured through slot 'redoline'"):
+    with pytest.raises(ReplicationError, match=f"captured through slot '{slot}'"):
         capture_run(pg_db, tmp_path, include=("public.a",), options={"slot": "other"})
 
 
@@ -310,11 +317,12 @@ def test_dropped_or_foreign_slot_is_detected(
     pg.execute("INSERT INTO a VALUES (1)")
     capture_run(pg_db, tmp_path)
     # someone drops the slot and a new one appears under the same name: data in between lost
-    pg.execute("SELECT pg_drop_replication_slot('redoline')")
+    slot = slot_of(tmp_path)
+    pg.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     with pytest.raises(ReplicationError, match=r"does not exist.*dropped"):
         capture_run(pg_db, tmp_path)
     pg.execute("INSERT INTO a VALUES (2)")
-    pg.execute("SELECT pg_create_logical_replication_slot('redoline', 'pgoutput')")
+    pg.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     pg.execute("INSERT INTO a VALUES (3)")
     with pytest.raises(ReplicationError, match="ahead of the trail's position"):
         capture_run(pg_db, tmp_path)
@@ -329,14 +337,14 @@ def test_slot_creation_waits_for_long_transaction(
     ) as blocker:
         blocker.execute("INSERT INTO a VALUES (1)")  # holds an xid, transaction left open
         with pytest.raises(ReplicationError, match=r"timed out after 1 s.*pid \d+"):
-            init_slot(PostgreSQL(pg_db), [TableId("public", "a")], timeout=1)
+            init_slot(PostgreSQL(pg_db), [TableId("public", "a")], slot="s", timeout=1)
         blocker.rollback()
-    setup = init_slot(PostgreSQL(pg_db), [TableId("public", "a")], timeout=10)
+    setup = init_slot(PostgreSQL(pg_db), [TableId("public", "a")], slot="s", timeout=10)
     assert setup.slot_created  # the publication was made by the first attempt
-    again = init_slot(PostgreSQL(pg_db), [TableId("public", "a")])
+    again = init_slot(PostgreSQL(pg_db), [TableId("public", "a")], slot="s")
     assert not again.slot_created and not again.publication_created
-    assert drop_slot(PostgreSQL(pg_db)) == (True, True)
-    assert drop_slot(PostgreSQL(pg_db)) == (False, False)
+    assert drop_slot(PostgreSQL(pg_db), slot="s") == (True, True)
+    assert drop_slot(PostgreSQL(pg_db), slot="s") == (False, False)
 
 
 def test_positions(pg_db: Endpoint) -> None:

@@ -152,3 +152,29 @@ def test_trail_key(tmp_path: Path, write, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("TRAIL_KEY", "short")
     with pytest.raises(ConfigError, match="32 bytes"):
         cfg.trail.key()
+
+
+def test_postgres_slot_and_publication(write) -> None:  # type: ignore[no-untyped-def]
+    text = '[source]\nurl = "postgresql://repl@h/shop"\nslot = "shop_eu"\npublication = "pub_eu"\n'
+    src = load(write(text)).source()
+    assert (src.slot, src.publication) == ("shop_eu", "pub_eu")
+    assert src.slot_options() == {"slot": "shop_eu", "publication": "pub_eu"}
+    # a --source URL replaces the URL only; flags override the names
+    src = load(write(text), source="postgresql://other@h2/shop", slot="shop_us").source()
+    assert src.endpoint.host == "h2"
+    assert (src.slot, src.publication) == ("shop_us", "pub_eu")
+    assert load(write('[source]\nurl = "postgresql://h/shop"\n')).source().slot_options() == {}
+
+
+@pytest.mark.parametrize("name", ["Shop", "shop-eu", "", "x" * 64, 7])
+def test_bad_slot_name_names_key_and_line(write, name: object) -> None:  # type: ignore[no-untyped-def]
+    value = f'"{name}"' if isinstance(name, str) else str(name)
+    with pytest.raises(ConfigError, match="is not a usable name: use 1 to 63 lower-case") as info:
+        load(write(f'[source]\nurl = "postgresql://h/shop"\n\nslot = {value}\n'))
+    assert info.value.key == "source.slot" and info.value.line == 4
+    with pytest.raises(ConfigError, match="not a usable name") as info:
+        load(write(f'[source]\nurl = "postgresql://h/shop"\npublication = {value}\n'))
+    assert info.value.key == "source.publication" and info.value.line == 3
+    if isinstance(name, str):
+        with pytest.raises(ConfigError, match=r"--slot: .* is not a usable name"):
+            load(write('[source]\nurl = "postgresql://h/shop"\n'), slot=name)

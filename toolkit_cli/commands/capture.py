@@ -11,7 +11,15 @@ import typer
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from connectors.base import open_database
-from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TrailOpt, load_config
+from toolkit_cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    PublicationOpt,
+    SlotOpt,
+    SourceOpt,
+    TrailOpt,
+    load_config,
+)
 from toolkit_cli.output import console, print_json
 
 __all__ = ["register"]
@@ -44,6 +52,8 @@ def capture(
             "for support cases). Overrides [source] decoder.",
         ),
     ] = None,
+    slot: SlotOpt = None,
+    publication: PublicationOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Capture the source's committed transactions into the trail, exactly once.
@@ -56,7 +66,7 @@ def capture(
     """
     if decoder not in (None, "fast", "library"):
         raise typer.BadParameter('must be "fast" or "library"', param_hint="--decoder")
-    cfg = load_config(config, source=source, trail=trail)
+    cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
     src = cfg.source()
     db = open_database(src.endpoint)
     stop = threading.Event()
@@ -67,7 +77,11 @@ def capture(
         segment_bytes=cfg.trail.segment_bytes,
         key=cfg.trail.key(),
         stop_event=stop,
-        reader_options={"server_id": src.server_id, "decoder": decoder or src.decoder},
+        reader_options={
+            "server_id": src.server_id,
+            "decoder": decoder or src.decoder,
+            **src.slot_options(),
+        },
         retry_for=src.retry_budget(until_caught_up),
     )
     previous = _install_signals(stop)

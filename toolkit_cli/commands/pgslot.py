@@ -9,25 +9,21 @@ import typer
 from connectors.base import open_database
 from connectors.errors import ConfigError
 from connectors.postgres import PostgreSQL
-from connectors.postgres.logical import (
-    DEFAULT_PUBLICATION,
-    DEFAULT_SLOT,
-    DEFAULT_SLOT_TIMEOUT,
-    drop_slot,
-    init_slot,
-)
+from connectors.postgres.logical import DEFAULT_SLOT_TIMEOUT, drop_slot, init_slot
+from connectors.postgres.ownership import resolve_names
 from toolkit_cli.config import Config
-from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, load_config
+from toolkit_cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    PublicationOpt,
+    SlotOpt,
+    SourceOpt,
+    TrailOpt,
+    load_config,
+)
 from toolkit_cli.output import console, print_json
 
 __all__ = ["register"]
-
-SlotOpt = Annotated[
-    str, typer.Option("--slot", help="Name of the logical replication slot (pgoutput).")
-]
-PublicationOpt = Annotated[
-    str, typer.Option("--publication", help="Name of the publication listing the tables.")
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +31,14 @@ def register(app: typer.Typer) -> None:
     app.command("drop")(drop)
 
 
-def _source(config: ConfigOpt, source: SourceOpt) -> tuple[PostgreSQL, Config]:
-    cfg = load_config(config, source=source)
+def _source(
+    config: ConfigOpt,
+    source: SourceOpt,
+    trail: TrailOpt,
+    slot: str | None,
+    publication: str | None,
+) -> tuple[PostgreSQL, Config]:
+    cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
     db = open_database(cfg.source().endpoint)
     if not isinstance(db, PostgreSQL):
         raise ConfigError(
@@ -49,8 +51,9 @@ def _source(config: ConfigOpt, source: SourceOpt) -> tuple[PostgreSQL, Config]:
 def init(
     config: ConfigOpt = None,
     source: SourceOpt = None,
-    slot: SlotOpt = DEFAULT_SLOT,
-    publication: PublicationOpt = DEFAULT_PUBLICATION,
+    trail: TrailOpt = None,
+    slot: SlotOpt = None,
+    publication: PublicationOpt = None,
     timeout: Annotated[
         float,
         typer.Option(
@@ -65,10 +68,21 @@ def init(
     The publication lists the tables that [tables] include/exclude select; tables added to the
     selection later are added to it. Every selected table needs a primary key, a replica
     identity index, or REPLICA IDENTITY FULL. Capture also does this on its first run.
+    The slot belongs to the trail (--trail / [trail] dir), which records it; a slot of that
+    name that the trail did not create is refused, not taken over.
     """
-    db, cfg = _source(config, source)
+    db, cfg = _source(config, source, trail, slot, publication)
+    src = cfg.source()
     tables = db.list_tables(cfg.tables.filter)
-    setup = init_slot(db, tables, slot=slot, publication=publication, timeout=timeout)
+    setup = init_slot(
+        db,
+        tables,
+        slot=src.slot,
+        publication=src.publication,
+        trail_dir=cfg.trail.dir,
+        source_id=src.id,
+        timeout=timeout,
+    )
     if json_out:
         print_json(
             {
@@ -94,16 +108,29 @@ def init(
 def drop(
     config: ConfigOpt = None,
     source: SourceOpt = None,
-    slot: SlotOpt = DEFAULT_SLOT,
-    publication: PublicationOpt = DEFAULT_PUBLICATION,
+    trail: TrailOpt = None,
+    slot: SlotOpt = None,
+    publication: PublicationOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Drop the PostgreSQL slot and publication (the server then keeps no WAL for redoline).
+    """Drop this trail's PostgreSQL slot and publication (the server then keeps no WAL for it).
 
-    A trail captured through the slot cannot be continued afterwards.
+    Only the slot the trail (--trail / [trail] dir) recorded is dropped; other pipelines'
+    slots are left alone. The trail cannot be continued afterwards.
     """
-    db, _ = _source(config, source)
-    had_slot, had_pub = drop_slot(db, slot=slot, publication=publication)
+    db, cfg = _source(config, source, trail, slot, publication)
+    src = cfg.source()
+    names = resolve_names(
+        slot=src.slot, publication=src.publication, trail_dir=cfg.trail.dir, source_id=src.id
+    )
+    had_slot, had_pub = drop_slot(
+        db,
+        slot=names.slot,
+        publication=names.publication,
+        trail_dir=cfg.trail.dir,
+        source_id=src.id,
+    )
+    slot, publication = names.slot, names.publication
     if json_out:
         print_json(
             {

@@ -22,7 +22,16 @@ from apply.snapshot import SnapshotOptions, SnapshotReport, run_snapshot
 from apply.sync import SyncOptions, run_sync
 from connectors.base import TableFilter, open_database
 from toolkit_cli.config import Config
-from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
+from toolkit_cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    PublicationOpt,
+    SlotOpt,
+    SourceOpt,
+    TargetOpt,
+    TrailOpt,
+    load_config,
+)
 from toolkit_cli.output import console, err_console, print_json
 
 __all__ = ["register"]
@@ -127,6 +136,8 @@ def snapshot(
             help="Only copy the tables (a one-off copy); do not capture or catch up.",
         ),
     ] = False,
+    slot: SlotOpt = None,
+    publication: PublicationOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Load the selected tables from a consistent snapshot into the target.
@@ -138,7 +149,9 @@ def snapshot(
     Without --no-follow the run then captures and catches up from the trail until caught up
     (like `redoline sync --until-caught-up`); --no-follow creates no replication slot.
     """
-    cfg = load_config(config, source=source, target=target, trail=trail)
+    cfg = load_config(
+        config, source=source, target=target, trail=trail, slot=slot, publication=publication
+    )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
     options = _snapshot_options(cfg, tables, workers, chunk_rows)
     with _progress(options, json_out):
@@ -158,6 +171,7 @@ def snapshot(
                     snapshot=options,
                     until_caught_up=True,
                     key=cfg.trail.key(),
+                    source_options=cfg.source().slot_options(),
                 ),
             )
             report = sync_report.snapshot or SnapshotReport()
@@ -184,6 +198,8 @@ def sync(
             "A second run while one is going exits 8 and does nothing.",
         ),
     ] = False,
+    slot: SlotOpt = None,
+    publication: PublicationOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Snapshot what is not loaded yet, then capture and apply in one process.
@@ -192,7 +208,9 @@ def sync(
     state directory. Continuous until Ctrl-C/SIGTERM (which finish the current transaction),
     or with --until-caught-up a cron-friendly run that exits 0 when caught up.
     """
-    cfg = load_config(config, source=source, target=target, trail=trail)
+    cfg = load_config(
+        config, source=source, target=target, trail=trail, slot=slot, publication=publication
+    )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
     stop = threading.Event()
     options = SyncOptions(
@@ -205,6 +223,7 @@ def sync(
         key=cfg.trail.key(),
         stop_event=stop,
         segment_bytes=cfg.trail.segment_bytes,
+        source_options=cfg.source().slot_options(),
         apply_options={
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
