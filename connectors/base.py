@@ -109,6 +109,10 @@ class Database(abc.ABC):
     def list_tables(self, table_filter: TableFilter | None = None) -> list[TableId]:
         """Base tables visible on this endpoint that pass ``table_filter``."""
 
+    def list_schemas(self) -> list[str]:
+        """Schema (MySQL: database) names that may hold replicated tables, empty ones too."""
+        return sorted({t.schema for t in self.list_tables(TableFilter())})
+
     @abc.abstractmethod
     def table_schema(self, table: TableId) -> TableSchema:
         """The table's current definition; MissingObjectError when it does not exist."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from connectors.base import Database, TableFilter
+from connectors.errors import ConfigError
 from toolkit_cli import config as config_mod
 
 __all__ = [
@@ -17,8 +22,11 @@ __all__ = [
     "SourceOpt",
     "TargetOpt",
     "TrailOpt",
+    "check_table_patterns",
     "load_config",
 ]
+
+log = logging.getLogger("redoline")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -101,3 +109,36 @@ def load_config(
         slot=slot,
         publication=publication,
     )
+
+
+def check_table_patterns(db: Database, tables: config_mod.TablesConfig) -> None:
+    """Refuse ``[tables] include`` patterns that can only be typos; warn about empty ones.
+
+    A pattern that matches no table is a typo unless it names an existing schema through a
+    table glob (``shop.*`` on a database whose tables do not exist yet): that is allowed,
+    with a warning, since its tables may be created later.
+    """
+    patterns = [p for p in tables.include if p != "*.*"]
+    if not patterns:
+        return
+    names = [str(t) for t in db.list_tables(TableFilter())]
+    schemas = db.list_schemas()
+    for pattern in patterns:
+        if any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            continue
+        schema, _, table = pattern.partition(".")
+        if any(ch in table for ch in "*?[") and any(
+            fnmatch.fnmatchcase(s, schema) for s in schemas
+        ):
+            log.warning("[tables] include %r matches no table yet", pattern)
+            continue
+        close = difflib.get_close_matches(
+            pattern, names + [f"{s}.*" for s in schemas], n=3, cutoff=0.5
+        )
+        raise ConfigError(
+            f"[tables] include pattern {pattern!r} matches no table on {db.endpoint.display}",
+            key="tables.include",
+            hint=f"did you mean {', '.join(close)}?"
+            if close
+            else "patterns are schema.table globs (MySQL: database.table), e.g. shop.*",
+        )

@@ -146,6 +146,14 @@ class MySQL(Database):
             return [t for t in tables if t.schema == self.endpoint.database]
         return [t for t in tables if table_filter is None or table_filter(t)]
 
+    def list_schemas(self) -> list[str]:
+        rows = self.query(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN %s "
+            "ORDER BY 1",
+            (_SYSTEM_SCHEMAS,),
+        )
+        return [str(r[0]) for r in rows]
+
     def table_schema(self, table: TableId) -> TableSchema:
         conn = self.connect()
         try:

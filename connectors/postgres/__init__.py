@@ -151,6 +151,14 @@ class PostgreSQL(Database):
         tables = [TableId(str(s), str(n)) for s, n in rows]
         return [t for t in tables if table_filter is None or table_filter(t)]
 
+    def list_schemas(self) -> list[str]:
+        rows = self.query(
+            "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) "
+            "AND nspname NOT LIKE 'pg_%%' AND nspname NOT LIKE 'redoline%%' ORDER BY 1",
+            (list(_SYSTEM_SCHEMAS),),
+        )
+        return [str(r[0]) for r in rows]
+
     def table_schema(self, table: TableId) -> TableSchema:
         try:
             with self.connect() as conn:

@@ -273,3 +273,53 @@ def test_global_options_after_the_subcommand(tmp_path: Path) -> None:
     assert "No such option" not in proc.stderr
     both = redoline("trail", "stats", "--trail", "none", "--debug", "-vv", cwd=tmp_path)
     assert "No such option" not in both.stderr
+
+
+def test_include_pattern_that_matches_nothing_is_refused(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    _fill(mysql_db, 3)
+    db = mysql_db.database
+    target = f"duckdb://{tmp_path}/t.duckdb"
+    for pattern, suggestion in ((f"{db[:-1]}.*", f"{db}.*"), (f"{db}.g", f"{db}.f")):
+        cfg = tmp_path / "typo.toml"
+        cfg.write_text(f'[tables]\ninclude = ["{pattern}"]\n')
+        proc = redoline(
+            "sync",
+            "-c",
+            str(cfg),
+            "--source",
+            _url(mysql_db),
+            "--target",
+            target,
+            "--trail",
+            "trail",
+            "--until-caught-up",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert pattern in first_error(proc)
+        assert f"did you mean {suggestion}" in proc.stderr
+    # a database with no table yet is not a typo: allowed, with a warning
+    conn = pymysql.connect(host=mysql_db.host, port=mysql_db.port, user="root")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{db}_empty`")
+    try:
+        cfg.write_text(f'[tables]\ninclude = ["{db}_empty.*"]\n')
+        proc = redoline(
+            "capture",
+            "-c",
+            str(cfg),
+            "--source",
+            _url(mysql_db),
+            "--trail",
+            "trail2",
+            "--until-caught-up",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "matches no table yet" in proc.stderr
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{db}_empty`")
+        conn.close()

@@ -18,6 +18,7 @@ from toolkit_cli.options import (
     SlotOpt,
     SourceOpt,
     TrailOpt,
+    check_table_patterns,
     load_config,
 )
 from toolkit_cli.output import console, print_json
@@ -69,6 +70,7 @@ def capture(
     cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
     src = cfg.source()
     db = open_database(src.endpoint)
+    check_table_patterns(db, cfg.tables)
     stop = threading.Event()
     options = CaptureOptions(
         source_id=src.id,

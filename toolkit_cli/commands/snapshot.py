@@ -30,6 +30,7 @@ from toolkit_cli.options import (
     SourceOpt,
     TargetOpt,
     TrailOpt,
+    check_table_patterns,
     load_config,
 )
 from toolkit_cli.output import console, err_console, print_json
@@ -153,6 +154,7 @@ def snapshot(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
     )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
+    check_table_patterns(src, cfg.tables)
     options = _snapshot_options(cfg, tables, workers, chunk_rows)
     with _progress(options, json_out):
         if no_follow:
@@ -212,6 +214,7 @@ def sync(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
     )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
+    check_table_patterns(src, cfg.tables)
     stop = threading.Event()
     options = SyncOptions(
         trail_dir=cfg.trail.dir,

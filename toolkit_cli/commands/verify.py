@@ -15,7 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.base import Database, TableFilter, open_database
 from connectors.errors import ConfigError
 from toolkit_cli.config import Config
-from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, load_config
+from toolkit_cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    SourceOpt,
+    TargetOpt,
+    check_table_patterns,
+    load_config,
+)
 from toolkit_cli.output import console, err_console, print_json, print_table
 from verify import (
     TablePair,
@@ -207,7 +214,9 @@ def repair(
 
 
 def _databases(cfg: Config) -> tuple[Database, Database]:
-    return open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
+    src = open_database(cfg.source().endpoint)
+    check_table_patterns(src, cfg.tables)
+    return src, open_database(cfg.target().endpoint)
 
 
 def _patterns(tables: Sequence[str] | None) -> list[str]:
