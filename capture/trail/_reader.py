@@ -531,11 +531,12 @@ def trail_info(directory: Path, *, key: bytes | None = None) -> TrailInfo:
             info.position_scheme = header.position_scheme
             info.row_ids = header.row_ids
         info.segments.append(segment)
-    if not info.segments:
+    if not info.trail_id:
+        # no segment yet, or only format-1 ones: the start record (source host) describes it
         from capture.trail._start import read_trail_start
 
         start = read_trail_start(directory)
-        if start is not None:
+        if start is not None and (not info.source_id or info.source_id == start.source_id):
             info.source_id = start.source_id
             info.trail_id = start.trail_id
             info.source_engine = start.source_engine
