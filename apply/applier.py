@@ -32,10 +32,19 @@ from apply.ddl import translate_ddl
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import ensure_table
 from connectors.base import RowRejected, Writer
-from connectors.errors import ApplyError, ConfigError, SchemaError
+from connectors.errors import ApplyError, ConfigError, SchemaError, TrailError
 from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
 
-__all__ = ["Applier", "ApplyOptions", "ApplyStats", "SchemaLookup", "apply_trail", "prefetch"]
+__all__ = [
+    "Applier",
+    "ApplyOptions",
+    "ApplyStats",
+    "SchemaLookup",
+    "apply_trail",
+    "consumer_name",
+    "prefetch",
+    "register_target",
+]
 
 log = logging.getLogger("redoline.apply")
 
@@ -47,7 +56,7 @@ SchemaLookup = Callable[[TableId, int], TableSchema]
 class ApplyOptions:
     """How to apply. Snapshot catch-up sets ``collision_until_op``."""
 
-    #: this target's id: the checkpoint row's key, and the origin the loop guard skips
+    #: this target's id: the checkpoint row's key and the retention consumer's name
     target_id: str = "default"
     #: the source's id in the checkpoint row (default: the trail's source id)
     source_id: str = "default"
@@ -63,7 +72,9 @@ class ApplyOptions:
     skip_ddl: bool = False
     #: N:1: add this column (holding source_id) to every target table and to its key
     source_column: str | None = None
-    #: origins whose transactions are not applied (default: {target_id}, the loop guard)
+    #: origins whose transactions are not applied: the loop guard of a bidirectional or
+    #: cascading topology (``--ignore-origin``, ``[apply] ignore_origins``). None/empty: off,
+    #: every transaction is applied (a one-way setup has no loop to guard)
     ignore_origins: frozenset[str] | None = None
     #: source table -> target table (``TablesConfig.target_name``)
     rename: Callable[[TableId], TableId] | None = None
@@ -76,6 +87,11 @@ class ApplyOptions:
     #: the source's changes carry row ids (``Database.has_row_ids``: Oracle ROWID, SQL Server
     #: locator): keyless tables get a surrogate key and a rowid map (:mod:`apply.rowid`)
     row_ids: bool = False
+    #: the trail's identity (its header); the target's checkpoint is bound to it, and another
+    #: trail is refused (:meth:`Applier.start`). "" : a format-1 trail, not checked
+    trail_id: str = ""
+    #: accept a different trail than the checkpoint's: apply it from its first operation
+    adopt_trail: bool = False
 
     def __post_init__(self) -> None:
         if self.on_error not in ("stop", "skip"):
@@ -111,6 +127,11 @@ class ApplyStats:
     @property
     def changes_per_second(self) -> float:
         return self.changes / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def skipped_everything(self) -> bool:
+        """Every transaction this run read was skipped by the loop guard (none applied)."""
+        return self.skipped_origin > 0 and self.skipped_origin >= self.transactions
 
 
 class _Stop(Exception):
@@ -168,13 +189,12 @@ class Applier:
         self._history: dict[tuple[TableId, int], TableSchema] = {}
         self._targets: dict[tuple[TableId, int], TableSchema] = {}
         self._existing: set[TableId] = set()
-        self._ignore = (
-            options.ignore_origins
-            if options.ignore_origins is not None
-            else frozenset({options.target_id})
-        )
+        self._ignore = options.ignore_origins or frozenset()
         self.stats = ApplyStats()
         self.applied_op = 0
+        #: (op, position) -> whether this trail holds operation ``op`` at ``position``; checks
+        #: a checkpoint from before trails had an identity (set by :func:`apply_trail`)
+        self.same_trail: Callable[[int, str | None], bool] | None = None
         self._rejects: Any = None
         self._rowids = (
             RowidMap(writer, options.target_id, options.source_id) if options.row_ids else None
@@ -199,6 +219,7 @@ class Applier:
     def start(self) -> int:
         """Read (creating if needed) the checkpoint; return the last applied operation."""
         op, position = self.writer.load_checkpoint(self.options.source_id, self.options.target_id)
+        op, position = self._check_trail(op, position)
         if self._rowids is not None:
             self._rowids.setup()
         self.applied_op = op
@@ -211,6 +232,53 @@ class Applier:
             op,
         )
         return op
+
+    def _check_trail(self, op: int, position: str | None) -> tuple[int, str | None]:
+        """Bind the checkpoint to this trail, or refuse a different one (13(d) of the design:
+        operation numbers restart with a new trail, so another trail's op 1 would look
+        "already applied" to a checkpoint at 27,357 and be skipped silently)."""
+        trail_id = self.options.trail_id
+        if not trail_id:
+            return op, position
+        source_id, target_id = self.options.source_id, self.options.target_id
+        bound = self.writer.load_trail_binding(source_id, target_id)
+        if bound == trail_id:
+            return op, position
+        # applied before checkpoints named their trail: the same trail holds the checkpoint's
+        # operation at the checkpoint's position, another one does not
+        if (
+            not bound
+            and op
+            and not self.options.adopt_trail
+            and self.same_trail is not None
+            and not self.same_trail(op, position)
+        ):
+            bound = "(unrecorded: the checkpoint's operation is not this trail's)"
+        if bound and not self.options.adopt_trail:
+            raise TrailError(
+                f"the target's checkpoint for source {source_id!r}, target {target_id!r} "
+                f"belongs to trail {bound} (applied through operation {op}); this trail is "
+                f"{trail_id}: its operation numbers start again, so applying it from the "
+                "checkpoint would skip changes silently",
+                hint="point --trail at the trail this target was applied from; or, when the "
+                "target already holds everything up to where the new trail starts (or you "
+                "reload it with a snapshot first), run `redoline apply --adopt-trail "
+                "--until-caught-up` once to apply the new trail from its first operation",
+            )
+        if bound:
+            log.warning(
+                "adopting trail %s for %s -> %s: the checkpoint of trail %s (operation %d) is "
+                "reset, the new trail is applied from its first operation",
+                trail_id,
+                source_id,
+                target_id,
+                bound,
+                op,
+            )
+            op, position = 0, None
+        # no binding yet: a new target, or one applied before trails had an identity
+        self.writer.bind_trail(source_id, target_id, trail_id, reset=bool(bound))
+        return op, position
 
     def run(
         self,
@@ -738,6 +806,35 @@ def prefetch(
         yield item
 
 
+def consumer_name(target_id: str) -> str:
+    """The one retention consumer name of a target, whichever command applies to it."""
+    return f"target.{target_id}"
+
+
+def _legacy_consumer(name: str, target_id: str) -> bool:
+    """Names earlier versions registered for ``target_id``: ``<id>`` (sync), ``apply.<id>``
+    (apply) and ``apply.<id>.<i>of<n>`` (parallel apply)."""
+    if name in (target_id, f"apply.{target_id}"):
+        return True
+    prefix = f"apply.{target_id}."
+    if not name.startswith(prefix):
+        return False
+    i, sep, n = name[len(prefix) :].partition("of")
+    return bool(sep) and i.isdigit() and n.isdigit()
+
+
+def register_target(trail_dir: Path, target_id: str, applied_op: int) -> None:
+    """Record ``target_id``'s progress for retention under :func:`consumer_name`, and drop the
+    names earlier versions used for it (a name nobody updates would hold segments forever)."""
+    from capture.trail import consumers, register_consumer, remove_consumer
+
+    register_consumer(trail_dir, consumer_name(target_id), applied_op)
+    for name in consumers(trail_dir):
+        if _legacy_consumer(name, target_id):
+            remove_consumer(trail_dir, name)
+            log.info("retention consumer %r replaced by %r", name, consumer_name(target_id))
+
+
 def apply_trail(
     writer: Writer,
     trail_dir: Path,
@@ -746,36 +843,94 @@ def apply_trail(
     key: bytes | None = None,
     follow: bool = False,
     stop: Callable[[], bool] | None = None,
-    consumer: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ApplyStats:
     """Apply the trail in ``trail_dir`` to ``writer`` from just after its checkpoint.
 
-    ``follow`` tails the trail until ``stop()``; otherwise returns at the trail's current
-    end (``--until-caught-up``). ``consumer`` registers the applied operation for retention.
+    The one apply path (``apply``, ``sync``, ``snapshot``, parallel groups, the demo): it
+    reads the trail's own description of its source (header: engine, dialect, row ids,
+    identity), honours the snapshot's catch-up windows recorded in the target
+    (:func:`apply.snapshot.catchup_transactions`), and registers the target's progress for
+    retention as :func:`consumer_name` (``progress``, when given, receives it instead:
+    parallel groups report to one shared consumer). ``follow`` tails the trail until
+    ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from capture.trail import TrailReader, register_consumer, trail_info
+    from apply.snapshot import catchup_transactions, load_table_states, table_windows
+    from capture.trail import TrailReader, trail_info
+    from connectors.base import position_comparator
 
+    info = trail_info(trail_dir, key=key)
+    if options.source_id == "default" and info.source_id:
+        options = replace(options, source_id=info.source_id)
+    if options.source_dialect is None and info.source_dialect:
+        options = replace(options, source_dialect=info.source_dialect)
+    if info.row_ids and not options.row_ids:
+        options = replace(options, row_ids=True)
+    if info.trail_id and not options.trail_id:
+        options = replace(options, trail_id=info.trail_id)
+    windows = table_windows(load_table_states(writer.database, options.source_id))
+    compare: Callable[[str, str], int] | None = None
+    if windows:
+        if not info.source_engine:
+            raise TrailError(
+                f"the target holds snapshot catch-up windows, but the trail {trail_dir} was "
+                "written by an older redoline (format 1) and does not name its source engine, "
+                "so its positions cannot be ordered against them",
+                hint="run `redoline capture` once with this version (new segments carry the "
+                "source), or apply with `redoline sync`",
+            )
+        compare = position_comparator(info.source_engine)
     reader = TrailReader(trail_dir, key=key)
-    if options.source_id == "default":
-        info = trail_info(trail_dir, key=key)
-        if info.source_id:
-            options = replace(options, source_id=info.source_id)
     applier = Applier(writer, reader.schema, options)
+
+    def same_trail(op: int, position: str | None) -> bool:
+        if not info.segments or op > info.last_op:
+            return False
+        if op < info.first_op:
+            return True  # retention removed that part: nothing left to compare against
+        for txn in TrailReader(trail_dir, key=key).transactions(op):
+            return txn.last_op == op and txn.position == position
+        return False
+
+    applier.same_trail = same_trail
     start = applier.start()
+    if info.segments and start > info.last_op:
+        raise TrailError(
+            f"the target has applied through operation {start}, but the trail {trail_dir} "
+            f"ends at operation {info.last_op}: it is not the trail this target was applied "
+            "from",
+            hint="point --trail at the right trail, or run `redoline apply --adopt-trail "
+            "--until-caught-up` once to apply this trail from its first operation",
+        )
     should_stop = stop or (lambda: False)
     last_register = [0.0]
 
+    def report(op: int) -> None:
+        if progress is not None:
+            progress(op)
+        else:
+            register_target(trail_dir, options.target_id, op)
+
     def committed(op: int) -> None:
         now = time.monotonic()
-        if consumer and now - last_register[0] >= 2:
-            register_consumer(trail_dir, consumer, op)
+        if now - last_register[0] >= 2:
+            report(op)
             last_register[0] = now
 
-    if consumer:
-        register_consumer(trail_dir, consumer, start)
-    source = reader.transactions(start + 1, follow=follow, stop=should_stop)
-    tick = max(0.01, options.batch_ms / 4000)
-    stats = applier.run(prefetch(source, tick=tick), stop=should_stop, on_commit=committed)
-    if consumer:
-        register_consumer(trail_dir, consumer, applier.applied_op)
+    report(start)
+    txns: Iterable[Transaction | None] = prefetch(
+        reader.transactions(start + 1, follow=follow, stop=should_stop),
+        tick=max(0.01, options.batch_ms / 4000),
+    )
+    if compare is not None:
+
+        def in_window(txn: Transaction) -> None:
+            # collide while inside a snapshot window: the applier decides per transaction
+            applier.options.collision_until_op = max(
+                applier.options.collision_until_op, txn.first_op
+            )
+
+        txns = catchup_transactions(txns, windows, compare, in_window)
+    stats = applier.run(txns, stop=should_stop, on_commit=committed)
+    report(applier.applied_op)
     return stats

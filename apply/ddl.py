@@ -21,14 +21,9 @@ from apply.typemap import column_type, create_table_sql
 from connectors.errors import SchemaError
 from connectors.model import TableId, TableSchema
 
-__all__ = ["guess_dialect", "translate_ddl"]
+__all__ = ["translate_ddl"]
 
 _RENAME = re.compile(r"^\s*RENAME\s+TABLE\s+(.+?)\s+TO\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
-
-
-def guess_dialect(sql: str) -> str:
-    """The source dialect when nobody said: backticks are MySQL, anything else PostgreSQL."""
-    return "mysql" if "`" in sql else "postgres"
 
 
 def _untranslatable(sql: str, why: str) -> SchemaError:
@@ -53,7 +48,15 @@ def translate_ddl(
     ``schema_after`` (the trail's definition after the statement, already renamed for the
     target) supplies column types; ``target_exists`` makes CREATE TABLE idempotent.
     """
-    read = source_dialect or guess_dialect(sql)
+    if not source_dialect:
+        # the trail header names it (format 2); guessing from the text would misread DDL
+        raise SchemaError(
+            f"cannot translate the source DDL statement {sql!r}: the trail does not name its "
+            "source's SQL dialect (it was written by an older redoline, format 1)",
+            hint="run `redoline capture` once with this version (new segments name the "
+            "source), or apply the statement by hand and restart with --skip-ddl",
+        )
+    read = source_dialect
     if default_schema is None and schema_after is not None:
         default_schema = schema_after.table.schema
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.applier import ApplyOptions, ApplyStats, apply_trail, register_target
 from connectors.base import Database
 from connectors.model import TableId
 
@@ -62,9 +62,12 @@ def apply_parallel(
     key: bytes | None = None,
     follow: bool = False,
     stop: Callable[[], bool] | None = None,
-    consumer: str | None = None,
 ) -> list[ApplyStats]:
-    """Run ``n`` appliers over the trail in threads, one table group each."""
+    """Run ``n`` appliers over the trail in threads, one table group each.
+
+    Retention sees one consumer for the target (:func:`apply.applier.consumer_name`): the
+    slowest group's progress, registered once every group has reported its start.
+    """
     probe = database.open_writer()
     try:
         fk_pairs: list[tuple[TableId, TableId]] = getattr(probe, "foreign_key_pairs", lambda: [])()
@@ -80,11 +83,20 @@ def apply_parallel(
     def should_stop() -> bool:
         return failed.is_set() or (stop is not None and stop())
 
+    applied: list[int | None] = [None] * n
+    progress_lock = threading.Lock()
+
+    def progress(i: int, op: int) -> None:
+        with progress_lock:
+            applied[i] = op
+            done = [a for a in applied if a is not None]
+            if len(done) == n:
+                register_target(trail_dir, options.target_id, min(done))
+
     def worker(i: int) -> None:
         opts = replace(
             options,
             target_id=f"{options.target_id}#{i}/{n}",
-            ignore_origins=options.ignore_origins or frozenset({options.target_id}),
             table_filter=lambda t, i=i: groups.group(rename(t)) == i,  # type: ignore[misc]
         )
         writer = database.open_writer()
@@ -96,7 +108,7 @@ def apply_parallel(
                 key=key,
                 follow=follow,
                 stop=should_stop,
-                consumer=f"{consumer}.{i}of{n}" if consumer else None,
+                progress=lambda op, i=i: progress(i, op),  # type: ignore[misc]
             )
         except BaseException as exc:
             errors.append(exc)

@@ -588,12 +588,19 @@ def _prepare(
                 conn,
                 create_table_sql(schema, tgt.dialect, target_name, source_dialect=source.dialect),
             )
-        resumable = prior is not None and prior.state == "loading" and not options.force
+        resumable = (
+            prior is not None
+            and prior.state == "loading"
+            and not options.force
+            # the chunks loaded before hold the earlier point: catch-up must start there, so
+            # resume only when that point is known and orders against this one; otherwise
+            # the table is loaded again from scratch on this snapshot
+            and _earliest(session, prior.start_position, point.start) is not None
+        )
         if resumable:
             assert prior is not None
             # keep the earliest start: rows loaded by the earlier run reflect that point
-            if prior.start_position and _before(session, prior.start_position, point.start):
-                state.start_position = prior.start_position
+            state.start_position = _earliest(session, prior.start_position, point.start)
             state.rows = prior.rows
             state.started_at = prior.started_at
             rows = tgt.execute(
@@ -643,11 +650,14 @@ def _prepare(
     return job
 
 
-def _before(session: Any, a: str, b: str) -> bool:
+def _earliest(session: Any, a: str | None, b: str) -> str | None:
+    """The earlier of two snapshot points; None when ``a`` is unknown or they do not order."""
+    if not a:
+        return None
     try:
-        return bool(session.compare_positions(a, b) < 0)
+        return a if session.compare_positions(a, b) < 0 else b
     except ValueError:
-        return False
+        return None
 
 
 def _save_table(tgt: _Target, conn: Any, source_id: str, s: TableState) -> None:

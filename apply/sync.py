@@ -6,16 +6,20 @@
 
 Order of events, so nothing is lost between the snapshot and the log:
 
-1. When the trail is empty, the source's end position is taken *before* the snapshot and
-   capture starts there; every change after it reaches the trail. A source that keeps its
+1. The trail's start point is fixed *before* the snapshot, once, durably
+   (``trail-start.json``, :func:`capture.trail.fix_trail_start`): the source's end position
+   when the trail is new; every later run (cron, restart after a kill) resumes from that
+   record or from the trail's last transaction, so every change after it reaches the trail,
+   even when the trail stayed empty between runs. A source that keeps its
    position on the server (``Database.keeps_position``: PostgreSQL's slot) needs no such
    point: its snapshot creates the slot (or starts from it), and capture starts only after
    the snapshot, from the slot, so the two are continuous.
 2. Tables not loaded yet are snapshotted (:func:`apply.snapshot.run_snapshot`).
 3. Capture runs (a thread; or, ``until_caught_up``, to the source's end position first).
-4. Apply reads the trail through :func:`apply.snapshot.catchup_transactions`: changes the
-   snapshot already holds are dropped, the undecidable window is applied in collision mode,
-   then plain apply. ``until_caught_up`` stops at the end of the trail; otherwise it follows
+4. Apply (:func:`apply.applier.apply_trail`, the same path as ``redoline apply``) reads
+   the trail through :func:`apply.snapshot.catchup_transactions`: changes the snapshot
+   already holds are dropped, the undecidable window is applied in collision mode, then
+   plain apply. ``until_caught_up`` stops at the end of the trail; otherwise it follows
    the trail until :attr:`SyncOptions.stop_event` is set (SIGTERM/Ctrl-C in the CLI), after
    the current transaction.
 
@@ -42,19 +46,14 @@ from typing import Any
 from apply.snapshot import (
     SnapshotOptions,
     SnapshotReport,
-    catchup_transactions,
-    load_table_states,
     run_snapshot,
-    table_windows,
 )
 from connectors.base import Database
 from connectors.errors import LockedError, ToolkitError
-from connectors.model import Transaction
 
 __all__ = [
     "SyncOptions",
     "SyncReport",
-    "apply_with_catchup",
     "hold_lock",
     "record_status",
     "run_sync",
@@ -86,6 +85,8 @@ class SyncOptions:
     #: the source engine's own options, for its log reader and its snapshot alike
     #: (PostgreSQL: ``slot``, ``publication``); the trail directory and source id are added
     source_options: dict[str, Any] = field(default_factory=dict)
+    #: seconds capture retries an unreachable source before exit 75 (None: forever)
+    retry_for: float | None = None
 
 
 @dataclass
@@ -149,60 +150,27 @@ def record_status(state_dir: Path, name: str, **fields: Any) -> None:
     os.replace(tmp, path)
 
 
-def apply_with_catchup(
-    source: Database,
-    target: Database,
-    trail_dir: Path,
-    *,
-    source_id: str,
-    target_id: str,
-    follow: bool,
-    stop: threading.Event,
-    key: bytes | None = None,
-    apply_options: dict[str, Any] | None = None,
-) -> Any:
-    """Apply the trail to ``target`` from its checkpoint, with snapshot catch-up rules.
+def _apply(target: Database, options: SyncOptions) -> Any:
+    """The one apply path (:func:`apply.applier.apply_trail`) over the trail into ``target``."""
+    from apply.applier import ApplyOptions, apply_trail
 
-    Returns the applier's :class:`apply.applier.ApplyStats`.
-    """
-    from apply.applier import Applier, ApplyOptions, prefetch
-    from capture.trail import TrailReader, register_consumer
-
-    extra: dict[str, Any] = {}
-    if source_id == target_id and "ignore_origins" not in (apply_options or {}):
-        # capture stamps every transaction with the source id; the loop guard's default
-        # (skip origin == target id) would then skip all of them. CLI URLs without a config
-        # give both ids "default"; a one-way sync has no loop to guard.
-        extra["ignore_origins"] = frozenset()
-    options = ApplyOptions(
-        **{**(apply_options or {}), **extra, "source_id": source_id, "target_id": target_id}
+    apply_options = ApplyOptions(
+        **{
+            **options.apply_options,
+            "source_id": options.source_id,
+            "target_id": options.target_id,
+        }
     )
-    if options.source_dialect is None:
-        options = dataclasses.replace(options, source_dialect=source.dialect)
-    if source.has_row_ids:
-        options = dataclasses.replace(options, row_ids=True)
-    windows = table_windows(load_table_states(target, source_id))
-    reader = TrailReader(trail_dir, key=key)
     writer = target.open_writer()
     try:
-        applier = Applier(writer, reader.schema, options)
-        start = applier.start()
-        consumer = f"{target_id}"
-        register_consumer(trail_dir, consumer, start)
-
-        def in_window(txn: Transaction) -> None:
-            # the applier decides per transaction: collide while inside a snapshot window
-            applier.options.collision_until_op = max(
-                applier.options.collision_until_op, txn.first_op
-            )
-
-        txns: Any = reader.transactions(start + 1, follow=follow, stop=stop.is_set)
-        if follow:
-            txns = prefetch(txns, tick=max(0.01, options.batch_ms / 4000))
-        txns = catchup_transactions(txns, windows, source.compare_positions, in_window)
-        stats = applier.run(txns, stop=stop.is_set)
-        register_consumer(trail_dir, consumer, applier.applied_op)
-        return stats
+        return apply_trail(
+            writer,
+            options.trail_dir,
+            apply_options,
+            key=options.key,
+            follow=not options.until_caught_up,
+            stop=options.stop_event.is_set,
+        )
     finally:
         writer.close()
 
@@ -210,7 +178,7 @@ def apply_with_catchup(
 def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncReport:
     """Snapshot (if needed), capture and apply; see the module doc for the order."""
     from capture.runner import CaptureOptions, run_capture
-    from capture.trail import trail_info
+    from capture.trail import fix_trail_start
 
     started = time.monotonic()
     report = SyncReport()
@@ -218,11 +186,10 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
     with hold_lock(options.state_dir, name):
         record_status(options.state_dir, name, started=_now(), finished=None, error=None)
         try:
-            info = trail_info(options.trail_dir, key=options.key)
-            start_position = None
-            if info.last_op == 0 and not source.keeps_position:
-                # capture must start no later than the snapshot: take the point first
-                start_position = source.end_position()
+            # capture must start no later than the snapshot: the trail's start point is fixed
+            # (once, durably) before it; later runs, whatever they find in the trail, resume
+            # from that record or from the trail's last transaction, never from "now"
+            fix_trail_start(options.trail_dir, source_id=options.source_id, source=source)
             # a slot-keeping source's snapshot creates the slot: capture may not create it
             # first (the snapshot would lose its exact point), so it starts afterwards
             capture_first = not source.keeps_position or options.skip_snapshot
@@ -232,8 +199,8 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 segment_bytes=options.segment_bytes,
                 key=options.key,
                 stop_event=options.stop_event,
-                start_position=start_position,
                 reader_options=dict(options.source_options),
+                retry_for=options.retry_for,
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
@@ -279,17 +246,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 capture_thread.start()
             if options.until_caught_up:
                 report.capture = run_capture(source, options.trail_dir, cap_opts).to_json()
-            stats = apply_with_catchup(
-                source,
-                target,
-                options.trail_dir,
-                source_id=options.source_id,
-                target_id=options.target_id,
-                follow=not options.until_caught_up,
-                stop=options.stop_event,
-                key=options.key,
-                apply_options=options.apply_options,
-            )
+            stats = _apply(target, options)
             report.apply = _stats_json(stats)
             if capture_thread is not None:
                 options.stop_event.set()

@@ -28,7 +28,14 @@ from capture.trail import SegmentInfo, consumers, trail_info
 from capture.trail._writer import fsync_dir
 from connectors.errors import ConfigError
 
-__all__ = ["RetentionPlan", "RetentionPolicy", "apply_retention", "plan_retention"]
+__all__ = [
+    "ConsumerHold",
+    "RetentionPlan",
+    "RetentionPolicy",
+    "apply_retention",
+    "consumer_holds",
+    "plan_retention",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,36 @@ def plan_retention(
         plan.delete.append(segment)
     plan.keep = segments[len(plan.delete) :]
     return plan
+
+
+#: prefixes of the consumer names this version registers: one per apply target
+#: (``apply.applier.consumer_name``) and one per shipper; anything else is a name an earlier
+#: version used, which nothing updates any more
+CURRENT_PREFIXES = ("target.", "ship.")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHold:
+    """One registered consumer and the sealed segments it keeps from deletion."""
+
+    name: str
+    applied_op: int
+    segments: int
+    bytes: int
+
+    @property
+    def legacy(self) -> bool:
+        return not self.name.startswith(CURRENT_PREFIXES)
+
+
+def consumer_holds(directory: Path) -> list[ConsumerHold]:
+    """Every registered consumer with what it holds (slowest first), for ``trail prune``."""
+    segments = [s for s in trail_info(Path(directory)).segments if s.sealed]
+    out = []
+    for name, op in consumers(Path(directory)).items():
+        held = [s for s in segments if s.last_op > op]
+        out.append(ConsumerHold(name, op, len(held), sum(s.size for s in held)))
+    return sorted(out, key=lambda h: (h.applied_op, h.name))
 
 
 def apply_retention(

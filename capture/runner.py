@@ -4,7 +4,9 @@
 
     result = run_capture(db, Path("trail"), CaptureOptions(source_id="shop"))
 
-The trail is the checkpoint. On start the :class:`~capture.trail.TrailWriter` recovers the
+The trail is the checkpoint. An empty trail starts where its start record says
+(``trail-start.json``, :func:`capture.trail.fix_trail_start`, fixed once by the first run of
+capture, sync or snapshot). On start the :class:`~capture.trail.TrailWriter` recovers the
 trail (a torn tail left by ``kill -9`` is cut) and its ``last_position`` is the commit
 position of the last durable transaction; the log is reopened just after it. Each committed
 transaction is filtered (:mod:`capture.filters`), appended and flushed (fsync) *before* the
@@ -20,7 +22,6 @@ exponential backoff; terminal ones propagate.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,14 +30,14 @@ from typing import Any
 
 from capture.assembly import SpilledTransaction, TransactionAssembler
 from capture.filters import CaptureFilter
-from capture.trail import TrailWriter
-from capture.trail._writer import fsync_dir
+from capture.trail import START_FILE, TrailWriter, fix_trail_start
 from connectors.base import Database
 from connectors.errors import (
     ConfigError,
     ConnectError,
     RetriesExhaustedError,
     Terminal,
+    TrailError,
     Transient,
 )
 from connectors.log import Begin, Commit, Heartbeat, Rollback, RowEvent
@@ -62,7 +63,8 @@ class CaptureOptions:
     key: bytes | None = None
     #: set it (e.g. from a signal handler) to stop after the current transaction
     stop_event: threading.Event | None = None
-    #: where to start when the trail is empty (None: the source's current end)
+    #: where a new trail starts (None: the source's current end). Used only the first time,
+    #: when the trail's start record is made (:func:`capture.trail.fix_trail_start`)
     start_position: str | None = None
     #: engine-specific reader options (MySQL: ``server_id``, ``heartbeat``; PostgreSQL:
     #: ``slot``, ``publication``)
@@ -113,11 +115,18 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     stop = options.stop_event or threading.Event()
     result = CaptureResult()
     started = time.monotonic()
+    # where an empty trail starts is fixed once, durably, by whichever run comes first (this
+    # one, or a sync/snapshot before its snapshot): a later run of a still-empty trail (nothing
+    # selected changed yet, or a kill before the first transaction) resumes from the same point
+    trail_start = fix_trail_start(
+        trail_dir, source_id=options.source_id, source=db, position=options.start_position
+    )
     with TrailWriter(
         trail_dir,
         source_id=options.source_id,
         segment_bytes=options.segment_bytes,
         key=options.key,
+        start=trail_start,
     ) as writer:
         result.first_position = writer.last_position
         result.last_op = writer.last_op
@@ -175,9 +184,14 @@ def _run_once(
     result: CaptureResult,
 ) -> bool:
     """Read the log from the trail's position until the reader ends; True when finished."""
-    start = writer.last_position or options.start_position
+    assert writer.start is not None
+    start = writer.last_position or writer.start.start_position
     if start is None and not db.keeps_position:
-        start = _start_marker(db, writer)
+        raise TrailError(
+            f"the trail {writer.directory} has no transaction and its start record no position",
+            hint=f"delete {writer.directory / START_FILE} while the trail is still empty; the "
+            "next run starts at the source's current end",
+        )
     catalog: Any = writer.catalog
     if callable(catalog):
         catalog = catalog()
@@ -246,29 +260,6 @@ def _run_once(
         watcher.cancel()
         assembler.close()
         reader.close()
-
-
-START_FILE = "capture-start"
-
-
-def _start_marker(db: Database, writer: TrailWriter) -> str:
-    """Where an empty trail starts: fixed at the first run, so a later run of a still-empty
-    trail (nothing selected changed yet) does not skip what happened in between."""
-    path = writer.directory / START_FILE
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        pass
-    position = db.end_position()
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(position + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(writer.directory)
-    log.info("capture: empty trail, starting at the source's current end %s", position)
-    return position
 
 
 def _write(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import fnmatch
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -30,6 +30,7 @@ __all__ = [
     "TableFilter",
     "Writer",
     "open_database",
+    "position_comparator",
     "require_ok",
 ]
 
@@ -87,6 +88,9 @@ class Database(abc.ABC):
     #: the source keeps the reader's start itself (a PostgreSQL slot): an empty trail starts
     #: there, not at the current end of the log
     keeps_position: ClassVar[bool] = False
+    #: how this engine's log positions are written and ordered (recorded in the trail header,
+    #: so apply orders positions through :func:`position_comparator` without a connection)
+    position_scheme: ClassVar[str] = ""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -156,9 +160,11 @@ class Database(abc.ABC):
         """The source's current end-of-log position."""
         raise NotImplementedError(f"{self.engine} has no log to capture from")
 
-    def compare_positions(self, a: str, b: str) -> int:
-        """-1, 0 or 1 as position ``a`` is before, equal to, or after ``b``."""
-        raise NotImplementedError(f"{self.engine} has no log to capture from")
+    @staticmethod
+    def compare_positions(a: str, b: str) -> int:
+        """-1, 0 or 1 as position ``a`` is before, equal to, or after ``b`` (no connection:
+        :func:`position_comparator` hands it out by engine name)."""
+        raise NotImplementedError("this engine has no log to capture from")
 
 
 _REGISTRY = {
@@ -177,6 +183,17 @@ def open_database(endpoint: Endpoint) -> Database:
     module = importlib.import_module(module_name)
     cls: type[Database] = getattr(module, class_name)
     return cls(endpoint)
+
+
+def position_comparator(engine: str) -> Callable[[str, str], int]:
+    """How ``engine``'s positions order (``Database.compare_positions``), without connecting:
+    apply orders a trail's positions by the engine its header names."""
+    try:
+        module_name, class_name = _REGISTRY[engine]
+    except KeyError:
+        raise ConfigError(f"no connector for engine {engine!r}") from None
+    cls: type[Database] = getattr(importlib.import_module(module_name), class_name)
+    return cls.compare_positions
 
 
 def require_ok(items: Sequence[CheckItem], what: str) -> None:
@@ -312,3 +329,9 @@ class Writer(Protocol):
         self, source_id: str, target_id: str, op: int, position: str, commit_time: Any
     ) -> None:
         """Record progress inside the current transaction."""
+
+    def load_trail_binding(self, source_id: str, target_id: str) -> str | None:
+        """The id of the trail the checkpoint row was applied from (None: not recorded)."""
+
+    def bind_trail(self, source_id: str, target_id: str, trail_id: str, *, reset: bool) -> None:
+        """Record the checkpoint's trail (committed); ``reset`` rewinds it to operation 0."""

@@ -30,6 +30,8 @@ __all__ = ["CHECKPOINT_SCHEMA", "CHECKPOINT_TABLE", "SqlWriter", "Staged", "bits
 
 CHECKPOINT_SCHEMA = "redoline"
 CHECKPOINT_TABLE = "redoline_checkpoint"
+#: which trail each checkpoint row was applied from (apply refuses another trail)
+TRAIL_BINDING_TABLE = "redoline_checkpoint_trail"
 
 Adapter = Callable[[Value], Any]
 
@@ -248,6 +250,47 @@ class SqlWriter:
             raise RowRejected(
                 f"the checkpoint row for source {source_id!r}, target {target_id!r} is gone"
             )
+
+    def _binding_table(self) -> str:
+        return self.qt(TableId(CHECKPOINT_SCHEMA, TRAIL_BINDING_TABLE))
+
+    def load_trail_binding(self, source_id: str, target_id: str) -> str | None:
+        """The trail id this checkpoint row was applied from (None: not recorded yet)."""
+        self.create_schema(CHECKPOINT_SCHEMA)
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._binding_table()} ("
+            "source_id VARCHAR(128) NOT NULL, target_id VARCHAR(128) NOT NULL, "
+            "trail_id VARCHAR(128) NOT NULL, PRIMARY KEY (source_id, target_id))"
+        )
+        p = self.placeholder
+        rows = self.query(
+            f"SELECT trail_id FROM {self._binding_table()} "
+            f"WHERE source_id = {p} AND target_id = {p}",
+            (source_id, target_id),
+        )
+        self.commit()
+        return str(rows[0][0]) if rows else None
+
+    def bind_trail(self, source_id: str, target_id: str, trail_id: str, *, reset: bool) -> None:
+        """Record ``trail_id`` as the checkpoint's trail; ``reset`` also rewinds the
+        checkpoint to operation 0 (a new trail adopted). One target transaction."""
+        p = self.placeholder
+        self.execute(
+            f"DELETE FROM {self._binding_table()} WHERE source_id = {p} AND target_id = {p}",
+            (source_id, target_id),
+        )
+        self.execute(
+            f"INSERT INTO {self._binding_table()} (source_id, target_id, trail_id) "
+            f"VALUES ({p}, {p}, {p})",
+            (source_id, target_id, trail_id),
+        )
+        if reset:
+            self.execute(
+                f"UPDATE {self._checkpoint_table()} SET applied_op = 0, position = NULL, "
+                f"commit_time = NULL, updated_at = {p} WHERE source_id = {p} AND target_id = {p}",
+                (_utcnow(), source_id, target_id),
+            )
+        self.commit()
 
     # ------------------------------------------------------------------ set-based merge
 

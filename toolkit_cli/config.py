@@ -72,6 +72,7 @@ _KEYS: dict[str, set[str]] = {
         "parallel",
         "skip_ddl",
         "source_column",
+        "ignore_origins",
     },
     "snapshot": {"workers", "chunk_rows"},
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
@@ -196,6 +197,13 @@ class TablesConfig:
         return TableId(schema, table.name) if schema else table
 
 
+def _origins(raw: dict[str, Any], doc: Any) -> tuple[str, ...]:
+    value = raw.get("ignore_origins", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise doc.error("must be a list of origin ids", "apply", "ignore_origins")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class ApplyConfig:
     batch_rows: int = 20_000
@@ -207,6 +215,8 @@ class ApplyConfig:
     skip_ddl: bool = False
     #: N:1 topologies: add this column holding the source id to every target table
     source_column: str | None = None
+    #: loop guard of a bidirectional/cascading topology: origins not applied (default none)
+    ignore_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -405,6 +415,7 @@ def load(
         parallel=_int(apply_raw, doc, "apply", "parallel", 1, minimum=1),
         skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
         source_column=apply_raw.get("source_column"),
+        ignore_origins=_origins(apply_raw, doc),
     )
     snap_raw = _section(raw, doc, "snapshot")
     verify_raw = _section(raw, doc, "verify")

@@ -18,6 +18,7 @@ EXIT_CODES: Final = {
     7: "the trail is corrupt, discontinuous or cannot be decrypted",
     8: "another run holds the lock (cron overlap); nothing was done",
     9: "a local file or directory cannot be written (disk full, permission, not a directory)",
+    10: "apply read transactions but the loop guard (--ignore-origin) skipped every one",
     75: "a transient error persisted after retries (try again later)",
     130: "interrupted (Ctrl-C / SIGTERM) after finishing the current transaction",
 }

@@ -28,20 +28,25 @@ from capture.trail._meta import (
     remove_consumer,
 )
 from capture.trail._reader import SegmentInfo, TrailInfo, TrailReader, trail_info
+from capture.trail._start import START_FILE, TrailStart, fix_trail_start, read_trail_start
 from capture.trail._writer import TrailWriter
 
 __all__ = [
     "KEY_ENV_DEFAULT",
+    "START_FILE",
     "CheckReport",
     "SegmentInfo",
     "TrailInfo",
     "TrailReader",
+    "TrailStart",
     "TrailWriter",
     "check_trail",
     "consumers",
+    "fix_trail_start",
     "list_segment_files",
     "load_key",
     "open_name",
+    "read_trail_start",
     "register_consumer",
     "remove_consumer",
     "sealed_name",

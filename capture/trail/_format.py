@@ -30,6 +30,8 @@ __all__ = [
     "FRAME",
     "FRAME_SIZE",
     "HEADER_ENCRYPTED",
+    "HEADER_ROW_IDS",
+    "READABLE_VERSIONS",
     "SEGMENT_MAGIC",
     "TRAILER_MAGIC",
     "BlockCipher",
@@ -52,10 +54,14 @@ __all__ = [
 SEGMENT_MAGIC: Final = b"RDLT"
 BLOCK_MAGIC: Final = b"RDLB"
 TRAILER_MAGIC: Final = b"RDLS"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+#: versions this code reads: 1 lacks the trail identity and the source description
+READABLE_VERSIONS: Final = (1, 2)
 
 #: header flag: every block payload is AES-256-GCM encrypted
 HEADER_ENCRYPTED: Final = 0x0001
+#: header flag: the source's changes carry row ids (Oracle ROWID, SQL Server locator)
+HEADER_ROW_IDS: Final = 0x0002
 
 #: block flags
 BLOCK_CONT_NEXT: Final = 0x01  # the block's last transaction continues in the next block
@@ -129,10 +135,20 @@ class SegmentHeader:
     source_id: str
     first_position: str
     size: int
+    #: the trail's identity (version 2; "" in version 1)
+    trail_id: str = ""
+    #: the source: connector engine name, sqlglot dialect, position scheme (version 2)
+    source_engine: str = ""
+    source_dialect: str = ""
+    position_scheme: str = ""
 
     @property
     def encrypted(self) -> bool:
         return bool(self.flags & HEADER_ENCRYPTED)
+
+    @property
+    def row_ids(self) -> bool:
+        return bool(self.flags & HEADER_ROW_IDS)
 
 
 def _short_text(text: str, what: str) -> bytes:
@@ -150,22 +166,33 @@ def encode_header(
     first_position: str,
     created_us: int,
     key: bytes | None,
+    trail_id: str = "",
+    source_engine: str = "",
+    source_dialect: str = "",
+    position_scheme: str = "",
+    row_ids: bool = False,
 ) -> bytes:
     """The bytes of a segment header (its CRC32C included)."""
-    src = _short_text(source_id, "source id")
-    pos = _short_text(first_position, "position")
-    size = _HEADER_FIXED.size + 2 + len(src) + 2 + len(pos) + 4
+    texts = [
+        _short_text(source_id, "source id"),
+        _short_text(first_position, "position"),
+        _short_text(trail_id, "trail id"),
+        _short_text(source_engine, "source engine"),
+        _short_text(source_dialect, "source dialect"),
+        _short_text(position_scheme, "position scheme"),
+    ]
+    size = _HEADER_FIXED.size + sum(2 + len(t) for t in texts) + 4
     fixed = _HEADER_FIXED.pack(
         SEGMENT_MAGIC,
         FORMAT_VERSION,
-        HEADER_ENCRYPTED if key else 0,
+        (HEADER_ENCRYPTED if key else 0) | (HEADER_ROW_IDS if row_ids else 0),
         size,
         sequence,
         first_op,
         created_us,
         key_check(key) if key else bytes(8),
     )
-    body = fixed + _U16.pack(len(src)) + src + _U16.pack(len(pos)) + pos
+    body = fixed + b"".join(_U16.pack(len(t)) + t for t in texts)
     return body + _U32.pack(crc32c(body))
 
 
@@ -176,10 +203,10 @@ def parse_header(data: bytes | bytearray, name: str) -> SegmentHeader | None:
     if data[:4] != SEGMENT_MAGIC:
         raise TrailError("not a redoline trail segment (bad magic)", segment=name, offset=0)
     version, _flags, size = struct.unpack_from("<HHI", data, 4)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise TrailError(
-            f"unknown trail format version {version} (this redoline reads version "
-            f"{FORMAT_VERSION})",
+            f"unknown trail format version {version} (this redoline reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})",
             segment=name,
             offset=4,
             hint="upgrade redoline on this host",
@@ -193,13 +220,29 @@ def parse_header(data: bytes | bytearray, name: str) -> SegmentHeader | None:
         raise TrailError("segment header CRC mismatch", segment=name, offset=0)
     _, version, flags, size, seq, first_op, created, check = _HEADER_FIXED.unpack_from(data, 0)
     at = _HEADER_FIXED.size
-    (n,) = _U16.unpack_from(data, at)
-    source_id = bytes(data[at + 2 : at + 2 + n]).decode()
-    at += 2 + n
-    (n,) = _U16.unpack_from(data, at)
-    first_position = bytes(data[at + 2 : at + 2 + n]).decode()
+    texts = []
+    # version 1: source id, first position; version 2 adds the trail id and the source
+    for _ in range(2 if version == 1 else 6):
+        (n,) = _U16.unpack_from(data, at)
+        if at + 2 + n > size - 4:
+            raise TrailError("segment header fields overrun its length", segment=name, offset=at)
+        texts.append(bytes(data[at + 2 : at + 2 + n]).decode())
+        at += 2 + n
+    texts += [""] * (6 - len(texts))
     return SegmentHeader(
-        version, flags, seq, first_op, created, check, source_id, first_position, size
+        version,
+        flags,
+        seq,
+        first_op,
+        created,
+        check,
+        texts[0],
+        texts[1],
+        size,
+        trail_id=texts[2],
+        source_engine=texts[3],
+        source_dialect=texts[4],
+        position_scheme=texts[5],
     )
 
 

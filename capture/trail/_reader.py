@@ -57,6 +57,8 @@ class TrailReader:
         self._history: dict[tuple[TableId, int], TableSchema] = {}
         self._history_scanned = False
         self.source_id: str | None = None
+        #: the trail identity of the segments read so far (format 2; "" before)
+        self.trail_id = ""
 
     # ------------------------------------------------------------------ schema history
 
@@ -217,6 +219,15 @@ class TrailReader:
                 segment=name,
                 offset=0,
             )
+        if header.trail_id:
+            if self.trail_id and header.trail_id != self.trail_id:
+                raise TrailError(
+                    f"segment belongs to trail {header.trail_id}, the segments before it to "
+                    f"{self.trail_id} (two trails mixed in one directory)",
+                    segment=name,
+                    offset=0,
+                )
+            self.trail_id = header.trail_id
         self._decoder.check_header(header, name)
         if builder is None:
             return TxnBuilder(self._decoder, header.first_op, self._on_schema)
@@ -401,6 +412,14 @@ class TrailInfo:
     last_op: int = 0
     last_position: str | None = None
     last_commit_time: str | None = None
+    #: identity and source description from the newest segment header (format 2), or from
+    #: ``trail-start.json`` while the trail has no segment; "" when unknown (format 1)
+    trail_id: str = ""
+    source_engine: str = ""
+    source_dialect: str = ""
+    position_scheme: str = ""
+    row_ids: bool = False
+    format_version: int = 0
 
     @property
     def segment_count(self) -> int:
@@ -504,7 +523,26 @@ def trail_info(directory: Path, *, key: bytes | None = None) -> TrailInfo:
             continue
         info.source_id = info.source_id or header.source_id
         info.encrypted = info.encrypted or header.encrypted
+        info.format_version = header.version
+        if header.trail_id:
+            info.trail_id = header.trail_id
+            info.source_engine = header.source_engine
+            info.source_dialect = header.source_dialect
+            info.position_scheme = header.position_scheme
+            info.row_ids = header.row_ids
         info.segments.append(segment)
+    if not info.trail_id:
+        # no segment yet, or only format-1 ones: the start record (source host) describes it
+        from capture.trail._start import read_trail_start
+
+        start = read_trail_start(directory)
+        if start is not None and (not info.source_id or info.source_id == start.source_id):
+            info.source_id = start.source_id
+            info.trail_id = start.trail_id
+            info.source_engine = start.source_engine
+            info.source_dialect = start.source_dialect
+            info.position_scheme = start.position_scheme
+            info.row_ids = start.row_ids
     for segment in info.segments:
         info.bytes_on_disk += segment.size
         info.raw_bytes += segment.raw_bytes

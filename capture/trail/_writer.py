@@ -39,6 +39,7 @@ from capture.trail._segment import (
     parse_segment,
     tail_is_torn,
 )
+from capture.trail._start import START_FILE, TrailStart, fix_trail_start
 from connectors.errors import LockedError, TrailError
 from connectors.model import Op, TableId, TableSchema, Transaction
 
@@ -89,9 +90,12 @@ class TrailWriter:
         key: bytes | None = None,
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         compression_level: int = 3,
+        start: TrailStart | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.source_id = source_id
+        #: the trail's identity and source description, stamped on every new segment header
+        self.start = start
         self.segment_bytes = segment_bytes
         self.block_bytes = max(1024, min(block_bytes, segment_bytes))
         self._key = key
@@ -116,6 +120,7 @@ class TrailWriter:
         self._first_time: dt.datetime | None = None
         self._last_time: dt.datetime | None = None
         self._dir_dirty = False
+        self._header_trail_id = ""
         self._parts: list[bytes | memoryview] = []
         self._pending_len = 0
         self._pending_flags = 0
@@ -132,6 +137,15 @@ class TrailWriter:
             ) from None
         try:
             self._recover()
+            if self.start is None:
+                self.start = fix_trail_start(self.directory, source_id=source_id)
+            if self._header_trail_id and self._header_trail_id != self.start.trail_id:
+                raise TrailError(
+                    f"the trail's segments belong to trail {self._header_trail_id}, its "
+                    f"{START_FILE} to {self.start.trail_id}",
+                    hint="the directory mixes two trails: restore the matching "
+                    f"{START_FILE} or use a new trail directory",
+                )
         except BaseException:
             self._release()
             raise
@@ -287,6 +301,8 @@ class TrailWriter:
 
     def _start_segment(self, first_op: int, first_position: str) -> None:
         seq = self._next_seq
+        ident = self.start
+        assert ident is not None  # set in __init__
         header = encode_header(
             sequence=seq,
             first_op=first_op,
@@ -294,6 +310,11 @@ class TrailWriter:
             first_position=first_position,
             created_us=time.time_ns() // 1000,
             key=self._key,
+            trail_id=ident.trail_id,
+            source_engine=ident.source_engine,
+            source_dialect=ident.source_dialect,
+            position_scheme=ident.position_scheme,
+            row_ids=ident.row_ids,
         )
         raw = codec.encode_value([codec.schema_to_wire(s) for s in self._catalog.values()])
         catalog = encode_frame(
@@ -529,6 +550,7 @@ class TrailWriter:
         parsed: ParsedSegment = parse_segment(data, name, sealed=sealed)
         header = parsed.header
         self._check_header_fields(name, header.source_id, header.key_check, header.encrypted)
+        self._header_trail_id = header.trail_id
         decoder = BlockDecoder(self._key)
         catalog: dict[TableId, TableSchema] = {}
 

@@ -106,6 +106,8 @@ class MySQL(Database):
     schema_is_database: ClassVar[bool] = True
     #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
     has_log: ClassVar[bool] = True
+    #: ``gtid@file:pos`` or ``file:pos`` (connectors.mysql.positions)
+    position_scheme: ClassVar[str] = "mysql-binlog"
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -185,7 +187,8 @@ class MySQL(Database):
 
         return end_position(self)
 
-    def compare_positions(self, a: str, b: str) -> int:
+    @staticmethod
+    def compare_positions(a: str, b: str) -> int:
         from connectors.mysql.positions import compare
 
         return compare(a, b)

@@ -120,6 +120,8 @@ class PostgreSQL(Database):
     dialect: ClassVar[str] = "postgres"
     has_log: ClassVar[bool] = True
     keeps_position: ClassVar[bool] = True
+    #: WAL LSN ``X/Y``, ordered as a 64-bit number
+    position_scheme: ClassVar[str] = "pg-lsn"
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         try:
@@ -187,7 +189,8 @@ class PostgreSQL(Database):
         ((lsn,),) = self.query("SELECT pg_current_wal_insert_lsn()::text")
         return str(lsn)
 
-    def compare_positions(self, a: str, b: str) -> int:
+    @staticmethod
+    def compare_positions(a: str, b: str) -> int:
         from connectors.postgres.pgoutput import parse_lsn
 
         x, y = parse_lsn(a), parse_lsn(b)

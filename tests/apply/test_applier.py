@@ -129,8 +129,12 @@ def test_rejected_row_stops_or_goes_to_reject_trail(
         stopper = Applier(writer, None, ApplyOptions(**options))
         stopper.start()
         stopper.run(txns)
+    # the loop guard is configured (bidirectional setup): the target's own origin is skipped
+    guard = frozenset({options["target_id"]})
     skipper = Applier(
-        writer, None, ApplyOptions(on_error="skip", reject_dir=tmp_path / "rej", **options)
+        writer,
+        None,
+        ApplyOptions(on_error="skip", reject_dir=tmp_path / "rej", ignore_origins=guard, **options),
     )
     assert skipper.start() == 3
     stats = skipper.run(txns)

@@ -53,7 +53,7 @@ def test_sigterm_stops_after_the_current_transaction(mysql_db: Endpoint, tmp_pat
     (tmp_path / "c.toml").write_text(f'[tables]\ninclude = ["{mysql_db.database}.*"]\n')
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not (trail / "capture-start").exists():
+    while not (trail / "trail-start.json").exists():
         assert time.monotonic() < deadline
         time.sleep(0.1)
     db.query(f"INSERT INTO `{mysql_db.database}`.s VALUES (1), (2)")

@@ -20,7 +20,9 @@ import pytest
 
 from capture.assembly import TransactionAssembler
 from capture.trail import (
+    START_FILE,
     TrailReader,
+    TrailStart,
     TrailWriter,
     check_trail,
     consumers,
@@ -401,13 +403,26 @@ def test_segment_renumbered_to_close_a_gap(sealed_trail: Path) -> None:
 
 
 def test_operation_discontinuity_between_segments(sealed_trail: Path, tmp_path: Path) -> None:
-    # a segment from another trail of the same source with other op numbers
+    # a segment of the same trail identity with other op numbers (a copy of the trail
+    # written again from its start record)
     other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(sealed_trail / START_FILE, other / START_FILE)
     write(other, [make_txn(i, 2) for i in range(1, 200)], segment_bytes=1200)
     with TrailWriter(other, source_id="src") as writer:
         writer.seal()
     shutil.copy(_segment(other, 2), _segment(sealed_trail, 2))
     with pytest.raises(TrailError, match="discontinuity") as exc:
+        read(sealed_trail)
+    assert exc.value.segment == sealed_name(2)
+
+
+def test_segment_of_another_trail_is_refused(sealed_trail: Path, tmp_path: Path) -> None:
+    # the same source, the same operation numbers, but another trail (a new trail directory)
+    other = tmp_path / "other"
+    write(other, [make_txn(i, 2) for i in range(1, 200)], segment_bytes=1200)
+    shutil.copy(_segment(other, 2), _segment(sealed_trail, 2))
+    with pytest.raises(TrailError, match="two trails mixed") as exc:
         read(sealed_trail)
     assert exc.value.segment == sealed_name(2)
 
@@ -598,21 +613,44 @@ def regenerate_golden() -> None:
         directory = GOLDEN / name
         shutil.rmtree(directory, ignore_errors=True)
         with TrailWriter(
-            directory, source_id="golden", segment_bytes=1500, block_bytes=2048, key=key
+            directory,
+            source_id="golden",
+            segment_bytes=1500,
+            block_bytes=2048,
+            key=key,
+            start=GOLDEN_START,
         ) as writer:
             for txn in _golden_txns():
                 writer.append(txn)
         (directory / "writer.lock").unlink()
+        (directory / START_FILE).unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("name", ["plain", "encrypted"])
+GOLDEN_START = TrailStart(
+    trail_id="0123456789abcdef0123456789abcdef",
+    source_id="golden",
+    source_engine="mysql",
+    source_dialect="mysql",
+    position_scheme="mysql-binlog",
+)
+
+
+# v1-*: written by format version 1 (no trail identity, no source description); kept to
+# prove old trails stay readable
+@pytest.mark.parametrize("name", ["plain", "encrypted", "v1-plain", "v1-encrypted"])
 def test_golden_trail_reads_back(name: str, tmp_path: Path) -> None:
-    key = GOLDEN_KEY if name == "encrypted" else None
+    key = GOLDEN_KEY if name.endswith("encrypted") else None
     directory = tmp_path / name
     shutil.copytree(GOLDEN / name, directory)  # the reader must not need to write
     assert same_txns(read(directory, key=key), numbered(_golden_txns()))
     info = trail_info(directory, key=key)
     assert info.source_id == "golden" and info.segment_count >= 3
+    if name.startswith("v1-"):
+        assert info.format_version == 1 and info.trail_id == "" and info.source_engine == ""
+    else:
+        assert info.format_version == 2 and info.trail_id == GOLDEN_START.trail_id
+        assert (info.source_engine, info.source_dialect) == ("mysql", "mysql")
+        assert info.position_scheme == "mysql-binlog" and not info.row_ids
     reader = TrailReader(directory, key=key)
     list(reader.transactions(30))
     assert reader.schema(ORDERS, 2) == ORDERS_V2
@@ -631,7 +669,11 @@ def test_whole_transaction_packing_writes_the_same_bytes(
         if per_record:
             monkeypatch.setattr(TrailWriter, "_encode", TrailWriter._encode_each)
         with TrailWriter(
-            tmp_path / name, source_id="s", segment_bytes=1500, block_bytes=2048
+            tmp_path / name,
+            source_id="s",
+            segment_bytes=1500,
+            block_bytes=2048,
+            start=TrailStart(trail_id="t", source_id="s"),
         ) as writer:
             for txn in copy.deepcopy(txns):
                 writer.append(txn)

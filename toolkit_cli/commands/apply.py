@@ -16,7 +16,7 @@ from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
 from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
-from toolkit_cli.output import console, print_json, to_jsonable
+from toolkit_cli.output import console, err_console, print_json, to_jsonable
 
 __all__ = ["register"]
 
@@ -82,11 +82,21 @@ def apply_command(
         list[str] | None,
         typer.Option(
             "--ignore-origin",
-            help="Do not apply transactions from this origin id (repeatable). Default: the "
-            "target's own id (loop guard for bidirectional setups).",
+            help="Do not apply transactions from this origin id (repeatable): the loop guard "
+            "of a bidirectional or cascading setup. Default: [apply] ignore_origins, else none "
+            "(every transaction is applied).",
             show_default=False,
         ),
     ] = None,
+    adopt_trail: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-trail",
+            help="The target's checkpoint belongs to another trail: apply this trail from its "
+            "first operation anyway (after a snapshot, or when the new trail starts where the "
+            "old one ended).",
+        ),
+    ] = False,
     target_name: Annotated[
         str | None,
         typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
@@ -107,18 +117,10 @@ def apply_command(
         reject_dir = Path(str(cfg.trail.dir) + ".rejects")
     if mode not in ("stop", "skip"):
         raise ConfigError(f"--on-error must be stop or skip, not {mode!r}")
-    source_dialect = None
-    row_ids = False
-    source_id = "default"
-    if cfg.sources:
-        src = next(iter(cfg.sources.values())) if len(cfg.sources) == 1 else None
-        if src is not None:
-            source_db = open_database(src.endpoint)
-            source_dialect = source_db.dialect
-            row_ids = source_db.has_row_ids
+    # the trail describes its source (engine, dialect, row ids, identity): no source lookup
+    origins = tuple(ignore_origin or ()) or acfg.ignore_origins
     options = ApplyOptions(
         target_id=tgt.id,
-        source_id=source_id,
         batch_rows=acfg.batch_rows,
         batch_ms=acfg.batch_ms,
         collision=collision or acfg.collision,
@@ -126,10 +128,9 @@ def apply_command(
         reject_dir=reject_dir,
         skip_ddl=skip_ddl or acfg.skip_ddl,
         source_column=acfg.source_column,
-        ignore_origins=frozenset(ignore_origin) if ignore_origin else None,
+        ignore_origins=frozenset(origins),
         rename=cfg.tables.target_name,
-        source_dialect=source_dialect,
-        row_ids=row_ids,
+        adopt_trail=adopt_trail,
     )
     if mode == "skip":
         log.warning(
@@ -146,7 +147,6 @@ def apply_command(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     database = open_database(tgt.endpoint)
-    consumer = f"apply.{tgt.id}"
     try:
         n = parallel if parallel is not None else acfg.parallel
         if n > 1:
@@ -158,7 +158,6 @@ def apply_command(
                 key=key,
                 follow=not until_caught_up,
                 stop=stopping.is_set,
-                consumer=consumer,
             )
         else:
             writer = database.open_writer()
@@ -171,7 +170,6 @@ def apply_command(
                         key=key,
                         follow=not until_caught_up,
                         stop=stopping.is_set,
-                        consumer=consumer,
                     )
                 ]
             finally:
@@ -180,8 +178,25 @@ def apply_command(
         for s, handler in old.items():
             signal.signal(s, handler)
     _report(results, json_out)
+    skipped = sum(r.skipped_origin for r in results)
+    if results and all(r.skipped_everything for r in results):
+        warn_skipped_everything(skipped, options.ignore_origins or frozenset())
+        raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
     if stopping.is_set():
         raise typer.Exit(130)
+
+
+#: every transaction read was skipped by the loop guard (docs/exit-codes.md)
+EXIT_SKIPPED_EVERYTHING = 10
+
+
+def warn_skipped_everything(count: int, origins: frozenset[str]) -> None:
+    """Say loudly that a run applied nothing because the loop guard skipped all it read."""
+    err_console.print(
+        f"WARNING: applied nothing: all {count} transaction(s) read were skipped by the loop "
+        f"guard (ignored origins: {', '.join(sorted(origins))}). In a one-way setup remove "
+        "--ignore-origin / [apply] ignore_origins; in a bidirectional one check the ids."
+    )
 
 
 def _report(results: list[ApplyStats], json_out: bool) -> None:

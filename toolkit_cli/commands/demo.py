@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
+from apply.applier import ApplyOptions, apply_trail
 from apply.snapshot import SnapshotOptions, run_snapshot
-from apply.sync import apply_with_catchup
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import trail_info
 from connectors import devservers
@@ -185,15 +185,17 @@ def demo(
         stop_apply = threading.Event()
 
         def apply(name: str) -> None:
-            stats[name] = apply_with_catchup(
-                source,
-                targets[name],
-                trail,
-                source_id="shop",
-                target_id=name,
-                follow=True,
-                stop=stop_apply,
-            )
+            writer = targets[name].open_writer()
+            try:
+                stats[name] = apply_trail(
+                    writer,
+                    trail,
+                    ApplyOptions(source_id="shop", target_id=name),
+                    follow=True,
+                    stop=stop_apply.is_set,
+                )
+            finally:
+                writer.close()
 
         appliers = [threading.Thread(target=apply, args=(n,), daemon=True) for n in targets]
         for t in appliers:

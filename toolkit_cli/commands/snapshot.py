@@ -21,6 +21,7 @@ from rich.progress import (
 from apply.snapshot import SnapshotOptions, SnapshotReport, run_snapshot
 from apply.sync import SyncOptions, run_sync
 from connectors.base import TableFilter, open_database
+from toolkit_cli.commands.apply import EXIT_SKIPPED_EVERYTHING, warn_skipped_everything
 from toolkit_cli.config import Config
 from toolkit_cli.options import (
     ConfigOpt,
@@ -232,6 +233,7 @@ def sync(
             "batch_ms": cfg.apply.batch_ms,
             "skip_ddl": cfg.apply.skip_ddl,
             "rename": cfg.tables.target_name,
+            "ignore_origins": frozenset(cfg.apply.ignore_origins),
         },
     )
     previous = {
@@ -243,16 +245,26 @@ def sync(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    app = report.apply
+    skipped_everything = app.get("skipped_origin", 0) > 0 and app.get(
+        "skipped_origin", 0
+    ) >= app.get("transactions", 0)
+    if skipped_everything:
+        warn_skipped_everything(app["skipped_origin"], frozenset(cfg.apply.ignore_origins))
     if json_out:
         print_json(report.to_json())
+        if skipped_everything:
+            raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
         return
     if report.snapshot is not None:
         _print_report(report.snapshot)
-    cap, app = report.capture, report.apply
+    cap = report.capture
     console.print(
         f"captured {cap.get('transactions', 0)} transactions ({cap.get('changes', 0)} changes); "
         f"applied {app.get('transactions', 0)} transactions, up to operation "
         f"{app.get('applied_op', 0)} ({app.get('collisions', 0)} collisions reconciled)"
     )
+    if skipped_everything:
+        raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
     if stop.is_set() and not until_caught_up:
         raise typer.Exit(130)

@@ -16,8 +16,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from capture.codec import to_jsonable
-from capture.retention import RetentionPolicy, apply_retention
-from capture.trail import TrailReader, check_trail, load_key, trail_info
+from capture.retention import RetentionPolicy, apply_retention, consumer_holds
+from capture.trail import (
+    TrailReader,
+    check_trail,
+    consumers,
+    load_key,
+    remove_consumer,
+    trail_info,
+)
 from connectors.errors import ConfigError, TrailError
 from connectors.model import Change, Op, Transaction
 from toolkit_cli.options import ConfigOpt, JsonOpt, load_config
@@ -477,13 +484,29 @@ def prune(
             help="Delete even when no consumer is registered (otherwise nothing is deleted).",
         ),
     ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Only say what would go, and which consumer holds what."),
+    ] = False,
+    forget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forget",
+            help="Unregister this consumer first (repeatable): a name nothing updates any "
+            "more (an old target, or a name earlier versions used) holds segments forever.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Delete sealed segments every registered consumer is past, within the retention
     policy (flags override [trail] keep_days / keep_bytes / keep_segments)."""
     cfg = load_config(config, trail=trail)
+    for name in forget or ():
+        if name not in consumers(cfg.trail.dir):
+            raise typer.BadParameter(f"no consumer named {name!r}", param_hint="--forget")
+        remove_consumer(cfg.trail.dir, name)
     policy = RetentionPolicy(
         keep_days=keep_days if keep_days is not None else cfg.trail.keep_days,
         keep_bytes=keep_bytes if keep_bytes is not None else cfg.trail.keep_bytes,
@@ -491,6 +514,7 @@ def prune(
         allow_without_consumers=without_consumers,
     )
     plan = apply_retention(cfg.trail.dir, policy, dry_run=dry_run)
+    holds = consumer_holds(cfg.trail.dir)
     if json_out:
         print_json(
             {
@@ -499,9 +523,31 @@ def prune(
                 "freed_bytes": plan.freed_bytes,
                 "kept": len(plan.keep),
                 "reason": plan.reason,
+                "consumers": [
+                    {
+                        "name": h.name,
+                        "applied_op": h.applied_op,
+                        "holds_segments": h.segments,
+                        "holds_bytes": h.bytes,
+                        "legacy_name": h.legacy,
+                    }
+                    for h in holds
+                ],
             }
         )
         return
+    for h in holds:
+        note = (
+            " -- a name earlier versions used: when nothing updates it any more, "
+            f"`redoline trail prune --forget {h.name}`"
+            if h.legacy
+            else ""
+        )
+        console.print(
+            f"consumer {escape(h.name)}: applied through operation {h.applied_op}, holds "
+            f"{h.segments} sealed segments ({h.bytes:,} bytes){escape(note)}",
+            highlight=False,
+        )
     verb = "would delete" if dry_run else "deleted"
     console.print(
         f"{verb} {len(plan.delete)} segments ({plan.freed_bytes:,} bytes); "

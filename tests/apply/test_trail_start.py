@@ -1,0 +1,417 @@
+"""A trail's start point, identity and the one apply path, driven as users run them.
+
+Every test runs the CLI in subprocesses against real MariaDB/PostgreSQL servers and judges
+the target with plain driver SELECTs (no code shared with ``verify``):
+
+* cron-mode ``sync --until-caught-up`` with writes between an idle first run and the second;
+* ``kill -9`` of a continuous ``sync`` before its first transaction, repeatedly, with writes;
+* ``kill -9`` of ``sync`` during the snapshot while a workload updates the table, then rerun;
+* the README's stage-by-stage ``capture`` then ``apply`` with no ids configured;
+* ``apply`` alone after ``snapshot`` honours the catch-up windows;
+* one retention consumer name per target; a new trail against an old checkpoint refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pymysql
+import pytest
+
+from capture.trail import consumers, register_consumer, trail_info
+from connectors.endpoint import Endpoint
+
+pytestmark = [pytest.mark.mariadb]
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from toolkit_cli.app import main; main()", *args]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    # no configuration file from the machine or the working directory
+    (tmp_path / "none.toml").write_text("")
+    env = {**os.environ, "REDOLINE_CONFIG": str(tmp_path / "none.toml"), "NO_COLOR": "1"}
+    return {**env, "COLUMNS": "250"}  # one line per message, for the assertions
+
+
+def _run(tmp_path: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _cmd(*args),
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _my(ep: Endpoint) -> Any:
+    return pymysql.connect(
+        host=ep.host, port=ep.port, user="root", database=ep.database, autocommit=True
+    )
+
+
+def _my_rows(ep: Endpoint, table: str = "t") -> list[tuple[Any, ...]]:
+    conn = _my(ep)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT id, v FROM `{table}` ORDER BY id")
+        rows = [(int(a), str(b)) for a, b in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def _duck_rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        rows = conn.execute(f"SELECT id, v FROM {table} ORDER BY id").fetchall()
+    return [(int(a), str(b)) for a, b in rows]
+
+
+def _seed(ep: Endpoint, n: int, table: str = "t") -> None:
+    conn = _my(ep)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{table}` (id INT PRIMARY KEY, v VARCHAR(40))")
+        for lo in range(0, n, 5000):
+            cur.executemany(
+                f"INSERT INTO `{table}` VALUES (%s, %s)",
+                [(i, f"v{i}") for i in range(lo, min(n, lo + 5000))],
+            )
+    conn.close()
+
+
+def _writes(ep: Endpoint, start: int, n: int, tag: str) -> None:
+    """Inserts ``start..start+n``, and an update and a delete of older rows."""
+    conn = _my(ep)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO t VALUES (%s, %s)", [(i, tag) for i in range(start, start + n)]
+        )
+        cur.execute("UPDATE t SET v = %s WHERE id < 10", (tag + "!",))
+        cur.execute("DELETE FROM t WHERE id >= 10 ORDER BY id LIMIT 1")
+    conn.close()
+
+
+def _args(ep: Endpoint, tmp_path: Path, target: str | None = None) -> list[str]:
+    return [
+        "--source",
+        ep.url(),
+        "--target",
+        target or f"duckdb://{tmp_path}/r.duckdb",
+        "--trail",
+        str(tmp_path / "trail"),
+    ]
+
+
+# --------------------------------------------------------------------------- item 1
+
+
+def test_cron_sync_keeps_what_an_idle_first_run_did_not_see(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    """Run 1 snapshots an idle source and leaves an empty trail; the source then takes
+    writes; run 2 must capture and apply every one of them (it used to take the source's
+    end position again and lose them, exiting 0)."""
+    _seed(mysql_db, 300)
+    args = [*_args(mysql_db, tmp_path), "--tables", f"{mysql_db.database}.*"]
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "300 rows" in res.stdout
+    assert (tmp_path / "trail" / "trail-start.json").exists()
+    _writes(mysql_db, 1000, 50, "second")
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "captured 3 transactions" in res.stdout, res.stdout
+    table = f'"{mysql_db.database}".t'
+    assert _duck_rows(tmp_path / "r.duckdb", table) == _my_rows(mysql_db)
+    # idle again, then a third run: nothing twice
+    _writes(mysql_db, 2000, 5, "third")
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _duck_rows(tmp_path / "r.duckdb", table) == _my_rows(mysql_db)
+
+
+def test_kill_9_of_sync_before_its_first_transaction(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """A continuous sync killed early, again and again, while the source takes writes (a
+    workload thread, and a batch before each start): nothing may be lost."""
+    _seed(mysql_db, 200)
+    args = [*_args(mysql_db, tmp_path), "--tables", f"{mysql_db.database}.*"]
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    stop = threading.Event()
+
+    def workload() -> None:
+        conn = _my(mysql_db)
+        n = 100_000
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                n += 1
+                cur.execute("INSERT INTO t VALUES (%s, 'w')", (n,))
+                time.sleep(0.02)
+        conn.close()
+
+    rng = random.Random(11)
+    kills = 0
+    for i in range(6):
+        _writes(mysql_db, 10_000 * (i + 1), 20, f"batch{i}")
+        worker = threading.Thread(target=workload) if i == 3 else None
+        if worker is not None:
+            worker.start()
+        proc = subprocess.Popen(
+            _cmd("sync", *args),
+            env=_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    stop.set()
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert kills == 6
+    want = _my_rows(mysql_db)
+    assert _duck_rows(tmp_path / "r.duckdb", f'"{mysql_db.database}".t') == want
+
+
+def test_kill_9_of_sync_during_the_snapshot(
+    mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path
+) -> None:
+    """Chunks loaded before the kill hold the first snapshot's values; the rerun's catch-up
+    must bring them forward from that point (rows kept their old values before)."""
+    _seed(mysql_db, 40_000)
+    target = pg_db.url()
+    args = [
+        *_args(mysql_db, tmp_path, target),
+        "--tables",
+        f"{mysql_db.database}.t",
+        "--workers",
+        "1",
+        "--chunk-rows",
+        "1000",
+    ]
+    stop = threading.Event()
+    updates = [0]
+
+    def workload() -> None:
+        conn = _my(mysql_db)
+        rng = random.Random(5)
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                lo = rng.randrange(0, 40_000, 100)
+                cur.execute(
+                    "UPDATE t SET v = CONCAT('u', id, '-', %s) WHERE id BETWEEN %s AND %s",
+                    (updates[0], lo, lo + 20),
+                )
+                updates[0] += 1
+                time.sleep(0.005)
+        conn.close()
+
+    worker = threading.Thread(target=workload)
+    worker.start()
+    dsn = f"host={pg_db.host} port={pg_db.port} user=postgres dbname={pg_db.database}"
+    try:
+        proc = subprocess.Popen(
+            _cmd("sync", *args, "--until-caught-up"),
+            env=_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        done = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    row = conn.execute(
+                        "SELECT count(*) FILTER (WHERE done = 1), count(*) "
+                        "FROM redoline.snapshot_chunks"
+                    ).fetchone()
+                    done, total = (int(row[0]), int(row[1])) if row else (0, 0)
+            except psycopg.Error:
+                done, total = 0, 0
+            if total and 5 <= done < total - 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the snapshot finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert done >= 5
+        time.sleep(1.0)  # the workload goes on between the runs
+        res = _run(tmp_path, "sync", *args, "--until-caught-up", timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        stop.set()
+        worker.join()
+    assert updates[0] > 50
+    res = _run(tmp_path, "sync", *args, "--until-caught-up", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        got = conn.execute(f'SELECT id, v FROM "{mysql_db.database}".t ORDER BY id').fetchall()
+    want = _my_rows(mysql_db)
+    stale = [w for w, g in zip(want, got, strict=False) if w != g]
+    assert len(got) == len(want) and not stale, f"{len(stale)} rows differ, e.g. {stale[:3]}"
+
+
+# --------------------------------------------------------------------------- item 2, 4, 13(d)
+
+
+def test_readme_capture_then_apply_with_no_ids(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """Both ids are "default": a loop guard on by default skipped every transaction and
+    created nothing, exit 0. Off by default; when configured and it skips everything, loud."""
+    conn = _my(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
+    conn.close()
+    src = ["--source", mysql_db.url(), "--trail", str(tmp_path / "trail")]
+    tgt = ["--target", f"duckdb://{tmp_path}/r.duckdb", "--trail", str(tmp_path / "trail")]
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    _writes(mysql_db, 1, 30, "a")
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "capture caught up: 3 transactions" in res.stdout, res.stdout
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "3 transactions" in res.stdout and "0 skipped by origin" in res.stdout, res.stdout
+    assert _duck_rows(tmp_path / "r.duckdb", f'"{mysql_db.database}".t') == _my_rows(mysql_db)
+    # one consumer name for the target, whatever applied to it
+    last_op = trail_info(tmp_path / "trail").last_op
+    assert consumers(tmp_path / "trail") == {"target.default": last_op}
+
+    # a loop guard that drops every transaction it reads says so and fails the run
+    _writes(mysql_db, 100, 5, "b")
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up", "--ignore-origin", "default")
+    assert res.returncode == 10, res.stdout + res.stderr
+    assert "applied nothing: all 3 transaction(s) read were skipped" in res.stderr
+
+
+def test_consumer_names_and_prune_dry_run(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """sync, apply and parallel apply register one name per target; names of earlier
+    versions are dropped when the target registers, and `trail prune --dry-run` shows who
+    holds what."""
+    _seed(mysql_db, 100)
+    args = [*_args(mysql_db, tmp_path), "--tables", f"{mysql_db.database}.*"]
+    trail = tmp_path / "trail"
+    res = _run(tmp_path, "sync", *args, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    _writes(mysql_db, 1000, 10, "x")
+    res = _run(
+        tmp_path, "capture", "--source", mysql_db.url(), "--trail", str(trail), "--until-caught-up"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    # what earlier versions left behind: sync's "<id>", apply's "apply.<id>", parallel's
+    # "apply.<id>.<i>of<n>", and a consumer of another target
+    for name in ("default", "apply.default", "apply.default.0of2", "apply.other"):
+        register_consumer(trail, name, 0)
+    res = _run(tmp_path, "trail", "prune", "--trail", str(trail), "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "apply.default.0of2" in res.stdout and "applied through operation 0" in res.stdout
+    res = _run(tmp_path, "apply", *args[:6][2:], "--until-caught-up", "--parallel", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert consumers(trail) == {"target.default": trail_info(trail).last_op, "apply.other": 0}
+    res = _run(tmp_path, "trail", "prune", "--trail", str(trail), "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "target.default" in res.stdout and "apply.other" in res.stdout
+
+
+def test_a_new_trail_against_an_old_checkpoint_is_refused(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    _seed(mysql_db, 50)
+    old = [*_args(mysql_db, tmp_path), "--tables", f"{mysql_db.database}.*"]
+    res = _run(tmp_path, "sync", *old, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for i in range(4):
+        _writes(mysql_db, 1000 + 100 * i, 10, f"old{i}")
+    res = _run(tmp_path, "sync", *old, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    # a new trail directory for the same source and target: operations restart at 1
+    new_trail = tmp_path / "trail2"
+    src = ["--source", mysql_db.url(), "--trail", str(new_trail)]
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    _writes(mysql_db, 5000, 10, "new")
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    tgt = ["--target", f"duckdb://{tmp_path}/r.duckdb", "--trail", str(new_trail)]
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up")
+    assert res.returncode == 7, res.stdout + res.stderr
+    assert "belongs to trail" in res.stderr and "--adopt-trail" in res.stderr, res.stderr
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up", "--adopt-trail")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _duck_rows(tmp_path / "r.duckdb", f'"{mysql_db.database}".t') == _my_rows(mysql_db)
+    # bound now: the next run goes on without the flag, and the old trail is refused
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run(tmp_path, "apply", *old[2:6], "--until-caught-up")
+    assert res.returncode == 7, res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------- item 3
+
+
+def test_apply_alone_after_snapshot_honours_the_windows(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """capture runs from before the snapshot, so the trail holds changes the snapshot
+    already loaded; `apply` alone must drop them (it used to insert them again and stop on
+    the duplicate key)."""
+    conn = _my(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
+    conn.close()
+    trail = ["--trail", str(tmp_path / "trail")]
+    src = ["--source", mysql_db.url(), *trail]
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")  # fixes the trail's start
+    assert res.returncode == 0, res.stdout + res.stderr
+    _writes(mysql_db, 1, 40, "before")
+    res = _run(
+        tmp_path,
+        "snapshot",
+        *_args(mysql_db, tmp_path),
+        "--tables",
+        f"{mysql_db.database}.t",
+        "--no-follow",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    _writes(mysql_db, 500, 40, "after")
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run(
+        tmp_path, "apply", "--target", f"duckdb://{tmp_path}/r.duckdb", *trail, "--until-caught-up"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _duck_rows(tmp_path / "r.duckdb", f'"{mysql_db.database}".t') == _my_rows(mysql_db)
+    last_op = trail_info(tmp_path / "trail").last_op
+    assert consumers(tmp_path / "trail") == {"target.default": last_op}
+
+
+def test_trail_describes_its_source(mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path) -> None:
+    """The header names engine, dialect and position scheme; `trail stats --json` shows them."""
+    for ep, engine in ((mysql_db, "mysql"), (pg_db, "postgresql")):
+        if engine == "mysql":
+            conn = _my(ep)
+            with conn.cursor() as cur:
+                cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
+            conn.close()
+        trail = tmp_path / engine
+        res = _run(
+            tmp_path, "capture", "--source", ep.url(), "--trail", str(trail), "--until-caught-up"
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        start = json.loads((trail / "trail-start.json").read_text())
+        assert start["source_engine"] == engine and start["trail_id"]
+        assert (start["start_position"] is None) == (engine == "postgresql")
