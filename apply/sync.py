@@ -48,6 +48,7 @@ from apply.snapshot import (
     SnapshotReport,
     run_snapshot,
 )
+from capture.trail import trail_info
 from connectors.base import Database
 from connectors.errors import LockedError, ToolkitError
 
@@ -231,7 +232,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                     **options.source_options,
                     "trail_dir": options.trail_dir,
                     "source_id": options.source_id,
-                    "trail_position": info.last_position,
+                    "trail_position": trail_info(options.trail_dir, key=options.key).last_position,
                 }
                 report.snapshot = run_snapshot(
                     source,

@@ -175,6 +175,7 @@ def snapshot(
                     until_caught_up=True,
                     key=cfg.trail.key(),
                     source_options=cfg.source().slot_options(),
+                    retry_for=cfg.source().retry_budget(True),
                 ),
             )
             report = sync_report.snapshot or SnapshotReport()
@@ -228,6 +229,7 @@ def sync(
         stop_event=stop,
         segment_bytes=cfg.trail.segment_bytes,
         source_options=cfg.source().slot_options(),
+        retry_for=cfg.source().retry_budget(until_caught_up),
         apply_options={
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
