@@ -13,6 +13,7 @@ so a trail shipped to another host describes itself without this file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -34,6 +35,9 @@ START_FILE = "trail-start.json"
 LEGACY_START_FILE = "capture-start"
 
 
+log = logging.getLogger("redoline.trail")
+
+
 @dataclass(frozen=True)
 class TrailStart:
     """What ``trail-start.json`` holds."""
@@ -45,6 +49,8 @@ class TrailStart:
     source_dialect: str = ""
     position_scheme: str = ""
     row_ids: bool = False
+    #: the source's URL as displayed (never a password): named when a trail is refused
+    source_url: str = ""
     #: where capture starts on an empty trail; None: the source keeps it (a PostgreSQL slot),
     #: or the trail already held segments when the record was made
     start_position: str | None = None
@@ -60,6 +66,7 @@ class TrailStart:
             source_dialect=source.dialect if source is not None else "",
             position_scheme=source.position_scheme if source is not None else "",
             row_ids=source.has_row_ids if source is not None else False,
+            source_url=source.endpoint.display if source is not None else "",
             start_position=position,
             created=time.time(),
         )
@@ -134,6 +141,22 @@ def fix_trail_start(
                 f"not {source_id!r}",
                 hint="use a separate trail directory per source",
             )
+        if source is not None and existing.source_engine:
+            if existing.source_engine != source.engine:
+                raise TrailError(
+                    f"the trail {directory} was written by a {existing.source_engine} source "
+                    f"({existing.source_url or 'URL not recorded'}), not by {source.engine} "
+                    f"{source.endpoint.display}",
+                    hint="give each source its own trail directory ([trail] dir / --trail)",
+                )
+            if existing.source_url and existing.source_url != source.endpoint.display:
+                log.warning(
+                    "the trail %s was started from %s; now reading %s (same engine: a moved "
+                    "server or a new host name is fine, another server's log is not)",
+                    directory,
+                    existing.source_url,
+                    source.endpoint.display,
+                )
         if existing.source_engine or source is None:
             return existing
         # made by a writer that did not know the source: complete it, keep its identity

@@ -323,3 +323,21 @@ def test_include_pattern_that_matches_nothing_is_refused(
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE `{db}_empty`")
         conn.close()
+
+
+def test_a_trail_of_one_engine_refuses_another_engine(
+    mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path
+) -> None:
+    _fill(mysql_db, 3)
+    first = redoline(
+        "capture", "--source", _url(mysql_db), "--trail", "trail", "--until-caught-up", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    pg_url = f"postgresql://postgres@{pg_db.host}:{pg_db.port}/{pg_db.database}"
+    other = redoline(
+        "capture", "--source", pg_url, "--trail", "trail", "--until-caught-up", cwd=tmp_path
+    )
+    assert other.returncode == 7, other.stderr
+    line = first_error(other)
+    assert "mariadb" in line.lower() and "postgresql" in line.lower()
+    assert mysql_db.database in line and pg_db.database in line
