@@ -88,6 +88,8 @@ class SyncOptions:
     source_options: dict[str, Any] = field(default_factory=dict)
     #: seconds capture retries an unreachable source before exit 75 (None: forever)
     retry_for: float | None = None
+    #: seconds apply reconnects to an unreachable target before exit 75 (None: forever)
+    target_retry_for: float | None = None
 
 
 @dataclass
@@ -153,7 +155,8 @@ def record_status(state_dir: Path, name: str, **fields: Any) -> None:
 
 def _apply(target: Database, options: SyncOptions) -> Any:
     """The one apply path (:func:`apply.applier.apply_trail`) over the trail into ``target``."""
-    from apply.applier import ApplyOptions, apply_trail
+    from apply.applier import ApplyOptions
+    from apply.reconnect import apply_reconnecting
 
     apply_options = ApplyOptions(
         **{
@@ -162,18 +165,15 @@ def _apply(target: Database, options: SyncOptions) -> Any:
             "target_id": options.target_id,
         }
     )
-    writer = target.open_writer()
-    try:
-        return apply_trail(
-            writer,
-            options.trail_dir,
-            apply_options,
-            key=options.key,
-            follow=not options.until_caught_up,
-            stop=options.stop_event.is_set,
-        )
-    finally:
-        writer.close()
+    return apply_reconnecting(
+        target,
+        options.trail_dir,
+        apply_options,
+        key=options.key,
+        follow=not options.until_caught_up,
+        stop=options.stop_event.is_set,
+        retry_for=options.target_retry_for,
+    )
 
 
 def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncReport:

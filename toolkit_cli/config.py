@@ -52,7 +52,7 @@ _KEYS: dict[str, set[str]] = {
         "publication",
         "retry_for",
     },
-    "target": {"url", "password", "id"},
+    "target": {"url", "password", "id", "retry_for"},
     "trail": {
         "dir",
         "segment_mb",
@@ -109,13 +109,18 @@ class SourceConfig:
 
     def retry_budget(self, until_caught_up: bool) -> float | None:
         """How long this run may retry: cron runs must end, services may wait forever."""
-        if self.retry_for is not None:
-            return self.retry_for
-        return RETRY_FOR_CAUGHT_UP if until_caught_up else None
+        return retry_budget(self.retry_for, until_caught_up)
 
 
 #: default retry budget of an --until-caught-up run (a cron job must end)
 RETRY_FOR_CAUGHT_UP = 300.0
+
+
+def retry_budget(retry_for: float | None, until_caught_up: bool) -> float | None:
+    """``retry_for`` when configured; else finite for cron runs, forever for services."""
+    if retry_for is not None:
+        return retry_for
+    return RETRY_FOR_CAUGHT_UP if until_caught_up else None
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,13 @@ class TargetConfig:
     name: str
     endpoint: Endpoint
     id: str
+    #: seconds apply keeps reconnecting to an unreachable target before it exits 75; None:
+    #: the default (as for sources: finite for --until-caught-up runs, else forever)
+    retry_for: float | None = None
+
+    def retry_budget(self, until_caught_up: bool) -> float | None:
+        """How long this run may retry: cron runs must end, services may wait forever."""
+        return retry_budget(self.retry_for, until_caught_up)
 
 
 @dataclass(frozen=True)
@@ -508,7 +520,7 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                     f'must be "fast" or "library", not {body["decoder"]!r}', label, "decoder"
                 )
             kwargs["decoder"] = body["decoder"]
-        if kind == "source" and "retry_for" in body:
+        if "retry_for" in body:
             try:
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.applier import ApplyOptions, ApplyStats
 from apply.parallel import apply_parallel
+from apply.reconnect import apply_reconnecting
 from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
@@ -160,20 +161,17 @@ def apply_command(
                 stop=stopping.is_set,
             )
         else:
-            writer = database.open_writer()
-            try:
-                results = [
-                    apply_trail(
-                        writer,
-                        cfg.trail.dir,
-                        options,
-                        key=key,
-                        follow=not until_caught_up,
-                        stop=stopping.is_set,
-                    )
-                ]
-            finally:
-                writer.close()
+            results = [
+                apply_reconnecting(
+                    database,
+                    cfg.trail.dir,
+                    options,
+                    key=key,
+                    follow=not until_caught_up,
+                    stop=stopping.is_set,
+                    retry_for=tgt.retry_budget(until_caught_up),
+                )
+            ]
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -176,6 +176,7 @@ def snapshot(
                     key=cfg.trail.key(),
                     source_options=cfg.source().slot_options(),
                     retry_for=cfg.source().retry_budget(True),
+                    target_retry_for=cfg.target().retry_budget(True),
                 ),
             )
             report = sync_report.snapshot or SnapshotReport()
@@ -230,6 +231,7 @@ def sync(
         segment_bytes=cfg.trail.segment_bytes,
         source_options=cfg.source().slot_options(),
         retry_for=cfg.source().retry_budget(until_caught_up),
+        target_retry_for=cfg.target().retry_budget(until_caught_up),
         apply_options={
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
