@@ -88,6 +88,8 @@ class CaptureResult:
     reconnects: int = 0
     seconds: float = 0.0
     lag_seconds: float | None = None
+    #: what the row predicates did, per table (``capture.filters.FilterStats.to_json``)
+    filter: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -103,6 +105,12 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     stop = options.stop_event or threading.Event()
     result = CaptureResult()
     started = time.monotonic()
+    filters = options.filters
+    if not filters.trivial:
+        # the predicates compare text as the source's SQL does (as the snapshot's query did),
+        # and a view that cannot be decided from the log is refused before reading it
+        filters.bind(db)
+        filters.check_source(db, db.list_tables(filters.tables))
     with TrailWriter(
         trail_dir,
         source_id=options.source_id,
@@ -135,6 +143,11 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
         result.stopped = stop.is_set() and not result.caught_up
         result.last_position = writer.last_position
         result.last_op = writer.last_op
+    if not filters.trivial:
+        result.filter = filters.stats.to_json()
+        summary = filters.stats.summary()
+        if summary:
+            log.info("capture: %s (per table: %s)", summary, result.filter)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -147,9 +160,14 @@ def _run_once(
     result: CaptureResult,
 ) -> bool:
     """Read the log from the trail's position until the reader ends; True when finished."""
-    start = writer.last_position or options.start_position
+    start = writer.last_position
     if start is None and not db.keeps_position:
-        start = _start_marker(db, writer)
+        # an empty trail starts at its recorded start point: a later run (sync takes a new
+        # start_position each time the trail is still empty) must not skip what happened
+        # since the first one
+        start = _start_marker(db, writer, options.start_position)
+    elif start is None:
+        start = options.start_position
     catalog: Any = writer.catalog
     if callable(catalog):
         catalog = catalog()
@@ -183,6 +201,7 @@ def _run_once(
                     if kept is None:
                         result.filtered_changes += 1
                         continue
+                    change = kept  # an update may have become a delete or an insert
                 assembler.change(event.xid, change, event.size)  # type: ignore[union-attr]
             elif kind is Commit:
                 assert isinstance(event, Commit)
@@ -221,15 +240,16 @@ def _run_once(
 START_FILE = "capture-start"
 
 
-def _start_marker(db: Database, writer: TrailWriter) -> str:
-    """Where an empty trail starts: fixed at the first run, so a later run of a still-empty
-    trail (nothing selected changed yet) does not skip what happened in between."""
+def _start_marker(db: Database, writer: TrailWriter, proposed: str | None = None) -> str:
+    """Where an empty trail starts: fixed at the first run (at ``proposed``, else the
+    source's current end), so a later run of a still-empty trail (nothing selected changed
+    yet) does not skip what happened in between."""
     path = writer.directory / START_FILE
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         pass
-    position = db.end_position()
+    position = proposed or db.end_position()
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(position + "\n")
@@ -237,7 +257,7 @@ def _start_marker(db: Database, writer: TrailWriter) -> str:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(writer.directory)
-    log.info("capture: empty trail, starting at the source's current end %s", position)
+    log.info("capture: empty trail, starting at %s", position)
     return position
 
 

@@ -87,6 +87,9 @@ class Database(abc.ABC):
     #: the source keeps the reader's start itself (a PostgreSQL slot): an empty trail starts
     #: there, not at the current end of the log
     keeps_position: ClassVar[bool] = False
+    #: text compares case-insensitively by default (MySQL's default collations), so a
+    #: ``[tables.where]`` predicate evaluated in Python must too
+    text_compare_ci: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -119,6 +122,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def check_source(self, tables: Sequence[TableId] = ()) -> list[CheckItem]:
         """Prerequisites for reading this database's log."""
+
+    def full_before_image_fix(self, table: TableId) -> str:
+        """How to make the source log a complete before image of ``table``'s updates."""
+        return "make the source log full before images"
 
     @abc.abstractmethod
     def check_target(self) -> list[CheckItem]:

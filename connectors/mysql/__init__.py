@@ -100,6 +100,7 @@ class MySQL(Database):
     schema_is_database: ClassVar[bool] = True
     #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
     has_log: ClassVar[bool] = True
+    text_compare_ci: ClassVar[bool] = True
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -269,6 +270,9 @@ class MySQL(Database):
                 )
             )
         return out
+
+    def full_before_image_fix(self, table: TableId) -> str:
+        return "SET GLOBAL binlog_row_image = FULL (and in the server's configuration)"
 
     def check_target(self) -> list[CheckItem]:
         conn = self.connect()

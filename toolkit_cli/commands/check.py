@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from capture.filters import CaptureFilter
 from connectors.base import CheckItem, open_database
 from connectors.errors import ToolkitError
 from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, load_config
@@ -28,7 +29,8 @@ def check(
 
     Sources (MySQL/MariaDB): binlog on, ROW format, FULL row image, FULL row metadata, GTID,
     server_id, grants. Sources (PostgreSQL): wal_level=logical, free slots and WAL senders,
-    the REPLICATION attribute, replica identity of keyless selected tables. Targets: reachable
+    the REPLICATION attribute, replica identity of keyless selected tables, and REPLICA IDENTITY
+    FULL for tables whose [tables.where] reads non-key columns. Targets: reachable
     and writable. Exits 1 when anything blocks replication, 0 otherwise.
     """
     cfg = load_config(config, source=source, target=target)
@@ -49,7 +51,7 @@ def check(
             try:
                 if role == "source":
                     tables = db.list_tables(cfg.tables.filter)
-                    checks = db.check_source(tables)
+                    checks = db.check_source(tables) + _view_checks(cfg, db, tables)
                 else:
                     checks = db.check_target()
             except ToolkitError as exc:
@@ -67,6 +69,18 @@ def check(
     else:
         console.print("[bold green]All prerequisites met.[/]")
     raise typer.Exit(1 if blocked else 0)
+
+
+def _view_checks(cfg: Any, db: Any, tables: list[Any]) -> list[CheckItem]:
+    """[tables] columns/where that capture would refuse (e.g. a predicate on non-key
+    columns of a table whose updates are logged with the key alone)."""
+    view = CaptureFilter.from_config(cfg.tables)
+    if view.trivial:
+        return []
+    return [
+        CheckItem(f"filtered view {table}", message, "decidable from the log", False, hint)
+        for table, message, hint in view.problems(db, tables)
+    ]
 
 
 def _print(result: dict[str, Any], checks: list[CheckItem]) -> None:
