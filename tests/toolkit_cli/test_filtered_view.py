@@ -194,9 +194,11 @@ def _config(tmp_path: Path, source: Side, target: Side) -> Path:
         f"""
 [source]
 url = "{source.url}"
+id = "shop"
 
 [target]
 url = "{target.url}"
+id = "replica"
 
 [trail]
 dir = "{tmp_path / "trail"}"
@@ -346,3 +348,176 @@ def test_filtered_view_snapshot_stream_verify_repair(
     assert got == _expected(source)
     run = _cli(tmp_path, "verify", "-c", str(config), "--no-recheck")
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# --------------------------------------------------------------------------- streaming alone
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "postgres"])
+def test_capture_and_apply_move_rows_across_the_predicate(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`redoline capture` + `redoline apply` (no snapshot): an update leaving the predicate
+    deletes the row on the target, one entering it inserts the row."""
+    source = (
+        _mariadb(request.getfixturevalue("mysql_db"))
+        if kind == "mariadb"
+        else _postgres(request.getfixturevalue("pg_db"))
+    )
+    target = _duckdb(tmp_path / "replica.duckdb")
+    source.execute(f"CREATE TABLE {_src(source)} ({COLUMNS_SQL})")
+    if kind == "postgres":
+        source.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+    config = _config(tmp_path, source, target)
+    t = _src(source)
+
+    def step() -> None:
+        for command in ("capture", "apply"):
+            run = _cli(tmp_path, command, "-c", str(config), "--until-caught-up")
+            assert run.returncode == 0, command + run.stdout + run.stderr
+
+    step()  # fixes the trail's start point (PostgreSQL: creates the slot)
+    values = ", ".join(
+        "(" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in _row(i)) + ")"
+        for i in range(200)
+    )
+    source.execute(f"INSERT INTO {t} VALUES {values}")
+    step()
+    assert _replica(target) == (list(VIEW), _expected(source))
+    in_rows = _first(source, "status = 'paid' AND total >= 150", 3)
+    out_rows = _first(source, "status = 'new'", 3)
+    for sql in (
+        f"UPDATE {t} SET status = 'void' WHERE id = {in_rows[0]}",
+        f"UPDATE {t} SET id = 900, total = 1 WHERE id = {in_rows[1]}",
+        f"UPDATE {t} SET status = 'paid', total = 123 WHERE id = {out_rows[0]}",
+        f"UPDATE {t} SET id = 901, status = 'shipped', total = 300 WHERE id = {out_rows[1]}",
+        f"UPDATE {t} SET note = 'out' WHERE id = {out_rows[2]}",
+    ):
+        source.execute(sql)
+    step()
+    cols, got = _replica(target)
+    assert (cols, got) == (list(VIEW), _expected(source))
+    ids = {r[0] for r in got}
+    assert {out_rows[0], 901} <= ids and not {in_rows[0], in_rows[1], 900} & ids
+
+
+# --------------------------------------------------------------------------- verify alone
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "postgres"])
+def test_verify_and_repair_compare_the_view(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A replica built by hand (plain SQL) of the view: verify finds it equal, reports exactly
+    the k planted differences, and repair fixes them without leaving the view. The config uses
+    globs and a backquoted identifier (translated into PostgreSQL's SQL)."""
+    source = (
+        _mariadb(request.getfixturevalue("mysql_db"))
+        if kind == "mariadb"
+        else _postgres(request.getfixturevalue("pg_db"))
+    )
+    target = _duckdb(tmp_path / "replica.duckdb")
+    _seed(source)
+    want = _expected(source)
+    target.execute("CREATE SCHEMA sales")
+    target.execute(
+        "CREATE TABLE sales.orders (id INTEGER PRIMARY KEY, status VARCHAR(10) NOT NULL, "
+        "total DECIMAL(10,2) NOT NULL)"
+    )
+    target.execute(
+        "INSERT INTO sales.orders VALUES " + ", ".join(f"({i}, '{s}', {tot})" for i, s, tot in want)
+    )
+    config = tmp_path / "verify.toml"
+    config.write_text(
+        f"""
+[source]
+url = "{source.url}"
+
+[target]
+url = "{target.url}"
+
+[tables]
+include = ["{source.schema}.orders"]
+
+[tables.columns]
+"{source.schema}.ord*" = ["id", "status", "total"]
+
+[tables.where]
+"{source.schema}.ord*" = "`status` IN ('paid', 'shipped') AND total >= 100"
+
+[tables.rename]
+"{source.schema}" = "sales"
+""",
+        encoding="utf-8",
+    )
+    run = _cli(tmp_path, "verify", "-c", str(config), "--no-recheck")
+    assert run.returncode == 0, run.stdout + run.stderr
+    (outside,) = _first(source, "status = 'test'", 1)
+    target.execute(f"DELETE FROM sales.orders WHERE id = {want[5][0]}")
+    target.execute(
+        "UPDATE sales.orders SET status = CASE WHEN status = 'paid' THEN 'shipped' ELSE 'paid' "
+        f"END WHERE id = {want[6][0]}"
+    )
+    target.execute(f"INSERT INTO sales.orders VALUES ({outside}, 'paid', 500)")
+    target.execute(f"UPDATE sales.orders SET total = total + 1 WHERE id = {want[7][0]}")
+    run = _cli(tmp_path, "verify", "-c", str(config), "--no-recheck", "--json")
+    assert run.returncode == 1, run.stdout + run.stderr
+    (table,) = json.loads(run.stdout)["tables"]
+    assert table["counts"] == {"missing": 1, "extra": 1, "different": 2}
+    run = _cli(tmp_path, "repair", "-c", str(config), "--no-recheck", "--execute")
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = _canon(target.query("SELECT * FROM sales.orders"))
+    assert got == want
+    cols = target.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders'"
+    )
+    assert sorted(c[0] for c in cols) == sorted(VIEW)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_predicate_beyond_a_key_only_before_image_is_refused(
+    pg_db: Endpoint, tmp_path: Path
+) -> None:
+    """PostgreSQL's default replica identity logs only the key before an update: a predicate
+    on another column cannot be decided, so check and sync refuse it and name the fix."""
+    source = _postgres(pg_db)
+    source.execute(f"CREATE TABLE public.orders ({COLUMNS_SQL})")
+    source.execute(
+        "INSERT INTO public.orders VALUES (1, 'paid', 200, 'r', 'n', 1, 2, 'c', 1, 'd', 0, 'e')"
+    )
+    target = _duckdb(tmp_path / "replica.duckdb")
+    config = _config(tmp_path, source, target)
+    run = _cli(tmp_path, "check", "-c", str(config), "--json")
+    assert run.returncode == 1, run.stdout + run.stderr
+    (src,) = [e for e in json.loads(run.stdout)["endpoints"] if e["role"] == "source"]
+    bad = [i for i in src["items"] if not i["ok"]]
+    assert [i["name"] for i in bad] == ["filtered view public.orders"]
+    assert 'ALTER TABLE "public"."orders" REPLICA IDENTITY FULL' in bad[0]["hint"]
+    run = _cli(tmp_path, "sync", "-c", str(config), "--until-caught-up")
+    assert run.returncode == 2, run.stdout + run.stderr
+    message = " ".join(run.stderr.split())
+    assert "public.orders" in message and "REPLICA IDENTITY FULL" in message
+    assert "it reads status, total" in message  # the columns the predicate reads beyond the key
+    assert not (tmp_path / "replica.duckdb").exists() or not target.query(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = 'sales'"
+    )
+    # once the table logs whole before images, the same configuration runs
+    source.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+    run = _cli(tmp_path, "sync", "-c", str(config), "--until-caught-up")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _replica(target) == (list(VIEW), _expected(source))
+
+
+def test_column_subset_without_the_key_is_refused(mysql_db: Endpoint, tmp_path: Path) -> None:
+    source = _mariadb(mysql_db)
+    source.execute(f"CREATE TABLE orders ({COLUMNS_SQL})")
+    target = _duckdb(tmp_path / "replica.duckdb")
+    config = _config(tmp_path, source, target)
+    text = config.read_text().replace('["id", "status", "total"]', '["status", "total"]')
+    config.write_text(text)
+    run = _cli(tmp_path, "sync", "-c", str(config), "--until-caught-up")
+    assert run.returncode == 2, run.stdout + run.stderr
+    message = " ".join(run.stderr.split())
+    assert f"{source.schema}.orders leaves out its row identity column(s) id" in message
