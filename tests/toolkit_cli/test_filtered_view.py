@@ -495,6 +495,11 @@ def test_predicate_beyond_a_key_only_before_image_is_refused(
     bad = [i for i in src["items"] if not i["ok"]]
     assert [i["name"] for i in bad] == ["filtered view public.orders"]
     assert 'ALTER TABLE "public"."orders" REPLICA IDENTITY FULL' in bad[0]["hint"]
+    run = _cli(tmp_path, "capture", "-c", str(config), "--until-caught-up")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert 'ALTER TABLE "public"."orders" REPLICA IDENTITY FULL' in run.stderr
+    slots = "SELECT 1 FROM pg_replication_slots WHERE database = current_database()"
+    assert not source.query(slots)  # refused before reading the log
     run = _cli(tmp_path, "sync", "-c", str(config), "--until-caught-up")
     assert run.returncode == 2, run.stdout + run.stderr
     message = " ".join(run.stderr.split())
