@@ -401,7 +401,7 @@ class CaptureFilter:
 
     def bind(self, source: Database) -> CaptureFilter:
         """Evaluate predicates with ``source``'s text comparison (see ``compile_predicate``)."""
-        ci = bool(getattr(source, "text_compare_ci", False))
+        ci = source.text_compare_ci
         if ci != self.case_insensitive:
             self.case_insensitive = ci
             self._compile()
@@ -507,14 +507,13 @@ class CaptureFilter:
                 )
             beyond_key = sorted(used - set(schema.identity))
             if beyond_key and not schema.full_before_image:
-                fix = getattr(source, "full_before_image_fix", None)
                 out.append(
                     (
                         table,
                         f"{table}: the source logs only the key as an update's before image, so "
                         f"whether a row was inside [tables.where] (it reads "
                         f"{', '.join(beyond_key)}) cannot be decided",
-                        fix(table) if fix else "make the source log full before images",
+                        source.full_before_image_fix(table),
                     )
                 )
         return out
