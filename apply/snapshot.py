@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from apply.typemap import create_table_sql, quote_table
+from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, SchemaError, ToolkitError
 from connectors.model import TableId, TableSchema, Transaction
@@ -78,6 +79,10 @@ class SnapshotOptions:
     tables: TableFilter = field(default_factory=TableFilter)
     #: source table -> target table (``TablesConfig.target_name``)
     rename: Callable[[TableId], TableId] = lambda t: t
+    #: the filtered view (``[tables]`` columns and where, :class:`capture.filters.
+    #: CaptureFilter`): its column list and predicate go into the source query and the
+    #: target table has only its columns. None: whole tables.
+    view: CaptureFilter | None = None
     #: load these tables again even when a previous run finished them
     force: bool = False
     #: called as chunks land, for progress bars
@@ -490,6 +495,8 @@ class _Job:
     estimate: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     remaining: int = 0
+    #: the row predicate in the source's SQL (``[tables.where]``), or None
+    where: str | None = None
 
 
 def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
@@ -517,6 +524,9 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
             report.tables = list(done.values())
             return report
         _check_not_source(source, target, todo, options)
+        if options.view is not None and options.capture:
+            # refuse a view streaming could not keep exact before loading anything
+            options.view.check_source(source, todo)
         session_cm = open_snapshot(
             source,
             options.workers,
@@ -579,14 +589,17 @@ def _prepare(
         started_at=time.time(),
     )
     schema = source.table_schema(table)
-    columns = tuple(c.name for c in schema.columns if not c.generated)
-    job = _Job(state, schema, target_name, columns, [], 0)
+    job = _Job(state, schema, target_name, (), [], 0)
     try:
+        # the filtered view: only its columns are read and created, only its rows are read
+        view = options.view.project_schema(schema) if options.view is not None else schema
+        job.columns = tuple(c.name for c in view.columns if not c.generated)
+        job.where = options.view.where_sql(table, source.dialect) if options.view else None
         if not tgt.table_exists(conn, target_name):
             tgt.execute(conn, f"CREATE SCHEMA IF NOT EXISTS {tgt.q(target_name.schema)}")
             tgt.execute(
                 conn,
-                create_table_sql(schema, tgt.dialect, target_name, source_dialect=source.dialect),
+                create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
         resumable = (
             prior is not None
@@ -738,7 +751,7 @@ def _load_all(tgt: _Target, session: Any, jobs: list[_Job], options: SnapshotOpt
                 if job.state.state == "failed":
                     continue
                 try:
-                    data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns)
+                    data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns, job.where)
                     if conn is not None:
                         finish(job, chunk, conn, data)
                     else:

@@ -205,6 +205,9 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
+            elif options.snapshot.view is not None:
+                # the same view the snapshot loaded: its columns, its predicate
+                cap_opts.filters = options.snapshot.view
             else:
                 from capture.filters import CaptureFilter
 

@@ -100,6 +100,8 @@ class CaptureResult:
     reconnects: int = 0
     seconds: float = 0.0
     lag_seconds: float | None = None
+    #: what the row predicates did, per table (``capture.filters.FilterStats.to_json``)
+    filter: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -121,6 +123,12 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     trail_start = fix_trail_start(
         trail_dir, source_id=options.source_id, source=db, position=options.start_position
     )
+    filters = options.filters
+    if not filters.trivial:
+        # the predicates compare text as the source's SQL does (as the snapshot's query did),
+        # and a view that cannot be decided from the log is refused before reading it
+        filters.bind(db)
+        filters.check_source(db, db.list_tables(filters.tables))
     with TrailWriter(
         trail_dir,
         source_id=options.source_id,
@@ -172,6 +180,11 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
         result.stopped = stop.is_set() and not result.caught_up
         result.last_position = writer.last_position
         result.last_op = writer.last_op
+    if not filters.trivial:
+        result.filter = filters.stats.to_json()
+        summary = filters.stats.summary()
+        if summary:
+            log.info("capture: %s (per table: %s)", summary, result.filter)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -227,6 +240,7 @@ def _run_once(
                     if kept is None:
                         result.filtered_changes += 1
                         continue
+                    change = kept  # an update may have become a delete or an insert
                 assembler.change(event.xid, change, event.size)  # type: ignore[union-attr]
             elif kind is Commit:
                 assert isinstance(event, Commit)

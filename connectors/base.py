@@ -91,6 +91,9 @@ class Database(abc.ABC):
     #: how this engine's log positions are written and ordered (recorded in the trail header,
     #: so apply orders positions through :func:`position_comparator` without a connection)
     position_scheme: ClassVar[str] = ""
+    #: text compares case-insensitively by default (MySQL's default collations), so a
+    #: ``[tables.where]`` predicate evaluated in Python must too
+    text_compare_ci: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -127,6 +130,10 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def check_source(self, tables: Sequence[TableId] = ()) -> list[CheckItem]:
         """Prerequisites for reading this database's log."""
+
+    def full_before_image_fix(self, table: TableId) -> str:
+        """How to make the source log a complete before image of ``table``'s updates."""
+        return "make the source log full before images"
 
     @abc.abstractmethod
     def check_target(self) -> list[CheckItem]:

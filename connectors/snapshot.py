@@ -101,10 +101,17 @@ class SnapshotSession(Protocol):
         ...
 
     def read_chunk(
-        self, worker: int, schema: TableSchema, chunk: KeyRange, fmt: str, columns: tuple[str, ...]
+        self,
+        worker: int,
+        schema: TableSchema,
+        chunk: KeyRange,
+        fmt: str,
+        columns: tuple[str, ...],
+        where: str | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         """The rows of ``chunk`` seen by worker ``worker``'s snapshot, in ``fmt``, as
-        (bytes, row count) batches; each batch ends with a newline."""
+        (bytes, row count) batches; each batch ends with a newline. ``where`` (SQL of this
+        engine, ``[tables.where]``) keeps only the rows it is true for."""
         ...
 
     def compare_positions(self, a: str, b: str) -> int:

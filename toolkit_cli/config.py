@@ -201,12 +201,11 @@ class TablesConfig:
         return TableFilter(self.include, self.exclude)
 
     def target_name(self, table: TableId) -> TableId:
-        """The name ``table`` gets on the target after renames."""
-        whole = self.rename.get(str(table))
-        if whole:
-            return TableId.parse(whole)
-        schema = self.rename.get(table.schema)
-        return TableId(schema, table.name) if schema else table
+        """The name ``table`` gets on the target after renames (the one rule every path
+        uses: ``capture.filters.rename_table``)."""
+        from capture.filters import rename_table
+
+        return rename_table(self.rename, table)
 
 
 def _origins(raw: dict[str, Any], doc: Any) -> tuple[str, ...]:

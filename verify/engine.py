@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
 from connectors.errors import SchemaError, Terminal, ToolkitError
 from connectors.model import Column, TableId, TableSchema
@@ -112,14 +113,17 @@ def plan_tables(
     if include == ("*.*",) and source.schema_is_database and source.endpoint.database:
         include = (f"{source.endpoint.database}.*",)
     table_filter = TableFilter(include, tuple(tables.exclude))
+    # the same filtered view snapshot and capture replicate: the same column subsets and
+    # predicates (globs included), the predicate in the source's own SQL, the same renames
+    view = CaptureFilter.from_config(tables, table_filter=table_filter)
     out = []
     for table in source.list_tables(table_filter):
         out.append(
             TablePair(
                 source=table,
-                target=tables.target_name(table),
-                columns=tables.columns.get(str(table)),
-                where=tables.where.get(str(table)),
+                target=view.target_name(table),
+                columns=view.column_subset(table),
+                where=view.where_sql(table, source.dialect),
             )
         )
     return out

@@ -108,6 +108,7 @@ class MySQL(Database):
     has_log: ClassVar[bool] = True
     #: ``gtid@file:pos`` or ``file:pos`` (connectors.mysql.positions)
     position_scheme: ClassVar[str] = "mysql-binlog"
+    text_compare_ci: ClassVar[bool] = True
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -286,6 +287,9 @@ class MySQL(Database):
                 )
             )
         return out
+
+    def full_before_image_fix(self, table: TableId) -> str:
+        return "SET GLOBAL binlog_row_image = FULL (and in the server's configuration)"
 
     def check_target(self) -> list[CheckItem]:
         conn = self.connect()

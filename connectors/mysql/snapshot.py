@@ -287,19 +287,29 @@ class MySQLSnapshot:
         return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
     def read_chunk(
-        self, worker: int, schema: TableSchema, chunk: KeyRange, fmt: str, columns: tuple[str, ...]
+        self,
+        worker: int,
+        schema: TableSchema,
+        chunk: KeyRange,
+        fmt: str,
+        columns: tuple[str, ...],
+        where: str | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         line = _line_expression(schema, fmt, columns, self.db.quote)
         table = self.db.qualified(schema.table)
         conn = self.conns[worker]
         int_key = self._int_key(schema)
+        # the statements are formatted with bind arguments: a literal % must be doubled
+        extra = f" AND ({where.replace('%', '%%')})" if where else ""
         try:
             with self._locks[worker]:
                 if int_key is not None and chunk.lower is not None and chunk.upper is not None:
-                    yield from self._read_grouped(conn, schema, table, line, int_key, chunk)
+                    yield from self._read_grouped(conn, schema, table, line, int_key, chunk, extra)
                 else:
-                    where, args = self._where(schema.identity, chunk)
-                    yield from self._read_lines(conn, f"SELECT {line} FROM {table}{where}", args)
+                    bounds, args = self._where(schema.identity, chunk)
+                    if extra:
+                        bounds = (bounds + extra) if bounds else " WHERE " + extra[5:]
+                    yield from self._read_lines(conn, f"SELECT {line} FROM {table}{bounds}", args)
         except pymysql.err.MySQLError as exc:
             from connectors.mysql import map_error
 
@@ -316,7 +326,14 @@ class MySQLSnapshot:
                 yield data.encode(), len(rows)
 
     def _read_grouped(
-        self, conn: Any, schema: TableSchema, table: str, line: str, key: str, chunk: KeyRange
+        self,
+        conn: Any,
+        schema: TableSchema,
+        table: str,
+        line: str,
+        key: str,
+        chunk: KeyRange,
+        extra: str = "",
     ) -> Iterator[tuple[bytes, int]]:
         """One GROUP_CONCAT per key sub-range: the server builds ~1 MB of lines at a time."""
         assert chunk.lower is not None and chunk.upper is not None
@@ -326,7 +343,7 @@ class MySQLSnapshot:
         q = self.db.quote(key)
         sql = (
             f"SELECT GROUP_CONCAT({line} SEPARATOR '\\n'), COUNT(*) FROM {table} "
-            f"WHERE {q} >= %s AND {q} < %s"
+            f"WHERE {q} >= %s AND {q} < %s{extra}"
         )
         with conn.cursor() as cur:
             for start in range(low, high, width):

@@ -272,6 +272,9 @@ class PostgreSQL(Database):
             )
         return items
 
+    def full_before_image_fix(self, table: TableId) -> str:
+        return f"ALTER TABLE {self.qualified(table)} REPLICA IDENTITY FULL"
+
     def check_target(self) -> list[CheckItem]:
         ((read_only,),) = self.query("SHOW transaction_read_only")
         ok = str(read_only) == "off"

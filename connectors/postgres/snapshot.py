@@ -347,7 +347,13 @@ class PgSnapshot:
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
 
     def read_chunk(
-        self, worker: int, schema: TableSchema, chunk: KeyRange, fmt: str, columns: tuple[str, ...]
+        self,
+        worker: int,
+        schema: TableSchema,
+        chunk: KeyRange,
+        fmt: str,
+        columns: tuple[str, ...],
+        where: str | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         if fmt not in FORMATS:
             raise ValueError(f"unknown snapshot format {fmt!r}")
@@ -355,9 +361,11 @@ class PgSnapshot:
             column_expression(schema.column(c), fmt, self.db.quote) for c in columns
         )
         conn = self.conns[worker]
-        where = self._where(schema.identity, chunk).as_string(conn)
+        bounds = self._where(schema.identity, chunk).as_string(conn)
+        if where:
+            bounds = f"{bounds} AND ({where})" if bounds else f" WHERE ({where})"
         options = " WITH (FORMAT csv, FORCE_QUOTE *)" if fmt == "csv" else ""
-        statement = f"COPY (SELECT {select_list} FROM {self._table(schema)}{where}) TO STDOUT"
+        statement = f"COPY (SELECT {select_list} FROM {self._table(schema)}{bounds}) TO STDOUT"
         try:
             with self._locks[worker], conn.cursor() as cur, cur.copy(statement + options) as copy:
                 parts: list[bytes] = []

@@ -77,3 +77,107 @@ def test_capture_filter_columns_rows_and_ddl() -> None:
     assert out is not None and out.table_schema is not None  # DDL is never dropped
     assert out.table_schema.column_names == ("id", "a")
     assert f.apply(Change(Op.TRUNCATE, t)) is not None
+
+
+# --------------------------------------------------------------------------- transitions
+
+T = TableId("s", "t")
+
+
+def _view() -> CaptureFilter:
+    return CaptureFilter(
+        TableFilter(("s.*",)), columns={"s.t": ("id", "a")}, where={"s.t": "a > 1"}
+    )
+
+
+def _update(before: dict[str, object], after: dict[str, object]) -> Change:
+    return Change(Op.UPDATE, T, key={"id": before["id"]}, before=before, after=after)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "op", "image"),
+    [
+        # in -> in: an update of the projected row
+        ({"id": 1, "a": 2, "b": 0}, {"id": 1, "a": 3, "b": 0}, Op.UPDATE, {"id": 1, "a": 3}),
+        # in -> out: a delete by the before image's key
+        ({"id": 1, "a": 2, "b": 0}, {"id": 1, "a": 0, "b": 0}, Op.DELETE, {"id": 1, "a": 2}),
+        # out -> in: an insert of the after image, column-subsetted
+        ({"id": 1, "a": 0, "b": 0}, {"id": 1, "a": 5, "b": 9}, Op.INSERT, {"id": 1, "a": 5}),
+        # key-changing in -> out: delete the old key
+        ({"id": 1, "a": 2, "b": 0}, {"id": 9, "a": 0, "b": 0}, Op.DELETE, {"id": 1, "a": 2}),
+        # key-changing out -> in: insert under the new key
+        ({"id": 1, "a": 0, "b": 0}, {"id": 9, "a": 4, "b": 0}, Op.INSERT, {"id": 9, "a": 4}),
+        # key-changing in -> in stays an update (apply moves the key)
+        ({"id": 1, "a": 2, "b": 0}, {"id": 9, "a": 4, "b": 0}, Op.UPDATE, {"id": 9, "a": 4}),
+    ],
+)
+def test_update_transitions(
+    before: dict[str, object], after: dict[str, object], op: Op, image: dict[str, object]
+) -> None:
+    f = _view()
+    out = f.apply(_update(before, after))
+    assert out is not None and out.op is op
+    if op is Op.DELETE:
+        assert out.key == {"id": before["id"]} and out.before == image and out.after is None
+    elif op is Op.INSERT:
+        assert out.key == {"id": after["id"]} and out.after == image and out.before is None
+    else:
+        assert out.key == {"id": before["id"]} and out.after == image
+    counts = f.stats.to_json()
+    assert counts["updates_to_deletes"] == ({"s.t": 1} if op is Op.DELETE else {})
+    assert counts["updates_to_inserts"] == ({"s.t": 1} if op is Op.INSERT else {})
+
+
+def test_out_to_out_update_is_dropped_and_counted() -> None:
+    f = _view()
+    assert f.apply(_update({"id": 1, "a": 0, "b": 0}, {"id": 1, "a": 1, "b": 5})) is None
+    assert f.apply(Change(Op.INSERT, T, key={"id": 2}, after={"id": 2, "a": 0})) is None
+    assert f.stats.to_json()["dropped"] == {"s.t": 2}
+    assert "2 changes outside [tables.where] dropped" in f.stats.summary()
+
+
+def test_key_only_before_image_decides_key_predicates() -> None:
+    """PostgreSQL's default identity: no old tuple when the key did not change."""
+    f = CaptureFilter(where={"s.t": "id < 10"})
+    upd = Change(Op.UPDATE, T, key={"id": 3}, before=None, after={"id": 3, "a": 1})
+    out = f.apply(upd)
+    assert out is not None and out.op is Op.UPDATE
+
+
+def test_unchanged_large_values_come_from_the_before_image() -> None:
+    from connectors.model import UNCHANGED
+
+    f = CaptureFilter(where={"s.t": "a > 1"})
+    upd = _update({"id": 1, "a": 0, "doc": "big"}, {"id": 1, "a": 2, "doc": UNCHANGED})
+    out = f.apply(upd)
+    assert out is not None and out.op is Op.INSERT and out.after == {"id": 1, "a": 2, "doc": "big"}
+
+
+def test_text_compares_as_the_source_does() -> None:
+    row = {"status": "Paid"}
+    assert compile_predicate("status = 'paid'")(row) is True  # MySQL: case-insensitive
+    assert compile_predicate("status = 'paid'", case_insensitive=False)(row) is False
+    assert compile_predicate("status LIKE 'pa%'", case_insensitive=False)(row) is False
+
+
+def test_view_columns_must_keep_the_key_and_exist() -> None:
+    cols = tuple(Column(n, "int") for n in ("id", "a", "b"))
+    schema = TableSchema(T, cols, ("id",))
+    assert CaptureFilter(columns={"s.*": ("b", "id")}).view_columns(schema) == ("id", "b")
+    with pytest.raises(ConfigError, match=r"s\.t leaves out its row identity column\(s\) id"):
+        CaptureFilter(columns={"s.t": ("a",)}).view_columns(schema)
+    with pytest.raises(ConfigError, match="names column"):
+        CaptureFilter(columns={"s.t": ("id", "zz")}).view_columns(schema)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        ("postgres", """"status" IN ('paid', 'x') AND "total" >= 100"""),
+        ("mysql", "`status` IN ('paid', 'x') AND `total` >= 100"),
+    ],
+)
+def test_predicate_is_translated_for_the_source(dialect: str, expected: str) -> None:
+    f = CaptureFilter(where={"s.*": "`status` IN ('paid', \"x\") AND total >= 100"})
+    assert f.where_sql(T, dialect) == expected
+    assert f.predicate_columns(T) == {"status", "total"}

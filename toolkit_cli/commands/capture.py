@@ -7,6 +7,7 @@ import threading
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
@@ -63,7 +64,8 @@ def capture(
     current end). Runs until Ctrl-C/SIGTERM, which stop it after the current transaction
     (exit 130), or with --until-caught-up until the source's end position (exit 0).
     Renames in [tables.rename] are left to apply; include/exclude, columns and where
-    filter here.
+    filter here (an update that moves a row out of the predicate becomes a delete, one that
+    moves it in an insert).
     """
     if decoder not in (None, "fast", "library"):
         raise typer.BadParameter('must be "fast" or "library"', param_hint="--decoder")
@@ -95,6 +97,8 @@ def capture(
     if json_out:
         print_json(summary)
     else:
+        if options.filters.stats.summary():
+            console.print(f"filtered: {escape(options.filters.stats.summary())}")
         state = "caught up" if result.caught_up else "stopped" if result.stopped else "done"
         console.print(
             f"capture {state}: {result.transactions} transactions, {result.changes} changes "

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from capture.filters import CaptureFilter
 from connectors.base import CheckItem, open_database
 from connectors.errors import ToolkitError
 from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
@@ -31,7 +32,8 @@ def check(
 
     Sources (MySQL/MariaDB): binlog on, ROW format, FULL row image, FULL row metadata, GTID,
     server_id, grants. Sources (PostgreSQL): wal_level=logical, free slots and WAL senders,
-    the REPLICATION attribute, replica identity of keyless selected tables. Targets: reachable
+    the REPLICATION attribute, replica identity of keyless selected tables, and REPLICA IDENTITY
+    FULL for tables whose [tables.where] reads non-key columns. Targets: reachable
     and writable. Locally: a source is configured, and the trail directory is not readable by
     other users. Exits 1 when anything blocks replication, 0 otherwise.
     """
@@ -66,7 +68,7 @@ def check(
             try:
                 if role == "source":
                     tables = db.list_tables(cfg.tables.filter)
-                    checks = db.check_source(tables)
+                    checks = db.check_source(tables) + _view_checks(cfg, db, tables)
                 else:
                     checks = db.check_target()
             except ToolkitError as exc:
@@ -120,6 +122,18 @@ def _readable_by_others(trail_dir: Path) -> list[str]:
         return []
     paths = [trail_dir, *trail_dir.rglob("*")]
     return [str(p) for p in paths if p.lstat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)]
+
+
+def _view_checks(cfg: Any, db: Any, tables: list[Any]) -> list[CheckItem]:
+    """[tables] columns/where that capture would refuse (e.g. a predicate on non-key
+    columns of a table whose updates are logged with the key alone)."""
+    view = CaptureFilter.from_config(cfg.tables)
+    if view.trivial:
+        return []
+    return [
+        CheckItem(f"filtered view {table}", message, "decidable from the log", False, hint)
+        for table, message, hint in view.problems(db, tables)
+    ]
 
 
 def _print(result: dict[str, Any], checks: list[CheckItem]) -> None:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,6 +21,7 @@ from rich.progress import (
 
 from apply.snapshot import SnapshotOptions, SnapshotReport, run_snapshot
 from apply.sync import SyncOptions, run_sync
+from capture.filters import CaptureFilter
 from connectors.base import TableFilter, open_database
 from toolkit_cli.commands.apply import EXIT_SKIPPED_EVERYTHING, warn_skipped_everything
 from toolkit_cli.config import Config
@@ -65,12 +67,15 @@ def _snapshot_options(
     cfg: Config, tables: list[str] | None, workers: int | None, chunk_rows: int | None
 ) -> SnapshotOptions:
     table_filter = TableFilter(tuple(tables), ()) if tables else cfg.tables.filter
+    # one definition of the filtered view for the snapshot, capture and apply of this run
+    view = CaptureFilter.from_config(cfg.tables, table_filter=table_filter)
     return SnapshotOptions(
         source_id=cfg.source().id,
         workers=workers or cfg.snapshot.workers,
         chunk_rows=chunk_rows or cfg.snapshot.chunk_rows,
         tables=table_filter,
-        rename=cfg.tables.target_name,
+        rename=view.target_name,
+        view=view,
     )
 
 
@@ -219,12 +224,13 @@ def sync(
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
     check_table_patterns(src, cfg.tables)
     stop = threading.Event()
+    snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows)
     options = SyncOptions(
         trail_dir=cfg.trail.dir,
         state_dir=cfg.state_dir,
         source_id=cfg.source().id,
         target_id=cfg.target().id,
-        snapshot=_snapshot_options(cfg, tables, workers, chunk_rows),
+        snapshot=snapshot_options,
         until_caught_up=until_caught_up,
         key=cfg.trail.key(),
         stop_event=stop,
@@ -236,7 +242,7 @@ def sync(
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
             "skip_ddl": cfg.apply.skip_ddl,
-            "rename": cfg.tables.target_name,
+            "rename": snapshot_options.rename,
             "ignore_origins": frozenset(cfg.apply.ignore_origins),
         },
     )
@@ -263,6 +269,10 @@ def sync(
     if report.snapshot is not None:
         _print_report(report.snapshot)
     cap = report.capture
+    view = options.snapshot.view
+    if view is not None and view.stats.summary():
+        # filtering is never silent: say what the predicates kept out or turned around
+        console.print(f"filtered: {escape(view.stats.summary())}")
     console.print(
         f"captured {cap.get('transactions', 0)} transactions ({cap.get('changes', 0)} changes); "
         f"applied {app.get('transactions', 0)} transactions, up to operation "
