@@ -402,11 +402,15 @@ def test_apply_alone_after_snapshot_honours_the_windows(mysql_db: Endpoint, tmp_
 def test_trail_describes_its_source(mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path) -> None:
     """The header names engine, dialect and position scheme; `trail stats --json` shows them."""
     for ep, engine in ((mysql_db, "mysql"), (pg_db, "postgresql")):
+        pg = f"host={ep.host} port={ep.port} user=postgres dbname={ep.database}"
         if engine == "mysql":
             conn = _my(ep)
             with conn.cursor() as cur:
                 cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
             conn.close()
+        else:
+            with psycopg.connect(pg, autocommit=True) as pconn:
+                pconn.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
         trail = tmp_path / engine
         res = _run(
             tmp_path, "capture", "--source", ep.url(), "--trail", str(trail), "--until-caught-up"
@@ -419,12 +423,8 @@ def test_trail_describes_its_source(mysql_db: Endpoint, pg_db: Endpoint, tmp_pat
         if engine == "mysql":
             _writes(ep, 1, 3, "x")
         else:
-            with psycopg.connect(
-                f"host={ep.host} port={ep.port} user=postgres dbname={ep.database}",
-                autocommit=True,
-            ) as conn:
-                conn.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
-                conn.execute("INSERT INTO t VALUES (1, 'a')")
+            with psycopg.connect(pg, autocommit=True) as pconn:
+                pconn.execute("INSERT INTO t VALUES (1, 'a')")
         res = _run(
             tmp_path, "capture", "--source", ep.url(), "--trail", str(trail), "--until-caught-up"
         )
