@@ -127,7 +127,6 @@ def test_cron_sync_keeps_what_an_idle_first_run_did_not_see(
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "300 rows" in res.stdout
-    assert (tmp_path / "trail" / "trail-start.json").exists()
     _writes(mysql_db, 1000, 50, "second")
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -139,6 +138,8 @@ def test_cron_sync_keeps_what_an_idle_first_run_did_not_see(
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _duck_rows(tmp_path / "r.duckdb", table) == _my_rows(mysql_db)
+    # the start point the first run fixed, durably, before its snapshot
+    assert json.loads((tmp_path / "trail" / "trail-start.json").read_text())["start_position"]
 
 
 def test_kill_9_of_sync_before_its_first_transaction(mysql_db: Endpoint, tmp_path: Path) -> None:
