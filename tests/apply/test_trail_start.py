@@ -522,3 +522,44 @@ def test_kill_9_of_sync_during_a_postgres_snapshot(pg_db: Endpoint, tmp_path: Pa
     assert len(got) == len(want) and not stale, f"{len(stale)} rows differ, e.g. {stale[:3]}"
     with psycopg.connect(f"{dsn} dbname=postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+
+
+def test_checkpoint_from_before_trail_ids_is_bound_or_refused(tmp_path: Path) -> None:
+    """A checkpoint written before checkpoints named their trail: the trail that holds its
+    operation at its position is adopted silently; another trail (whose numbers also reach
+    that far) is refused instead of being skipped up to the checkpoint."""
+    from apply.applier import ApplyOptions, apply_trail
+    from capture.trail import TrailWriter
+    from connectors.base import open_database
+    from connectors.errors import TrailError
+    from tests.apply.workload import Workload
+
+    def trail(name: str, size: int) -> Path:
+        wl = Workload(seed=size)
+        with TrailWriter(tmp_path / name, source_id="src") as tw:
+            tw.append(wl.announce())
+            for _ in range(20):
+                tw.append(wl.transaction(size))
+            tw.flush()
+        return tmp_path / name
+
+    # the second trail reaches past the first one's end, with other transactions
+    first, second = trail("a", 5), trail("b", 9)
+    target = open_database(Endpoint.parse(f"duckdb://{tmp_path}/t.duckdb"))
+    opts = ApplyOptions(target_id="dw", source_dialect="postgres")
+    writer = target.open_writer()
+    try:
+        stats = apply_trail(writer, first, opts)
+        assert stats.applied_op > 50
+        # what an older version left: the checkpoint, no record of its trail
+        writer.execute("DELETE FROM redoline.redoline_checkpoint_trail")
+        writer.commit()
+        with pytest.raises(TrailError, match="belongs to trail"):
+            apply_trail(writer, second, opts)
+        again = apply_trail(writer, first, opts)  # the same trail: adopted, nothing twice
+        assert again.transactions == 0
+        rows = writer.query("SELECT trail_id FROM redoline.redoline_checkpoint_trail")
+        writer.commit()
+        assert len(rows) == 1 and rows[0][0] == trail_info(first).trail_id
+    finally:
+        writer.close()
