@@ -888,8 +888,12 @@ def apply_trail(
             return False
         if op < info.first_op:
             return True  # retention removed that part: nothing left to compare against
+        # the transaction ending at ``op`` (or an empty one after it, which ends there too)
         for txn in TrailReader(trail_dir, key=key).transactions(op):
-            return txn.last_op == op and txn.position == position
+            if txn.last_op > op:
+                break
+            if txn.position == position:
+                return True
         return False
 
     applier.same_trail = same_trail

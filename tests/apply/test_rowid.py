@@ -176,7 +176,8 @@ def test_rowid_through_a_trail_and_drop(
         for _ in range(30):
             tw.append(wl.random_txn())
         tw.flush()
-    opts = ApplyOptions(row_ids=True, **options)
+    # a bare writer does not know the source: say its dialect (the DROP below is translated)
+    opts = ApplyOptions(row_ids=True, source_dialect="oracle", **options)
     stats = apply_trail(writer, trail, opts)
     assert stats.applied_op == wl.op
     table = TableId(schema_name, "heap")

@@ -127,7 +127,6 @@ def test_cron_sync_keeps_what_an_idle_first_run_did_not_see(
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "300 rows" in res.stdout
-    assert (tmp_path / "trail" / "trail-start.json").exists()
     _writes(mysql_db, 1000, 50, "second")
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -139,6 +138,8 @@ def test_cron_sync_keeps_what_an_idle_first_run_did_not_see(
     res = _run(tmp_path, "sync", *args, "--until-caught-up")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _duck_rows(tmp_path / "r.duckdb", table) == _my_rows(mysql_db)
+    # the start point the first run fixed, durably, before its snapshot
+    assert json.loads((tmp_path / "trail" / "trail-start.json").read_text())["start_position"]
 
 
 def test_kill_9_of_sync_before_its_first_transaction(mysql_db: Endpoint, tmp_path: Path) -> None:
@@ -402,11 +403,15 @@ def test_apply_alone_after_snapshot_honours_the_windows(mysql_db: Endpoint, tmp_
 def test_trail_describes_its_source(mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path) -> None:
     """The header names engine, dialect and position scheme; `trail stats --json` shows them."""
     for ep, engine in ((mysql_db, "mysql"), (pg_db, "postgresql")):
+        pg = f"host={ep.host} port={ep.port} user=postgres dbname={ep.database}"
         if engine == "mysql":
             conn = _my(ep)
             with conn.cursor() as cur:
                 cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
             conn.close()
+        else:
+            with psycopg.connect(pg, autocommit=True) as pconn:
+                pconn.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
         trail = tmp_path / engine
         res = _run(
             tmp_path, "capture", "--source", ep.url(), "--trail", str(trail), "--until-caught-up"
@@ -415,3 +420,146 @@ def test_trail_describes_its_source(mysql_db: Endpoint, pg_db: Endpoint, tmp_pat
         start = json.loads((trail / "trail-start.json").read_text())
         assert start["source_engine"] == engine and start["trail_id"]
         assert (start["start_position"] is None) == (engine == "postgresql")
+        # once a segment exists, its header says the same
+        if engine == "mysql":
+            _writes(ep, 1, 3, "x")
+        else:
+            with psycopg.connect(pg, autocommit=True) as pconn:
+                pconn.execute("INSERT INTO t VALUES (1, 'a')")
+        res = _run(
+            tmp_path, "capture", "--source", ep.url(), "--trail", str(trail), "--until-caught-up"
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        res = _run(tmp_path, "trail", "stats", "--trail", str(trail), "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        stats = json.loads(res.stdout)
+        assert stats["segments"] >= 1 and stats["format_version"] == 2
+        assert stats["trail_id"] == start["trail_id"] and stats["source_engine"] == engine
+        dialect, scheme = {
+            "mysql": ("mysql", "mysql-binlog"),
+            "postgresql": ("postgres", "pg-lsn"),
+        }[engine]
+        assert (stats["source_dialect"], stats["position_scheme"]) == (dialect, scheme)
+
+
+def test_kill_9_of_sync_during_a_postgres_snapshot(pg_db: Endpoint, tmp_path: Path) -> None:
+    """The same with a PostgreSQL source: the slot made with the first snapshot keeps the
+    start, and the rerun's window covers the chunks loaded before the kill."""
+    dsn = f"host={pg_db.host} port={pg_db.port} user=postgres"
+    target_db = f"{pg_db.database}_tgt"
+    with psycopg.connect(f"{dsn} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{target_db}"')
+    src_dsn, tgt_dsn = f"{dsn} dbname={pg_db.database}", f"{dsn} dbname={target_db}"
+    with psycopg.connect(src_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'v' || i FROM generate_series(0, 39999) i")
+    args = [
+        *_args(pg_db, tmp_path, f"postgresql://postgres@{pg_db.host}:{pg_db.port}/{target_db}"),
+        "--tables",
+        "public.t",
+        "--workers",
+        "1",
+        "--chunk-rows",
+        "1000",
+    ]
+    stop = threading.Event()
+    updates = [0]
+
+    def workload() -> None:
+        rng = random.Random(5)
+        with psycopg.connect(src_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                lo = rng.randrange(0, 40_000, 100)
+                conn.execute(
+                    "UPDATE t SET v = 'u' || id || '-' || %s WHERE id BETWEEN %s AND %s",
+                    (updates[0], lo, lo + 20),
+                )
+                updates[0] += 1
+                time.sleep(0.005)
+
+    worker = threading.Thread(target=workload)
+    worker.start()
+    try:
+        proc = subprocess.Popen(
+            _cmd("sync", *args, "--until-caught-up"),
+            env=_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        done, total = 0, 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with psycopg.connect(tgt_dsn, autocommit=True) as conn:
+                    row = conn.execute(
+                        "SELECT count(*) FILTER (WHERE done = 1), count(*) "
+                        "FROM redoline.snapshot_chunks"
+                    ).fetchone()
+                    done, total = (int(row[0]), int(row[1])) if row else (0, 0)
+            except psycopg.Error:
+                done, total = 0, 0
+            if total and 5 <= done < total - 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the snapshot finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(1.0)
+        res = _run(tmp_path, "sync", *args, "--until-caught-up", timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        stop.set()
+        worker.join()
+    assert updates[0] > 50
+    res = _run(tmp_path, "sync", *args, "--until-caught-up", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(src_dsn, autocommit=True) as conn:
+        want = conn.execute("SELECT id, v FROM t ORDER BY id").fetchall()
+    with psycopg.connect(tgt_dsn, autocommit=True) as conn:
+        got = conn.execute("SELECT id, v FROM public.t ORDER BY id").fetchall()
+    stale = [w for w, g in zip(want, got, strict=False) if w != g]
+    assert len(got) == len(want) and not stale, f"{len(stale)} rows differ, e.g. {stale[:3]}"
+    with psycopg.connect(f"{dsn} dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target_db}" WITH (FORCE)')
+
+
+def test_checkpoint_from_before_trail_ids_is_bound_or_refused(tmp_path: Path) -> None:
+    """A checkpoint written before checkpoints named their trail: the trail that holds its
+    operation at its position is adopted silently; another trail (whose numbers also reach
+    that far) is refused instead of being skipped up to the checkpoint."""
+    from apply.applier import ApplyOptions, apply_trail
+    from capture.trail import TrailWriter
+    from connectors.base import open_database
+    from connectors.errors import TrailError
+    from tests.apply.workload import Workload
+
+    def trail(name: str, size: int) -> Path:
+        wl = Workload(seed=size)
+        with TrailWriter(tmp_path / name, source_id="src") as tw:
+            tw.append(wl.announce())
+            for _ in range(20):
+                tw.append(wl.transaction(size))
+            tw.flush()
+        return tmp_path / name
+
+    # the second trail reaches past the first one's end, with other transactions
+    first, second = trail("a", 5), trail("b", 9)
+    target = open_database(Endpoint.parse(f"duckdb://{tmp_path}/t.duckdb"))
+    opts = ApplyOptions(target_id="dw", source_dialect="postgres")
+    writer = target.open_writer()
+    try:
+        stats = apply_trail(writer, first, opts)
+        assert stats.applied_op > 50
+        # what an older version left: the checkpoint, no record of its trail
+        writer.execute("DELETE FROM redoline.redoline_checkpoint_trail")
+        writer.commit()
+        with pytest.raises(TrailError, match="belongs to trail"):
+            apply_trail(writer, second, opts)
+        again = apply_trail(writer, first, opts)  # the same trail: adopted, nothing twice
+        assert again.transactions == 0
+        rows = writer.query("SELECT trail_id FROM redoline.redoline_checkpoint_trail")
+        writer.commit()
+        assert len(rows) == 1 and rows[0][0] == trail_info(first).trail_id
+    finally:
+        writer.close()

@@ -187,6 +187,12 @@ def stats(
     summary = {
         "trail": str(directory),
         "source_id": info.source_id,
+        "trail_id": info.trail_id or None,
+        "format_version": info.format_version or None,
+        "source_engine": info.source_engine or None,
+        "source_dialect": info.source_dialect or None,
+        "position_scheme": info.position_scheme or None,
+        "row_ids": info.row_ids,
         "encrypted": info.encrypted,
         "segments": info.segment_count,
         "sealed_segments": info.sealed_count,
@@ -210,6 +216,12 @@ def stats(
     for label, value in (
         ("trail", str(directory)),
         ("source", info.source_id or "-"),
+        ("trail id", info.trail_id or "- (format 1)"),
+        (
+            "source engine",
+            f"{info.source_engine or '-'} (dialect {info.source_dialect or '-'}, positions "
+            f"{info.position_scheme or '-'}{', row ids' if info.row_ids else ''})",
+        ),
         ("segments", f"{info.segment_count} ({info.sealed_count} sealed)"),
         ("transactions", f"{txns:,}"),
         ("changes", f"{summary['changes']:,}  (operations {info.first_op}..{info.last_op})"),
