@@ -206,7 +206,7 @@ def apply_with_catchup(
 
 def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncReport:
     """Snapshot (if needed), capture and apply; see the module doc for the order."""
-    from capture.runner import CaptureOptions, run_capture
+    from capture.runner import CaptureOptions, run_capture, start_marker
     from capture.trail import trail_info
 
     started = time.monotonic()
@@ -218,8 +218,10 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
             info = trail_info(options.trail_dir, key=options.key)
             start_position = None
             if info.last_op == 0 and not source.keeps_position:
-                # capture must start no later than the snapshot: take the point first
-                start_position = source.end_position()
+                # capture must start no later than the snapshot: take the point first, once;
+                # a later run of a still-empty trail starts there too, or it would skip what
+                # the source wrote since the first run
+                start_position = start_marker(source, options.trail_dir)
             # a slot-keeping source's snapshot creates the slot: capture may not create it
             # first (the snapshot would lose its exact point), so it starts afterwards
             capture_first = not source.keeps_position or options.skip_snapshot
