@@ -21,7 +21,12 @@ from connectors.model import Column, TableId, TableSchema
         (Column("a", "enum", labels=("x", "y'z")), "mysql", "ENUM('x','y''z')"),
         (Column("a", "set", labels=("a", "b")), "postgres", "text"),
         (Column("a", "bit", bits=3), "postgres", "bit(3)"),
-        (Column("a", "json"), "postgres", "jsonb"),
+        # json keeps the document as the source wrote it (jsonb reorders and respaces it)
+        (Column("a", "json"), "postgres", "json"),
+        # CHAR(n) keeps what applications read: MariaDB's value unpadded, PostgreSQL's padded
+        (Column("a", "str", length=10, fixed=True), "postgres", "varchar(10)"),
+        (Column("a", "str", length=10, fixed=True), "mysql", "VARCHAR(10)"),
+        (Column("a", "str", length=10, fixed=True), "duckdb", "VARCHAR"),
         (Column("a", "uuid"), "mysql", "CHAR(36)"),
         (Column("a", "timestamptz", precision=3), "mysql", "DATETIME(3)"),
         (Column("a", "decimal", precision=50, scale=2), "duckdb", "VARCHAR"),
