@@ -314,3 +314,84 @@ def test_json_against_jsonb_compares_documents(mysql_db: Endpoint, pg_db: Endpoi
     assert table.error is None, table.error
     # row 4's 3 spelled 3.0 is the same number; row 5's object became true: a difference
     assert {d.key["id"]: d.columns for d in table.diffs if d.key} == {5: ["doc"], 6: ["doc"]}
+
+
+DURATIONS = [
+    dt.timedelta(hours=-838, minutes=-59, seconds=-59),
+    dt.timedelta(hours=100, microseconds=500000),
+    dt.timedelta(hours=-1, microseconds=-1),
+    dt.timedelta(0),
+    dt.timedelta(seconds=59, microseconds=999999),
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    ("tgt_fixture", "tgt_type"), [("pg_db", "INTERVAL"), ("duck_db", "INTERVAL")]
+)
+def test_mysql_time_against_an_interval(
+    request: pytest.FixtureRequest, mysql_db: Endpoint, tgt_fixture: str, tgt_type: str
+) -> None:
+    """MySQL TIME replicated to an interval (docs/apply.md) compares as a length of time."""
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    rows = list(enumerate(DURATIONS, 1))
+    execute(
+        mysql_db,
+        [f"CREATE TABLE {qualified(mysql_db, 'd')} (id INT PRIMARY KEY, tm TIME(6))"],
+        rows,
+        f"INSERT INTO {qualified(mysql_db, 'd')} VALUES (%s, %s)",
+    )
+    changed = [(i, v + dt.timedelta(microseconds=1) if i == 2 else v) for i, v in rows]
+    execute(
+        tgt,
+        [f"CREATE TABLE {qualified(tgt, 'd')} (id INT PRIMARY KEY, tm {tgt_type})"],
+        changed,
+        f"INSERT INTO {qualified(tgt, 'd')} VALUES (%s, %s)",
+    )
+    (table,) = verify(mysql_db, tgt, ["d"]).tables
+    assert table.error is None, table.error
+    assert [(d.key, d.columns) for d in table.diffs] == [({"id": 2}, ["tm"])]
+
+
+INTERVALS = [
+    "1 year 2 mons 3 days 04:05:06.000007",
+    "-3 days 04:05:06",
+    "-1 mons -00:00:00.000001",
+    "00:00:00",
+    None,
+]
+
+
+@pytest.mark.parametrize("tgt_fixture", ["duck_db", "mysql_db"])
+def test_interval_against_interval_and_its_mysql_text(
+    request: pytest.FixtureRequest, pg_db: Endpoint, tgt_fixture: str
+) -> None:
+    """PostgreSQL intervals compare as months, days and microseconds: against DuckDB's
+    INTERVAL, and against the text apply keeps in MySQL's VARCHAR(100)."""
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    rows = list(enumerate(INTERVALS, 1))
+    execute(
+        pg_db,
+        [f"CREATE TABLE {qualified(pg_db, 'iv')} (id INT PRIMARY KEY, iv INTERVAL)"],
+        rows,
+        f"INSERT INTO {qualified(pg_db, 'iv')} VALUES (%s, %s::interval)",
+    )
+    # the value as apply writes it: months, days and microseconds
+    texts = [
+        "14 months 3 days 14706000007 microseconds",
+        "0 months -3 days 14706000000 microseconds",
+        "-1 months 0 days -1 microseconds",
+        "0 months 0 days 0 microseconds",
+        None,
+    ]
+    texts[1] = "0 months -3 days 14706000001 microseconds"  # one microsecond off
+    ddl_type = "VARCHAR(100)" if tgt.engine == "mysql" else "INTERVAL"
+    execute(
+        tgt,
+        [f"CREATE TABLE {qualified(tgt, 'iv')} (id INT PRIMARY KEY, iv {ddl_type})"],
+        list(enumerate(texts, 1)),
+        f"INSERT INTO {qualified(tgt, 'iv')} VALUES (%s, %s)",
+    )
+    (table,) = verify(pg_db, tgt, ["iv"]).tables
+    assert table.error is None, table.error
+    assert [(d.key, d.columns) for d in table.diffs] == [({"id": 2}, ["iv"])]
