@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from apply.ddl import translate_ddl
@@ -117,3 +119,26 @@ def test_mysql_ddl_derivation_keeps_precision_and_explicit_null() -> None:
     c, v = (_coldef_column(a) for a in stmt.args["actions"])
     assert (c.precision, c.scale, c.nullable) == (8, 3, True)
     assert v.length == 12
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "sql", "declared"),
+    [
+        ("mysql", "postgres", "ALTER TABLE `t` ADD COLUMN c CHAR(5)", "varchar(5)"),
+        ("postgres", "mysql", 'ALTER TABLE "t" ADD COLUMN c char(5)', "VARCHAR(5)"),
+    ],
+)
+def test_streamed_char_column_gets_the_snapshot_mapping(
+    source: str, target: str, sql: str, declared: str
+) -> None:
+    """An added CHAR(n) is a varchar on the target, as in a snapshot's CREATE TABLE."""
+    after = TableSchema(
+        TableId("s", "t"),
+        (Column("id", "int", bits=32), Column("c", "str", length=5, fixed=True)),
+        primary_key=("id",),
+    )
+    (out,) = translate_ddl(
+        sql, source_dialect=source, target_dialect=target, default_schema="s", schema_after=after
+    )
+    assert declared.lower() in out.lower()
+    assert not re.search(r"(?<!var)char\(5\)", out, re.I), out
