@@ -68,6 +68,8 @@ MYSQL_COLUMNS: list[tuple[str, str, str, tuple[str, ...] | None]] = [
     ("tags", "SET('a','b','c')", "set", None),
     ("bits", "BIT(8)", "bits", None),
     ("yr", "YEAR", "int", None),
+    # kind "other": no type on another engine (SchemaError), verbatim on the same one
+    ("addr", "INET6", "str", ("mysql",)),
 ]
 
 PG_COLUMNS: list[tuple[str, str, str, tuple[str, ...] | None]] = [
@@ -153,6 +155,7 @@ def mysql_row(i: int) -> dict[str, Any]:
         "tags": ["", "a", "a,c", "a,b,c"][i % 4],
         "bits": i % 256,
         "yr": 1901 + i % 254,
+        "addr": f"2001:db8::{i:x}",
     }
 
 
