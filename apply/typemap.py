@@ -127,8 +127,9 @@ def _pg_type(col: Column, in_key: bool) -> str:
     if kind == "double":
         return "double precision"
     if kind in ("str", "enum", "set"):
-        if kind == "str" and col.length and col.fixed:
-            return f"char({col.length})"
+        # CHAR(n) too becomes varchar(n): char(n) would hand applications a MariaDB value
+        # padded with blanks, where varchar keeps each value as the source returned it
+        # (PostgreSQL's padded, MariaDB's without padding)
         if kind == "str" and col.length:
             return f"varchar({col.length})"
         return "text"
@@ -146,7 +147,10 @@ def _pg_type(col: Column, in_key: bool) -> str:
     if kind == "timestamptz":
         return f"timestamptz({_frac(col)})"
     if kind == "json":
-        return "jsonb"
+        # json, not jsonb: jsonb reorders keys and respaces the document, so applications
+        # would read another text than the source gave them (and verify could not compare
+        # the texts on the servers)
+        return "json"
     if kind == "uuid":
         return "uuid"
     if kind == "bit":
@@ -177,8 +181,8 @@ def _mysql_type(col: Column, in_key: bool) -> str:
     if kind == "double":
         return "DOUBLE"
     if kind == "str":
-        if col.length and col.fixed and col.length <= 255:
-            return f"CHAR({col.length})"
+        # no CHAR(n): MySQL strips trailing blanks when it reads CHAR, so a PostgreSQL char(n)
+        # value would lose the padding its applications see; VARCHAR keeps it
         if col.length and (col.length <= _MYSQL_MAX_VARCHAR or in_key):
             return f"VARCHAR({min(col.length, _MYSQL_KEY_CHARS) if in_key else col.length})"
         return f"VARCHAR({_MYSQL_KEY_CHARS})" if in_key else "LONGTEXT"

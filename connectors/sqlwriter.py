@@ -560,5 +560,7 @@ def json_text(value: Value) -> Value:
     if isinstance(value, Json):
         return value.text
     if isinstance(value, list):
-        return json.dumps(value, default=_json_default)
+        # as the snapshot spells it (PostgreSQL's array_to_json): compact, characters as
+        # they are rather than \u escapes, so every row of the column reads alike
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
     return value

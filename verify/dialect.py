@@ -18,7 +18,20 @@ from connectors.model import Column, TableId
 __all__ = ["CANONICAL_KINDS", "ChecksumSQL", "Session", "canonical_kind", "checksum_sql"]
 
 #: The canonical kinds both sides of a column pair are encoded as (docs/verify.md).
-CANONICAL_KINDS = ("int", "decimal", "double", "bytes", "date", "time", "datetime", "bit", "text")
+CANONICAL_KINDS = (
+    "int",
+    "decimal",
+    "double",
+    "bytes",
+    "date",
+    "time",
+    "duration",
+    "interval",
+    "array",
+    "datetime",
+    "bit",
+    "text",
+)
 
 _GROUP = {
     "int": "int",
@@ -136,6 +149,17 @@ def canonical_kind(source: Column, target: Column) -> tuple[str, int | None]:
     Same groups compare in their own kind; int vs decimal compares as decimal at the declared
     scale; a double on either side makes the pair double; anything else compares as text.
     """
+    kinds = {source.kind, target.kind}
+    if kinds == {"duration", "interval"}:
+        # MySQL TIME replicated to an interval (PostgreSQL, DuckDB): a signed length of time
+        return "duration", None
+    if "interval" in kinds and kinds <= {"interval", "str"}:
+        # an interval, or the text MySQL keeps one in ('1 months 2 days 3 microseconds'):
+        # months, days and microseconds, which each engine spells differently
+        return "interval", None
+    if "array" in kinds and kinds <= {"array", "json"}:
+        # an array, or the JSON document MySQL keeps one in: compact JSON text everywhere
+        return "array", None
     ks, kt = _GROUP.get(source.kind, "text"), _GROUP.get(target.kind, "text")
     scale = source.scale if source.scale is not None else target.scale
     if ks == kt:

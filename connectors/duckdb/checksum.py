@@ -118,6 +118,20 @@ class Checksum(ChecksumBase):
             return f"strftime(CAST({sql} AS DATE), '%Y-%m-%d')"
         if canon == "time":
             return f"strftime(DATE '2000-01-01' + CAST({sql} AS TIME), '%H:%M:%S.%f')"
+        if canon == "duration":
+            # microseconds, signed (a day counts 24 hours; MySQL TIME has no months)
+            return f"CAST(epoch_us({sql}) AS VARCHAR)"
+        if canon == "interval":
+            # months, days and microseconds (CAST AS VARCHAR spells them DuckDB's way)
+            months = f"(datepart('year', {sql}) * 12 + datepart('month', {sql}))"
+            micros = (
+                f"(datepart('hour', {sql}) * 3600000000 + datepart('minute', {sql}) * 60000000"
+                f" + datepart('microseconds', {sql}))"
+            )
+            return (
+                f"CAST({months} AS VARCHAR) || ',' || CAST(datepart('day', {sql}) AS VARCHAR)"
+                f" || ',' || CAST({micros} AS VARCHAR)"
+            )
         if canon == "datetime":
             return f"strftime({sql}, '%Y-%m-%d %H:%M:%S.%f')"
         if canon == "bit":
@@ -125,7 +139,12 @@ class Checksum(ChecksumBase):
                 f"CASE WHEN {sql} IS NULL THEN NULL "
                 f"ELSE coalesce(nullif(ltrim(CAST({sql} AS VARCHAR), '0'), ''), '0') END"
             )
-        value = f"hex({sql})" if kind == "bytes" else f"CAST({sql} AS VARCHAR)"
+        if kind == "bytes":
+            value = f"hex({sql})"
+        elif canon == "array" and kind == "array":
+            value = f"CAST(to_json({sql}) AS VARCHAR)"  # compact JSON, as the others spell it
+        else:
+            value = f"CAST({sql} AS VARCHAR)"
         return f"(CAST(length({value}) AS VARCHAR) || ':' || {value})"
 
     def hash64(self, text: str) -> str:

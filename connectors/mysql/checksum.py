@@ -117,6 +117,15 @@ class Checksum(ChecksumBase):
             return f"CONCAT({sql})"
         if canon == "time":
             return f"TIME_FORMAT({sql}, '%H:%i:%s.%f')"
+        if canon == "duration":
+            # microseconds, signed: TIME_TO_SEC keeps the fraction of TIME(1..6)
+            return f"CAST(TIME_TO_SEC({sql}) * 1000000 AS SIGNED)"
+        if canon == "interval":
+            # apply keeps an interval as '<months> months <days> days <us> microseconds'
+            def word(n: int) -> str:
+                return f"SUBSTRING_INDEX(SUBSTRING_INDEX({sql}, ' ', {n}), ' ', -1)"
+
+            return f"IF({sql} IS NULL, NULL, CONCAT_WS(',', {word(1)}, {word(3)}, {word(5)}))"
         if canon == "datetime":
             # six fractional digits, as DATE_FORMAT's %f; TIMESTAMP in the session's +00:00
             if column.precision == 6:
@@ -126,7 +135,9 @@ class Checksum(ChecksumBase):
             return f"BIN({sql})"
         # text: length-prefixed so column boundaries can never shift between columns
         value = sql
-        if column.kind == "bytes":
+        if canon == "array":
+            value = f"JSON_COMPACT({sql})"  # the JSON document an array was stored as
+        elif column.kind == "bytes":
             value = f"HEX({sql})"
         elif column.kind not in ("str", "enum", "set", "json") or column.charset not in _UTF8:
             value = f"CONVERT({sql} USING utf8mb4)"

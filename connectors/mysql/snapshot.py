@@ -70,11 +70,17 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
     kind = col.kind
     if kind == "bytes":
         text = f"CONCAT({_BS}, {_BS}, 'x', HEX({ref}))" if fmt == "pgcopy" else f"HEX({ref})"
+        if fmt == "csv":
+            text = f"CONCAT('\"', {text}, '\"')"  # quoted: an empty value is not NULL
     elif kind == "bit":
         text = f"LPAD(BIN({ref} + 0), {col.bits or 1}, '0')"
     elif kind == "timestamptz":
         # reader sessions run with time_zone '+00:00': the text is UTC
         text = ref if fmt == "tsv" else f"CONCAT({ref}, '+00')"
+    elif kind == "float":
+        # FLOAT prints with 6 significant digits (2.33333 for 2.3333332538...); as a double
+        # it prints enough digits to round back to the same single-precision value
+        text = f"CONCAT(CAST({ref} AS DOUBLE))"
     elif kind in _STRINGISH:
         if fmt == "csv":
             text = f"CONCAT('\"', REPLACE({ref}, '\"', '\"\"'), '\"')"

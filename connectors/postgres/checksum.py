@@ -3,7 +3,8 @@
 The canonical text of every value must be byte-identical to what the MySQL and DuckDB modules
 produce (docs/verify.md has the table). PostgreSQL specifics: the session runs with
 ``TimeZone=UTC`` and ``DateStyle=ISO`` so timestamptz and dates print the same everywhere,
-``bpchar::text`` drops the padding like MySQL's CHAR does, MD5 bits become a signed
+``char(n)`` keeps the blank padding its applications read (``bpchar::text`` would drop it),
+MD5 bits become a signed
 ``bigint`` (sums are taken modulo 2**64 by the caller), and a limited ``DELETE`` goes through
 ``ctid``.
 """
@@ -95,6 +96,20 @@ class Checksum(ChecksumBase):
             if kind == "interval":
                 return f"to_char({sql}, 'HH24:MI:SS.US')"
             return f"to_char(({sql})::time, 'HH24:MI:SS.US')"
+        if canon == "duration":
+            # microseconds, signed (a day counts 24 hours; MySQL TIME has no months)
+            return f"trunc(extract(epoch from {sql}) * 1000000)::text"
+        if canon == "interval":
+            # months, days and microseconds: interval_out's spelling is PostgreSQL's own
+            months = f"(extract(year from {sql}) * 12 + extract(month from {sql}))::bigint"
+            micros = (
+                f"(extract(hour from {sql}) * 3600000000 + extract(minute from {sql}) * 60000000"
+                f" + extract(microseconds from {sql}))::bigint"
+            )
+            return (
+                f"CASE WHEN {sql} IS NULL THEN NULL ELSE {months}::text || ',' || "
+                f"extract(day from {sql})::bigint::text || ',' || {micros}::text END"
+            )
         if canon == "datetime":
             return f"to_char({sql}, 'YYYY-MM-DD HH24:MI:SS.US')"
         if canon == "bit":
@@ -103,7 +118,15 @@ class Checksum(ChecksumBase):
                 f"CASE WHEN {sql} IS NULL THEN NULL "
                 f"ELSE coalesce(nullif(ltrim({bits}, '0'), ''), '0') END"
             )
-        value = f"upper(encode({sql}, 'hex'))" if kind == "bytes" else f"({sql})::text"
+        if kind == "bytes":
+            value = f"upper(encode({sql}, 'hex'))"
+        elif canon == "array" and kind == "array":
+            value = f"array_to_json({sql})::text"  # compact JSON, as MySQL and DuckDB spell it
+        elif kind == "str" and column.fixed:
+            # char(n) as applications read it, blanks included: the cast to text strips them
+            value = f"textin(bpcharout({sql}))"
+        else:
+            value = f"({sql})::text"
         return f"(char_length({value})::text || ':' || {value})"
 
     def hash64(self, text: str) -> str:

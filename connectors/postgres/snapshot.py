@@ -98,6 +98,18 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
         return f"({ref} AT TIME ZONE 'UTC')"  # MySQL keeps UTC in a DATETIME, no offset
     if kind == "array":
         return f"array_to_json({ref})"  # JSON on MySQL, a list literal DuckDB can cast
+    if kind == "interval":
+        # the text apply writes for an interval (connectors.model.Interval): DuckDB cannot
+        # read '-3 days +04:05:06', and MySQL's VARCHAR must hold what streaming writes
+        months = f"(extract(year from {ref}) * 12 + extract(month from {ref}))::bigint"
+        micros = (
+            f"(extract(hour from {ref}) * 3600000000 + extract(minute from {ref}) * 60000000"
+            f" + extract(microseconds from {ref}))::bigint"
+        )
+        return (
+            f"{months} || ' months ' || extract(day from {ref})::bigint || ' days ' || "
+            f"{micros} || ' microseconds'"
+        )
     return ref
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from apply.ddl import translate_ddl
@@ -21,7 +23,12 @@ from connectors.model import Column, TableId, TableSchema
         (Column("a", "enum", labels=("x", "y'z")), "mysql", "ENUM('x','y''z')"),
         (Column("a", "set", labels=("a", "b")), "postgres", "text"),
         (Column("a", "bit", bits=3), "postgres", "bit(3)"),
-        (Column("a", "json"), "postgres", "jsonb"),
+        # json keeps the document as the source wrote it (jsonb reorders and respaces it)
+        (Column("a", "json"), "postgres", "json"),
+        # CHAR(n) keeps what applications read: MariaDB's value unpadded, PostgreSQL's padded
+        (Column("a", "str", length=10, fixed=True), "postgres", "varchar(10)"),
+        (Column("a", "str", length=10, fixed=True), "mysql", "VARCHAR(10)"),
+        (Column("a", "str", length=10, fixed=True), "duckdb", "VARCHAR"),
         (Column("a", "uuid"), "mysql", "CHAR(36)"),
         (Column("a", "timestamptz", precision=3), "mysql", "DATETIME(3)"),
         (Column("a", "decimal", precision=50, scale=2), "duckdb", "VARCHAR"),
@@ -112,3 +119,26 @@ def test_mysql_ddl_derivation_keeps_precision_and_explicit_null() -> None:
     c, v = (_coldef_column(a) for a in stmt.args["actions"])
     assert (c.precision, c.scale, c.nullable) == (8, 3, True)
     assert v.length == 12
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "sql", "declared"),
+    [
+        ("mysql", "postgres", "ALTER TABLE `t` ADD COLUMN c CHAR(5)", "varchar(5)"),
+        ("postgres", "mysql", 'ALTER TABLE "t" ADD COLUMN c char(5)', "VARCHAR(5)"),
+    ],
+)
+def test_streamed_char_column_gets_the_snapshot_mapping(
+    source: str, target: str, sql: str, declared: str
+) -> None:
+    """An added CHAR(n) is a varchar on the target, as in a snapshot's CREATE TABLE."""
+    after = TableSchema(
+        TableId("s", "t"),
+        (Column("id", "int", bits=32), Column("c", "str", length=5, fixed=True)),
+        primary_key=("id",),
+    )
+    (out,) = translate_ddl(
+        sql, source_dialect=source, target_dialect=target, default_schema="s", schema_after=after
+    )
+    assert declared.lower() in out.lower()
+    assert not re.search(r"(?<!var)char\(5\)", out, re.I), out

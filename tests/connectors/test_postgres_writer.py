@@ -55,7 +55,7 @@ EXPECTED: dict[str, Any] = {
     "u64": decimal.Decimal(SAMPLE["u64"]),  # type: ignore[arg-type]  # numeric(20)
     "tz": TZ_UTC.replace(tzinfo=dt.UTC),
     "iv": "1 year 2 mons 3 days 00:00:04.000005",
-    "j": '{"a": [1, 2.5, null], "b": 1, "s": "\u00e9"}',  # jsonb normalises the document
+    "j": SAMPLE["j"].text,  # type: ignore[union-attr]  # json keeps the document as written
     "st": "a,c",
     "bt": "1000000001",
 }

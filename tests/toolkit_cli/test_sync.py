@@ -92,3 +92,42 @@ def test_sync_from_postgres_until_caught_up(
     (target,) = json.loads(res.stdout)["targets"]
     assert target["tables"][0]["state"] == "loaded"
     assert target["lag_operations"] == 0
+
+
+def test_second_cron_run_of_an_empty_trail_misses_nothing(
+    cli: Callable[..., Any], mysql_db: Endpoint, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The first run captures nothing (the source was quiet): the next run still starts
+    where the first one fixed the trail's start, not at the source's end of then."""
+    import duckdb
+
+    _seed(mysql_db)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--source",
+        mysql_db.url(),
+        "--target",
+        f"duckdb://{tmp_path}/r.duckdb",
+        "--trail",
+        str(tmp_path / "trail"),
+        "--tables",
+        f"{mysql_db.database}.*",
+    ]
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    conn = pymysql.connect(
+        host=mysql_db.host, port=mysql_db.port or 3306, user="root", database=mysql_db.database
+    )
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO t VALUES (%s, %s)", [(i, f"n{i}") for i in range(500, 520)])
+        cur.execute("UPDATE t SET v = 'u' WHERE id < 5")
+    conn.commit()
+    conn.close()
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "captured 1 transactions" in res.stdout
+    with duckdb.connect(str(tmp_path / "r.duckdb")) as db:
+        ((rows, updated),) = db.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE v = 'u') FROM {mysql_db.database}.t"
+        ).fetchall()
+    assert (rows, updated) == (520, 5)

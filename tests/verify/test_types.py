@@ -29,7 +29,8 @@ COLUMNS: list[tuple[str, str, str, str]] = [
     ("flt", "FLOAT", "REAL", "FLOAT"),
     ("vc", "VARCHAR(40)", "VARCHAR(40)", "VARCHAR"),
     ("txt", "TEXT", "TEXT", "VARCHAR"),
-    ("ch", "CHAR(6)", "CHAR(6)", "VARCHAR"),
+    # MariaDB CHAR(n) is replicated to varchar(n): PostgreSQL's char(n) would pad the value
+    ("ch", "CHAR(6)", "VARCHAR(6)", "VARCHAR"),
     ("bin", "VARBINARY(16)", "BYTEA", "BLOB"),
     ("d", "DATE", "DATE", "DATE"),
     ("t", "TIME(6)", "TIME(6)", "TIME"),
@@ -238,3 +239,159 @@ def test_nan_and_infinity_pg_duckdb(pg_db: Endpoint, duck_db: Endpoint) -> None:
     assert [(d.kind, d.key, d.columns) for d in result.tables[0].diffs] == [
         ("different", {"id": 1}, ["x"])
     ]
+
+
+@pytest.mark.parametrize(
+    ("src_fixture", "tgt_fixture", "tgt_type", "equal"),
+    [
+        # PostgreSQL's char(n) reads padded; the padded text in a VARCHAR is the same value
+        ("pg_db", "duck_db", "VARCHAR", True),
+        ("pg_db", "mysql_db", "VARCHAR(10)", True),
+        # MariaDB's CHAR strips the padding PostgreSQL's applications read: a difference
+        ("pg_db", "mysql_db", "CHAR(10)", False),
+        # PostgreSQL's char(n) pads what MariaDB's applications read unpadded: a difference
+        ("mysql_db", "pg_db", "CHAR(10)", False),
+        ("mysql_db", "pg_db", "VARCHAR(10)", True),
+        ("mysql_db", "duck_db", "VARCHAR", True),
+    ],
+)
+def test_char_compares_as_applications_read_it(
+    request: pytest.FixtureRequest, src_fixture: str, tgt_fixture: str, tgt_type: str, equal: bool
+) -> None:
+    """CHAR(n) compares with the padding each engine returns (docs/verify.md: CHAR padding)."""
+    src: Endpoint = request.getfixturevalue(src_fixture)
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    values = [(1, "ab"), (2, ""), (3, None), (4, "0123456789"), (5, "日本 ")]
+    execute(
+        src,
+        [f"CREATE TABLE {qualified(src, 'c')} (id INT PRIMARY KEY, ch CHAR(10))"],
+        values,
+        f"INSERT INTO {qualified(src, 'c')} VALUES (%s, %s)",
+    )
+    # the target gets what the source's driver returns, as replication writes it
+    pad = src.engine == "postgresql"
+    copied = [
+        (i, None if v is None else (v.ljust(10) if pad else v.rstrip(" "))) for i, v in values
+    ]
+    execute(
+        tgt,
+        [f"CREATE TABLE {qualified(tgt, 'c')} (id INT PRIMARY KEY, ch {tgt_type})"],
+        copied,
+        f"INSERT INTO {qualified(tgt, 'c')} VALUES (%s, %s)",
+    )
+    result = verify(src, tgt, ["c"])
+    (table,) = result.tables
+    assert table.error is None, table.error
+    if equal:
+        assert table.diffs == [], [(d.key, d.source, d.target) for d in table.diffs]
+    else:
+        # every non-NULL value shorter than n reads differently (id 4 fills all 10)
+        assert sorted(d.key["id"] for d in table.diffs if d.key) == [1, 2, 5]
+        assert all(d.columns == ["ch"] for d in table.diffs)
+
+
+def test_json_against_jsonb_compares_documents(mysql_db: Endpoint, pg_db: Endpoint) -> None:
+    """A jsonb target reorders keys and respaces: not a difference; a changed value is."""
+    docs = ['{"b": 1, "a": [1, 2.5]}', '{"z":1,"aa":{"y":true}}', "[]", ' {"k" :  "é"} ', "3"]
+    rows = [(i, docs[i % len(docs)]) for i in range(1, 41)]
+    execute(
+        mysql_db,
+        [f"CREATE TABLE {qualified(mysql_db, 'j')} (id INT PRIMARY KEY, doc JSON)"],
+        rows,
+        f"INSERT INTO {qualified(mysql_db, 'j')} VALUES (%s, %s)",
+    )
+    changed = [(i, '{"b": 1, "a": [1, 2.5, 3]}' if i == 6 else d) for i, d in rows]
+    execute(
+        pg_db,
+        [f"CREATE TABLE {qualified(pg_db, 'j')} (id INT PRIMARY KEY, doc JSONB)"],
+        changed,
+        f"INSERT INTO {qualified(pg_db, 'j')} VALUES (%s, %s)",
+    )
+    execute(pg_db, [f"UPDATE {qualified(pg_db, 'j')} SET doc = 'true' WHERE id = 5"])
+    execute(pg_db, [f"UPDATE {qualified(pg_db, 'j')} SET doc = '3.0' WHERE id = 4"])
+    result = verify(mysql_db, pg_db, ["j"], chunk_rows=8, leaf_rows=4)
+    (table,) = result.tables
+    assert table.error is None, table.error
+    # row 4's 3 spelled 3.0 is the same number; row 5's object became true: a difference
+    assert {d.key["id"]: d.columns for d in table.diffs if d.key} == {5: ["doc"], 6: ["doc"]}
+
+
+DURATIONS = [
+    dt.timedelta(hours=-838, minutes=-59, seconds=-59),
+    dt.timedelta(hours=100, microseconds=500000),
+    dt.timedelta(hours=-1, microseconds=-1),
+    dt.timedelta(0),
+    dt.timedelta(seconds=59, microseconds=999999),
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    ("tgt_fixture", "tgt_type"), [("pg_db", "INTERVAL"), ("duck_db", "INTERVAL")]
+)
+def test_mysql_time_against_an_interval(
+    request: pytest.FixtureRequest, mysql_db: Endpoint, tgt_fixture: str, tgt_type: str
+) -> None:
+    """MySQL TIME replicated to an interval (docs/apply.md) compares as a length of time."""
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    rows = list(enumerate(DURATIONS, 1))
+    execute(
+        mysql_db,
+        [f"CREATE TABLE {qualified(mysql_db, 'd')} (id INT PRIMARY KEY, tm TIME(6))"],
+        rows,
+        f"INSERT INTO {qualified(mysql_db, 'd')} VALUES (%s, %s)",
+    )
+    changed = [(i, v + dt.timedelta(microseconds=1) if i == 2 else v) for i, v in rows]
+    execute(
+        tgt,
+        [f"CREATE TABLE {qualified(tgt, 'd')} (id INT PRIMARY KEY, tm {tgt_type})"],
+        changed,
+        f"INSERT INTO {qualified(tgt, 'd')} VALUES (%s, %s)",
+    )
+    (table,) = verify(mysql_db, tgt, ["d"]).tables
+    assert table.error is None, table.error
+    assert [(d.key, d.columns) for d in table.diffs] == [({"id": 2}, ["tm"])]
+
+
+INTERVALS = [
+    "1 year 2 mons 3 days 04:05:06.000007",
+    "-3 days 04:05:06",
+    "-1 mons -00:00:00.000001",
+    "00:00:00",
+    None,
+]
+
+
+@pytest.mark.parametrize("tgt_fixture", ["duck_db", "mysql_db"])
+def test_interval_against_interval_and_its_mysql_text(
+    request: pytest.FixtureRequest, pg_db: Endpoint, tgt_fixture: str
+) -> None:
+    """PostgreSQL intervals compare as months, days and microseconds: against DuckDB's
+    INTERVAL, and against the text apply keeps in MySQL's VARCHAR(100)."""
+    tgt: Endpoint = request.getfixturevalue(tgt_fixture)
+    rows = list(enumerate(INTERVALS, 1))
+    execute(
+        pg_db,
+        [f"CREATE TABLE {qualified(pg_db, 'iv')} (id INT PRIMARY KEY, iv INTERVAL)"],
+        rows,
+        f"INSERT INTO {qualified(pg_db, 'iv')} VALUES (%s, %s::interval)",
+    )
+    # the value as apply writes it: months, days and microseconds
+    texts = [
+        "14 months 3 days 14706000007 microseconds",
+        "0 months -3 days 14706000000 microseconds",
+        "-1 months 0 days -1 microseconds",
+        "0 months 0 days 0 microseconds",
+        None,
+    ]
+    texts[1] = "0 months -3 days 14706000001 microseconds"  # one microsecond off
+    ddl_type = "VARCHAR(100)" if tgt.engine == "mysql" else "INTERVAL"
+    execute(
+        tgt,
+        [f"CREATE TABLE {qualified(tgt, 'iv')} (id INT PRIMARY KEY, iv {ddl_type})"],
+        list(enumerate(texts, 1)),
+        f"INSERT INTO {qualified(tgt, 'iv')} VALUES (%s, %s)",
+    )
+    (table,) = verify(pg_db, tgt, ["iv"]).tables
+    assert table.error is None, table.error
+    assert [(d.key, d.columns) for d in table.diffs] == [({"id": 2}, ["iv"])]
