@@ -21,7 +21,15 @@ from pathlib import Path
 
 from connectors.errors import PrerequisiteError
 
-__all__ = ["DevServer", "find_free_port", "start_mariadb", "start_postgres", "stop"]
+__all__ = [
+    "DevServer",
+    "find_free_port",
+    "log_tail",
+    "restart",
+    "start_mariadb",
+    "start_postgres",
+    "stop",
+]
 
 INSTALL_HINT = "apt-get update && apt-get install -y mariadb-server postgresql"
 
@@ -363,6 +371,32 @@ def stop(server: DevServer, *, timeout: float = 30) -> None:
     child = _CHILDREN.pop(server.pid, None)
     if child is not None:
         child.wait(timeout)
+
+
+def _log_path(server: DevServer) -> Path:
+    base = Path(server.datadir).parent
+    return base / ("mariadb.log" if server.engine == "mariadb" else "postgres.log")
+
+
+def log_tail(server: DevServer, chars: int = 3000) -> str:
+    """The end of ``server``'s error log (why it died, when it did)."""
+    log = _log_path(server)
+    return log.read_text(errors="replace")[-chars:] if log.exists() else f"({log} is missing)"
+
+
+def restart(server: DevServer) -> None:
+    """Start ``server`` again on its port and data directory after it died; ``server`` is
+    updated in place (new pid), so whoever holds it keeps a valid handle."""
+    if server.alive():
+        stop(server)
+    _CHILDREN.pop(server.pid, None)
+    base = Path(server.datadir).parent
+    if server.engine == "mariadb":
+        again = start_mariadb(base, port=server.port)
+    else:
+        # a killed postmaster leaves its pid file; pg_ctl start copes with a stale one
+        again = start_postgres(base, port=server.port)
+    server.pid = again.pid
 
 
 def save_state(path: Path, servers: list[DevServer]) -> None:
