@@ -101,6 +101,14 @@ def translate_ddl(
             raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
         retarget(stmt)
         parts = [stmt]
+        tables = stmt.args.get("tables") if isinstance(stmt, exp.Drop) else None
+        if target_dialect == "duckdb" and tables and len(tables) > 1:
+            # DuckDB: "Can only drop one object at a time"
+            parts = []
+            for table in tables:
+                one = stmt.copy()
+                one.set("tables", [table.copy()])
+                parts.append(one)
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
             actions = stmt.args.get("actions") or []
