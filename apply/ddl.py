@@ -111,14 +111,11 @@ def translate_ddl(
                 parts.append(one)
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
-            actions = stmt.args.get("actions") or []
-            if target_dialect == "duckdb" and len(actions) > 1:
+            if target_dialect != "mysql":
+                parts = _without_modify(stmt, schema_after, target_dialect)
+            if target_dialect == "duckdb":
                 # DuckDB: "Only one ALTER command per statement is supported"
-                parts = []
-                for action in actions:
-                    one = stmt.copy()
-                    one.set("actions", [action.copy()])
-                    parts.append(one)
+                parts = [one for part in parts for one in _one_action_each(part)]
         for part in parts:
             try:
                 out.append(
@@ -130,6 +127,75 @@ def translate_ddl(
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
     return out
+
+
+def _one_action_each(stmt: exp.Alter) -> list[exp.Alter]:
+    actions = stmt.args.get("actions") or []
+    if len(actions) <= 1:
+        return [stmt]
+    parts = []
+    for action in actions:
+        one = stmt.copy()
+        one.set("actions", [action.copy()])
+        parts.append(one)
+    return parts
+
+
+def _without_modify(
+    stmt: exp.Alter, schema_after: TableSchema | None, dialect: str
+) -> list[exp.Alter]:
+    """MySQL's ``CHANGE [COLUMN] old new TYPE`` and ``MODIFY [COLUMN] name TYPE`` (a column
+    redefined whole) as standard SQL: a RENAME COLUMN statement first when the name changes
+    (PostgreSQL takes no other action beside a rename), then ALTER COLUMN ... TYPE and SET or
+    DROP NOT NULL with the other actions."""
+    actions = stmt.args.get("actions") or []
+    if not any(isinstance(a, exp.ModifyColumn) for a in actions):
+        return [stmt]
+    renames: list[exp.Alter] = []
+    rest: list[exp.Expression] = []
+    keyed = set(schema_after.identity) if schema_after is not None else set()
+    for action in actions:
+        coldef = action.this if isinstance(action, exp.ModifyColumn) else None
+        if not isinstance(coldef, exp.ColumnDef):
+            rest.append(action)
+            continue
+        name = coldef.name
+        source = action.args.get("rename_from")
+        if source is not None and source.name != name:
+            rename = stmt.copy()
+            rename.set(
+                "actions",
+                [
+                    exp.RenameColumn(
+                        this=exp.column(source.name, quoted=True), to=exp.column(name, quoted=True)
+                    )
+                ],
+            )
+            renames.append(rename)
+        dtype = coldef.args.get("kind")
+        if isinstance(dtype, exp.DataType):
+            # PostgreSQL converts only where an implicit cast exists without USING
+            column = exp.column(name, quoted=True)
+            using = exp.cast(column.copy(), dtype.copy()) if dialect == "postgres" else None
+            rest.append(exp.AlterColumn(this=column, dtype=dtype.copy(), using=using))
+        if name not in keyed:
+            not_null = any(
+                isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
+                and not c.args["kind"].args.get("allow_null")
+                for c in coldef.args.get("constraints") or []
+            )
+            if not_null:
+                # (sqlglot renders SET NOT NULL from allow_null set and drop unset)
+                rest.append(exp.AlterColumn(this=exp.column(name, quoted=True), allow_null=True))
+            else:
+                rest.append(
+                    exp.AlterColumn(this=exp.column(name, quoted=True), drop=True, allow_null=True)
+                )
+    if not rest:
+        return renames
+    last = stmt.copy()
+    last.set("actions", rest)
+    return [*renames, last]
 
 
 def _retype(stmt: exp.Alter, schema_after: TableSchema | None, dialect: str, sql: str) -> None:

@@ -746,6 +746,16 @@ def derive_after_ddl(
             old, new = action.this.name, action.args["to"].name
             columns = [replace(c, name=new) if c.name == old else c for c in columns]
             primary_key = [new if c == old else c for c in primary_key]
+        elif isinstance(action, exp.ModifyColumn) and isinstance(action.this, exp.ColumnDef):
+            # CHANGE [COLUMN] old new TYPE ... / MODIFY [COLUMN] name TYPE ...: the column is
+            # redefined where it stands (FIRST/AFTER are not followed: the table map is)
+            changed = _coldef_column(action.this)
+            source = action.args.get("rename_from")
+            old = source.name if source is not None else changed.name
+            if old in primary_key:
+                changed = replace(changed, nullable=False)
+            columns = [changed if c.name == old else c for c in columns]
+            primary_key = [changed.name if c == old else c for c in primary_key]
     return replace(previous, columns=tuple(columns), primary_key=tuple(primary_key))
 
 

@@ -32,14 +32,14 @@ class Target:
     #: source table -> target table
     rename: Callable[[TableId], TableId]
 
-    def columns(self, table: TableId) -> list[tuple[str, str]]:
-        """(name, data type) of ``table``'s columns in order, from the target's catalog."""
+    def columns(self, table: TableId) -> list[tuple[str, str, str]]:
+        """(name, data type, nullable) of ``table``'s columns in order, from the catalog."""
         t = self.rename(table)
         sql = (
-            "SELECT column_name, data_type FROM information_schema.columns WHERE "
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE "
             f"table_schema = '{t.schema}' AND table_name = '{t.name}' ORDER BY ordinal_position"
         )
-        return [(str(a), str(b).lower()) for a, b in _query(self.db, sql)]
+        return [(str(a), str(b).lower(), str(c)) for a, b, c in _query(self.db, sql)]
 
     def rows(self, table: TableId, columns: list[str]) -> list[tuple[Any, ...]]:
         q = self.db.quote
@@ -144,7 +144,7 @@ def test_ddl_on_tables_named_by_reserved_words(
         *(f"INSERT INTO `{n}` VALUES (4, 4, 4)" for n in NAMES),
     )
     for t in tables.values():
-        assert [c for c, _ in target.columns(t)] == ["id", "v", "w"]
+        assert [c[0] for c in target.columns(t)] == ["id", "v", "w"]
         assert target.rows(t, ["id", "v", "w"]) == [(3, 3, None), (4, 4, 4)]
     step(
         *(f"RENAME TABLE {db}.{n} TO {db}.`{n}_2`" for n in NAMES),
@@ -169,6 +169,51 @@ def test_ddl_on_tables_named_by_reserved_words(
     )
     for t in tables.values():
         assert not target.exists(t)
+
+
+def _source_rows(ep: Endpoint, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    conn = pymysql.connect(host=ep.host, port=ep.port, user="root", database=ep.database)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(columns)} FROM `{table}`")
+        rows = sorted(tuple(r) for r in cur.fetchall())
+    conn.close()
+    return rows
+
+
+def test_change_and_modify_column(mysql_db: Endpoint, target: Target, tmp_path: Path) -> None:
+    """CHANGE [COLUMN] old new TYPE (with and without a rename) and MODIFY [COLUMN] stopped
+    apply ("CHANGE COLUMN is not supported in this dialect"): now a rename plus a type and
+    nullability change on every target."""
+    db = mysql_db.database
+    assert db
+    step = _pipeline(mysql_db, target, tmp_path / "trail")
+    c = TableId(db, "c")
+    step(
+        "CREATE TABLE c (id INT PRIMARY KEY, a INT, s VARCHAR(10), n INT NOT NULL)",
+        "INSERT INTO c VALUES (1, 10, 'x', 1)",
+    )
+    step(
+        "ALTER TABLE c CHANGE a a2 BIGINT",
+        "INSERT INTO c VALUES (2, 9000000000, 'y', 2)",
+        "ALTER TABLE c CHANGE COLUMN s s VARCHAR(40) NOT NULL",
+        "INSERT INTO c VALUES (3, 3, 'thirty characters long, yes..', 3)",
+        "ALTER TABLE c MODIFY n BIGINT NULL",
+        "INSERT INTO c VALUES (4, 4, 'z', NULL)",
+    )
+    cols = target.columns(c)
+    assert [x[0] for x in cols] == ["id", "a2", "s", "n"]
+    nullable = {name: flag for name, _t, flag in cols}
+    assert (nullable["s"], nullable["n"]) == ("NO", "YES")
+    assert "big" in dict((n, t) for n, t, _f in cols)["a2"]
+    names = ["id", "a2", "s", "n"]
+    assert target.rows(c, names) == _source_rows(mysql_db, "c", names)
+    step(
+        "ALTER TABLE c MODIFY COLUMN a2 DECIMAL(20,2), CHANGE n n_renamed INT, ADD COLUMN e INT",
+        "INSERT INTO c VALUES (5, 12.5, 'w', 5, 7)",
+    )
+    names = ["id", "a2", "s", "n_renamed", "e"]
+    assert [x[0] for x in target.columns(c)] == names
+    assert target.rows(c, names) == _source_rows(mysql_db, "c", names)
 
 
 @pytest.mark.parametrize(
