@@ -100,7 +100,7 @@ def translate_ddl(
         else:
             raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
         retarget(stmt)
-        parts = [stmt]
+        parts: list[exp.Expression] = [stmt]
         tables = stmt.args.get("tables") if isinstance(stmt, exp.Drop) else None
         if target_dialect == "duckdb" and tables and len(tables) > 1:
             # DuckDB: "Can only drop one object at a time"
@@ -111,11 +111,13 @@ def translate_ddl(
                 parts.append(one)
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
+            alters = [stmt]
             if target_dialect != "mysql":
-                parts = _without_modify(stmt, schema_after, target_dialect)
+                alters = _without_modify(stmt, schema_after, target_dialect)
             if target_dialect == "duckdb":
                 # DuckDB: "Only one ALTER command per statement is supported"
-                parts = [one for part in parts for one in _one_action_each(part)]
+                alters = [one for part in alters for one in _one_action_each(part)]
+            parts = list(alters)
         for part in parts:
             try:
                 out.append(
