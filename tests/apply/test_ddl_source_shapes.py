@@ -103,13 +103,15 @@ def _pipeline(source_ep: Endpoint, target: Target, trail: Path) -> Callable[...,
         start_position=source.end_position(),
         reader_options={"server_id": next(_server_ids)},
     )
+    tag = f"shapes-{source_ep.database}"
 
     def step(*statements: str) -> None:
         _run(source_ep, *statements)
         run_capture(source, trail, capture)
         writer = target.db.open_writer()
         try:
-            opts = ApplyOptions(target_id="shapes", source_dialect="mysql", rename=target.rename)
+            # (a MariaDB target keeps its checkpoint server-wide: one target id per test)
+            opts = ApplyOptions(target_id=tag, source_dialect="mysql", rename=target.rename)
             apply_trail(writer, trail, opts)
         finally:
             writer.close()
