@@ -23,7 +23,12 @@ from connectors.model import TableId, TableSchema
 
 __all__ = ["guess_dialect", "translate_ddl"]
 
-_RENAME = re.compile(r"^\s*RENAME\s+TABLE\s+(.+?)\s+TO\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_RENAME = re.compile(r"^\s*RENAME\s+TABLES?\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+#: a name (backquoted parts kept whole), then TO, then a name; pairs separated by commas
+_RENAME_PAIR = re.compile(
+    r"\s*((?:`(?:[^`]|``)*`|[^\s`,])+)\s+TO\s+((?:`(?:[^`]|``)*`|[^\s`,])+)\s*(?:,|$)",
+    re.IGNORECASE,
+)
 
 
 def guess_dialect(sql: str) -> str:
@@ -72,7 +77,18 @@ def translate_ddl(
 
     match = _RENAME.match(sql)
     if match:
-        return _rename_table(match.group(1), match.group(2), read, target_dialect, target)
+        # RENAME TABLE a TO b, c TO d: one rename per pair, in order
+        text, pos, out = match.group(1), 0, []
+        while pos < len(text):
+            pair = _RENAME_PAIR.match(text, pos)
+            if pair is None:
+                raise _untranslatable(sql, "cannot read its table names")
+            try:
+                out += _rename_table(pair.group(1), pair.group(2), read, target_dialect, target)
+            except sqlglot.errors.SqlglotError as exc:
+                raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+            pos = pair.end()
+        return out
     try:
         statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
