@@ -78,17 +78,17 @@ def translate_ddl(
     match = _RENAME.match(sql)
     if match:
         # RENAME TABLE a TO b, c TO d: one rename per pair, in order
-        text, pos, out = match.group(1), 0, []
+        text, pos, renames = match.group(1), 0, []
         while pos < len(text):
             pair = _RENAME_PAIR.match(text, pos)
             if pair is None:
                 raise _untranslatable(sql, "cannot read its table names")
             try:
-                out += _rename_table(pair.group(1), pair.group(2), read, target_dialect, target)
+                renames += _rename_table(pair.group(1), pair.group(2), read, target_dialect, target)
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
             pos = pair.end()
-        return out
+        return renames
     try:
         statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
