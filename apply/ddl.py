@@ -101,6 +101,12 @@ def translate_ddl(
         if isinstance(stmt, exp.Create) and kind == "TABLE":
             table_node = stmt.find(exp.Table)
             name = target(table_node) if table_node is not None else None
+            fresh = schema_after is not None and not stmt.args.get("expression")
+            if stmt.args.get("replace") and name is not None and schema_after is not None and fresh:
+                # MariaDB's CREATE OR REPLACE TABLE drops the table it replaces
+                out.append(f"DROP TABLE IF EXISTS {_quoted(name, target_dialect)}")
+                out.append(create_table_sql(schema_after, target_dialect, schema_after.table))
+                continue
             if name is not None and target_exists is not None and target_exists(name):
                 continue  # replay after a crash, or created from the definition already
             if schema_after is not None and not stmt.args.get("expression"):
@@ -145,6 +151,12 @@ def translate_ddl(
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
     return out
+
+
+def _quoted(table: TableId, dialect: str) -> str:
+    if dialect == "mysql":
+        return ".".join("`" + n.replace("`", "``") + "`" for n in (table.schema, table.name))
+    return ".".join('"' + n.replace('"', '""') + '"' for n in (table.schema, table.name))
 
 
 def _one_action_each(stmt: exp.Alter) -> list[exp.Alter]:

@@ -138,6 +138,9 @@ def start_mariadb(
                 install_db,
                 "--no-defaults",
                 f"--datadir={datadir}",
+                # a private tmpdir: bootstraps running at once in the shared /tmp were seen
+                # failing ("Could not remove temporary table '/tmp/#sql-temptable-...'")
+                f"--tmpdir={rundir}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', '')}",
@@ -154,6 +157,7 @@ def start_mariadb(
         f"--port={port}",
         "--bind-address=127.0.0.1",
         f"--socket={rundir / 'mysqld.sock'}",
+        f"--tmpdir={rundir}",
         f"--pid-file={rundir / 'mysqld.pid'}",
         f"--log-error={log}",
         f"--server-id={server_id}",
