@@ -811,9 +811,6 @@ _HEADS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(_LEAD + r"DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?", re.I | re.S),
     ),
 ]
-#: any other statement with these words changes no table's data (user, view, trigger, routine,
-#: database, event, server, role ...)
-_OTHER_DDL = re.compile(_LEAD + r"(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b", re.I | re.S)
 #: ALTER TABLE ... RENAME [TO|AS] new (not RENAME COLUMN/INDEX/KEY/CONSTRAINT)
 _ALTER_RENAME = re.compile(
     r"[\s,]RENAME\s+(?:TO\s+|AS\s+)?(?!(?:COLUMN|INDEX|KEY|CONSTRAINT)\b)", re.I
@@ -883,7 +880,9 @@ def classify_query(query: str, default_schema: str) -> _Ddl | None:
         return _Ddl("dml", [_name(t, default_schema) for t in _TABLE_AFTER.findall(query)])
     found_head = next(((k, h.match(query)) for k, h in _HEADS if h.match(query)), None)
     if found_head is None:
-        return None  # not about a table (CREATE USER/VIEW/TRIGGER, DROP VIEW, SET ...)
+        # not about a table's data: CREATE/ALTER/DROP of users, views, triggers, routines,
+        # events, databases (CREATE DATABASE), SET, GRANT ...
+        return None
     kind, m = found_head
     assert m is not None
     if kind == "dropdb":
