@@ -283,3 +283,42 @@ def reader_txn() -> Any:
     from connectors.mysql.binlog import _Txn
 
     return _Txn()
+
+
+def test_drop_database_drops_its_captured_tables(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """DROP DATABASE went by as "no table": it is recorded as a DROP TABLE of each table of
+    that database the trail knows."""
+    import threading
+
+    from capture.trail import TrailReader
+    from connectors.model import Op
+
+    db = f"{mysql_db.database}_x"  # (capture itself connects to the fixture's database)
+    source = open_database(mysql_db)
+    trail = tmp_path / "trail"
+    opts = CaptureOptions(
+        source_id="maria",
+        filters=CaptureFilter(TableFilter((f"{db}.*",))),
+        until_caught_up=True,
+        start_position=source.end_position(),
+        stop_event=threading.Event(),
+        max_retries=0,
+        reader_options={"server_id": next(_server_ids)},
+    )
+    _run(
+        mysql_db,
+        f"CREATE DATABASE `{db}`",
+        f"CREATE TABLE `{db}`.a (id INT PRIMARY KEY)",
+        f"CREATE TABLE `{db}`.`order` (id INT PRIMARY KEY)",
+        f"INSERT INTO `{db}`.a VALUES (1)",
+        f"DROP DATABASE `{db}`",
+    )
+    run_capture(source, trail, opts)
+    dropped = [
+        (c.table.name, c.ddl)
+        for t in TrailReader(trail).transactions()
+        for c in t.changes
+        if c.op is Op.DDL and c.ddl and c.table_schema is None
+    ]
+    text = f"DROP TABLE IF EXISTS `{db}`.`a`, `{db}`.`order`"
+    assert sorted(dropped) == [("a", text), ("order", text)]
