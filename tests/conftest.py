@@ -57,10 +57,11 @@ def _check_servers(report: pytest.TestReport) -> None:
         if server.alive():
             continue
         tail = devservers.log_tail(server)
+        own = f"\n\nthe test's own failure:\n{report.longreprtext}" if report.failed else ""
         report.outcome = "failed"
         report.longrepr = (
             f"the session's {server.engine} server (port {server.port}, pid {server.pid}) "
-            f"died during this test; restarted it. Its log ends with:\n{tail}"
+            f"died during this test; restarted it. Its log ends with:\n{tail}{own}"
         )
         devservers.restart(server)
 
