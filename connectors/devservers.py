@@ -66,7 +66,12 @@ class DevServer:
             os.kill(self.pid, 0)
         except OSError:
             return False
-        return True
+        try:
+            # a killed server that is not our child may stay a zombie nobody reaps
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+        except OSError:
+            return True  # no /proc: kill(0) is all we can tell
 
 
 def find_free_port() -> int:
@@ -398,8 +403,18 @@ def restart(server: DevServer) -> None:
     if server.engine == "mariadb":
         again = start_mariadb(base, port=server.port)
     else:
-        # a killed postmaster leaves its pid file; pg_ctl start copes with a stale one
-        again = start_postgres(base, port=server.port)
+        # a killed postmaster leaves its pid file, which a zombie pid makes look live; its
+        # backends notice the death and exit within moments, freeing the shared memory
+        Path(server.datadir, "postmaster.pid").unlink(missing_ok=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                again = start_postgres(base, port=server.port)
+                break
+            except PrerequisiteError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
     server.pid = again.pid
 
 

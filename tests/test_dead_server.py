@@ -10,7 +10,9 @@ from pathlib import Path
 INNER = """
 import os
 import signal
+import time
 
+import psycopg
 import pymysql
 
 
@@ -25,6 +27,18 @@ def test_next_one_runs(mysql_db):
         cur.execute("SELECT 6 * 7")
         assert cur.fetchone() == (42,)
     conn.close()
+
+
+def test_kills_postgres(postgres_server):
+    os.kill(postgres_server.pid, signal.SIGKILL)
+    while postgres_server.alive():  # (the signal lands asynchronously)
+        time.sleep(0.05)
+
+
+def test_postgres_is_back(pg_db):
+    dsn = f"host=127.0.0.1 port={pg_db.port} user=postgres dbname={pg_db.database}"
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 6 * 7").fetchone() == (42,)
 """
 
 
@@ -56,10 +70,13 @@ def test_a_killed_server_fails_its_test_with_the_log_and_is_restarted(tmp_path: 
     )
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert "1 failed, 1 passed" in out, out
+    assert "2 failed, 2 passed" in out, out
     assert "test_inner.py::test_kills_the_server" in out, out
+    assert "test_inner.py::test_kills_postgres" in out, out
     assert "test_inner.py::test_next_one_runs" not in out, out
+    assert "test_inner.py::test_postgres_is_back" not in out, out
     assert "mariadb server" in out and "died during this test; restarted it" in out, out
+    assert "postgresql server" in out, out
     # the log's end is shown (a SIGKILL leaves no line of its own: the last ones before it)
     assert "ready for connections" in out, out
     assert "Connection refused" not in out, out
