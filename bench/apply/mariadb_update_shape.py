@@ -25,9 +25,7 @@ from connectors import devservers
 
 ROWS, UPDATES = 200_000, 20_000
 JOIN = "UPDATE t JOIN s ON t.id = s.id SET t.a = s.a, t.b = s.b, t.c = s.c WHERE s._op = 'u'"
-MARK = (
-    "UPDATE s SET _op = 'm' WHERE _op = 'u' AND NOT EXISTS (SELECT 1 FROM t WHERE t.id = s.id)"
-)
+MARK = "UPDATE s SET _op = 'm' WHERE _op = 'u' AND NOT EXISTS (SELECT 1 FROM t WHERE t.id = s.id)"
 UPSERT = (
     "INSERT INTO t (id, a, b, c) SELECT s.id, s.a, s.b, s.c FROM s WHERE s._op = 'u' "
     "ON DUPLICATE KEY UPDATE a = VALUES(a), b = VALUES(b), c = VALUES(c)"
