@@ -23,7 +23,12 @@ from connectors.model import TableId, TableSchema
 
 __all__ = ["translate_ddl"]
 
-_RENAME = re.compile(r"^\s*RENAME\s+TABLE\s+(.+?)\s+TO\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_RENAME = re.compile(r"^\s*RENAME\s+TABLES?\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+#: a name (backquoted parts kept whole), then TO, then a name; pairs separated by commas
+_RENAME_PAIR = re.compile(
+    r"\s*((?:`(?:[^`]|``)*`|[^\s`,])+)\s+TO\s+((?:`(?:[^`]|``)*`|[^\s`,])+)\s*(?:,|$)",
+    re.IGNORECASE,
+)
 
 
 def _untranslatable(sql: str, why: str) -> SchemaError:
@@ -75,7 +80,18 @@ def translate_ddl(
 
     match = _RENAME.match(sql)
     if match:
-        return _rename_table(match.group(1), match.group(2), read, target_dialect, target)
+        # RENAME TABLE a TO b, c TO d: one rename per pair, in order
+        text, pos, renames = match.group(1), 0, []
+        while pos < len(text):
+            pair = _RENAME_PAIR.match(text, pos)
+            if pair is None:
+                raise _untranslatable(sql, "cannot read its table names")
+            try:
+                renames += _rename_table(pair.group(1), pair.group(2), read, target_dialect, target)
+            except sqlglot.errors.SqlglotError as exc:
+                raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+            pos = pair.end()
+        return renames
     try:
         statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
@@ -88,6 +104,12 @@ def translate_ddl(
         if isinstance(stmt, exp.Create) and kind == "TABLE":
             table_node = stmt.find(exp.Table)
             name = target(table_node) if table_node is not None else None
+            fresh = schema_after is not None and not stmt.args.get("expression")
+            if stmt.args.get("replace") and name is not None and schema_after is not None and fresh:
+                # MariaDB's CREATE OR REPLACE TABLE drops the table it replaces
+                out.append(f"DROP TABLE IF EXISTS {_quoted(name, target_dialect)}")
+                out.append(create_table_sql(schema_after, target_dialect, schema_after.table))
+                continue
             if name is not None and target_exists is not None and target_exists(name):
                 continue  # replay after a crash, or created from the definition already
             if schema_after is not None and not stmt.args.get("expression"):
@@ -103,17 +125,24 @@ def translate_ddl(
         else:
             raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
         retarget(stmt)
-        parts = [stmt]
+        parts: list[exp.Expression] = [stmt]
+        tables = stmt.args.get("tables") if isinstance(stmt, exp.Drop) else None
+        if target_dialect == "duckdb" and tables and len(tables) > 1:
+            # DuckDB: "Can only drop one object at a time"
+            parts = []
+            for table in tables:
+                one = stmt.copy()
+                one.set("tables", [table.copy()])
+                parts.append(one)
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
-            actions = stmt.args.get("actions") or []
-            if target_dialect == "duckdb" and len(actions) > 1:
+            alters = [stmt]
+            if target_dialect != "mysql":
+                alters = _without_modify(stmt, schema_after, target_dialect)
+            if target_dialect == "duckdb":
                 # DuckDB: "Only one ALTER command per statement is supported"
-                parts = []
-                for action in actions:
-                    one = stmt.copy()
-                    one.set("actions", [action.copy()])
-                    parts.append(one)
+                alters = [one for part in alters for one in _one_action_each(part)]
+            parts = list(alters)
         for part in parts:
             try:
                 out.append(
@@ -125,6 +154,81 @@ def translate_ddl(
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
     return out
+
+
+def _quoted(table: TableId, dialect: str) -> str:
+    if dialect == "mysql":
+        return ".".join("`" + n.replace("`", "``") + "`" for n in (table.schema, table.name))
+    return ".".join('"' + n.replace('"', '""') + '"' for n in (table.schema, table.name))
+
+
+def _one_action_each(stmt: exp.Alter) -> list[exp.Alter]:
+    actions = stmt.args.get("actions") or []
+    if len(actions) <= 1:
+        return [stmt]
+    parts = []
+    for action in actions:
+        one = stmt.copy()
+        one.set("actions", [action.copy()])
+        parts.append(one)
+    return parts
+
+
+def _without_modify(
+    stmt: exp.Alter, schema_after: TableSchema | None, dialect: str
+) -> list[exp.Alter]:
+    """MySQL's ``CHANGE [COLUMN] old new TYPE`` and ``MODIFY [COLUMN] name TYPE`` (a column
+    redefined whole) as standard SQL: a RENAME COLUMN statement first when the name changes
+    (PostgreSQL takes no other action beside a rename), then ALTER COLUMN ... TYPE and SET or
+    DROP NOT NULL with the other actions."""
+    actions = stmt.args.get("actions") or []
+    if not any(isinstance(a, exp.ModifyColumn) for a in actions):
+        return [stmt]
+    renames: list[exp.Alter] = []
+    rest: list[exp.Expression] = []
+    keyed = set(schema_after.identity) if schema_after is not None else set()
+    for action in actions:
+        coldef = action.this if isinstance(action, exp.ModifyColumn) else None
+        if not isinstance(coldef, exp.ColumnDef):
+            rest.append(action)
+            continue
+        name = coldef.name
+        source = action.args.get("rename_from")
+        if source is not None and source.name != name:
+            rename = stmt.copy()
+            rename.set(
+                "actions",
+                [
+                    exp.RenameColumn(
+                        this=exp.column(source.name, quoted=True), to=exp.column(name, quoted=True)
+                    )
+                ],
+            )
+            renames.append(rename)
+        dtype = coldef.args.get("kind")
+        if isinstance(dtype, exp.DataType):
+            # PostgreSQL converts only where an implicit cast exists without USING
+            column = exp.column(name, quoted=True)
+            using = exp.cast(column.copy(), dtype.copy()) if dialect == "postgres" else None
+            rest.append(exp.AlterColumn(this=column, dtype=dtype.copy(), using=using))
+        if name not in keyed:
+            not_null = any(
+                isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
+                and not c.args["kind"].args.get("allow_null")
+                for c in coldef.args.get("constraints") or []
+            )
+            if not_null:
+                # (sqlglot renders SET NOT NULL from allow_null set and drop unset)
+                rest.append(exp.AlterColumn(this=exp.column(name, quoted=True), allow_null=True))
+            else:
+                rest.append(
+                    exp.AlterColumn(this=exp.column(name, quoted=True), drop=True, allow_null=True)
+                )
+    if not rest:
+        return renames
+    last = stmt.copy()
+    last.set("actions", rest)
+    return [*renames, last]
 
 
 def _retype(stmt: exp.Alter, schema_after: TableSchema | None, dialect: str, sql: str) -> None:

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from connectors.errors import PrerequisiteError
 
-__all__ = ["DevServer", "find_free_port", "start_mariadb", "start_postgres", "stop"]
+__all__ = [
+    "DevServer",
+    "find_free_port",
+    "log_tail",
+    "restart",
+    "start_mariadb",
+    "start_postgres",
+    "stop",
+]
 
 INSTALL_HINT = "apt-get update && apt-get install -y mariadb-server postgresql"
 
@@ -58,7 +66,12 @@ class DevServer:
             os.kill(self.pid, 0)
         except OSError:
             return False
-        return True
+        try:
+            # a killed server that is not our child may stay a zombie nobody reaps
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+        except OSError:
+            return True  # no /proc: kill(0) is all we can tell
 
 
 def find_free_port() -> int:
@@ -131,6 +144,9 @@ def start_mariadb(
                 install_db,
                 "--no-defaults",
                 f"--datadir={datadir}",
+                # a private tmpdir: bootstraps running at once in the shared /tmp were seen
+                # failing ("Could not remove temporary table '/tmp/#sql-temptable-...'")
+                f"--tmpdir={rundir}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 "--user=root" if os.geteuid() == 0 else f"--user={os.environ.get('USER', '')}",
@@ -147,6 +163,7 @@ def start_mariadb(
         f"--port={port}",
         "--bind-address=127.0.0.1",
         f"--socket={rundir / 'mysqld.sock'}",
+        f"--tmpdir={rundir}",
         f"--pid-file={rundir / 'mysqld.pid'}",
         f"--log-error={log}",
         f"--server-id={server_id}",
@@ -378,6 +395,42 @@ def stop(server: DevServer, *, timeout: float = 30) -> None:
     child = _CHILDREN.pop(server.pid, None)
     if child is not None:
         child.wait(timeout)
+
+
+def _log_path(server: DevServer) -> Path:
+    base = Path(server.datadir).parent
+    return base / ("mariadb.log" if server.engine == "mariadb" else "postgres.log")
+
+
+def log_tail(server: DevServer, chars: int = 3000) -> str:
+    """The end of ``server``'s error log (why it died, when it did)."""
+    log = _log_path(server)
+    return log.read_text(errors="replace")[-chars:] if log.exists() else f"({log} is missing)"
+
+
+def restart(server: DevServer) -> None:
+    """Start ``server`` again on its port and data directory after it died; ``server`` is
+    updated in place (new pid), so whoever holds it keeps a valid handle."""
+    if server.alive():
+        stop(server)
+    _CHILDREN.pop(server.pid, None)
+    base = Path(server.datadir).parent
+    if server.engine == "mariadb":
+        again = start_mariadb(base, port=server.port)
+    else:
+        # a killed postmaster leaves its pid file, which a zombie pid makes look live; its
+        # backends notice the death and exit within moments, freeing the shared memory
+        Path(server.datadir, "postmaster.pid").unlink(missing_ok=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                again = start_postgres(base, port=server.port)
+                break
+            except PrerequisiteError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+    server.pid = again.pid
 
 
 def save_state(path: Path, servers: list[DevServer]) -> None:

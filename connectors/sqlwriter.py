@@ -361,7 +361,7 @@ class SqlWriter:
         scols = ", ".join(f"s.{self.q(c)}" for c in names)
         set_cols = [c for c in names if c not in batch.key]
         if batch.updates:
-            n = self.execute(self.update_join_sql(t, stage, set_cols, self._key_eq(batch.key), "u"))
+            n = self.update_staged(batch, t, stage, set_cols, "u")
             missing = len(batch.updates) - n
             if missing:
                 if not batch.collision:
@@ -370,9 +370,7 @@ class SqlWriter:
         if batch.inserts:
             if batch.collision and batch.key:
                 if set_cols:
-                    collisions += self.execute(
-                        self.update_join_sql(t, stage, set_cols, self._key_eq(batch.key), "i")
-                    )
+                    collisions += self.update_staged(batch, t, stage, set_cols, "i")
                 else:
                     collisions += self.query(
                         f"SELECT COUNT(*) FROM {t} t JOIN {stage} s ON "
@@ -435,6 +433,13 @@ class SqlWriter:
     def update_join_sql(self, t: str, stage: str, set_cols: Sequence[str], on: str, op: str) -> str:
         sets = ", ".join(f"{self.q(c)} = s.{self.q(c)}" for c in set_cols)
         return f"UPDATE {t} AS t SET {sets} FROM {stage} AS s WHERE s._op = '{op}' AND {on}"
+
+    def update_staged(
+        self, batch: TableBatch, t: str, stage: str, set_cols: Sequence[str], op: str
+    ) -> int:
+        """Set ``set_cols`` of the target rows whose key matches a staged ``op`` row; return
+        the rows matched (rows staged but missing on the target are left alone)."""
+        return self.execute(self.update_join_sql(t, stage, set_cols, self._key_eq(batch.key), op))
 
     def delete_images(self, batch: TableBatch, t: str, stage: str, names: list[str]) -> int:
         """Delete ``_n`` copies of each staged ``d`` image; return rows deleted."""

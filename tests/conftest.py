@@ -25,6 +25,8 @@ _counter = itertools.count(1)
 _SERVER_FIXTURES = {"mariadb_server": "MariaDB", "postgres_server": "PostgreSQL"}
 _ran: dict[str, int] = {"MariaDB": 0, "PostgreSQL": 0}
 _skipped: list[str] = []
+#: the session's servers, checked after every test (see _check_servers)
+_servers: list[devservers.DevServer] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -42,7 +44,26 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
     report.fixturenames = tuple(getattr(item, "fixturenames", ()))  # type: ignore[attr-defined]
+    if report.when == "call":
+        _check_servers(report)
     return report
+
+
+def _check_servers(report: pytest.TestReport) -> None:
+    """A session server that died during a test fails that test with the end of its log and
+    is started again on the same port and data directory, so the following tests run
+    instead of each failing with "Connection refused" that never says the server died."""
+    for server in _servers:
+        if server.alive():
+            continue
+        tail = devservers.log_tail(server)
+        own = f"\n\nthe test's own failure:\n{report.longreprtext}" if report.failed else ""
+        report.outcome = "failed"
+        report.longrepr = (
+            f"the session's {server.engine} server (port {server.port}, pid {server.pid}) "
+            f"died during this test; restarted it. Its log ends with:\n{tail}{own}"
+        )
+        devservers.restart(server)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -61,7 +82,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devservers.DevServer]:
     server = devservers.start_mariadb(Path(tmp_path_factory.mktemp("mariadb")))
+    _servers.append(server)
     yield server
+    _servers.remove(server)
     devservers.stop(server)
 
 
@@ -69,7 +92,9 @@ def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devserv
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devservers.DevServer]:
     base = Path(tmp_path_factory.mktemp("postgres"))
     server = devservers.start_postgres(base)
+    _servers.append(server)
     yield server
+    _servers.remove(server)
     devservers.stop(server)
 
 

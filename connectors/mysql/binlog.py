@@ -746,89 +746,220 @@ def derive_after_ddl(
             old, new = action.this.name, action.args["to"].name
             columns = [replace(c, name=new) if c.name == old else c for c in columns]
             primary_key = [new if c == old else c for c in primary_key]
+        elif isinstance(action, exp.ModifyColumn) and isinstance(action.this, exp.ColumnDef):
+            # CHANGE [COLUMN] old new TYPE ... / MODIFY [COLUMN] name TYPE ...: the column is
+            # redefined where it stands (FIRST/AFTER are not followed: the table map is)
+            changed = _coldef_column(action.this)
+            source = action.args.get("rename_from")
+            old = source.name if source is not None else changed.name
+            if old in primary_key:
+                changed = replace(changed, nullable=False)
+            columns = [changed if c.name == old else c for c in columns]
+            primary_key = [changed.name if c == old else c for c in primary_key]
     return replace(previous, columns=tuple(columns), primary_key=tuple(primary_key))
 
 
-_DDL_WORDS = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b", re.I | re.S)
 _DML_WORDS = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(INSERT|UPDATE|DELETE|REPLACE|LOAD)\b", re.I | re.S)
-_RENAME_PAIR = re.compile(
-    r"((?:`(?:[^`]|``)+`|\w+)(?:\s*\.\s*(?:`(?:[^`]|``)+`|\w+))?)\s+TO\s+"
-    r"((?:`(?:[^`]|``)+`|\w+)(?:\s*\.\s*(?:`(?:[^`]|``)+`|\w+))?)",
-    re.I,
-)
 _TABLE_AFTER = re.compile(
     r"\b(?:TABLE|INTO|UPDATE|FROM|ON)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
     r"((?:`(?:[^`]|``)+`|\w+)(?:\s*\.\s*(?:`(?:[^`]|``)+`|\w+))?)",
     re.I,
 )
+_LEAD = r"^\s*(?:/\*.*?\*/\s*)*"
+#: one identifier: backquoted, or a bare run (MariaDB takes a reserved word such as `select`
+#: bare after a dot, and bare names may be non-ASCII)
+_IDENT = r"(?:`(?:[^`]|``)+`|[^\s`.,;()/]+)"
+_QNAME = re.compile(rf"\s*({_IDENT})(?:\s*\.\s*({_IDENT}))?")
+#: statement heads that name tables, and what they do: the table names follow the match
+_HEADS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "create",
+        re.compile(
+            _LEAD
+            + r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?TABLE\b\s*(?:IF\s+NOT\s+EXISTS\s+)?",
+            re.I | re.S,
+        ),
+    ),
+    (
+        "alter",
+        re.compile(
+            _LEAD + r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:ONLINE\s+|OFFLINE\s+)?"
+            r"(?:UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+            rf"{_IDENT}\s+(?:USING\s+\w+\s+)?ON\s+",
+            re.I | re.S,
+        ),
+    ),
+    (
+        "alter",
+        re.compile(
+            _LEAD + r"ALTER\s+(?:ONLINE\s+)?(?:IGNORE\s+)?TABLE\b\s*(?:IF\s+EXISTS\s+)?",
+            re.I | re.S,
+        ),
+    ),
+    (
+        "alter",
+        re.compile(_LEAD + rf"DROP\s+INDEX\s+(?:IF\s+EXISTS\s+)?{_IDENT}\s+ON\s+", re.I | re.S),
+    ),
+    (
+        "drop",
+        re.compile(_LEAD + r"DROP\s+(?:TEMPORARY\s+)?TABLES?\b\s*(?:IF\s+EXISTS\s+)?", re.I | re.S),
+    ),
+    ("truncate", re.compile(_LEAD + r"TRUNCATE\b\s*(?:TABLE\b\s*)?", re.I | re.S)),
+    ("rename", re.compile(_LEAD + r"RENAME\s+TABLES?\b\s*", re.I | re.S)),
+    (
+        "dropdb",
+        re.compile(_LEAD + r"DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?", re.I | re.S),
+    ),
+]
+#: ALTER TABLE ... RENAME [TO|AS] new (not RENAME COLUMN/INDEX/KEY/CONSTRAINT)
+_ALTER_RENAME = re.compile(
+    r"[\s,]RENAME\s+(?:TO\s+|AS\s+)?(?!(?:COLUMN|INDEX|KEY|CONSTRAINT)\b)", re.I
+)
+
+
+def _unquote(ident: str) -> str:
+    if ident.startswith("`"):
+        return ident[1:-1].replace("``", "`")
+    return ident
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _name(text: str, default_schema: str) -> TableId:
-    parts = [p.strip().strip("`").replace("``", "`") for p in re.split(r"`?\s*\.\s*`?", text)]
-    parts = [p.strip("`") for p in parts]
-    return TableId(parts[0], parts[1]) if len(parts) == 2 else TableId(default_schema, parts[0])
+    m = _QNAME.fullmatch(text.strip())
+    if m is None:
+        return TableId(default_schema, text.strip())
+    if m.group(2) is None:
+        return TableId(default_schema, _unquote(m.group(1)))
+    return TableId(_unquote(m.group(1)), _unquote(m.group(2)))
 
 
 @dataclass
 class _Ddl:
     """What a QUERY event does to tables."""
 
-    kind: str  # create | alter | drop | rename | truncate | other
+    kind: str  # create | alter | drop | rename | truncate | dropdb | unknown | dml
     tables: list[TableId]
     renamed: list[tuple[TableId, TableId]] = field(default_factory=list)
     parsed: exp.Expression | None = None
+    #: the statement with every table name it names backquoted (what the trail records, so
+    #: apply parses `acc.select` as the table it is); None: the query as it came
+    text: str | None = None
+
+
+def _names_at(query: str, pos: int, default_schema: str) -> tuple[TableId, int, int] | None:
+    """The (schema.)table name starting at ``pos``: the name, its span's start and end."""
+    m = _QNAME.match(query, pos)
+    if m is None:
+        return None
+    word = m.group(1)
+    if m.group(2) is None:
+        return TableId(default_schema, _unquote(word)), m.start(1), m.end()
+    return TableId(_unquote(word), _unquote(m.group(2))), m.start(1), m.end()
+
+
+def _reads_as(raw: str, table: TableId) -> bool:
+    """Whether sqlglot reads the name ``raw`` as ``table`` (no reserved word in it)."""
+    try:
+        node = sqlglot.parse_one(f"SELECT 1 FROM {raw}", read="mysql").find(exp.Table)
+    except Exception:  # sqlglot raises several types
+        return False
+    return node is not None and node.name == table.name and (not node.db or node.db == table.schema)
 
 
 def classify_query(query: str, default_schema: str) -> _Ddl | None:
-    """Tables a DDL (or statement-logged DML) names; None for statements touching no table."""
-    if m := _DML_WORDS.match(query):
+    """Tables a DDL (or statement-logged DML) names; None for statements touching no table.
+
+    Table names are read by hand, not by sqlglot, which refuses reserved words that MariaDB
+    takes bare after a dot (``TRUNCATE acc.select``): a statement whose names cannot be read
+    comes back as kind ``unknown`` and stops capture rather than being dropped.
+    """
+    if _DML_WORDS.match(query):
         return _Ddl("dml", [_name(t, default_schema) for t in _TABLE_AFTER.findall(query)])
-    m = _DDL_WORDS.match(query)
-    if not m:
+    found_head = next(((k, h.match(query)) for k, h in _HEADS if h.match(query)), None)
+    if found_head is None:
+        # not about a table's data: CREATE/ALTER/DROP of users, views, triggers, routines,
+        # events, databases (CREATE DATABASE), SET, GRANT ...
         return None
-    word = m.group(1).upper()
-    if word == "RENAME":
-        pairs = [
-            (_name(a, default_schema), _name(b, default_schema))
-            for a, b in _RENAME_PAIR.findall(query)
-        ]
-        return _Ddl("rename", [t for p in pairs for t in p], pairs)
+    kind, m = found_head
+    assert m is not None
+    if kind == "dropdb":
+        word = _QNAME.match(query, m.end())
+        if word is None:
+            return _Ddl("unknown", [])
+        return _Ddl("dropdb", [TableId(_unquote(word.group(1)), "")])
+    spans: list[tuple[int, int, TableId]] = []
+    pos = m.end()
+    renamed: list[tuple[TableId, TableId]] = []
+    while True:
+        first = _names_at(query, pos, default_schema)
+        if first is None:
+            return _Ddl("unknown", [])
+        spans.append((first[1], first[2], first[0]))
+        pos = first[2]
+        if kind == "rename":
+            to = re.compile(r"\s+TO\s+", re.I).match(query, pos)
+            second = _names_at(query, to.end(), default_schema) if to else None
+            if second is None:
+                return _Ddl("unknown", [])
+            spans.append((second[1], second[2], second[0]))
+            renamed.append((first[0], second[0]))
+            pos = second[2]
+        if kind not in ("drop", "rename"):
+            break
+        comma = re.compile(r"\s*,").match(query, pos)
+        if comma is None:
+            break
+        pos = comma.end()
+    # a name sqlglot does not read as written (a reserved word) is backquoted in the text
+    # the trail records, so apply reads the same table (backquotes change nothing for MariaDB)
+    quoted = query
+    for a, b, table in reversed(spans):
+        raw = query[a:b]
+        if not _reads_as(raw, table):
+            schema = _quote(table.schema) + "." if "." in raw.replace("``", "") else ""
+            quoted = quoted[:a] + schema + _quote(table.name) + quoted[b:]
+    names = [t for _a, _b, t in spans]
+    if kind == "rename":
+        return _Ddl("rename", names, renamed, text=quoted if quoted != query else None)
+    if kind in ("drop", "truncate"):
+        return _Ddl(kind, names, text=quoted if quoted != query else None)
     parsed: Any
     try:
-        parsed = sqlglot.parse_one(query, read="mysql")
+        parsed = sqlglot.parse_one(quoted, read="mysql")
     except Exception:  # sqlglot raises several types; a DDL it cannot parse is still a DDL
         parsed = None
-    if parsed is None or isinstance(parsed, exp.Command):
-        names = [_name(t, default_schema) for t in _TABLE_AFTER.findall(query)]
+    if isinstance(parsed, exp.Command):
         parsed = None
-    else:
-        names = [
-            TableId(t.db or default_schema, t.name) for t in parsed.find_all(exp.Table) if t.name
-        ]
-    if not names:
-        return None  # CREATE DATABASE, CREATE USER ...
-    if isinstance(parsed, exp.Alter) and any(
-        isinstance(a, exp.AlterRename) for a in parsed.args.get("actions") or []
-    ):
-        new = next(a for a in parsed.args["actions"] if isinstance(a, exp.AlterRename)).this
-        target = TableId(new.db or default_schema, new.name)
-        return _Ddl("rename", [names[0], target], [(names[0], target)])
-    kind = {"CREATE": "create", "ALTER": "alter", "DROP": "drop", "TRUNCATE": "truncate"}[word]
-    if kind == "create" and re.match(
-        r"^\s*CREATE\s+(?:UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX", query, re.I
-    ):
-        kind = "alter"
-    if kind == "drop" and re.match(r"^\s*DROP\s+INDEX", query, re.I):
-        kind = "alter"
-    if kind == "drop" and not re.match(r"^\s*DROP\s+(?:TEMPORARY\s+)?TABLES?\b", query, re.I):
-        return None  # DROP VIEW/TRIGGER/...: no table data changes
-    if (
-        kind == "create"
-        and not re.match(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?TABLE\b", query, re.I)
-        and kind != "alter"
-    ):
-        return None  # CREATE VIEW/TRIGGER/PROCEDURE ... (names are not tables we capture)
-    return _Ddl(kind, names[:1] if kind in ("create", "alter") else names, parsed=parsed)
+    table = names[0]
+    if kind == "alter":
+        rename_to: TableId | None = None
+        if parsed is not None:
+            action = next(
+                (a for a in parsed.args.get("actions") or [] if isinstance(a, exp.AlterRename)),
+                None,
+            )
+            if action is not None:
+                rename_to = TableId(action.this.db or default_schema, action.this.name)
+        elif (r := _ALTER_RENAME.search(quoted, spans[0][1])) is not None:
+            found = _names_at(quoted, r.end(), default_schema)
+            if found is None:
+                return _Ddl("unknown", [table])
+            rename_to, a, b = found
+            raw = quoted[a:b]
+            if not _reads_as(raw, rename_to):
+                schema = _quote(rename_to.schema) + "." if "." in raw.replace("``", "") else ""
+                quoted = quoted[:a] + schema + _quote(rename_to.name) + quoted[b:]
+        if rename_to is not None:
+            return _Ddl(
+                "rename",
+                [table, rename_to],
+                [(table, rename_to)],
+                text=quoted if quoted != query else None,
+            )
+    return _Ddl(kind, [table], parsed=parsed, text=quoted if quoted != query else None)
 
 
 # --------------------------------------------------------------------------- positions
@@ -868,6 +999,8 @@ class _TableInfo:
     #: the reader's catalog generation at which ``schema`` was found to be the catalogued one
     #: (a repeat of the same table map then needs no check: see BinlogReader._run)
     verified: int = -1
+    #: columns-present bitmaps known to hold every stored column (a full row image)
+    full: set[bytes] = field(default_factory=set)
 
 
 @dataclass
@@ -1181,6 +1314,9 @@ class BinlogReader:
         ncols = ev.number_of_columns
         present1 = _present(ev.columns_present_bitmap, ncols)
         present2 = _present(ev.columns_present_bitmap2, ncols) if op is Op.UPDATE else present1
+        self._check_full(info, ev.columns_present_bitmap, ncols, txn)
+        if op is Op.UPDATE:
+            self._check_full(info, ev.columns_present_bitmap2, ncols, txn)
         pos, end = 0, len(buf)
         while pos < end:
             if op is Op.UPDATE:
@@ -1207,6 +1343,10 @@ class BinlogReader:
                 f"rows of {info.table} reached the fast decoder without its table map",
                 hint='run capture with decoder = "library" and report this',
             )
+        full = info.full
+        if ev.present not in full or ev.present2 not in full:
+            self._check_full(info, ev.present, ev.ncols, txn)
+            self._check_full(info, ev.present2, ev.ncols, txn)
         if not txn.begun:
             yield from self._begin(txn)
         xid = txn.xid or ""
@@ -1228,6 +1368,35 @@ class BinlogReader:
             key = {c: image[c] for c in identity} if identity else None
             yield RowEvent(xid, Change(op, table, version, key, before, after), size)
             size = 0
+
+    def _check_full(self, info: _TableInfo, bitmap: bytes, ncols: int, txn: _Txn) -> None:
+        """Stop on a partial row image: a session with binlog_row_image=MINIMAL or NOBLOB
+        logs only some columns (the key, the changed ones), and a row missing the others
+        would be applied as if they were NULL or lost. Generated columns may be left out."""
+        bitmap = bytes(bitmap)
+        if bitmap in info.full:
+            return
+        present = set(_present(bitmap, ncols))
+        missing = [
+            c.name
+            for i, c in enumerate(info.schema.columns)
+            if i not in present and not c.generated
+        ]
+        if not missing and ncols == len(info.schema.columns):
+            info.full.add(bitmap)
+            return
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise ReplicationError(
+            f"a partial row image of {info.table} at {self._file}:{self._here} (the end of its "
+            f"rows event, transaction {txn.xid or '?'}) lacks column(s) {shown}: the session "
+            "that wrote it had binlog_row_image=MINIMAL or NOBLOB, and such a row cannot be "
+            "replicated",
+            hint="set binlog_row_image=FULL for every session and server (SET GLOBAL "
+            "binlog_row_image='FULL', reconnect clients, and set it in the server's config "
+            f"file), then re-snapshot {info.table}",
+        )
 
     def _known(self, txn: _Txn, table: TableId) -> TableSchema | None:
         if table in txn.announced:
@@ -1252,6 +1421,20 @@ class BinlogReader:
             )
         schema = ev.schema.decode() if isinstance(ev.schema, bytes) else str(ev.schema or "")
         ddl = classify_query(query, schema)
+        if ddl is not None and ddl.kind == "unknown":
+            raise ReplicationError(
+                f"cannot tell which tables the DDL statement {query[:300]!r} at "
+                f"{self._file}:{self._here} touches; stopping rather than drop it",
+                hint="apply it to the target by hand if it touches a captured table, then "
+                "resume capture from after it (or exclude the table and re-snapshot it)",
+            )
+        if ddl is not None and ddl.kind == "dropdb":
+            # the database's tables the trail knows go, as a DROP TABLE of each would
+            gone = ddl.tables[0].schema
+            known = {**self._catalog, **txn.announced}
+            tables = sorted(t for t, v in known.items() if t.schema == gone and v is not None)
+            names = ", ".join(f"{_quote(t.schema)}.{_quote(t.name)}" for t in tables)
+            ddl = _Ddl("drop", tables, text=f"DROP TABLE IF EXISTS {names}")
         selected = [t for t in (ddl.tables if ddl else []) if self._is_selected(t)]
         out: list[LogEvent] = []
         if ddl is not None and selected:
@@ -1263,7 +1446,7 @@ class BinlogReader:
                     "binlog_format='ROW' and reconnect clients), then re-snapshot the table",
                 )
             out += self._begin(txn)
-            out += self._ddl_changes(ddl, selected, query, txn)
+            out += self._ddl_changes(ddl, selected, ddl.text or query, txn)
         if txn.transactional:
             return out, False
         return out + self._commit(ev, txn), True
