@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from apply.collapse import TableCollapse
 from apply.ddl import translate_ddl
+from apply.names import check_target_names
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import ensure_table
 from connectors.base import RowRejected, Writer
@@ -189,6 +190,8 @@ class Applier:
         self._history: dict[tuple[TableId, int], TableSchema] = {}
         self._targets: dict[tuple[TableId, int], TableSchema] = {}
         self._existing: set[TableId] = set()
+        #: tables this run created, checked together for names the target folds into one
+        self._created_schemas: dict[TableId, TableSchema] = {}
         self._ignore = options.ignore_origins or frozenset()
         self.stats = ApplyStats()
         self.applied_op = 0
@@ -462,6 +465,9 @@ class Applier:
                 f"target table {table} does not exist",
                 hint="create it, or let apply create tables from the trail",
             )
+        # two source tables (or columns) must not become one on a case-folding target
+        self._created_schemas[table] = schema
+        check_target_names(self.writer.database, self._created_schemas.items())
         ensure_table(self.writer, schema, table, source_dialect=self.options.source_dialect)
         self.writer.commit()
         self._existing.add(table)
@@ -621,6 +627,7 @@ class Applier:
         self._targets = {k: v for k, v in self._targets.items() if k[0] != source}
         if schema is None and (change.ddl or "").lstrip()[:4].upper() == "DROP":
             self._forget_rows(source, None)  # the table's rowid mappings go with it
+            self._created_schemas.pop(target, None)
         if again:
             return
         if change.ddl is None:
@@ -647,6 +654,9 @@ class Applier:
                 return
             raise
         if any(sql.startswith("CREATE TABLE") for sql in statements):
+            if schema is not None:
+                self._created_schemas[target] = self._to_target(schema)
+                check_target_names(self.writer.database, self._created_schemas.items())
             self.writer.create_schema(target.schema)
         for sql in statements:
             try:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apply.names import check_target_names
 from apply.typemap import create_table_sql, quote_table
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
@@ -524,6 +525,17 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
             report.tables = list(done.values())
             return report
         _check_not_source(source, target, todo, options)
+        # names that fold into one on the target are refused before anything is loaded
+        check_target_names(
+            target,
+            [
+                (
+                    options.rename(t),
+                    options.view.project_schema(schema) if options.view is not None else schema,
+                )
+                for t, schema in source.table_schemas(todo).items()
+            ],
+        )
         if options.view is not None and options.capture:
             # refuse a view streaming could not keep exact before loading anything
             options.view.check_source(source, todo)

@@ -94,6 +94,10 @@ class Database(abc.ABC):
     #: text compares case-insensitively by default (MySQL's default collations), so a
     #: ``[tables.where]`` predicate evaluated in Python must too
     text_compare_ci: ClassVar[bool] = False
+    #: table names that differ only in case name the same table here (as a target)
+    folds_table_names: ClassVar[bool] = False
+    #: column names that differ only in case name the same column here (as a target)
+    folds_column_names: ClassVar[bool] = False
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint

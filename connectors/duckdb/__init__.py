@@ -53,6 +53,8 @@ class DuckDB(Database):
 
     engine: ClassVar[str] = "duckdb"
     dialect: ClassVar[str] = "duckdb"
+    folds_table_names: ClassVar[bool] = True
+    folds_column_names: ClassVar[bool] = True
 
     @property
     def path(self) -> str:

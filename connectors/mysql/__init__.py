@@ -103,6 +103,9 @@ class MySQL(Database):
 
     engine: ClassVar[str] = "mysql"
     dialect: ClassVar[str] = "mysql"
+    #: column names are case-insensitive in MySQL/MariaDB; table names follow the file system
+    #: (lower_case_table_names=0 on Linux: distinct)
+    folds_column_names: ClassVar[bool] = True
     schema_is_database: ClassVar[bool] = True
     #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
     has_log: ClassVar[bool] = True

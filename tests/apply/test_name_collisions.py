@@ -1,0 +1,118 @@
+"""Names that one target folds into one: refused before loading, naming both (CLI subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pymysql
+
+from connectors.endpoint import Endpoint
+
+
+def redoline(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (cwd / "none.toml").touch()
+    return subprocess.run(
+        [sys.executable, "-c", "from toolkit_cli.app import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"REDOLINE_CONFIG": str(cwd / "none.toml"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def _error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+
+
+def test_tables_differing_in_case_into_duckdb(mysql_db: Endpoint, tmp_path: Path) -> None:
+    conn = pymysql.connect(
+        host=mysql_db.host,
+        port=mysql_db.port,
+        user="root",
+        database=mysql_db.database,
+        autocommit=True,
+    )
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE `Dup` (id INT PRIMARY KEY)")
+        cur.execute("CREATE TABLE `dup` (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO `Dup` VALUES (1)")
+    src = f"mariadb://root@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+    # snapshot path
+    proc = redoline(
+        tmp_path,
+        "sync",
+        "--source",
+        src,
+        "--target",
+        f"duckdb://{tmp_path}/a.duckdb",
+        "--trail",
+        "t1",
+        "--until-caught-up",
+    )
+    assert proc.returncode == 6, proc.stderr
+    line = _error(proc)
+    assert ".Dup" in line and ".dup" in line and "case" in line
+    assert "[tables.rename]" in proc.stderr
+    # streaming path: the tables appear after the first run
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE `Dup`, `dup`")
+    assert (
+        redoline(
+            tmp_path, "capture", "--source", src, "--trail", "t2", "--until-caught-up"
+        ).returncode
+        == 0
+    )
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE `Dup` (id INT PRIMARY KEY)")
+        cur.execute("CREATE TABLE `dup` (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO `dup` VALUES (2)")
+        cur.execute("INSERT INTO `Dup` VALUES (3)")
+    conn.close()
+    assert (
+        redoline(
+            tmp_path, "capture", "--source", src, "--trail", "t2", "--until-caught-up"
+        ).returncode
+        == 0
+    )
+    proc = redoline(
+        tmp_path,
+        "apply",
+        "--trail",
+        "t2",
+        "--target",
+        f"duckdb://{tmp_path}/b.duckdb",
+        "--until-caught-up",
+    )
+    assert proc.returncode == 6, proc.stderr
+    line = _error(proc)
+    assert ".Dup" in line and ".dup" in line
+
+
+def test_columns_differing_in_case_into_mariadb(
+    pg_db: Endpoint, mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    with psycopg.connect(
+        f"host={pg_db.host} port={pg_db.port} user=postgres dbname={pg_db.database}",
+        autocommit=True,
+    ) as conn:
+        conn.execute('CREATE TABLE t (id int PRIMARY KEY, "A" int, "a" int)')
+        conn.execute("INSERT INTO t VALUES (1, 2, 3)")
+    proc = redoline(
+        tmp_path,
+        "sync",
+        "--source",
+        f"postgresql://postgres@{pg_db.host}:{pg_db.port}/{pg_db.database}",
+        "--target",
+        f"mariadb://root@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}",
+        "--trail",
+        "t",
+        "--until-caught-up",
+    )
+    assert proc.returncode == 6, proc.stderr
+    line = _error(proc)
+    assert "'A'" in line and "'a'" in line and "public.t" in line
