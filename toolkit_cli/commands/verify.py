@@ -41,14 +41,14 @@ TablesOpt = Annotated[
     typer.Option(
         "--tables",
         help="Only these source tables: schema.table globs (repeat the flag, or separate "
-        "with commas). Replaces \\[tables] include; renames, columns and where still apply.",
+        "with commas). Replaces [tables] include; renames, columns and where still apply.",
         show_default=False,
     ),
 ]
 ChunkOpt = Annotated[
     int | None,
     typer.Option(
-        "--chunk-rows", min=1, help="Rows per checksum chunk. Default: \\[verify] chunk_rows."
+        "--chunk-rows", min=1, help="Rows per checksum chunk. Default: [verify] chunk_rows."
     ),
 ]
 WorkersOpt = Annotated[
@@ -57,7 +57,7 @@ WorkersOpt = Annotated[
         "--workers",
         min=1,
         help="Tables compared at once; each side runs up to 2x this many checksum queries "
-        "concurrently. Default: \\[verify] workers.",
+        "concurrently. Default: [verify] workers.",
     ),
 ]
 MaxDiffsOpt = Annotated[
@@ -66,7 +66,7 @@ MaxDiffsOpt = Annotated[
         "--max-diffs",
         min=1,
         help="Stop bisecting a table after this many differing rows (bounds the work on a "
-        "badly diverged table). Default: \\[verify] max_diffs.",
+        "badly diverged table). Default: [verify] max_diffs.",
     ),
 ]
 RecheckOpt = Annotated[
@@ -76,7 +76,7 @@ RecheckOpt = Annotated[
         min=0,
         help="Seconds to wait before differences are re-checked when the target has no apply "
         "checkpoint to wait on (with one, verify waits until apply passes the source's end "
-        "position at the start). Default: \\[verify] recheck_wait.",
+        "position at the start). Default: [verify] recheck_wait.",
     ),
 ]
 NoRecheckOpt = Annotated[
