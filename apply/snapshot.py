@@ -45,6 +45,8 @@ from apply.typemap import create_table_sql, quote_table
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, SchemaError, ToolkitError
 from connectors.model import TableId, TableSchema, Transaction
+from connectors.mysql import DATABASE_OPTIONS as MYSQL_DATABASE_OPTIONS
+from connectors.mysql import TABLE_OPTIONS as MYSQL_TABLE_OPTIONS
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -148,6 +150,9 @@ class _Target:
     parallel = True
     placeholder = "%s"
     dialect = ""
+    #: appended to CREATE SCHEMA / CREATE TABLE of the progress tables
+    schema_options = ""
+    table_options = ""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -183,18 +188,21 @@ class _Target:
     def state_ddl(self) -> list[str]:
         t, c = self._state(TABLES), self._state(CHUNKS)
         return [
-            f"CREATE SCHEMA IF NOT EXISTS {self.q(STATE_SCHEMA)}",
+            self.create_schema_sql(STATE_SCHEMA),
             f"CREATE TABLE IF NOT EXISTS {t} (source_id VARCHAR(128) NOT NULL, "
             "target_table VARCHAR(512) NOT NULL, source_table VARCHAR(512) NOT NULL, "
             "state VARCHAR(16) NOT NULL, start_position VARCHAR(512), end_position VARCHAR(512), "
             "rows_loaded BIGINT, chunks_total INTEGER, lock_seconds DOUBLE PRECISION, "
             "error TEXT, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
-            "PRIMARY KEY (source_id, target_table))",
+            f"PRIMARY KEY (source_id, target_table)){self.table_options}",
             f"CREATE TABLE IF NOT EXISTS {c} (source_id VARCHAR(128) NOT NULL, "
             "target_table VARCHAR(512) NOT NULL, chunk_no INTEGER NOT NULL, lower_key TEXT, "
             "upper_key TEXT, done INTEGER NOT NULL, rows_loaded BIGINT, "
-            "PRIMARY KEY (source_id, target_table, chunk_no))",
+            f"PRIMARY KEY (source_id, target_table, chunk_no)){self.table_options}",
         ]
+
+    def create_schema_sql(self, name: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.q(name)}{self.schema_options}"
 
     def _state(self, name: str) -> str:
         return f"{self.q(STATE_SCHEMA)}.{self.q(name)}"
@@ -309,6 +317,9 @@ class _MySQLTarget(_Target):
 
     fmt = "tsv"
     dialect = "mysql"
+    # utf8mb4 whatever the server's default (a stock MariaDB's latin1 holds little of Unicode)
+    schema_options = f" {MYSQL_DATABASE_OPTIONS}"
+    table_options = f" {MYSQL_TABLE_OPTIONS}"
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -574,7 +585,7 @@ def _prepare(
     job = _Job(state, schema, target_name, columns, [], 0)
     try:
         if not tgt.table_exists(conn, target_name):
-            tgt.execute(conn, f"CREATE SCHEMA IF NOT EXISTS {tgt.q(target_name.schema)}")
+            tgt.execute(conn, tgt.create_schema_sql(target_name.schema))
             tgt.execute(
                 conn,
                 create_table_sql(schema, tgt.dialect, target_name, source_dialect=source.dialect),

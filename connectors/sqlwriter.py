@@ -517,5 +517,6 @@ def json_text(value: Value) -> Value:
     if isinstance(value, Json):
         return value.text
     if isinstance(value, list):
-        return json.dumps(value, default=_json_default)
+        # characters as they are, as the snapshot's array_to_json writes them
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
     return value

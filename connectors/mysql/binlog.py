@@ -85,6 +85,7 @@ from connectors.mysql.fastrows import (
     FastTableMap,
     FastXid,
     RowDecoder,
+    text_decoder,
 )
 from connectors.mysql.positions import BinlogPosition
 
@@ -348,10 +349,7 @@ def _prefixed(prefix: int, convert: Callable[[bytes], Value] | None) -> Decoder:
 
 
 def _text(encoding: str) -> Callable[[bytes], Value]:
-    def convert(raw: bytes) -> Value:
-        return raw.decode(encoding)
-
-    return convert
+    return text_decoder(encoding)
 
 
 def _binary_padded(length: int) -> Callable[[bytes], Value]:
@@ -420,7 +418,9 @@ def _encoding(col: Any) -> str | None:
     name = (col.character_set_name or "utf8").lower()
     if name == "binary" or (col.collation_name or "") == "binary":
         return None
-    return {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8"}.get(name, name)
+    return {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252"}.get(
+        name, name
+    )
 
 
 def _charset(col: Any) -> str | None:

@@ -54,6 +54,8 @@ _LOCK_FREE_TRIES: Final = 5
 #: pymysql's parameter encoders without its result decoders
 _ENCODERS: Final = dict(pymysql.converters.encoders)
 _STRINGISH: Final = frozenset({"str", "enum", "set", "json", "uuid", "other", "interval"})
+#: column charsets whose text needs no conversion (None: not a character column)
+_UTF8MB4: Final = frozenset({None, "utf8mb4", "binary"})
 
 
 def _escape_copy(expr: str) -> str:
@@ -69,13 +71,23 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
     ref = quote(col.name)
     kind = col.kind
     if kind == "bytes":
-        text = f"CONCAT({_BS}, {_BS}, 'x', HEX({ref}))" if fmt == "pgcopy" else f"HEX({ref})"
+        if fmt == "pgcopy":
+            text = f"CONCAT({_BS}, {_BS}, 'x', HEX({ref}))"
+        elif fmt == "csv":
+            # quoted like every non-NULL CSV value: empty bytes are '""', not the NULL field
+            text = f"CONCAT('\"', HEX({ref}), '\"')"
+        else:
+            text = f"HEX({ref})"
     elif kind == "bit":
         text = f"LPAD(BIN({ref} + 0), {col.bits or 1}, '0')"
     elif kind == "timestamptz":
         # reader sessions run with time_zone '+00:00': the text is UTC
         text = ref if fmt == "tsv" else f"CONCAT({ref}, '+00')"
     elif kind in _STRINGISH:
+        if col.charset not in _UTF8MB4:
+            # a latin1/utf8mb3/... column mixed with the utf8mb4 separators and escapes is
+            # "Illegal mix of collations": convert it first (the bulk text is utf8mb4 anyway)
+            ref = f"CONVERT({ref} USING utf8mb4)"
         if fmt == "csv":
             text = f"CONCAT('\"', REPLACE({ref}, '\"', '\"\"'), '\"')"
         else:
