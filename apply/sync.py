@@ -218,8 +218,12 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
             info = trail_info(options.trail_dir, key=options.key)
             start_position = None
             if info.last_op == 0 and not source.keeps_position:
-                # capture must start no later than the snapshot: take the point first
-                start_position = source.end_position()
+                # capture must start no later than the snapshot: fix the point first, once
+                # (a cron run that found nothing to capture must not move it past what
+                # changed since: the snapshot of that first run does not hold it)
+                from capture.runner import start_marker
+
+                start_position = start_marker(source, options.trail_dir)
             # a slot-keeping source's snapshot creates the slot: capture may not create it
             # first (the snapshot would lose its exact point), so it starts afterwards
             capture_first = not source.keeps_position or options.skip_snapshot

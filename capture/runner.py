@@ -36,7 +36,7 @@ from connectors.errors import ConfigError, ConnectError, Terminal, Transient
 from connectors.log import Begin, Commit, Heartbeat, Rollback, RowEvent
 from connectors.model import Transaction
 
-__all__ = ["CaptureOptions", "CaptureResult", "run_capture"]
+__all__ = ["CaptureOptions", "CaptureResult", "run_capture", "start_marker"]
 
 log = logging.getLogger("redoline.capture")
 
@@ -149,7 +149,7 @@ def _run_once(
     """Read the log from the trail's position until the reader ends; True when finished."""
     start = writer.last_position or options.start_position
     if start is None and not db.keeps_position:
-        start = _start_marker(db, writer)
+        start = start_marker(db, writer.directory)
     catalog: Any = writer.catalog
     if callable(catalog):
         catalog = catalog()
@@ -221,10 +221,12 @@ def _run_once(
 START_FILE = "capture-start"
 
 
-def _start_marker(db: Database, writer: TrailWriter) -> str:
-    """Where an empty trail starts: fixed at the first run, so a later run of a still-empty
-    trail (nothing selected changed yet) does not skip what happened in between."""
-    path = writer.directory / START_FILE
+def start_marker(db: Database, directory: Path) -> str:
+    """Where an empty trail in ``directory`` starts: fixed (durably) at the first run, so a
+    later run of a still-empty trail (nothing selected changed yet) does not skip what
+    happened in between. ``sync`` fixes it before its snapshot."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / START_FILE
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -236,7 +238,7 @@ def _start_marker(db: Database, writer: TrailWriter) -> str:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(writer.directory)
+    fsync_dir(directory)
     log.info("capture: empty trail, starting at the source's current end %s", position)
     return position
 

@@ -18,7 +18,9 @@ from connectors.model import Column, TableId
 __all__ = ["CANONICAL_KINDS", "ChecksumSQL", "Session", "canonical_kind", "checksum_sql"]
 
 #: The canonical kinds both sides of a column pair are encoded as (docs/verify.md).
-CANONICAL_KINDS = ("int", "decimal", "double", "bytes", "date", "time", "datetime", "bit", "text")
+CANONICAL_KINDS = (
+    "int", "decimal", "double", "bytes", "date", "time", "datetime", "bit", "text", "char"
+)  # fmt: skip
 
 _GROUP = {
     "int": "int",
@@ -141,6 +143,10 @@ def canonical_kind(source: Column, target: Column) -> tuple[str, int | None]:
     if ks == kt:
         if ks == "decimal":
             return "decimal", scale
+        if ks == "text" and (_fixed(source) or _fixed(target)):
+            # CHAR(n) ignores trailing spaces (PostgreSQL's bpchar::text and MySQL drop them);
+            # a VARCHAR on the other side (DuckDB has no CHAR) may still hold the padding
+            return "char", None
         return ks, None
     pair = {ks, kt}
     if pair == {"int", "decimal"}:
@@ -148,3 +154,7 @@ def canonical_kind(source: Column, target: Column) -> tuple[str, int | None]:
     if pair <= {"int", "decimal", "double"}:
         return "double", None
     return "text", None
+
+
+def _fixed(col: Column) -> bool:
+    return col.kind == "str" and col.fixed

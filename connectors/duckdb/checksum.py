@@ -126,6 +126,8 @@ class Checksum(ChecksumBase):
                 f"ELSE coalesce(nullif(ltrim(CAST({sql} AS VARCHAR), '0'), ''), '0') END"
             )
         value = f"hex({sql})" if kind == "bytes" else f"CAST({sql} AS VARCHAR)"
+        if canon == "char":
+            value = f"rtrim({value}, ' ')"
         return f"(CAST(length({value}) AS VARCHAR) || ':' || {value})"
 
     def hash64(self, text: str) -> str:

@@ -132,6 +132,8 @@ class Checksum(ChecksumBase):
             value = f"CONVERT({sql} USING utf8mb4)"
         elif column.kind == "json" and column.source_type.lower() == "json":
             value = f"CAST({sql} AS CHAR)"
+        if canon == "char":
+            value = f"TRIM(TRAILING ' ' FROM {value})"
         return f"CONCAT(CHAR_LENGTH({value}), ':', {value})"
 
     def row_text(self, pieces: Sequence[str]) -> str:

@@ -104,6 +104,8 @@ class Checksum(ChecksumBase):
                 f"ELSE coalesce(nullif(ltrim({bits}, '0'), ''), '0') END"
             )
         value = f"upper(encode({sql}, 'hex'))" if kind == "bytes" else f"({sql})::text"
+        if canon == "char":
+            value = f"rtrim({value}, ' ')"
         return f"(char_length({value})::text || ':' || {value})"
 
     def hash64(self, text: str) -> str:

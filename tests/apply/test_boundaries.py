@@ -2,8 +2,9 @@
 
 Empty string vs NULL, empty bytes, empty JSON object and array, empty SET and array, zero,
 -0.0, and the minimum and maximum of every integer width, from a MariaDB and from a
-PostgreSQL source. Source and target are read with their own drivers (``replicate.canon``);
-the one value a target cannot hold is asserted as docs/apply.md documents it.
+PostgreSQL source; streaming both inserts them and updates rows to them. Source and target
+are read with their own drivers (``replicate.canon``); the one value a target cannot hold
+is asserted as docs/apply.md documents it.
 """
 
 from __future__ import annotations
@@ -76,18 +77,30 @@ PG_ROWS: list[tuple[Any, ...]] = [
 ]  # fmt: skip
 
 
-def _seed(pair: Pair) -> tuple[tuple[str, ...], dict[str, str]]:
+def _write(pair: Pair, sql: str, rows: list[tuple[Any, ...]]) -> None:
     if pair.source.engine == "mysql":
-        mysql_insert(
-            pair.source_ep,
-            f"INSERT INTO bound VALUES ({', '.join(['%s'] * len(MARIADB_COLS))})",
-            MARIADB_ROWS,
-        )
-        return tuple(MARIADB_COLS), MARIADB_HINTS
-    pg_exec(
-        pair.source_ep, f"INSERT INTO bound VALUES ({', '.join(['%s'] * len(PG_COLS))})", PG_ROWS
+        mysql_insert(pair.source_ep, sql, rows)
+    else:
+        pg_exec(pair.source_ep, sql, rows)
+
+
+def _seed(pair: Pair, later: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Rows 1-4 as they are, and rows 11-14 with the same values: inserted so too, or (with
+    ``later``) inserted holding row 3's values, to be updated by :func:`_update`."""
+    mysql = pair.source.engine == "mysql"
+    cols, hints, rows = (
+        (MARIADB_COLS, MARIADB_HINTS, MARIADB_ROWS) if mysql else (PG_COLS, PG_HINTS, PG_ROWS)
     )
-    return tuple(PG_COLS), PG_HINTS
+    copies = [(r[0] + 10, *(rows[2] if later else r)[1:]) for r in rows]
+    _write(pair, f"INSERT INTO bound VALUES ({', '.join(['%s'] * len(cols))})", rows + copies)
+    return tuple(cols), hints
+
+
+def _update(pair: Pair, cols: tuple[str, ...]) -> None:
+    """Rows 11-14 take the values of rows 1-4: the update path of streaming apply."""
+    rows = MARIADB_ROWS if pair.source.engine == "mysql" else PG_ROWS
+    sets = ", ".join(f"{c} = %s" for c in cols[1:])
+    _write(pair, f"UPDATE bound SET {sets} WHERE id = %s", [(*r[1:], r[0] + 10) for r in rows])
 
 
 def _documented(target: str, expected: list[tuple[Any, ...]], cols: tuple[str, ...]) -> None:
@@ -121,8 +134,10 @@ def test_empty_and_boundary_values(
         pg_exec(pair.source_ep, PG_DDL)
     trail = tmp_path / "trail"
     stream = start_stream(pair, trail) if path == "stream" else None
-    cols, hints = _seed(pair)
+    cols, hints = _seed(pair, later=stream is not None)
     if stream is not None:
+        finish_stream(pair, trail, stream)
+        _update(pair, cols)
         finish_stream(pair, trail, stream)
     elif path == "snapshot":
         snapshot(pair, ["bound"], tmp_path)
@@ -133,7 +148,8 @@ def test_empty_and_boundary_values(
         repair(pair, ["bound"], ("ai", "at") if cross and source_engine == "postgres" else ())
     table = TableId(pair.source_schema, "bound")
     expected = rows_of(pair.source, table, cols, hints)
-    assert len(expected) == 4
+    assert len(expected) == 8
+    assert [r[1:] for r in expected[:4]] == [r[1:] for r in expected[4:]]
     _documented(target_engine, expected, cols)
     got = rows_of(pair.target, pair.rename(table), cols, hints)
     assert len(got) == len(expected)

@@ -92,3 +92,40 @@ def test_sync_from_postgres_until_caught_up(
     (target,) = json.loads(res.stdout)["targets"]
     assert target["tables"][0]["state"] == "loaded"
     assert target["lag_operations"] == 0
+
+
+def test_cron_sync_after_an_empty_capture_loses_nothing(
+    cli: Callable[..., Any], mysql_db: Endpoint, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The first run's capture finds nothing after its snapshot (the trail stays empty); the
+    second must start where the first one stood, not at the source's end of that moment."""
+    import duckdb
+
+    _seed(mysql_db)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--source",
+        mysql_db.url(),
+        "--target",
+        f"duckdb://{tmp_path}/r.duckdb",
+        "--trail",
+        str(tmp_path / "trail"),
+        "--tables",
+        f"{mysql_db.database}.*",
+    ]
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "captured 0 transactions" in res.stdout
+    conn = pymysql.connect(
+        host=mysql_db.host, port=mysql_db.port, user="root", database=mysql_db.database
+    )
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (1000, 'after')")
+    conn.commit()
+    conn.close()
+    res = cli("sync", *args, "--until-caught-up")
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "captured 1 transactions" in res.stdout
+    with duckdb.connect(str(tmp_path / "r.duckdb")) as db:
+        got = db.execute(f'SELECT count(*), max(id) FROM "{mysql_db.database}".t').fetchall()
+    assert got == [(501, 1000)]
