@@ -18,7 +18,9 @@ from typing import Any
 import pymysql
 import pytest
 
+from capture.runner import run_capture
 from connectors import devservers
+from connectors.errors import SchemaError
 from connectors.model import TableId
 from tests.apply.replicate import (
     PATHS,
@@ -296,3 +298,28 @@ def test_cli_sync_postgres_to_latin1_mariadb(
     expected = rows_of(pair.source, TableId("public", "texts"), cols, hints)
     assert len(expected) == 2 * len(PG_ROWS)
     assert rows_of(pair.target, TableId(fresh, "texts"), cols, hints) == expected
+
+
+def test_library_decoder_latin1(
+    make_pair: Callable[..., Pair],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The support decoder (mysql-replication) reads latin1 text as MariaDB does, and refuses
+    latin1 ENUM labels it would turn into '' instead of capturing wrong values."""
+    pair = make_pair("mariadb", "postgres")
+    src = pair.source_ep
+    mysql_exec(src, [f"CREATE TABLE {name} {ddl}" for name, ddl, _ in MARIADB_TABLES])
+    trail = tmp_path / "trail"
+    stream = start_stream(pair, trail)
+    stream.reader_options["decoder"] = "library"
+    name, _, rows = MARIADB_TABLES[3]  # mixed charsets, no ENUM
+    mysql_insert(src, f"INSERT INTO {name} VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    finish_stream(pair, trail, stream)
+    table = TableId(pair.source_schema, name)
+    expected = rows_of(pair.source, table, _COLS[name], {})
+    assert [r[1] for r in expected] == [r[1] for r in rows]
+    assert rows_of(pair.target, table, _COLS[name], {}) == expected
+    name, _, rows = MARIADB_TABLES[0]  # latin1 ENUM and SET labels
+    mysql_insert(src, f"INSERT INTO {name} VALUES (%s, %s, %s, %s, %s, %s)", rows)
+    with pytest.raises(SchemaError, match="labels of column 'e'"):
+        run_capture(pair.source, trail, stream)
