@@ -47,6 +47,8 @@ from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, SchemaError, ToolkitError
 from connectors.model import TableId, TableSchema, Transaction
+from connectors.mysql import DATABASE_OPTIONS as MYSQL_DATABASE_OPTIONS
+from connectors.mysql import TABLE_OPTIONS as MYSQL_TABLE_OPTIONS
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -157,6 +159,9 @@ class _Target:
     parallel = True
     placeholder = "%s"
     dialect = ""
+    #: appended to CREATE SCHEMA / CREATE TABLE of the progress tables
+    schema_options = ""
+    table_options = ""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -192,18 +197,21 @@ class _Target:
     def state_ddl(self) -> list[str]:
         t, c = self._state(TABLES), self._state(CHUNKS)
         return [
-            f"CREATE SCHEMA IF NOT EXISTS {self.q(STATE_SCHEMA)}",
+            self.create_schema_sql(STATE_SCHEMA),
             f"CREATE TABLE IF NOT EXISTS {t} (source_id VARCHAR(128) NOT NULL, "
             "target_table VARCHAR(512) NOT NULL, source_table VARCHAR(512) NOT NULL, "
             "state VARCHAR(16) NOT NULL, start_position VARCHAR(512), end_position VARCHAR(512), "
             "rows_loaded BIGINT, chunks_total INTEGER, lock_seconds DOUBLE PRECISION, "
             "error TEXT, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
-            "PRIMARY KEY (source_id, target_table))",
+            f"PRIMARY KEY (source_id, target_table)){self.table_options}",
             f"CREATE TABLE IF NOT EXISTS {c} (source_id VARCHAR(128) NOT NULL, "
             "target_table VARCHAR(512) NOT NULL, chunk_no INTEGER NOT NULL, lower_key TEXT, "
             "upper_key TEXT, done INTEGER NOT NULL, rows_loaded BIGINT, "
-            "PRIMARY KEY (source_id, target_table, chunk_no))",
+            f"PRIMARY KEY (source_id, target_table, chunk_no)){self.table_options}",
         ]
+
+    def create_schema_sql(self, name: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.q(name)}{self.schema_options}"
 
     def _state(self, name: str) -> str:
         return f"{self.q(STATE_SCHEMA)}.{self.q(name)}"
@@ -318,6 +326,9 @@ class _MySQLTarget(_Target):
 
     fmt = "tsv"
     dialect = "mysql"
+    # utf8mb4 whatever the server's default (a stock MariaDB's latin1 holds little of Unicode)
+    schema_options = f" {MYSQL_DATABASE_OPTIONS}"
+    table_options = f" {MYSQL_TABLE_OPTIONS}"
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -608,7 +619,7 @@ def _prepare(
         job.columns = tuple(c.name for c in view.columns if not c.generated)
         job.where = options.view.where_sql(table, source.dialect) if options.view else None
         if not tgt.table_exists(conn, target_name):
-            tgt.execute(conn, f"CREATE SCHEMA IF NOT EXISTS {tgt.q(target_name.schema)}")
+            tgt.execute(conn, tgt.create_schema_sql(target_name.schema))
             tgt.execute(
                 conn,
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),

@@ -10,10 +10,12 @@ Dialects are sqlglot's names: ``postgres``, ``mysql`` (MySQL and MariaDB), ``duc
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Final
 
 from connectors.errors import SchemaError
 from connectors.model import Column, TableId, TableSchema
+from connectors.mysql import TABLE_OPTIONS as MYSQL_TABLE_OPTIONS
 
 if TYPE_CHECKING:
     from connectors.base import Writer
@@ -36,6 +38,8 @@ DIALECTS: Final = ("postgres", "mysql", "duckdb")
 _MYSQL_KEY_CHARS: Final = 768
 #: widest VARCHAR we declare on MySQL before switching to LONGTEXT (row size limit 65535)
 _MYSQL_MAX_VARCHAR: Final = 4000
+#: kinds whose MySQL type takes a CHARACTER SET
+_MYSQL_CHARSET_KINDS: Final = frozenset({"str", "enum", "set"})
 
 
 def quote_ident(name: str, dialect: str) -> str:
@@ -85,9 +89,20 @@ def column_type(
         and not (dialect == "postgres" and col.kind in ("enum", "other"))
         and not (dialect == "mysql" and in_key and col.kind in ("str", "bytes"))
     ):
+        if dialect == "mysql" and col.kind in _MYSQL_CHARSET_KINDS and col.charset:
+            # the declared type holds no charset: keep the source column's (a latin1 column
+            # stays latin1 rather than taking the table's utf8mb4)
+            return f"{col.source_type} CHARACTER SET {_charset_name(col)}"
         return col.source_type
     fn = {"postgres": _pg_type, "mysql": _mysql_type, "duckdb": _duckdb_type}[dialect]
     return fn(col, in_key)
+
+
+def _charset_name(col: Column) -> str:
+    name = col.charset or ""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise _unmappable(col, "mysql", f"unknown character set {name!r}")
+    return name
 
 
 def _int_type(col: Column, dialect: str) -> str:
@@ -319,7 +334,9 @@ def create_table_sql(
         cols = ", ".join(quote_ident(c, dialect) for c in key)
         lines.append(f"UNIQUE ({cols})")
     body = ",\n  ".join(lines)
-    return f"CREATE TABLE {quote_table(table, dialect)} (\n  {body}\n)"
+    # MySQL: utf8mb4 whatever the database's default (connectors/mysql: TABLE_OPTIONS)
+    options = f" {MYSQL_TABLE_OPTIONS}" if dialect == "mysql" else ""
+    return f"CREATE TABLE {quote_table(table, dialect)} (\n  {body}\n){options}"
 
 
 def ensure_table(

@@ -91,7 +91,9 @@ class ChecksumBase:
         ):
             # drivers decode json (psycopg: dict, list, number, bool), and a list bound for a
             # non-array column is stored as JSON (as apply does on MySQL): write JSON text
-            return self.string(json.dumps(value, separators=(", ", ": ")))
+            # the characters themselves, not \u escapes: a JSON-as-text target keeps the
+            # text, and verify compares it with the source's
+            return self.string(json.dumps(value, separators=(", ", ": "), ensure_ascii=False))
         if isinstance(value, bool):
             return self.true if value else self.false
         if isinstance(value, int):

@@ -29,7 +29,12 @@ from connectors.model import Column, TableId, TableSchema
 if TYPE_CHECKING:
     from connectors.log import LogReader
 
-__all__ = ["MySQL", "map_error", "mysql_connect_args"]
+__all__ = ["DATABASE_OPTIONS", "TABLE_OPTIONS", "MySQL", "map_error", "mysql_connect_args"]
+
+#: every database and table redoline creates on a MySQL/MariaDB target, whatever the server's
+#: or the database's default (a stock MariaDB's is latin1, which holds almost none of Unicode)
+DATABASE_OPTIONS = "CHARACTER SET utf8mb4"
+TABLE_OPTIONS = "DEFAULT CHARSET=utf8mb4"
 
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64}
 _SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")

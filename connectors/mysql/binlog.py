@@ -85,6 +85,7 @@ from connectors.mysql.fastrows import (
     FastTableMap,
     FastXid,
     RowDecoder,
+    text_decoder,
 )
 from connectors.mysql.positions import BinlogPosition
 
@@ -348,10 +349,7 @@ def _prefixed(prefix: int, convert: Callable[[bytes], Value] | None) -> Decoder:
 
 
 def _text(encoding: str) -> Callable[[bytes], Value]:
-    def convert(raw: bytes) -> Value:
-        return raw.decode(encoding)
-
-    return convert
+    return text_decoder(encoding)
 
 
 def _binary_padded(length: int) -> Callable[[bytes], Value]:
@@ -420,7 +418,9 @@ def _encoding(col: Any) -> str | None:
     name = (col.character_set_name or "utf8").lower()
     if name == "binary" or (col.collation_name or "") == "binary":
         return None
-    return {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8"}.get(name, name)
+    return {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252"}.get(
+        name, name
+    )
 
 
 def _charset(col: Any) -> str | None:
@@ -511,6 +511,20 @@ def _quote_labels(labels: tuple[str, ...]) -> str:
     return ",".join("'" + lab.replace("'", "''") + "'" for lab in labels)
 
 
+def _library_labels(col: Any, labels: Any) -> tuple[str, ...]:
+    """ENUM/SET labels as the library decoded them. It turns a label that is not UTF-8 (a
+    latin1 column's 'é') into '', which would silently change the data; the server never
+    holds two equal labels, so a repeated one means exactly that."""
+    out = tuple(labels)
+    if len(set(out)) != len(out):
+        raise SchemaError(
+            f"the ENUM/SET labels of column {col.name!r} are in a charset the library "
+            "decoder cannot read",
+            hint='capture with decoder = "fast" (the default), which reads them',
+        )
+    return out
+
+
 def _schema_column(col: Any, nullable: bool, is_json: bool, generated: bool) -> Column:
     t = col.type
     common: dict[str, Any] = {"name": col.name, "nullable": nullable, "generated": generated}
@@ -556,7 +570,7 @@ def _schema_column(col: Any, nullable: bool, is_json: bool, generated: bool) -> 
     if t == FIELD_TYPE.BIT:
         return Column(kind="bit", source_type=f"bit({col.bits})", bits=col.bits, **common)
     if t == FIELD_TYPE.ENUM:
-        labels = tuple(col.enum_values[1:] if col.enum_values else ())
+        labels = _library_labels(col, col.enum_values[1:] if col.enum_values else ())
         return Column(
             kind="enum",
             source_type=f"enum({_quote_labels(labels)})",
@@ -565,7 +579,7 @@ def _schema_column(col: Any, nullable: bool, is_json: bool, generated: bool) -> 
             **common,
         )
     if t == FIELD_TYPE.SET:
-        labels = tuple(col.set_values or ())
+        labels = _library_labels(col, col.set_values or ())
         return Column(
             kind="set",
             source_type=f"set({_quote_labels(labels)})",

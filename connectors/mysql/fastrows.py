@@ -33,6 +33,7 @@ CRC32 when ``binlog_checksum=CRC32``.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import decimal
 import logging
@@ -116,7 +117,9 @@ _M_VISIBILITY = 12
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
-_TEXT_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8"}
+#: server charset name -> Python codec; the library's table already says cp1252 for latin1,
+#: the name is mapped too so a bare "latin1" never decodes 0x80-0x9F as ISO-8859-1
+_TEXT_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252"}
 
 
 class Unsupported(Exception):
@@ -411,11 +414,16 @@ def _parse_columns(tm: FastTableMap, key: bytes, pos: int, dbms: str) -> None:
             if raw is None:
                 raise Unsupported(f"no labels for ENUM/SET column {col.name!r}")
             col.raw_labels = raw
+            # the labels are in the column's charset (latin1's 'é' is the byte 0xE9)
+            codec = _codec(col) or "utf-8"
             try:
-                labels = [lab.decode("utf-8") for lab in raw]
-            except UnicodeDecodeError:
+                decode = text_decoder(codec)
+                labels = [str(decode(lab)) for lab in raw]
+            except (UnicodeDecodeError, LookupError):
                 # the library turns such labels into '' (silently wrong): refuse instead
-                raise Unsupported(f"ENUM/SET labels of {col.name!r} are not UTF-8") from None
+                raise Unsupported(
+                    f"ENUM/SET labels of {col.name!r} are not valid {codec}"
+                ) from None
             if col.type == T_ENUM:
                 col.enum_values = ["", *labels]
             else:
@@ -782,14 +790,32 @@ def _set(labels: tuple[str, ...], size: int) -> Convert:
     return conv
 
 
-def _text(codec: str) -> Convert:
+def _latin1_undefined(exc: UnicodeError) -> tuple[str, int]:
+    # MariaDB's latin1 is cp1252 with the five bytes cp1252 leaves undefined (0x81, 0x8D,
+    # 0x8F, 0x90, 0x9D) mapped to the code point of the same number, as its own conversion
+    # to utf8mb4 does; Python's cp1252 refuses them
+    assert isinstance(exc, UnicodeDecodeError)
+    return chr(exc.object[exc.start]), exc.start + 1
+
+
+codecs.register_error("redoline-mariadb-latin1", _latin1_undefined)
+
+
+def text_decoder(codec: str) -> Convert:
+    """bytes -> str for a character column in Python codec ``codec`` (``_codec``), MariaDB's
+    latin1 included. Shared with the library path (``binlog._text``)."""
     if codec == "utf-8":
         return _utf8
+    if codec == "cp1252":
+        return lambda raw: raw.decode("cp1252", "redoline-mariadb-latin1")
 
     def conv(raw: bytes) -> Value:
         return raw.decode(codec)
 
     return conv
+
+
+_text = text_decoder
 
 
 def _utf8(raw: bytes) -> Value:

@@ -54,6 +54,8 @@ _LOCK_FREE_TRIES: Final = 5
 #: pymysql's parameter encoders without its result decoders
 _ENCODERS: Final = dict(pymysql.converters.encoders)
 _STRINGISH: Final = frozenset({"str", "enum", "set", "json", "uuid", "other", "interval"})
+#: column charsets whose text needs no conversion (None: not a character column)
+_UTF8MB4: Final = frozenset({None, "utf8mb4", "binary"})
 
 
 def _escape_copy(expr: str) -> str:
@@ -82,6 +84,10 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
         # it prints enough digits to round back to the same single-precision value
         text = f"CONCAT(CAST({ref} AS DOUBLE))"
     elif kind in _STRINGISH:
+        if col.charset not in _UTF8MB4:
+            # a latin1/utf8mb3/... column mixed with the utf8mb4 separators and escapes is
+            # "Illegal mix of collations": convert it first (the bulk text is utf8mb4 anyway)
+            ref = f"CONVERT({ref} USING utf8mb4)"
         if fmt == "csv":
             text = f"CONCAT('\"', REPLACE({ref}, '\"', '\"\"'), '\"')"
         else:

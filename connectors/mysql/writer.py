@@ -28,7 +28,7 @@ import pymysql.constants.CLIENT
 from connectors.base import RowRejected, TableBatch
 from connectors.errors import ConnectError
 from connectors.model import Column, TableId, TableSchema
-from connectors.mysql import MySQL, map_error
+from connectors.mysql import DATABASE_OPTIONS, TABLE_OPTIONS, MySQL, map_error
 from connectors.sqlwriter import (
     CHECKPOINT_SCHEMA,
     Adapter,
@@ -125,7 +125,7 @@ def open_writer(database: MySQL) -> MySQLWriter:
         cur.execute("SET time_zone = '+00:00'")
         cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO'")
         # MariaDB resolves the alias in `DELETE t FROM ... AS t` only with a default database
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{CHECKPOINT_SCHEMA}`")
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{CHECKPOINT_SCHEMA}` {DATABASE_OPTIONS}")
     conn.commit()
     conn.select_db(CHECKPOINT_SCHEMA)
     return MySQLWriter(database, conn)
@@ -220,7 +220,8 @@ class MySQLWriter(SqlWriter):
         self._stage_used.clear()
 
     def create_schema(self, schema: str) -> None:
-        self.execute(f"CREATE DATABASE IF NOT EXISTS {self.q(schema)}")
+        # not the server's default charset: a stock MariaDB's latin1 refuses most of Unicode
+        self.execute(f"CREATE DATABASE IF NOT EXISTS {self.q(schema)} {DATABASE_OPTIONS}")
 
     def table_exists(self, table: TableId) -> bool:
         return bool(
@@ -232,7 +233,8 @@ class MySQLWriter(SqlWriter):
         )
 
     def checkpoint_ddl(self) -> str:
-        return super().checkpoint_ddl().replace("TIMESTAMP", "DATETIME(6)")
+        ddl = super().checkpoint_ddl().replace("TIMESTAMP", "DATETIME(6)")
+        return f"{ddl} {TABLE_OPTIONS}"
 
     def foreign_key_pairs(self) -> list[tuple[TableId, TableId]]:
         rows = self.query(
@@ -251,13 +253,17 @@ class MySQLWriter(SqlWriter):
         name = self._stage_names.get(table)
         if name is None:
             name = f"redoline_stage_{next(_stage_ids)}"
-            types = dict(
-                self.query(
-                    "SELECT column_name, column_type FROM information_schema.columns "
-                    "WHERE table_schema = %s AND table_name = %s",
+            # the target column's own charset and collation: a staging column in the
+            # database's default (latin1 on a stock server) would refuse what the target
+            # holds, and the joins compare as the target does
+            types = {
+                name: ctype + (f" CHARACTER SET {cs} COLLATE {coll}" if cs else "")
+                for name, ctype, cs, coll in self.query(
+                    "SELECT column_name, column_type, character_set_name, collation_name "
+                    "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
                     (table.schema, table.name),
                 )
-            )
+            }
             defs = ", ".join(f"{self.q(c.name)} {types[c.name]} NULL" for c in cols)
             key = schema.identity
             index = f", KEY (_op, {', '.join(self.q(k) for k in key)})" if key else ""

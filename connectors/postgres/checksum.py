@@ -178,7 +178,10 @@ class Checksum(ChecksumBase):
         return f"'{text}'::interval"
 
     def array_literal(self, value: list[Any], column: Column) -> str:
-        return "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"
+        text = "ARRAY[" + ", ".join(self.literal(v, column) for v in value) + "]"
+        # typed: ARRAY[] and ARRAY[NULL] have no element type of their own
+        declared = column.source_type
+        return f"{text}::{declared}" if declared.endswith("[]") else text
 
 
 def _double(x: str) -> str:

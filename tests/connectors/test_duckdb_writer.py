@@ -82,7 +82,14 @@ def test_every_kind_round_trips(writer: Writer, path: str) -> None:
     assert_values(got[0], {"id": 1, **EXPECTED})
     assert_values(
         got[1],
-        {**second, "bt": "1000000001", "tz": dt.datetime(2024, 1, 1, 21, 34, 5), "dec": None},
+        {
+            **second,
+            "bt": "1000000001",
+            "tz": dt.datetime(2024, 1, 1, 21, 34, 5),
+            "dec": None,
+            "j": "{}",
+            "st": "",
+        },
     )
     assert_values(got[2], {"id": 3, "d": math.nan, "f": math.nan, "s": None})
     assert_values(got[3], dict.fromkeys(EXPECTED) | {"id": 4})

@@ -92,7 +92,17 @@ def test_every_kind_round_trips(
         assert loaded == [True], "the batch did not take the LOAD DATA path"
     assert_values(got[0], {"id": 1, **EXPECTED, "du": None})
     assert_values(
-        got[1], {**second, "b": 0, "bt": b"\x02\x01", "ai": "[null]", "at": "[]", "dec": None}
+        got[1],
+        {
+            **second,
+            "b": 0,
+            "bt": b"\x02\x01",
+            "ai": "[null]",
+            "at": "[]",
+            "dec": None,
+            "j": "{}",
+            "st": "",
+        },
     )
     assert_values(got[2], dict.fromkeys(EXPECTED) | {"id": 3})
 

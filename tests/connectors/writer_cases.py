@@ -103,8 +103,8 @@ SAMPLE: dict[str, Value] = {
 #: the instant of ``SAMPLE["tz"]`` in UTC, as naive and aware values
 TZ_UTC = dt.datetime(2024, 1, 1, 21, 34, 5, 678901)
 
-#: a second row at the edges every target takes; each test adds the floats (and durations)
-#: its engine can store
+#: a second row at the edges every target takes (empty values are not NULL; each test reads
+#: "j" and "st" back as text); each test adds the floats (and durations) its engine can store
 EDGE_ROW: dict[str, Value] = {
     "id": 2,
     "b": False,
@@ -114,6 +114,8 @@ EDGE_ROW: dict[str, Value] = {
     "dec2": decimal.Decimal("0.00"),
     "s": "",
     "by": b"",
+    "j": Json("{}"),
+    "st": frozenset(),
     "ai": [None],
     "at": [],
     "bt": b"\x02\x01",  # a MySQL source sends BIT as bytes
