@@ -48,6 +48,7 @@ def apply_reconnecting(
     stop: Callable[[], bool] | None = None,
     retry_for: float | None = None,
     backoff: tuple[float, float] = (0.5, 30.0),
+    on_retry: Callable[[int, float, str], None] | None = None,
 ) -> ApplyStats:
     """:func:`apply.applier.apply_trail` on a writer of ``database``, reconnecting when the
     target drops or cannot be reached (see the module doc)."""
@@ -58,6 +59,8 @@ def apply_reconnecting(
     while True:
         try:
             writer = database.open_writer()
+            if failures and on_retry is not None:
+                on_retry(0, 0.0, "")  # connected again
             try:
                 stats = apply_trail(
                     writer, trail_dir, options, key=key, follow=follow, stop=should_stop
@@ -86,6 +89,8 @@ def apply_reconnecting(
             delay = min(backoff[1], backoff[0] * 2 ** (failures - 1))
             if retry_for is not None:
                 delay = max(0.1, min(delay, retry_for - waited))
+            if on_retry is not None:
+                on_retry(failures, waited, str(exc))
             log.warning(
                 "apply: %s; attempt %d failed (%.0fs so far), reconnecting in %.1fs",
                 exc,

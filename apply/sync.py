@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,9 @@ def record_status(state_dir: Path, name: str, **fields: Any) -> None:
     os.replace(tmp, path)
 
 
-def _apply(target: Database, options: SyncOptions) -> Any:
+def _apply(
+    target: Database, options: SyncOptions, on_retry: Callable[[int, float, str], None]
+) -> Any:
     """The one apply path (:func:`apply.applier.apply_trail`) over the trail into ``target``."""
     from apply.applier import ApplyOptions
     from apply.reconnect import apply_reconnecting
@@ -173,6 +175,7 @@ def _apply(target: Database, options: SyncOptions) -> Any:
         follow=not options.until_caught_up,
         stop=options.stop_event.is_set,
         retry_for=options.target_retry_for,
+        on_retry=on_retry,
     )
 
 
@@ -202,6 +205,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 stop_event=options.stop_event,
                 reader_options=dict(options.source_options),
                 retry_for=options.retry_for,
+                on_retry=_retry_recorder(options.state_dir, name, "capture"),
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
@@ -250,7 +254,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 capture_thread.start()
             if options.until_caught_up:
                 report.capture = run_capture(source, options.trail_dir, cap_opts).to_json()
-            stats = _apply(target, options)
+            stats = _apply(target, options, _retry_recorder(options.state_dir, name, "apply"))
             report.apply = _stats_json(stats)
             if capture_thread is not None:
                 options.stop_event.set()
@@ -266,6 +270,29 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
         report.seconds = time.monotonic() - started
         record_status(options.state_dir, name, finished=_now(), last=report.to_json())
     return report
+
+
+def _retry_recorder(state_dir: Path, name: str, stage: str) -> Callable[[int, float, str], None]:
+    """Record a stage's failed attempt in the run record, so `redoline status` shows a
+    continuous run that keeps retrying (it logs each attempt too); attempt 0 clears it."""
+
+    def record(attempt: int, waited: float, message: str) -> None:
+        if attempt == 0:  # working again
+            record_status(state_dir, name, retrying=None)
+            return
+        record_status(
+            state_dir,
+            name,
+            retrying={
+                "stage": stage,
+                "attempt": attempt,
+                "failing_seconds": round(waited, 1),
+                "error": message,
+                "at": _now(),
+            },
+        )
+
+    return record
 
 
 def _stats_json(stats: Any) -> dict[str, Any]:

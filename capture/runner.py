@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class CaptureOptions:
     #: seconds a transient error may last before the run gives up with exit 75 (None:
     #: forever; the CLI gives ``--until-caught-up`` runs a finite default)
     retry_for: float | None = None
+    #: told of every failed attempt (attempt number, seconds failing, message): ``sync``
+    #: records it for ``redoline status``
+    on_retry: Callable[[int, float, str], None] | None = None
     #: first and largest backoff delay in seconds
     backoff: tuple[float, float] = (0.5, 30.0)
     #: seconds between progress log lines
@@ -140,9 +144,17 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
         result.last_op = writer.last_op
         failures = 0
         failing_since = 0.0
+        recovering = [False]
+
+        def recovered() -> None:
+            # the first event after failed attempts: the stage works again
+            if recovering[0] and options.on_retry is not None:
+                options.on_retry(0, 0.0, "")
+            recovering[0] = False
+
         while not stop.is_set():
             try:
-                done = _run_once(db, writer, options, stop, result)
+                done = _run_once(db, writer, options, stop, result, recovered)
                 failures = 0
                 if done:
                     break
@@ -152,6 +164,7 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
                 failures += 1
                 if failures == 1:
                     failing_since = time.monotonic()
+                recovering[0] = True
                 if options.max_retries is not None and failures > options.max_retries:
                     raise ConnectError(
                         f"capture gave up after {failures - 1} retries: {exc}",
@@ -167,6 +180,8 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
                 delay = min(options.backoff[1], options.backoff[0] * 2 ** (failures - 1))
                 if options.retry_for is not None:
                     delay = max(0.1, min(delay, options.retry_for - waited))
+                if options.on_retry is not None:
+                    options.on_retry(failures, waited, str(exc))
                 log.warning(
                     "capture: %s; attempt %d failed (%.0fs so far), retrying in %.1fs",
                     exc,
@@ -195,6 +210,7 @@ def _run_once(
     options: CaptureOptions,
     stop: threading.Event,
     result: CaptureResult,
+    recovered: Callable[[], None] = lambda: None,
 ) -> bool:
     """Read the log from the trail's position until the reader ends; True when finished."""
     assert writer.start is not None
@@ -231,7 +247,11 @@ def _run_once(
     origin = options.source_id
     flusher = _Flusher(writer, reader, options.flush_interval)
     try:
+        first = True
         for event in reader.events():
+            if first:
+                first = False
+                recovered()
             kind = type(event)
             if kind is RowEvent:
                 change = event.change  # type: ignore[union-attr]

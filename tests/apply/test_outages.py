@@ -63,6 +63,31 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
+def _retrying(tmp_path: Path) -> str:
+    """The stage `redoline status` reports as retrying ("" when none), checking its exit."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from toolkit_cli.app import main; main()",
+            "status",
+            "--json",
+            "-c",
+            str(tmp_path / "redoline.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    import json
+
+    runs = json.loads(proc.stdout)["last_runs"]
+    stages = [r["retrying"]["stage"] for r in runs.values() if r.get("retrying")]
+    if stages:
+        assert proc.returncode == 1, proc.stderr
+    return ",".join(stages)
+
+
 def _wait_for(predicate, seconds: float = 90) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -106,7 +131,12 @@ def test_target_restart_during_continuous_sync(
         _wait_for(lambda: len(target_rows()) == 100)
         with src.cursor() as cur:
             cur.executemany("INSERT INTO t VALUES (%s, 'b')", [(i,) for i in range(100, 150)])
-        _restart_pg(private_pg, down_seconds=3)  # while those may be in flight
+        devservers.stop(private_pg)  # while those may be in flight
+        # while the target is down, status says which stage retries, and exits 1
+        _wait_for(lambda: "apply" in _retrying(tmp_path), seconds=60)
+        private_pg.pid = devservers.start_postgres(
+            Path(private_pg.datadir).parent, port=private_pg.port
+        ).pid
         with src.cursor() as cur:
             cur.executemany("INSERT INTO t VALUES (%s, 'c')", [(i,) for i in range(150, 200)])
             cur.execute("UPDATE t SET v = 'u' WHERE id % 7 = 0")
@@ -114,6 +144,7 @@ def test_target_restart_during_continuous_sync(
             cur.execute("SELECT id, v FROM t ORDER BY id")
             expected = [tuple(r) for r in cur.fetchall()]
         _wait_for(lambda: target_rows() == expected)
+        assert _retrying(tmp_path) == ""  # working again: no longer reported
     finally:
         err = _stop(proc)
     assert "reconnecting" in err  # the outage was seen and survived, not missed

@@ -126,11 +126,24 @@ def status(
     if state_file.exists():
         out["last_runs"] = json.loads(state_file.read_text())
         failed |= any(r.get("error") for r in out["last_runs"].values())
+        failed |= any(_retrying(r) for r in out["last_runs"].values())
     if json_out:
         print_json(out)
     else:
         _print(out)
     raise typer.Exit(1 if failed else 0)
+
+
+#: a retry recorded this recently by a run that has not finished means it is failing now
+RETRY_FRESH_SECONDS = 120
+
+
+def _retrying(run: dict[str, Any]) -> bool:
+    retry = run.get("retrying")
+    if not retry or run.get("finished"):
+        return False
+    at = _utc(retry.get("at"))
+    return at is not None and (dt.datetime.now(dt.UTC) - at).total_seconds() < RETRY_FRESH_SECONDS
 
 
 def _print(out: dict[str, Any]) -> None:
@@ -166,5 +179,11 @@ def _print(out: dict[str, Any]) -> None:
                 ],
             )
     for name, run in out["last_runs"].items():
+        if _retrying(run):
+            r = run["retrying"]
+            console.print(
+                f"[red]retrying[/] {name}: {r['stage']} attempt {r['attempt']}, failing for "
+                f"{r['failing_seconds']} s (at {r['at']}): {r['error']}"
+            )
         if run.get("error"):
             console.print(f"[red]last error[/] in {name} at {run.get('error_at')}: {run['error']}")
