@@ -16,8 +16,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from capture.retry import Retry
 from connectors.base import Database
-from connectors.errors import RetriesExhaustedError, Terminal, Transient
 
 __all__ = ["apply_reconnecting"]
 
@@ -54,13 +54,19 @@ def apply_reconnecting(
     target drops or cannot be reached (see the module doc)."""
     should_stop = stop or (lambda: False)
     total: ApplyStats | None = None
-    failures = 0
-    failing_since = 0.0
+    retry = Retry(
+        "apply",
+        retry_for=retry_for,
+        backoff=backoff,
+        on_retry=on_retry,
+        hint="nothing was lost: the target's checkpoint is where the last committed "
+        "transaction left it; run again when the target is back ([target] retry_for sets how "
+        "long a run keeps trying)",
+    )
     while True:
         try:
             writer = database.open_writer()
-            if failures and on_retry is not None:
-                on_retry(0, 0.0, "")  # connected again
+            retry.succeeded()  # connected (again)
             try:
                 stats = apply_trail(
                     writer, trail_dir, options, key=key, follow=follow, stop=should_stop
@@ -72,33 +78,7 @@ def apply_reconnecting(
                     log.debug("closing the target writer failed", exc_info=True)
             return _merge(total, stats)
         except Exception as exc:
-            if not isinstance(exc, Transient) or isinstance(exc, Terminal):
-                raise
-            failures += 1
-            now = time.monotonic()
-            if failures == 1:
-                failing_since = now
-            waited = now - failing_since
-            if retry_for is not None and waited >= retry_for:
-                raise RetriesExhaustedError(
-                    f"apply gave up after {waited:.0f}s and {failures} attempts: {exc}",
-                    hint="nothing was lost: the target's checkpoint is where the last "
-                    "committed transaction left it; run again when the target is back "
-                    "([target] retry_for sets how long a run keeps trying)",
-                ) from exc
-            delay = min(backoff[1], backoff[0] * 2 ** (failures - 1))
-            if retry_for is not None:
-                delay = max(0.1, min(delay, retry_for - waited))
-            if on_retry is not None:
-                on_retry(failures, waited, str(exc))
-            log.warning(
-                "apply: %s; attempt %d failed (%.0fs so far), reconnecting in %.1fs",
-                exc,
-                failures,
-                waited,
-                delay,
-            )
-            deadline = time.monotonic() + delay
+            deadline = time.monotonic() + retry.failed(exc)
             while time.monotonic() < deadline:
                 if should_stop():
                     return total or ApplyStats()

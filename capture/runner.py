@@ -31,12 +31,12 @@ from typing import Any
 
 from capture.assembly import SpilledTransaction, TransactionAssembler
 from capture.filters import CaptureFilter
+from capture.retry import Retry
 from capture.trail import START_FILE, TrailWriter, fix_trail_start
 from connectors.base import Database
 from connectors.errors import (
     ConfigError,
     ConnectError,
-    RetriesExhaustedError,
     Terminal,
     TrailError,
     Transient,
@@ -121,18 +121,32 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     stop = options.stop_event or threading.Event()
     result = CaptureResult()
     started = time.monotonic()
+    retry = Retry(
+        "capture",
+        retry_for=options.retry_for,
+        backoff=options.backoff,
+        on_retry=options.on_retry,
+        hint="nothing was lost; run again when the source is reachable ([source] retry_for "
+        "sets how long a run keeps trying)",
+    )
     # where an empty trail starts is fixed once, durably, by whichever run comes first (this
     # one, or a sync/snapshot before its snapshot): a later run of a still-empty trail (nothing
     # selected changed yet, or a kill before the first transaction) resumes from the same point
-    trail_start = fix_trail_start(
-        trail_dir, source_id=options.source_id, source=db, position=options.start_position
-    )
     filters = options.filters
-    if not filters.trivial:
-        # the predicates compare text as the source's SQL does (as the snapshot's query did),
-        # and a view that cannot be decided from the log is refused before reading it
-        filters.bind(db)
-        filters.check_source(db, db.list_tables(filters.tables))
+    while True:
+        try:
+            trail_start = fix_trail_start(
+                trail_dir, source_id=options.source_id, source=db, position=options.start_position
+            )
+            if not filters.trivial:
+                # the predicates compare text as the source's SQL does (as the snapshot's query
+                # did), and a view that cannot be decided from the log is refused before reading
+                filters.bind(db)
+                filters.check_source(db, db.list_tables(filters.tables))
+            break
+        except Exception as exc:
+            if stop.wait(retry.failed(exc)):
+                return result
     with TrailWriter(
         trail_dir,
         source_id=options.source_id,
@@ -142,53 +156,23 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     ) as writer:
         result.first_position = writer.last_position
         result.last_op = writer.last_op
-        failures = 0
-        failing_since = 0.0
-        recovering = [False]
-
-        def recovered() -> None:
-            # the first event after failed attempts: the stage works again
-            if recovering[0] and options.on_retry is not None:
-                options.on_retry(0, 0.0, "")
-            recovering[0] = False
-
         while not stop.is_set():
             try:
-                done = _run_once(db, writer, options, stop, result, recovered)
-                failures = 0
+                done = _run_once(db, writer, options, stop, result, retry.succeeded)
                 if done:
                     break
             except Exception as exc:
-                if not isinstance(exc, Transient) or isinstance(exc, Terminal):
-                    raise
-                failures += 1
-                if failures == 1:
-                    failing_since = time.monotonic()
-                recovering[0] = True
-                if options.max_retries is not None and failures > options.max_retries:
+                if (
+                    options.max_retries is not None
+                    and retry.failures >= options.max_retries
+                    and isinstance(exc, Transient)
+                    and not isinstance(exc, Terminal)
+                ):
                     raise ConnectError(
-                        f"capture gave up after {failures - 1} retries: {exc}",
+                        f"capture gave up after {retry.failures} retries: {exc}",
                         hint="the source stayed unreachable; run capture again later",
                     ) from exc
-                waited = time.monotonic() - failing_since
-                if options.retry_for is not None and waited >= options.retry_for:
-                    raise RetriesExhaustedError(
-                        f"capture gave up after {waited:.0f}s and {failures} attempts: {exc}",
-                        hint="nothing was lost; run again when the source is reachable "
-                        "([source] retry_for sets how long a run keeps trying)",
-                    ) from exc
-                delay = min(options.backoff[1], options.backoff[0] * 2 ** (failures - 1))
-                if options.retry_for is not None:
-                    delay = max(0.1, min(delay, options.retry_for - waited))
-                if options.on_retry is not None:
-                    options.on_retry(failures, waited, str(exc))
-                log.warning(
-                    "capture: %s; attempt %d failed (%.0fs so far), retrying in %.1fs",
-                    exc,
-                    failures,
-                    waited,
-                    delay,
-                )
+                delay = retry.failed(exc)
                 result.reconnects += 1
                 if stop.wait(delay):
                     break

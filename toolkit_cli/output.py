@@ -6,7 +6,6 @@ import datetime as dt
 import decimal
 import json
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ def _console(stderr: bool) -> Console:
     # Piped or under cron there is no terminal width to respect: rich would wrap messages
     # and cut table cells (a fix statement, a table name) at 80 columns. Never do that.
     stream = sys.stderr if stderr else sys.stdout
-    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    wide = not stream.isatty()
     return Console(stderr=stderr, width=100_000 if wide else None, soft_wrap=wide)
 
 

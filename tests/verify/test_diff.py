@@ -231,7 +231,7 @@ def test_renames_column_subsets_and_where(mysql_db: Endpoint, pg_db: Endpoint) -
             TableId(mysql_db.database, "orders"),
             TableId("shop", "orders_eu"),
             ("id", "amount", "region"),
-            "region = 'eu'",
+            "`region` = 'eu'",  # the predicate in the source's dialect, identifiers quoted
         )
     ]
     result = run_verify(database(mysql_db), database(pg_db), pairs, VerifyOptions(recheck=False))
