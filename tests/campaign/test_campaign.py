@@ -1,0 +1,72 @@
+"""CI's slice of the campaign: fixed seeds, every pair on both server profiles, small schedules.
+
+Run alone with ``pytest -m campaign``. Step kinds and value features that hit a bug still
+open are excluded through ``KNOWN_OPEN`` (name -> the issue item and what the campaign saw);
+the test prints every exclusion. Trim an entry when its fix lands: the same seeds then cover
+it. A failure prints the schedule, the step log, and the ``python -m tests.campaign --replay``
+command that repeats it exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.campaign.runner import Servers, run_schedule
+from tests.campaign.schedule import PAIRS, generate
+
+pytestmark = [pytest.mark.campaign, pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
+
+#: open bugs the CI seeds must not step on yet (the lead trims this as fixes land)
+KNOWN_OPEN: dict[str, str] = {
+    "sync_once": "issue item 1 (cron-mode start point): a second `sync --until-caught-up` "
+    "captures nothing (campaign seed 1 mariadb-postgresql tuned)",
+    "final_sync": "issue item 1 (cron-mode start point): as sync_once; the campaign ends with "
+    "final_follow instead",
+    "capture_only": "issue item 1: `capture` on an empty trail starts at the source's end, "
+    "a later `sync --until-caught-up` captures nothing",
+    "capture_apply": "issue item 1: `apply` after a sync's snapshot replays changes the "
+    "snapshot holds (duplicate key)",
+}
+
+PROFILES = ("tuned", "stock")
+#: one seed per pair x profile; small schedules keep the whole set within 5 minutes
+CI_SEEDS: dict[tuple[str, str], int] = {
+    combo: 100 + i for i, combo in enumerate(itertools.product(PAIRS, PROFILES))
+}
+
+
+@pytest.fixture(scope="module")
+def campaign_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    servers = Servers(Path(tmp_path_factory.mktemp("campaign-servers")))
+    yield servers
+    servers.close()
+
+
+def test_known_open_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing is excluded silently: each exclusion is named with its reason."""
+    with capsys.disabled():
+        print(f"\ncampaign: {len(KNOWN_OPEN)} step kinds/features excluded as known open bugs")
+        for kind, why in sorted(KNOWN_OPEN.items()):
+            print(f"  excluded {kind}: {why}")
+    sched = generate(1, "mariadb-duckdb", "tuned", small=True, exclude=KNOWN_OPEN)
+    assert not {s.kind for s in sched.steps} & set(KNOWN_OPEN)
+    assert sched.excluded == KNOWN_OPEN
+
+
+@pytest.mark.parametrize(("pair", "profile"), list(CI_SEEDS), ids=lambda x: str(x))
+def test_fixed_seed(
+    pair: str,
+    profile: str,
+    campaign_servers: Servers,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    request.node.user_properties.append(("server", "mariadb_server"))
+    request.node.user_properties.append(("server", "postgres_server"))
+    sched = generate(CI_SEEDS[(pair, profile)], pair, profile, small=True, exclude=KNOWN_OPEN)
+    outcome = run_schedule(sched, campaign_servers, tmp_path)
+    assert outcome.ok, outcome.report()
