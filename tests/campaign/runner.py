@@ -114,6 +114,8 @@ class _Run:
     config: Path
     log: list[str]
     tag: str
+    #: the continuous sync started by daemon_start, running until the final step
+    daemon: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------- CLI
 
@@ -131,6 +133,7 @@ class _Run:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDOLINE_")}
         env["NO_COLOR"] = "1"
+        env["PYTHONUNBUFFERED"] = "1"  # the logs of background runs are read while they run
         env["COLUMNS"] = "200"
         return env
 
@@ -175,9 +178,12 @@ class _Run:
         (up to three rounds: SIGTERM may stop it before it applied everything captured)."""
         for _ in range(3):
             out = open(self.workdir / "sync-follow.log", "a")  # noqa: SIM115 - closed below
-            proc = subprocess.Popen(
-                self.cli_cmd("sync"), cwd=self.workdir, env=self.env(), stdout=out, stderr=out
-            )
+            if self.daemon is not None:
+                proc, self.daemon = self.daemon, None
+            else:
+                proc = subprocess.Popen(
+                    self.cli_cmd("sync"), cwd=self.workdir, env=self.env(), stdout=out, stderr=out
+                )
             try:
                 deadline = time.monotonic() + CLI_TIMEOUT
                 last, stable = None, 0
@@ -252,6 +258,33 @@ class _Run:
                 return int(drow[0]) if drow else 0
         except (pymysql.Error, psycopg.Error, duckdb.Error):
             return 0
+
+    def do_daemon_start(self, rng: random.Random, step: Step) -> None:
+        out = open(self.workdir / "sync-follow.log", "a")  # noqa: SIM115 - child keeps it
+        self.daemon = subprocess.Popen(
+            self.cli_cmd("sync"), cwd=self.workdir, env=self.env(), stdout=out, stderr=out
+        )
+        out.close()
+        if "ddl_during_snapshot" in self.model.off:
+            # wait for the snapshot's summary line ("N rows in S s") before any later step
+            deadline = time.monotonic() + CLI_TIMEOUT
+            log = self.workdir / "sync-follow.log"
+            while " rows in " not in log.read_text(errors="replace"):
+                self.check_daemon()
+                if time.monotonic() > deadline:
+                    raise _Fail("hang", "the continuous sync's snapshot did not finish")
+                time.sleep(0.2)
+        else:
+            time.sleep(rng.uniform(0.0, 3.0))
+        self.log.append("started a continuous redoline sync (runs until the final step)")
+
+    def check_daemon(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is not None:
+            raise _Fail(
+                "command",
+                f"continuous redoline sync exited {self.daemon.returncode} on its own:\n"
+                + _tail((self.workdir / "sync-follow.log").read_text(errors="replace")),
+            )
 
     def do_sync_once(self, rng: random.Random, step: Step) -> None:
         self.cli("sync", "--until-caught-up")
@@ -404,7 +437,7 @@ class _Run:
             "dec2": "DECIMAL(8,2)" if maria else "numeric(8,2)",
             "datetime": "DATETIME(6)" if maria else "timestamp(6)",
         }[kind]
-        latin1 = maria and self.schedule.profile == "stock" and kind == "str"
+        latin1 = maria and not self.model.utf8_tables and kind == "str"
         q = self.source.q
         with self.source.connect() as cur:
             cur.execute(f"ALTER TABLE {q(t.name)} ADD COLUMN {q(name)} {sql}")
@@ -455,7 +488,7 @@ class _Run:
     def _create_table(self, rng: random.Random) -> Table:
         maria = self.model.engine == "mariadb"
         name = rng.choice(["new", "tbl", "ünï", "table"]) + str(self.model.fresh())
-        latin1 = maria and self.schedule.profile == "stock"
+        latin1 = maria and not self.model.utf8_tables
         t = Table(
             name,
             [
@@ -466,7 +499,7 @@ class _Run:
             "id",
         )
         with self.source.connect() as cur:
-            self.source.create_table(cur, t)
+            self.source.create_table(cur, t, self.model)
             self.model.tables[name] = t
             self.model.created.append(name)
             for _ in range(rng.randint(1, 5)):
@@ -582,6 +615,7 @@ def run_schedule(
     src_db = f"{tag}_src"
     tgt_db = f"{tag}_dst"
     cleanups: list[Any] = []
+    run: _Run | None = None
     try:
         # ---- fresh databases
         if source_engine == "mariadb":
@@ -661,6 +695,7 @@ def run_schedule(
             outcome.failed_step = index
             try:
                 run.step(index, step)
+                run.check_daemon()
             except _Fail:
                 raise
             except Exception as exc:  # a workload statement the source refused, etc.
@@ -707,6 +742,9 @@ def run_schedule(
         outcome.category = "harness"
         outcome.failure = f"{type(exc).__name__}: {exc}\n" + _tail(traceback.format_exc())
     finally:
+        if run is not None and run.daemon is not None and run.daemon.poll() is None:
+            run.daemon.kill()
+            run.daemon.wait()
         # a replay (keep) leaves a failed run's databases in place for a look
         for fn in reversed(cleanups if outcome.ok or not keep else []):
             try:

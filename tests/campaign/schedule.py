@@ -45,6 +45,8 @@ KINDS: dict[str, str] = {
     "sync_term": "continuous redoline sync while a burst runs, ended by SIGTERM (exit 130)",
     "capture_apply": "redoline capture --until-caught-up, then redoline apply --until-caught-up",
     "capture_only": "redoline capture --until-caught-up alone (apply comes later)",
+    "daemon_start": "start one continuous redoline sync that runs through every later step "
+    "(schedules without a second run: see the 'rerun' feature)",
     "ddl_add_column": "ALTER TABLE ... ADD COLUMN",
     "ddl_drop_column": "ALTER TABLE ... DROP COLUMN",
     "ddl_rename_column": "ALTER TABLE ... RENAME COLUMN",
@@ -66,6 +68,12 @@ FEATURES: dict[str, str] = {
     "empty_bytes": "empty binary values (b'')",
     "char_trailing_space": "CHAR values with trailing spaces",
     "reserved_word_truncate": "TRUNCATE of a table named by a reserved word",
+    "rerun": "a second redoline run on the same trail and state; without it a schedule runs "
+    "one continuous sync (daemon_start) through all its steps, then the final step",
+    "ddl_during_snapshot": "steps while a continuous sync's snapshot is still running (without "
+    "it, daemon_start waits for the snapshot to finish)",
+    "latin1_tables": "tables in the stock MariaDB's latin1 default (without it, stock-profile "
+    "tables declare utf8mb4)",
 }
 
 _WEIGHTS: dict[str, int] = {
@@ -88,6 +96,7 @@ _WEIGHTS: dict[str, int] = {
     "ddl_rename_table": 1,
     "restart_source": 1,
     "restart_target": 1,
+    "daemon_start": 0,  # placed by generate() when "rerun" is excluded
 }
 
 #: what redoline documents it does not do, so a schedule never asks for it (not a bug list:
@@ -155,8 +164,11 @@ def allowed_kinds(pair: str, exclude: dict[str, str]) -> dict[str, int]:
     unknown = set(exclude) - set(KINDS) - set(FEATURES)
     if unknown:
         raise ValueError(f"unknown step kinds or features to exclude: {sorted(unknown)}")
+    runners = {"sync_once", "sync_kill9", "sync_term", "capture_apply", "capture_only"}
     for kind, weight in _WEIGHTS.items():
-        if kind in exclude or (source, kind) in DOCUMENTED_LIMITS:
+        if "rerun" in exclude and kind in runners:
+            continue
+        if weight == 0 or kind in exclude or (source, kind) in DOCUMENTED_LIMITS:
             continue
         if kind == "restart_target" and target == "duckdb":
             continue  # a file: nothing to restart
@@ -192,9 +204,14 @@ def generate(
         kind = rng.choices(names, weights)[0]
         out.append(Step(kind, rng.randint(1, 9) if kind == "idle" else 0))
     runners = {"sync_once", "sync_kill9", "sync_term", "capture_apply", "capture_only"}
-    if out and runners & set(kinds) and not any(s.kind in runners for s in out[:3]):
+    if "rerun" in exclude:
+        if out:
+            out.pop()
+        out.insert(rng.randint(0, min(2, len(out))), Step("daemon_start"))
+    elif out and runners & set(kinds) and not any(s.kind in runners for s in out[:3]):
         first = rng.choice(sorted(runners & set(kinds)))
-        out.insert(rng.randint(0, min(2, len(out))), Step(first))
         out.pop()
-    out.append(Step("final_follow" if "final_sync" in exclude else "final_sync"))
+        out.insert(rng.randint(0, min(2, len(out))), Step(first))
+    final = "final_follow" if {"final_sync", "rerun"} & set(exclude) else "final_sync"
+    out.append(Step(final))
     return Schedule(seed=seed, pair=pair, profile=profile, steps=out, excluded=exclude)

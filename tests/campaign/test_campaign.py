@@ -30,6 +30,19 @@ KNOWN_OPEN: dict[str, str] = {
     "a later `sync --until-caught-up` captures nothing",
     "capture_apply": "issue item 1: `apply` after a sync's snapshot replays changes the "
     "snapshot holds (duplicate key)",
+    "rerun": "issue item 1: any second run of sync (continuous or cron) on the same trail "
+    "captures nothing (campaign seed 1000 mariadb-postgresql tuned)",
+    "latin1_tables": "issue item (latin1 snapshots): snapshot of a latin1 table fails with "
+    "'Illegal mix of collations for operation concat_ws' (seed 1001 mariadb-postgresql stock)",
+    "empty_bytes": "issue item (empty BLOB -> NULL on DuckDB): b'' arrives as NULL "
+    "(seeds 1002, 2002 mariadb-duckdb)",
+    "restart_source": "found by the campaign: a continuous sync exits 3 when the source "
+    "restarts instead of retrying the transient error (seed 2004 mariadb-mariadb tuned)",
+    "restart_target": "found by the campaign: a continuous sync exits 3 when the target "
+    "restarts instead of retrying (seed 2000 mariadb-postgresql tuned)",
+    "ddl_during_snapshot": "found by the campaign: DDL (RENAME/CREATE/TRUNCATE) while the "
+    "snapshot reads makes sync crash with internal error 70, MariaDB 1412 'Table definition "
+    "has changed' (seed 2005 mariadb-mariadb stock)",
 }
 
 PROFILES = ("tuned", "stock")

@@ -64,6 +64,8 @@ class Model:
     counter: int = 0
     #: value features left out (schedule.FEATURES names)
     off: frozenset[str] = frozenset()
+    #: MariaDB: tables declare DEFAULT CHARSET=utf8mb4 (else the server's default applies)
+    utf8_tables: bool = False
 
     def fresh(self) -> int:
         self.counter += 1
@@ -131,8 +133,8 @@ _TEXT_KINDS = {"str", "char", "text"}
 def initial_model(
     engine: str, target: str, profile: str, off: frozenset[str] = frozenset()
 ) -> Model:
-    latin1 = engine == "mariadb" and profile == "stock"
-    m = Model(engine=engine, target=target, off=off)
+    latin1 = engine == "mariadb" and profile == "stock" and "latin1_tables" not in off
+    m = Model(engine=engine, target=target, off=off, utf8_tables=engine == "mariadb" and not latin1)
     specs = _MARIA_KINDS if engine == "mariadb" else _PG_KINDS
 
     def cols(items: list[tuple[str, str, str]]) -> list[Col]:
@@ -410,11 +412,12 @@ class Source:
             if self.engine == "postgresql":
                 cur.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
             for t in m.tables.values():
-                self.create_table(cur, t)
+                self.create_table(cur, t, m)
 
-    def create_table(self, cur: Any, t: Table) -> None:
+    def create_table(self, cur: Any, t: Table, m: Model) -> None:
         body = ", ".join(f"{self.q(c.name)} {c.sql}" for c in t.cols)
-        cur.execute(f"CREATE TABLE {self.q(t.name)} ({body})")
+        tail = " DEFAULT CHARSET=utf8mb4" if m.utf8_tables and self.engine == "mariadb" else ""
+        cur.execute(f"CREATE TABLE {self.q(t.name)} ({body}){tail}")
         if self.engine == "postgresql" and t.key is None:
             cur.execute(f"ALTER TABLE {self.q(t.name)} REPLICA IDENTITY FULL")
 
