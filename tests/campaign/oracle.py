@@ -148,11 +148,11 @@ def _fetch(
     elif side.engine == "postgresql":
         with psycopg.connect(
             host=side.host, port=side.port, user="postgres", dbname=side.database
-        ) as conn:
-            conn.execute("SET TIME ZONE 'UTC'")
+        ) as pconn:
+            pconn.execute("SET TIME ZONE 'UTC'")
             found = [
                 r[0]
-                for r in conn.execute(
+                for r in pconn.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
                     "AND table_type = 'BASE TABLE'",
                     (side.schema,),
@@ -162,14 +162,14 @@ def _fetch(
                 if names is not None and name not in names:
                     continue
                 qn = '"' + side.schema + '"."' + name.replace('"', '""') + '"'
-                cur = conn.execute(f"SELECT * FROM {qn}")  # type: ignore[arg-type]
-                cols = [d.name for d in cur.description or []]
-                out[name] = (cols, list(cur.fetchall()))
+                pcur = pconn.execute(f"SELECT * FROM {qn}")
+                cols = [d.name for d in pcur.description or []]
+                out[name] = (cols, list(pcur.fetchall()))
     else:
-        with duckdb.connect(side.database, read_only=True) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
+        with duckdb.connect(side.database, read_only=True) as dconn:
+            dconn.execute("SET TimeZone = 'UTC'")
             types: dict[str, list[tuple[str, str]]] = {}
-            for table, col, typ in conn.execute(
+            for table, col, typ in dconn.execute(
                 "SELECT table_name, column_name, data_type FROM duckdb_columns() "
                 "WHERE schema_name = ? ORDER BY table_name, column_index",
                 [side.schema],
@@ -184,7 +184,7 @@ def _fetch(
                     for c, t in cols_types
                 )
                 qn = '"' + side.schema + '"."' + name.replace('"', '""') + '"'
-                rows = conn.execute(f"SELECT {sel} FROM {qn}").fetchall()
+                rows = dconn.execute(f"SELECT {sel} FROM {qn}").fetchall()
                 out[name] = ([c for c, _ in cols_types], rows)
     return out
 

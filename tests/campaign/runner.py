@@ -53,14 +53,11 @@ class Servers:
         server = self.running.get(key)
         if server is None or not server.alive():
             where = self.base / f"{engine}-{profile}"
+            port = server.port if server is not None else None  # a dead one comes back there
             if engine == "mariadb":
-                server = devservers.start_mariadb(
-                    where, profile=profile, port=server and server.port
-                )
+                server = devservers.start_mariadb(where, profile=profile, port=port)
             else:
-                server = devservers.start_postgres(
-                    where, profile=profile, port=server and server.port
-                )
+                server = devservers.start_postgres(where, profile=profile, port=port)
             self.running[key] = server
         return server
 
@@ -119,12 +116,12 @@ class _Run:
 
     # ------------------------------------------------------------- CLI
 
-    def cli_cmd(self, *args: str) -> list[str]:
+    def cli_cmd(self, *args: str, quiet: bool = True) -> list[str]:
         return [
             sys.executable,
             "-c",
             "from toolkit_cli.app import main; main()",
-            "-q",
+            *(["-q"] if quiet else []),
             *args,
             "-c",
             str(self.config),
@@ -251,7 +248,7 @@ class _Run:
                 with psycopg.connect(
                     host=side.host, port=side.port, user="postgres", dbname=side.database
                 ) as pconn:
-                    row = pconn.execute(sql.format(p="%s"), (sid, tid)).fetchone()  # type: ignore[arg-type]
+                    row = pconn.execute(sql.format(p="%s"), (sid, tid)).fetchone()
                     return int(row[0]) if row else 0
             with duckdb.connect(side.database, read_only=True) as dconn:
                 drow = dconn.execute(sql.format(p="?"), [sid, tid]).fetchone()
@@ -262,14 +259,18 @@ class _Run:
     def do_daemon_start(self, rng: random.Random, step: Step) -> None:
         out = open(self.workdir / "sync-follow.log", "a")  # noqa: SIM115 - child keeps it
         self.daemon = subprocess.Popen(
-            self.cli_cmd("sync"), cwd=self.workdir, env=self.env(), stdout=out, stderr=out
+            self.cli_cmd("sync", quiet=False),
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=out,
+            stderr=out,
         )
         out.close()
         if "ddl_during_snapshot" in self.model.off:
-            # wait for the snapshot's summary line ("N rows in S s") before any later step
+            # apply's first log line comes after the snapshot: wait for it before any step
             deadline = time.monotonic() + CLI_TIMEOUT
             log = self.workdir / "sync-follow.log"
-            while " rows in " not in log.read_text(errors="replace"):
+            while "redoline.apply:" not in log.read_text(errors="replace"):
                 self.check_daemon()
                 if time.monotonic() > deadline:
                     raise _Fail("hang", "the continuous sync's snapshot did not finish")
@@ -547,6 +548,35 @@ class _Run:
         self.log.append(f"restarted the target server ({self.schedule.target})")
 
 
+#: source column kinds whose verify differences are a known open bug (KNOWN_OPEN name)
+_VERIFY_FALSE_KINDS = {"verify_time_json": {"duration", "time", "interval", "json"}}
+
+
+def _known_false_diffs(report: Path, model: Model, log: list[str]) -> bool:
+    """True when every difference verify reported is a "different" row whose columns all
+    have a kind excluded as a known verify bug (and the oracle already said equal)."""
+    kinds: set[str] = set()
+    for name, ks in _VERIFY_FALSE_KINDS.items():
+        if name in model.off:
+            kinds |= ks
+    if not kinds or not report.exists():
+        return False
+    col_kinds = {(t.name, c.name): c.kind for t in model.tables.values() for c in t.cols}
+    n = 0
+    for table in json.loads(report.read_text())["tables"]:
+        if table.get("error") or table.get("truncated"):
+            return False
+        name = table["source_table"].split(".", 1)[1]
+        for d in table["diffs"]:
+            if d["kind"] != "different":
+                return False
+            if any(col_kinds.get((name, c)) not in kinds for c in d["columns"]):
+                return False
+            n += 1
+    log.append(f"verify: {n} false differences in {sorted(kinds)} columns tolerated (KNOWN_OPEN)")
+    return True
+
+
 def _tail(text: str, n: int = 1500) -> str:
     text = text.strip()
     return ("…" + text[-n:]) if len(text) > n else text
@@ -571,7 +601,7 @@ def _admin_pg(server: devservers.DevServer, *sql: str, db: str = "postgres") -> 
         host="127.0.0.1", port=server.port, user="postgres", dbname=db, autocommit=True
     ) as conn:
         for s in sql:
-            conn.execute(s)  # type: ignore[arg-type]
+            conn.execute(s)
 
 
 def _drop_pg_database(server: devservers.DevServer, name: str) -> None:
@@ -595,7 +625,7 @@ def _drop_pg_database(server: devservers.DevServer, name: str) -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_schedule(
@@ -635,7 +665,11 @@ def run_schedule(
         rename = ""
         if target_engine == "mariadb":
             assert tgt_server is not None
-            _admin_mariadb(tgt_server, f"CREATE DATABASE `{tgt_db}`")
+            # the known-open workaround a DBA would use: a utf8mb4 target database
+            charset = (
+                " CHARACTER SET utf8mb4" if "stock_target_charset" in schedule.excluded else ""
+            )
+            _admin_mariadb(tgt_server, f"CREATE DATABASE `{tgt_db}`{charset}")
             cleanups.append(
                 lambda: _admin_mariadb(
                     servers.get("mariadb", profile), f"DROP DATABASE IF EXISTS `{tgt_db}`"
@@ -707,8 +741,9 @@ def run_schedule(
         # ---- judge
         verdict = compare(model, src_side, tgt_side)
         outcome.verdict = verdict
+        report = workdir / "verify.json"
         res = subprocess.run(
-            run.cli_cmd("verify", "--no-recheck"),
+            run.cli_cmd("verify", "--no-recheck", "--report-json", str(report)),
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT,
@@ -725,7 +760,9 @@ def run_schedule(
             raise _Fail(
                 "oracle", verdict.summary() + f"\n(redoline verify exited {res.returncode})"
             )
-        if res.returncode != 0:
+        if res.returncode == 1 and _known_false_diffs(report, model, outcome.log):
+            pass
+        elif res.returncode != 0:
             raise _Fail(
                 "verify-disagrees",
                 f"the oracle says equal ({verdict.rows_compared} rows) but redoline verify "

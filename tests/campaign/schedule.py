@@ -72,6 +72,10 @@ FEATURES: dict[str, str] = {
     "one continuous sync (daemon_start) through all its steps, then the final step",
     "ddl_during_snapshot": "steps while a continuous sync's snapshot is still running (without "
     "it, daemon_start waits for the snapshot to finish)",
+    "verify_time_json": "verify differences in MySQL TIME, time, interval and JSON columns "
+    "(when excluded, verify reporting only those while the oracle says equal is tolerated)",
+    "stock_target_charset": "MariaDB target databases in the server's default character set "
+    "(when excluded, the harness creates them CHARACTER SET utf8mb4)",
     "latin1_tables": "tables in the stock MariaDB's latin1 default (without it, stock-profile "
     "tables declare utf8mb4)",
 }

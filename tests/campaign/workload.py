@@ -218,6 +218,7 @@ def value(kind: str, rng: random.Random, col: Col, m: Model, edge: bool = False)
 
 def _value(kind: str, rng: random.Random, col: Col, m: Model, edge: bool) -> Any:
     to_maria = m.target == "mariadb"
+    pool: list[Any]
     match kind:
         case "int":
             return rng.choice([0, -(2**31), 2**31 - 1]) if edge else rng.randint(-9999, 9999)
@@ -402,8 +403,8 @@ class Source:
                 user="postgres",
                 dbname=self.database,
                 autocommit=True,
-            ) as conn:
-                yield _PgCursor(conn)
+            ) as pconn:
+                yield _PgCursor(pconn)
 
     # ----------------------------------------------------------------- schema
 
@@ -501,4 +502,4 @@ class _PgCursor:
         self.conn = conn
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
-        self.conn.execute(sql, params)  # type: ignore[arg-type]
+        self.conn.execute(sql, params)
