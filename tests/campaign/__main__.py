@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         "--exclude",
         action="append",
         default=[],
-        choices=sorted({**KINDS, **FEATURES}),
         metavar="KIND",
-        help="leave out a step kind or value feature (repeatable)",
+        help="leave out a step kind or value feature, or ENGINE:KIND for one source engine "
+        f"(repeatable); kinds: {', '.join(sorted(KINDS))}; features: {', '.join(sorted(FEATURES))}",
     )
     p.add_argument(
         "--known-open",

@@ -36,12 +36,22 @@ KNOWN_OPEN: dict[str, str] = {
     "'Illegal mix of collations for operation concat_ws' (seed 1001 mariadb-postgresql stock)",
     "ddl_change_column": "issue item (CHANGE COLUMN): apply stops, 'CHANGE COLUMN is not "
     "supported in this dialect' (seed 3000 mariadb-postgresql tuned)",
-    "verify_time_json": "issue item (verify false differences): verify reports MariaDB "
-    "TIME(6) vs PostgreSQL interval / DuckDB INTERVAL and JSON vs jsonb rows as different while "
-    "the oracle finds them equal (seeds 3001-3003)",
+    "verify_type_diffs": "issue item (verify false differences): verify reports MariaDB "
+    "TIME(6) vs PostgreSQL interval / DuckDB INTERVAL, JSON vs jsonb, and PostgreSQL interval "
+    "and arrays vs their MariaDB text/JSON as different while the oracle finds them equal "
+    "(seeds 3001-3003, 3012)",
     "stock_target_charset": "found by the campaign: tables apply/snapshot create on a stock "
     "(latin1) MariaDB target take the database default, so utf8mb4 source text fails: "
     "'Incorrect string value' (seed 3006 mariadb-mariadb stock)",
+    "truncate": "found by the campaign: a TRUNCATE that is a table's first change in the trail "
+    "(rows came by snapshot) stops apply, exit 7 'the trail holds no definition of "
+    "<table> version 1' (seed 3007 mariadb-postgresql stock)",
+    "postgresql:ddl_add_column": "found by the campaign: column DDL on a PostgreSQL source "
+    "never reaches the target (apply does not alter it from the new definition): 'Unknown "
+    "column' / 'Referenced update column not found' (seeds 3013, 3014, 3015)",
+    "postgresql:ddl_rename_column": "as postgresql:ddl_add_column (seed 3013)",
+    "postgresql:ddl_drop_column": "as postgresql:ddl_add_column: the dropped column stays on "
+    "the target (seed 3016 postgresql-postgresql tuned)",
     "empty_bytes": "issue item (empty BLOB -> NULL on DuckDB): b'' arrives as NULL "
     "(seeds 1002, 2002 mariadb-duckdb)",
     "restart_source": "found by the campaign: a continuous sync exits 3 when the source "
