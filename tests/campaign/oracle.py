@@ -44,7 +44,22 @@ def _micros(td: dt.timedelta) -> int:
     return (td.days * 86400 + td.seconds) * 1_000_000 + td.microseconds
 
 
-def canon(kind: str, v: Any, engine: str = "") -> Any:
+def _pg_interval_text(v: str) -> Any:
+    """PostgreSQL's own interval output (``'3 days 01:02:03.5'``) in microseconds."""
+    m = re.fullmatch(
+        r"(?:(-?\d+) years? ?)?(?:(-?\d+) mons? ?)?(?:(-?\d+) days? ?)?"
+        r"(?:(-?)(\d+):(\d+):(\d+)(?:\.(\d+))?)?",
+        v.strip(),
+    )
+    if not m or not v.strip():
+        return ("unparsed interval", v)
+    days = int(m[1] or 0) * 360 + int(m[2] or 0) * 30 + int(m[3] or 0)
+    us = (int(m[5] or 0) * 3600 + int(m[6] or 0) * 60 + int(m[7] or 0)) * 1_000_000
+    us += int((m[8] or "0").ljust(6, "0")[:6])
+    return days * _US_PER_DAY + (-us if m[4] else us)
+
+
+def canon(kind: str, v: Any, engine: str = "", lenient: bool = False) -> Any:
     """One hashable, comparable form of ``v`` (read from ``engine``) for a source ``kind``."""
     if v is None:
         return None
@@ -93,9 +108,11 @@ def canon(kind: str, v: Any, engine: str = "") -> Any:
         case "duration" | "interval":
             if isinstance(v, str):
                 m = re.fullmatch(r"(-?\d+) months? (-?\d+) days? (-?\d+) microseconds?", v)
-                if not m:
-                    return ("unparsed interval", v)
-                return (int(m[1]) * 30 + int(m[2])) * _US_PER_DAY + int(m[3])
+                if m:
+                    return (int(m[1]) * 30 + int(m[2])) * _US_PER_DAY + int(m[3])
+                if lenient:
+                    return _pg_interval_text(v)
+                return ("interval text not in the documented form", v)
             return _micros(v)
         case "time":
             if isinstance(v, dt.timedelta):
@@ -236,8 +253,9 @@ def compare(model: Model, source: Side, target: Side, *, show: int = 3) -> Verdi
         sidx = [scols.index(c) for c in scols]
         tidx = [tcols.index(c) for c in scols]
         kind_list = [kinds.get(c, "str") for c in scols]
-        a = Counter(_row(r, sidx, kind_list, source.engine) for r in srows)
-        b = Counter(_row(r, tidx, kind_list, target.engine) for r in trows)
+        lenient = "interval_text" in model.off
+        a = Counter(_row(r, sidx, kind_list, source.engine, lenient) for r in srows)
+        b = Counter(_row(r, tidx, kind_list, target.engine, lenient) for r in trows)
         v.rows_compared += len(srows)
         if a != b:
             v.equal = False
@@ -254,8 +272,10 @@ def compare(model: Model, source: Side, target: Side, *, show: int = 3) -> Verdi
     return v
 
 
-def _row(r: tuple[Any, ...], idx: list[int], kinds: list[str], engine: str) -> tuple[Any, ...]:
-    return tuple(canon(k, r[i], engine) for i, k in zip(idx, kinds, strict=True))
+def _row(
+    r: tuple[Any, ...], idx: list[int], kinds: list[str], engine: str, lenient: bool
+) -> tuple[Any, ...]:
+    return tuple(canon(k, r[i], engine, lenient) for i, k in zip(idx, kinds, strict=True))
 
 
 def _show(cols: list[str], row: tuple[Any, ...]) -> str:

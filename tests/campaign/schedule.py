@@ -76,6 +76,8 @@ FEATURES: dict[str, str] = {
     "(when excluded, verify reporting only those while the oracle says equal is tolerated)",
     "stock_target_charset": "MariaDB target databases in the server's default character set "
     "(when excluded, the harness creates them CHARACTER SET utf8mb4)",
+    "interval_text": "PostgreSQL intervals on MySQL targets only in docs/apply.md's text form "
+    "(when excluded, the oracle also accepts PostgreSQL's own interval text)",
     "latin1_tables": "tables in the stock MariaDB's latin1 default (without it, stock-profile "
     "tables declare utf8mb4)",
 }

@@ -52,6 +52,9 @@ KNOWN_OPEN: dict[str, str] = {
     "postgresql:ddl_rename_column": "as postgresql:ddl_add_column (seed 3013)",
     "postgresql:ddl_drop_column": "as postgresql:ddl_add_column: the dropped column stays on "
     "the target (seed 3016 postgresql-postgresql tuned)",
+    "interval_text": "found by the campaign: the snapshot writes PostgreSQL intervals to "
+    "MariaDB as PostgreSQL's text ('356 days 01:03:49.483773'), apply and docs/apply.md as "
+    "'N months D days U microseconds' (seed 3007 postgresql-mariadb tuned)",
     "empty_bytes": "issue item (empty BLOB -> NULL on DuckDB): b'' arrives as NULL "
     "(seeds 1002, 2002 mariadb-duckdb)",
     "restart_source": "found by the campaign: a continuous sync exits 3 when the source "
