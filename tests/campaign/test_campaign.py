@@ -13,8 +13,11 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from connectors import devservers
+from tests.campaign.oracle import Side
 from tests.campaign.runner import Servers, run_schedule
 from tests.campaign.schedule import PAIRS, generate
 
@@ -38,8 +41,9 @@ KNOWN_OPEN: dict[str, str] = {
     "supported in this dialect' (seed 3000 mariadb-postgresql tuned)",
     "verify_type_diffs": "issue item (verify false differences): verify reports MariaDB "
     "TIME(6) vs PostgreSQL interval / DuckDB INTERVAL, JSON vs jsonb, and PostgreSQL interval "
-    "and arrays vs their MariaDB text/JSON as different while the oracle finds them equal "
-    "(seeds 3001-3003, 3012)",
+    "and arrays vs their MariaDB text/JSON, and PostgreSQL char(n) vs DuckDB VARCHAR (CHAR "
+    "padding item) as different while the oracle finds them equal (seeds 3001-3003, 3012, "
+    "5009)",
     "stock_target_charset": "found by the campaign: tables apply/snapshot create on a stock "
     "(latin1) MariaDB target take the database default, so utf8mb4 source text fails: "
     "'Incorrect string value' (seed 3006 mariadb-mariadb stock)",
@@ -55,6 +59,9 @@ KNOWN_OPEN: dict[str, str] = {
     "interval_text": "found by the campaign: the snapshot writes PostgreSQL intervals to "
     "MariaDB as PostgreSQL's text ('356 days 01:03:49.483773'), apply and docs/apply.md as "
     "'N months D days U microseconds' (seed 3007 postgresql-mariadb tuned)",
+    "postgresql:ddl_create_table": "found by the campaign: a table created on a PostgreSQL "
+    "source while sync runs never reaches the target, rows included (the publication is not "
+    "extended) (seeds 5006 postgresql-mariadb, 5008 postgresql-duckdb tuned)",
     "empty_bytes": "issue item (empty BLOB -> NULL on DuckDB): b'' arrives as NULL "
     "(seeds 1002, 2002 mariadb-duckdb)",
     "restart_source": "found by the campaign: a continuous sync exits 3 when the source "
@@ -73,9 +80,28 @@ CI_SEEDS: dict[tuple[str, str], int] = {
 }
 
 
-@pytest.fixture(scope="module")
-def campaign_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    servers = Servers(Path(tmp_path_factory.mktemp("campaign-servers")))
+#: (engine, profile) -> the session fixture in tests/conftest.py
+_FIXTURES = {
+    ("mariadb", "tuned"): "mariadb_server",
+    ("postgresql", "tuned"): "postgres_server",
+    ("mariadb", "stock"): "mariadb_stock_server",
+    ("postgresql", "stock"): "postgres_stock_server",
+}
+
+
+@pytest.fixture
+def campaign_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Servers]:
+    """The session's servers, each started only when a schedule first needs it."""
+
+    def provide(engine: str, profile: str) -> devservers.DevServer:
+        name = _FIXTURES[(engine, profile)]
+        request.node.user_properties.append(("server", name))
+        server: devservers.DevServer = request.getfixturevalue(name)
+        return server
+
+    servers = Servers(Path(tmp_path_factory.mktemp("campaign-servers")), provide)
     yield servers
     servers.close()
 
@@ -99,8 +125,24 @@ def test_fixed_seed(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    request.node.user_properties.append(("server", "mariadb_server"))
-    request.node.user_properties.append(("server", "postgres_server"))
-    sched = generate(CI_SEEDS[(pair, profile)], pair, profile, small=True, exclude=KNOWN_OPEN)
+    sched = generate(CI_SEEDS[(pair, profile)], pair, profile, steps=3, exclude=KNOWN_OPEN)
     outcome = run_schedule(sched, campaign_servers, tmp_path)
     assert outcome.ok, outcome.report()
+
+
+def test_judges_see_a_planted_difference(campaign_servers: Servers, tmp_path: Path) -> None:
+    """The oracle and verify are not vacuous: one target row added behind replication's
+    back is reported by both (oracle: unequal; verify: exit 1)."""
+
+    def tamper(side: Side) -> None:
+        with psycopg.connect(
+            host=side.host, port=side.port, user="postgres", dbname=side.database, autocommit=True
+        ) as conn:
+            conn.execute(f'INSERT INTO "{side.schema}"."evo" ("id") VALUES (-1)')
+
+    sched = generate(7, "mariadb-postgresql", "tuned", steps=2, exclude=KNOWN_OPEN)
+    outcome = run_schedule(sched, campaign_servers, tmp_path, tamper=tamper)
+    assert not outcome.ok
+    assert outcome.category == "oracle", outcome.report()
+    assert outcome.verdict is not None and "table evo" in outcome.verdict.summary()
+    assert "redoline verify exited 1" in outcome.failure
