@@ -72,8 +72,9 @@ FEATURES: dict[str, str] = {
     "one continuous sync (daemon_start) through all its steps, then the final step",
     "ddl_during_snapshot": "steps while a continuous sync's snapshot is still running (without "
     "it, daemon_start waits for the snapshot to finish)",
-    "verify_type_diffs": "verify differences in MySQL TIME, time, interval, JSON, array and CHAR columns "
-    "(when excluded, verify reporting only those while the oracle says equal is tolerated)",
+    "verify_type_diffs": "verify differences in MySQL TIME, time, interval, JSON, array and "
+    "CHAR columns (when excluded, verify reporting only those while the oracle says equal is "
+    "tolerated)",
     "stock_target_charset": "MariaDB target databases in the server's default character set "
     "(when excluded, the harness creates them CHARACTER SET utf8mb4)",
     "interval_text": "PostgreSQL intervals on MySQL targets only in docs/apply.md's text form "
