@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,8 @@ __all__ = ["Outcome", "Servers", "run_schedule"]
 
 #: seconds an --until-caught-up command may take before the schedule counts it as hung
 CLI_TIMEOUT = 180.0
+#: final_follow: the trail must stay unchanged this long (capture may lag the last commit)
+QUIET_SECONDS = 4.0
 
 
 class Servers:
@@ -192,45 +195,45 @@ class _Run:
         self.cli("sync", "--until-caught-up")
 
     def do_final_follow(self, rng: random.Random, step: Step) -> None:
-        """Continuous sync until the target's checkpoint is at the trail's end, then SIGTERM
-        (up to three rounds: SIGTERM may stop it before it applied everything captured)."""
+        """Continuous sync until the target has applied the trail's last operation and the trail
+        stopped growing for QUIET_SECONDS, then SIGTERM (up to three rounds: a round that stops
+        before it applied everything is followed by another, which is then a rerun)."""
+        log_path = self.workdir / "sync-follow.log"
+        trail_op = 0
         for _ in range(3):
-            out = open(self.workdir / "sync-follow.log", "a")  # noqa: SIM115 - closed below
+            out = open(log_path, "a")  # noqa: SIM115 - closed below
             if self.daemon is not None:
                 proc, self.daemon = self.daemon, None
             else:
                 proc = subprocess.Popen(
-                    self.cli_cmd("sync"), cwd=self.workdir, env=self.env(), stdout=out, stderr=out
+                    self.cli_cmd("sync", quiet=False),
+                    cwd=self.workdir,
+                    env=self.env(),
+                    stdout=out,
+                    stderr=out,
                 )
             try:
                 deadline = time.monotonic() + CLI_TIMEOUT
-                last, stable = None, 0
+                last, since = -1, time.monotonic()
                 while time.monotonic() < deadline and proc.poll() is None:
                     time.sleep(1.0)
-                    res = subprocess.run(
-                        self.cli_cmd("status", "--json"),
-                        capture_output=True,
-                        text=True,
-                        cwd=self.workdir,
-                        env=self.env(),
-                    )
-                    try:
-                        cap = json.loads(res.stdout)["capture"]
-                    except (ValueError, KeyError):
+                    trail_op = self.trail_last_op()
+                    if trail_op != last:
+                        last, since = trail_op, time.monotonic()
                         continue
-                    now = (cap.get("last_op"), cap.get("caught_up"))
-                    stable = stable + 1 if now == last else 0
-                    last = now
-                    # caught up (an empty trail has no caught_up): the trail stopped growing
-                    if (now[1] and stable >= 1) or stable >= 3:
+                    # the trail (not status: it does not see into the open segment) is quiet,
+                    # and the target applied all of it (DuckDB is locked: apply's own log)
+                    if (
+                        time.monotonic() - since >= QUIET_SECONDS
+                        and self.applied_now(log_path) >= trail_op
+                    ):
                         break
                 if proc.poll() is not None:
                     raise _Fail(
                         "command",
                         f"continuous redoline sync exited {proc.returncode} on its own:\n"
-                        + _tail((self.workdir / "sync-follow.log").read_text(errors="replace")),
+                        + _tail(log_path.read_text(errors="replace")),
                     )
-                time.sleep(1.0)  # batch_ms: let the last group commit
                 proc.send_signal(signal.SIGTERM)
                 rc = proc.wait(timeout=60)
             finally:
@@ -238,16 +241,35 @@ class _Run:
                     proc.kill()
                     proc.wait()
                 out.close()
-            captured = last[0] if last else None
+            trail_op = self.trail_last_op()
             applied = self.applied_op()
             self.log.append(
-                f"redoline sync (follow) -> {rc}; captured op {captured}, applied op {applied}"
+                f"redoline sync (follow) -> {rc}; trail op {trail_op}, applied op {applied}"
             )
             if rc != 130:
                 raise _Fail("command", f"continuous redoline sync exited {rc} on SIGTERM")
-            if captured is None or applied >= captured:
+            if applied >= trail_op:
                 return
-        raise _Fail("hang", f"continuous sync never applied the trail's end (op {captured})")
+        raise _Fail("hang", f"continuous sync never applied the trail's end (op {trail_op})")
+
+    def trail_last_op(self) -> int:
+        res = subprocess.run(
+            self.cli_cmd("trail", "stats", "--json", "--trail", str(self.workdir / "trail")),
+            capture_output=True,
+            text=True,
+            cwd=self.workdir,
+            env=self.env(),
+        )
+        try:
+            return int(json.loads(res.stdout).get("last_op") or 0)
+        except (ValueError, AttributeError):
+            return 0
+
+    def applied_now(self, log_path: Path) -> int:
+        if self.tgt_side.engine != "duckdb":
+            return self.applied_op()
+        found = re.findall(r"applied through operation (\d+)", log_path.read_text(errors="replace"))
+        return max((int(x) for x in found), default=0)
 
     def applied_op(self) -> int:
         """The target's checkpoint (docs/apply.md: redoline.redoline_checkpoint)."""
