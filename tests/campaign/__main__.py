@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 print(out.report(), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: the schedule in progress is not counted", flush=True)
     finally:
         servers.close()
     _summary(outcomes)

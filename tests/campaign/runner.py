@@ -42,7 +42,7 @@ __all__ = ["Outcome", "Servers", "run_schedule"]
 #: seconds an --until-caught-up command may take before the schedule counts it as hung
 CLI_TIMEOUT = 180.0
 #: final_follow: the trail must stay unchanged this long (capture may lag the last commit)
-QUIET_SECONDS = 4.0
+QUIET_SECONDS = 3.0
 
 
 class Servers:

@@ -140,7 +140,7 @@ def test_judges_see_a_planted_difference(campaign_servers: Servers, tmp_path: Pa
         ) as conn:
             conn.execute(f'INSERT INTO "{side.schema}"."evo" ("id") VALUES (-1)')
 
-    sched = generate(7, "mariadb-postgresql", "tuned", steps=2, exclude=KNOWN_OPEN)
+    sched = generate(7, "mariadb-postgresql", "tuned", steps=1, exclude=KNOWN_OPEN)
     outcome = run_schedule(sched, campaign_servers, tmp_path, tamper=tamper)
     assert not outcome.ok
     assert outcome.category == "oracle", outcome.report()
