@@ -22,6 +22,7 @@ from pathlib import Path
 from connectors.errors import PrerequisiteError
 
 __all__ = [
+    "PROFILES",
     "DevServer",
     "find_free_port",
     "log_tail",
@@ -30,6 +31,11 @@ __all__ = [
     "start_postgres",
     "stop",
 ]
+
+#: "tuned": utf8mb4 server defaults, generous buffers (what the suite always used);
+#: "stock": what the distribution's packages give (MariaDB in latin1/latin1_swedish_ci, initdb
+#: defaults) plus only the settings redoline requires to capture at all.
+PROFILES = ("tuned", "stock")
 
 INSTALL_HINT = "apt-get update && apt-get install -y mariadb-server postgresql"
 
@@ -47,6 +53,7 @@ class DevServer:
     socket_dir: str
     pid: int
     url: str  # root/superuser URL without password
+    profile: str = "tuned"
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -123,13 +130,18 @@ def start_mariadb(
     fast: bool = True,
     binlog: bool = True,
     extra_args: tuple[str, ...] = (),
+    profile: str = "tuned",
 ) -> DevServer:
     """Initialise and start a MariaDB server with binlog in ROW/FULL/FULL mode.
 
     ``fast`` relaxes fsync (tests); benchmarks that measure durability pass ``fast=False``.
     ``binlog=False`` starts one as MariaDB ships by default (no binlog, MIXED, NO_LOG
-    metadata): what ``redoline check`` must catch.
+    metadata): what ``redoline check`` must catch. ``profile="stock"`` leaves the character
+    set, collation, buffers, packet size, local_infile and GTID settings at MariaDB's
+    defaults (latin1 / latin1_swedish_ci): only the binlog settings capture requires are set.
     """
+    _check_profile(profile)
+    tuned = profile == "tuned"
     mariadbd = _which("mariadbd", "mysqld", extra_dirs=("/usr/sbin",))
     install_db = _which("mariadb-install-db", "mysql_install_db")
     port = port or find_free_port()
@@ -167,23 +179,26 @@ def start_mariadb(
         f"--pid-file={rundir / 'mysqld.pid'}",
         f"--log-error={log}",
         f"--server-id={server_id}",
-        "--character-set-server=utf8mb4",
-        "--collation-server=utf8mb4_general_ci",
-        "--max-connections=200",
-        "--innodb-buffer-pool-size=256M",
-        "--max-allowed-packet=256M",
-        "--local-infile=1",
         "--skip-name-resolve",
     ]
+    if tuned:
+        args += [
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+            "--max-connections=200",
+            "--innodb-buffer-pool-size=256M",
+            "--max-allowed-packet=256M",
+            "--local-infile=1",
+        ]
     if binlog:
         args += [
             "--log-bin=mysql-bin",
             "--binlog-format=ROW",
             "--binlog-row-image=FULL",
             "--binlog-row-metadata=FULL",
-            "--log-slave-updates=ON",
-            "--gtid-strict-mode=ON",
         ]
+        if tuned:
+            args += ["--log-slave-updates=ON", "--gtid-strict-mode=ON"]
     if fast:
         args += ["--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"]
     else:
@@ -203,6 +218,7 @@ def start_mariadb(
         socket_dir=str(rundir),
         pid=proc.pid,
         url=f"mariadb://root@127.0.0.1:{port}/",
+        profile=profile,
     )
     _mariadb_bootstrap(server)
     return server
@@ -276,14 +292,20 @@ def start_postgres(
     *,
     port: int | None = None,
     fast: bool = True,
+    profile: str = "tuned",
     settings: dict[str, str] | None = None,
     hba: tuple[str, ...] = (),
 ) -> DevServer:
     """Initialise and start a PostgreSQL server with ``wal_level=logical``.
 
-    ``settings`` override server parameters (``-c name=value``); ``hba`` lines go first in
-    ``pg_hba.conf`` (they win over the trust lines initdb writes).
+    ``profile="stock"``: initdb's defaults (encoding and locale from the environment, as
+    Debian's ``pg_createcluster`` does; the system time zone) and server defaults, except
+    ``wal_level=logical``, which capture requires. ``settings`` override server parameters
+    (``-c name=value``); ``hba`` lines go first in ``pg_hba.conf`` (they win over the trust
+    lines initdb writes).
     """
+    _check_profile(profile)
+    tuned = profile == "tuned"
     bindir = _pg_bindir()
     port = port or find_free_port()
     base = base.resolve()
@@ -294,19 +316,12 @@ def start_postgres(
     log.touch()
     _chown_pg(base)
     if not (datadir / "PG_VERSION").exists():
+        initdb = [os.path.join(bindir, "initdb"), "-D", str(datadir), "-U", "postgres"]
+        initdb.append("--auth=trust")
+        if tuned:
+            initdb += ["--encoding=UTF8", "--locale=C.UTF-8"]
         res = subprocess.run(
-            _as_pg_user(
-                [
-                    os.path.join(bindir, "initdb"),
-                    "-D",
-                    str(datadir),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C.UTF-8",
-                ]
-            ),
+            _as_pg_user(initdb),
             capture_output=True,
             text=True,
         )
@@ -320,12 +335,15 @@ def start_postgres(
         f"-k {rundir}",
         "-c listen_addresses=127.0.0.1",
         "-c wal_level=logical",
-        "-c max_replication_slots=40",
-        "-c max_wal_senders=40",
-        "-c max_connections=200",
-        "-c shared_buffers=256MB",
-        "-c timezone=UTC",
     ]
+    if tuned:
+        options += [
+            "-c max_replication_slots=40",
+            "-c max_wal_senders=40",
+            "-c max_connections=200",
+            "-c shared_buffers=256MB",
+            "-c timezone=UTC",
+        ]
     if fast:
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     options += [f"-c {name}={value}" for name, value in (settings or {}).items()]
@@ -360,7 +378,13 @@ def start_postgres(
         socket_dir=str(rundir),
         pid=pid,
         url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        profile=profile,
     )
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown server profile {profile!r}; known: {', '.join(PROFILES)}")
 
 
 # --------------------------------------------------------------------------- both
@@ -408,15 +432,16 @@ def log_tail(server: DevServer, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else f"({log} is missing)"
 
 
-def restart(server: DevServer) -> None:
-    """Start ``server`` again on its port and data directory after it died; ``server`` is
-    updated in place (new pid), so whoever holds it keeps a valid handle."""
+def restart(server: DevServer, *, fast: bool = True) -> DevServer:
+    """Start ``server`` again on its port, data directory and profile (stopping it first if it
+    still runs); ``server`` is updated in place (new pid) and returned, so whoever holds it
+    keeps a valid handle."""
     if server.alive():
         stop(server)
     _CHILDREN.pop(server.pid, None)
     base = Path(server.datadir).parent
     if server.engine == "mariadb":
-        again = start_mariadb(base, port=server.port)
+        again = start_mariadb(base, port=server.port, fast=fast, profile=server.profile)
     else:
         # a killed postmaster leaves its pid file, which a zombie pid makes look live; its
         # backends notice the death and exit within moments, freeing the shared memory
@@ -424,13 +449,14 @@ def restart(server: DevServer) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                again = start_postgres(base, port=server.port)
+                again = start_postgres(base, port=server.port, fast=fast, profile=server.profile)
                 break
             except PrerequisiteError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
     server.pid = again.pid
+    return server
 
 
 def save_state(path: Path, servers: list[DevServer]) -> None:

@@ -3,6 +3,9 @@
 ``mariadb_server`` and ``postgres_server`` start once per test session from the installed
 binaries; a missing binary fails the run with the install command — never a skip.
 ``mysql_db`` and ``pg_db`` give each test a fresh, empty database on those servers.
+``mariadb_stock_server`` and ``postgres_stock_server`` are the same engines with the "stock"
+profile (distribution defaults: MariaDB in latin1; see ``connectors/devservers.py``), started
+only when a test asks for them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ from connectors import devservers
 from connectors.endpoint import Endpoint
 
 _counter = itertools.count(1)
-_SERVER_FIXTURES = {"mariadb_server": "MariaDB", "postgres_server": "PostgreSQL"}
+_SERVER_FIXTURES = {
+    "mariadb_server": "MariaDB",
+    "postgres_server": "PostgreSQL",
+    "mariadb_stock_server": "MariaDB",
+    "postgres_stock_server": "PostgreSQL",
+}
 _ran: dict[str, int] = {"MariaDB": 0, "PostgreSQL": 0}
 _skipped: list[str] = []
 #: the session's servers, checked after every test (see _check_servers)
@@ -95,6 +103,26 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devser
     _servers.append(server)
     yield server
     _servers.remove(server)
+    devservers.stop(server)
+
+
+@pytest.fixture(scope="session")
+def mariadb_stock_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[devservers.DevServer]:
+    base = Path(tmp_path_factory.mktemp("mariadb-stock"))
+    server = devservers.start_mariadb(base, profile="stock")
+    yield server
+    devservers.stop(server)
+
+
+@pytest.fixture(scope="session")
+def postgres_stock_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[devservers.DevServer]:
+    base = Path(tmp_path_factory.mktemp("postgres-stock"))
+    server = devservers.start_postgres(base, profile="stock")
+    yield server
     devservers.stop(server)
 
 
