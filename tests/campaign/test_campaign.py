@@ -25,52 +25,31 @@ pytestmark = [pytest.mark.campaign, pytest.mark.mariadb, pytest.mark.postgres, p
 
 #: open bugs the CI seeds must not step on yet (the lead trims this as fixes land)
 KNOWN_OPEN: dict[str, str] = {
-    "sync_once": "issue item 1 (cron-mode start point): a second `sync --until-caught-up` "
-    "captures nothing (campaign seed 1 mariadb-postgresql tuned)",
-    "final_sync": "issue item 1 (cron-mode start point): as sync_once; the campaign ends with "
-    "final_follow instead",
-    "capture_only": "issue item 1: `capture` on an empty trail starts at the source's end, "
-    "a later `sync --until-caught-up` captures nothing",
-    "capture_apply": "issue item 1: `apply` after a sync's snapshot replays changes the "
-    "snapshot holds (duplicate key)",
-    "rerun": "issue item 1: any second run of sync (continuous or cron) on the same trail "
-    "captures nothing (campaign seed 1000 mariadb-postgresql tuned)",
-    "latin1_tables": "issue item (latin1 snapshots): snapshot of a latin1 table fails with "
-    "'Illegal mix of collations for operation concat_ws' (seed 1001 mariadb-postgresql stock)",
-    "ddl_change_column": "issue item (CHANGE COLUMN): apply stops, 'CHANGE COLUMN is not "
-    "supported in this dialect' (seed 3000 mariadb-postgresql tuned)",
-    "verify_type_diffs": "issue item (verify false differences): verify reports MariaDB "
-    "TIME(6) vs PostgreSQL interval / DuckDB INTERVAL, JSON vs jsonb, and PostgreSQL interval "
-    "and arrays vs their MariaDB text/JSON, and PostgreSQL char(n) vs DuckDB VARCHAR (CHAR "
-    "padding item) as different while the oracle finds them equal (seeds 3001-3003, 3012, "
-    "5009)",
-    "stock_target_charset": "found by the campaign: tables apply/snapshot create on a stock "
-    "(latin1) MariaDB target take the database default, so utf8mb4 source text fails: "
-    "'Incorrect string value' (seed 3006 mariadb-mariadb stock)",
-    "truncate": "found by the campaign: a TRUNCATE that is a table's first change in the trail "
-    "(rows came by snapshot) stops apply, exit 7 'the trail holds no definition of "
-    "<table> version 1' (seed 3007 mariadb-postgresql stock)",
-    "postgresql:ddl_add_column": "found by the campaign: column DDL on a PostgreSQL source "
-    "never reaches the target (apply does not alter it from the new definition): 'Unknown "
-    "column' / 'Referenced update column not found' (seeds 3013, 3014, 3015)",
+    "truncate": (
+        "found by the campaign: a TRUNCATE that is a table's first change in the trail (rows "
+        "came by snapshot) stops apply, exit 7 'the trail holds no definition of <table> "
+        "version 1' (seed 3007 mariadb-postgresql stock)"
+    ),
+    "postgresql:ddl_add_column": (
+        "found by the campaign: column DDL on a PostgreSQL source never reaches the target "
+        "(apply does not alter it from the new definition): 'Unknown column' / 'Referenced "
+        "update column not found' (seeds 3013, 3014, 3015)"
+    ),
     "postgresql:ddl_rename_column": "as postgresql:ddl_add_column (seed 3013)",
-    "postgresql:ddl_drop_column": "as postgresql:ddl_add_column: the dropped column stays on "
-    "the target (seed 3016 postgresql-postgresql tuned)",
-    "interval_text": "found by the campaign: the snapshot writes PostgreSQL intervals to "
-    "MariaDB as PostgreSQL's text ('356 days 01:03:49.483773'), apply and docs/apply.md as "
-    "'N months D days U microseconds' (seed 3007 postgresql-mariadb tuned)",
-    "postgresql:ddl_create_table": "found by the campaign: a table created on a PostgreSQL "
-    "source while sync runs never reaches the target, rows included (the publication is not "
-    "extended) (seeds 5006 postgresql-mariadb, 5008 postgresql-duckdb tuned)",
-    "empty_bytes": "issue item (empty BLOB -> NULL on DuckDB): b'' arrives as NULL "
-    "(seeds 1002, 2002 mariadb-duckdb)",
-    "restart_source": "found by the campaign: a continuous sync exits 3 when the source "
-    "restarts instead of retrying the transient error (seed 2004 mariadb-mariadb tuned)",
-    "restart_target": "found by the campaign: a continuous sync exits 3 when the target "
-    "restarts instead of retrying (seed 2000 mariadb-postgresql tuned)",
-    "ddl_during_snapshot": "found by the campaign: DDL (RENAME/CREATE/TRUNCATE) while the "
-    "snapshot reads makes sync crash with internal error 70, MariaDB 1412 'Table definition "
-    "has changed' (seed 2005 mariadb-mariadb stock)",
+    "postgresql:ddl_drop_column": (
+        "as postgresql:ddl_add_column: the dropped column stays on the target (seed 3016 "
+        "postgresql-postgresql tuned)"
+    ),
+    "postgresql:ddl_create_table": (
+        "found by the campaign: a table created on a PostgreSQL source while sync runs never "
+        "reaches the target, rows included (the publication is not extended) (seeds 5006 "
+        "postgresql-mariadb, 5008 postgresql-duckdb tuned)"
+    ),
+    "ddl_during_snapshot": (
+        "found by the campaign: DDL (RENAME/CREATE/TRUNCATE) while the snapshot reads makes "
+        "sync crash with internal error 70, MariaDB 1412 'Table definition has changed' (seed"
+        " 2005 mariadb-mariadb stock)"
+    ),
 }
 
 PROFILES = ("tuned", "stock")
