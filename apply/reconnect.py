@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.point import PointOutcome, StopPoint
 from connectors.base import Database
 from connectors.errors import RetriesExhaustedError, Terminal, Transient
 
@@ -48,6 +49,8 @@ def apply_reconnecting(
     stop: Callable[[], bool] | None = None,
     retry_for: float | None = None,
     backoff: tuple[float, float] = (0.5, 30.0),
+    until: StopPoint | None = None,
+    outcome: PointOutcome | None = None,
 ) -> ApplyStats:
     """:func:`apply.applier.apply_trail` on a writer of ``database``, reconnecting when the
     target drops or cannot be reached (see the module doc)."""
@@ -60,7 +63,14 @@ def apply_reconnecting(
             writer = database.open_writer()
             try:
                 stats = apply_trail(
-                    writer, trail_dir, options, key=key, follow=follow, stop=should_stop
+                    writer,
+                    trail_dir,
+                    options,
+                    key=key,
+                    follow=follow,
+                    stop=should_stop,
+                    until=until,
+                    outcome=outcome,
                 )
             finally:
                 try:
