@@ -204,7 +204,7 @@ def plan_undo(
             break
         if sel.to_time is not None and commit_utc(txn) <= sel.to_time:
             continue
-        if wanted_xids and txn.xid not in wanted_xids:
+        if sel.xids and txn.xid not in sel.xids:
             continue
         wanted_xids.discard(txn.xid)
         taken = False
