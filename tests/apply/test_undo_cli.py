@@ -181,3 +181,54 @@ def _story(engine: str, ep: Endpoint, src: _Source, tmp_path: Path) -> None:
 def test_undo_needs_on(cli: Callable[..., Any], tmp_path: Path) -> None:
     res = cli("undo", "--trail", str(tmp_path), "--to-op", "3")
     assert res.exit_code == 2 and "--on source|target is required" in res.stderr
+
+
+def test_sync_until_a_point_and_snapshots_after_it_refused(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    """`sync --until-op` stops there; a target a snapshot loads after the point is refused
+    (before loading, for sync; after catch-up, for apply on a copy loaded later)."""
+    src = _Source("mariadb", mysql_db)
+    try:
+        src.run(
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))",
+            "CREATE TABLE other (id INT PRIMARY KEY, n INT)",
+            "INSERT INTO t VALUES " + ", ".join(f"({i}, 'v{i}')" for i in range(1, 101)),
+        )
+        (tmp_path / "r.toml").write_text(f'[tables]\ninclude = ["{src.schema}.*"]\n')
+        env = {
+            **os.environ,
+            "REDOLINE_CONFIG": str(tmp_path / "r.toml"),
+            "REDOLINE_SOURCE_URL": mysql_db.url(),
+            "REDOLINE_TRAIL_DIR": str(tmp_path / "trail"),
+        }
+        a = f"duckdb://{tmp_path}/a.duckdb"
+        res = _redoline(env, "sync", "--target", a, "--until-caught-up")
+        assert res.returncode == 0, res.stdout + res.stderr
+        # operations 1..11: the table's definition, then its 10 rows
+        src.run("INSERT INTO t VALUES " + ", ".join(f"({i}, 'n')" for i in range(101, 111)))
+        at_point = src.state()
+        src.run("DELETE FROM t WHERE id <= 50")
+        res = _redoline(env, "sync", "--target", a, "--until-caught-up", "--until-op", "11")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "stopped at operation 11" in res.stdout
+        assert _duck_state(tmp_path / "a.duckdb", src.schema)["t"] == at_point["t"]
+        # replay only goes forward
+        res = _redoline(env, "apply", "--target", a, "--until-op", "5", "--until-caught-up")
+        assert res.returncode == 11, res.stdout + res.stderr
+        assert "earliest point it can be brought to is operation 11" in res.stderr
+        # a fresh target would be loaded now, after the point: refused before loading
+        b = tmp_path / "b.duckdb"
+        res = _redoline(
+            env, "sync", "--target", f"duckdb://{b}", "--until-caught-up", "--until-op", "11"
+        )
+        assert res.returncode == 11 and "earliest restorable point for it is now" in res.stderr
+        # a copy loaded by a snapshot after the point: apply refuses after its catch-up
+        c = f"duckdb://{tmp_path}/c.duckdb"
+        res = _redoline(env, "snapshot", "--target", c, "--no-follow")
+        assert res.returncode == 0, res.stdout + res.stderr
+        res = _redoline(env, "apply", "--target", c, "--until-op", "11", "--until-caught-up")
+        assert res.returncode == 11, res.stdout + res.stderr
+        assert "before the end of the snapshot" in res.stderr
+    finally:
+        src.conn.close()
