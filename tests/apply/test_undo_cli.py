@@ -11,6 +11,7 @@ the drivers and compared as plain tuples.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -232,3 +233,24 @@ def test_sync_until_a_point_and_snapshots_after_it_refused(
         assert "before the end of the snapshot" in res.stderr
     finally:
         src.conn.close()
+
+
+def test_check_says_per_table_whether_undo_is_possible(pg_db: Endpoint, tmp_path: Path) -> None:
+    src = _Source("postgres", pg_db)
+    try:
+        src.run(
+            "CREATE TABLE full_t (id INT PRIMARY KEY)",
+            "ALTER TABLE full_t REPLICA IDENTITY FULL",
+            "CREATE TABLE key_t (id INT PRIMARY KEY)",
+        )
+    finally:
+        src.conn.close()
+    (tmp_path / "r.toml").write_text('[tables]\ninclude = ["public.*"]\n')
+    env = {**os.environ, "REDOLINE_CONFIG": str(tmp_path / "r.toml")}
+    res = _redoline(env, "check", "--source", pg_db.url(), "--json")
+    report = json.loads(res.stdout)
+    items = {i["name"]: i for r in report["endpoints"] for i in r["items"]}
+    assert items["undo possible public.full_t"]["ok"] is True
+    key_t = items["undo possible public.key_t"]
+    assert key_t["ok"] is False and key_t["blocking"] is False
+    assert key_t["hint"] == 'ALTER TABLE "public"."key_t" REPLICA IDENTITY FULL'
