@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from apply.point import PointError, commit_utc
-from connectors.base import Database, TableBatch, Writer
-from connectors.errors import ConfigError, SchemaError, Terminal, ToolkitError
+from connectors.base import Database, RowRejected, TableBatch, Writer
+from connectors.errors import ApplyError, ConfigError, SchemaError, Terminal, ToolkitError
 from connectors.model import UNCHANGED, Change, Column, Op, Row, TableId, TableSchema, Value
 
 __all__ = [
@@ -422,16 +422,35 @@ def execute_undo(
             )
         result.overridden = len(conflicts)
         result.conflicts = conflicts
-        for _tp, _schema, _expect, undo in batches:
-            if not len(undo):
-                continue
-            undo.collision = bool(conflicts)
-            writer.merge(undo)
+        undos = {schema.table: undo for _tp, schema, _expect, undo in batches if len(undo)}
+        order = _parents_first(writer, list(undos))
+        # rows go away children first and come back parents first, so foreign keys hold at
+        # every statement (reinserting an order before its customer would be refused)
+        for table in reversed(order):
+            undo = undos[table]
+            if undo.deletes:
+                writer.merge(replace(undo, updates=[], inserts=[], collision=bool(conflicts)))
+        for table in order:
+            undo = undos[table]
+            if undo.updates or undo.inserts:
+                writer.merge(replace(undo, deletes=[], delete_counts=[], collision=bool(conflicts)))
             result.tables += 1
             result.deleted += sum(undo.delete_counts) if not undo.key else len(undo.deletes)
             result.updated += len(undo.updates)
             result.inserted += len(undo.inserts)
         writer.commit()
+    except RowRejected as exc:
+        try:
+            writer.rollback()
+        except Exception:  # the connection may be what failed
+            log.debug("rollback after a refused undo failed", exc_info=True)
+        raise ApplyError(
+            f"the database refused the undo, which was rolled back (nothing was changed): "
+            f"{exc.message}",
+            hint="a constraint the trail does not know about (a foreign key to rows outside "
+            "the selection, a unique key a later row took): print the SQL (without --execute) "
+            "and adapt it, or widen the selection",
+        ) from None
     except BaseException:
         try:
             writer.rollback()
@@ -439,6 +458,32 @@ def execute_undo(
             log.debug("rollback after a failed undo failed", exc_info=True)
         raise
     return result
+
+
+def _parents_first(writer: Writer, tables: list[TableId]) -> list[TableId]:
+    """``tables`` ordered so a foreign key's parent comes before its child (cycles: as met)."""
+    if len(tables) < 2:
+        return tables
+    pairs: list[tuple[TableId, TableId]] = getattr(writer, "foreign_key_pairs", list)()
+    wanted = set(tables)
+    parents = {
+        t: sorted({p for c, p in pairs if c == t and p in wanted and p != t}) for t in tables
+    }
+    out: list[TableId] = []
+    done: set[TableId] = set()
+
+    def visit(t: TableId, path: set[TableId]) -> None:
+        if t in done or t in path:
+            return
+        path.add(t)
+        for p in parents[t]:
+            visit(p, path)
+        done.add(t)
+        out.append(t)
+
+    for t in tables:
+        visit(t, set())
+    return out
 
 
 def _label(tp: _TablePlan, k: tuple[Any, ...]) -> str:

@@ -22,9 +22,9 @@ from apply.applier import ApplyOptions, apply_trail
 from apply.point import PointError, PointOutcome, StopPoint, parse_time
 from apply.undo import UndoConflict, UndoSelection, execute_undo, plan_undo
 from capture.trail import TrailWriter
-from connectors.base import Writer
+from connectors.base import Writer, open_database
 from connectors.errors import SchemaError
-from connectors.model import Change, Op, TableId
+from connectors.model import Change, Column, Op, TableId, TableSchema
 from tests.apply.test_applier import content
 from tests.apply.workload import KEYED, KEYLESS, Workload
 
@@ -168,3 +168,74 @@ def test_parse_time() -> None:
     assert parse_time("-15m", now=now) == dt.datetime(2026, 12, 2, 13, 47, tzinfo=dt.UTC)
     assert parse_time("2026-12-02T14:01:00+01:00") == dt.datetime(2026, 12, 2, 13, 1, tzinfo=dt.UTC)
     assert parse_time("2026-12-02 14:01") == dt.datetime(2026, 12, 2, 14, 1, tzinfo=dt.UTC)
+
+
+PARENT = TableSchema(
+    TableId("shop", "parent"),
+    (Column("id", "int", "integer", nullable=False, bits=32), Column("name", "str", "text")),
+    primary_key=("id",),
+)
+CHILD = TableSchema(
+    TableId("shop", "child"),
+    (
+        Column("id", "int", "integer", nullable=False, bits=32),
+        Column("parent_id", "int", "integer", bits=32),
+    ),
+    primary_key=("id",),
+)
+
+
+@pytest.mark.parametrize("server", ["pg_db", "mysql_db"])
+def test_undo_puts_parents_back_before_children(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A transaction deleted children then their parents: undo re-inserts parents first (and
+    the filter on --tables is counted)."""
+    db = open_database(request.getfixturevalue(server))
+    schema = db.endpoint.database if db.engine == "mysql" else "shop"
+    rename = _names(schema, "")
+    writer = db.open_writer()
+    try:
+        writer.create_schema(schema)
+        p, c = (
+            writer.database.qualified(rename(PARENT.table)),
+            writer.database.qualified(rename(CHILD.table)),
+        )
+        writer.execute(f"CREATE TABLE {p} (id integer PRIMARY KEY, name varchar(20))")
+        writer.execute(
+            f"CREATE TABLE {c} (id integer PRIMARY KEY, parent_id integer REFERENCES {p} (id))"
+        )
+        writer.commit()
+        wl = Workload(seed=1)
+        rows_p = [{"id": i, "name": f"p{i}"} for i in range(1, 4)]
+        rows_c = [{"id": i, "parent_id": 1 + i % 3} for i in range(1, 7)]
+        txns = [
+            wl._txn([Change(Op.DDL, s.table, 1, table_schema=s) for s in (PARENT, CHILD)]),
+            wl._txn(
+                [Change(Op.INSERT, PARENT.table, after=r) for r in rows_p]
+                + [Change(Op.INSERT, CHILD.table, after=r) for r in rows_c]
+            ),
+            wl._txn(
+                [Change(Op.DELETE, CHILD.table, before=r) for r in rows_c]
+                + [Change(Op.DELETE, PARENT.table, before=r) for r in rows_p]
+            ),
+        ]
+        trail = tmp_path / "trail"
+        with TrailWriter(trail, source_id="src") as tw:
+            for t in txns:
+                tw.append(t)
+        apply_trail(writer, trail, ApplyOptions(rename=rename, target_id="fk"))
+        assert writer.query(f"SELECT count(*) FROM {p}")[0][0] == 0
+        writer.commit()
+        result = execute_undo(
+            plan_undo(trail, UndoSelection(xids=(txns[2].xid,))), writer, rename=rename
+        )
+        assert result.inserted == 9
+        assert sorted(writer.query(f"SELECT id, parent_id FROM {c}")) == [
+            (r["id"], r["parent_id"]) for r in rows_c
+        ]
+        writer.commit()
+        only = plan_undo(trail, UndoSelection(xids=(txns[2].xid,), tables=("shop.child",)))
+        assert only.filtered_out == 3 and list(only.tables) == [CHILD.table]
+    finally:
+        writer.close()
