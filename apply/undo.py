@@ -534,10 +534,15 @@ def _check(
 
 
 def render_undo(
-    plan: UndoPlan, database: Database, *, rename: Callable[[TableId], TableId] | None = None
+    plan: UndoPlan,
+    database: Database,
+    *,
+    rename: Callable[[TableId], TableId] | None = None,
+    writer: Writer | None = None,
 ) -> str:
     """The undo as a SQL script in ``database``'s dialect: one transaction, set-based where
-    many rows go the same way (multi-row INSERT, DELETE ... IN)."""
+    many rows go the same way (multi-row INSERT, DELETE ... IN). With ``writer``, tables are
+    ordered by the database's foreign keys as :func:`execute_undo` orders them."""
     cs = _literals(database)
     rename = rename or (lambda t: t)
     lines = [
@@ -547,10 +552,19 @@ def render_undo(
     ]
     lines += [f"{stmt};" for stmt in cs.script_prelude]
     lines.append("BEGIN;")
-    for _tp, schema, _expect, undo in _batches(plan, rename):
-        if len(undo):
-            lines.append(f"-- {schema.table}")
-            lines += [f"{s};" for s in _statements(undo, database, cs)]
+    undos = {schema.table: undo for _tp, schema, _expect, undo in _batches(plan, rename)}
+    undos = {t: u for t, u in undos.items() if len(u)}
+    order = _parents_first(writer, list(undos)) if writer is not None else list(undos)
+    for table in reversed(order):
+        if undos[table].deletes:
+            lines.append(f"-- {table}: rows to remove")
+            only = replace(undos[table], updates=[], inserts=[])
+            lines += [f"{s};" for s in _statements(only, database, cs)]
+    for table in order:
+        if undos[table].updates or undos[table].inserts:
+            lines.append(f"-- {table}: rows to put back")
+            rest = replace(undos[table], deletes=[], delete_counts=[])
+            lines += [f"{s};" for s in _statements(rest, database, cs)]
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,7 @@ import pytest
 
 from apply.applier import ApplyOptions, apply_trail
 from apply.point import PointError, PointOutcome, StopPoint, parse_time
-from apply.undo import UndoConflict, UndoSelection, execute_undo, plan_undo
+from apply.undo import UndoConflict, UndoSelection, execute_undo, plan_undo, render_undo
 from capture.trail import TrailWriter
 from connectors.base import Writer, open_database
 from connectors.errors import SchemaError
@@ -227,9 +227,13 @@ def test_undo_puts_parents_back_before_children(
         apply_trail(writer, trail, ApplyOptions(rename=rename, target_id="fk"))
         assert writer.query(f"SELECT count(*) FROM {p}")[0][0] == 0
         writer.commit()
-        result = execute_undo(
-            plan_undo(trail, UndoSelection(xids=(txns[2].xid,))), writer, rename=rename
+        plan = plan_undo(trail, UndoSelection(xids=(txns[2].xid,)))
+        script = render_undo(plan, db, rename=rename, writer=writer)
+        back = "rows to put back"
+        assert script.index(f"{rename(PARENT.table)}: {back}") < script.index(
+            f"{rename(CHILD.table)}: {back}"
         )
+        result = execute_undo(plan, writer, rename=rename)
         assert result.inserted == 9
         assert sorted(writer.query(f"SELECT id, parent_id FROM {c}")) == [
             (r["id"], r["parent_id"]) for r in rows_c

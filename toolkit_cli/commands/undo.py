@@ -151,11 +151,12 @@ def undo_command(
         err_console.print(f"nothing to undo: no change matches {selection.describe()}")
         return
     database = open_database(endpoint)
-    if not execute:
-        print(render_undo(plan, database, rename=rename), end="")
-        return
+    # printing connects too: the script follows the database's foreign keys
     writer = database.open_writer()
     try:
+        if not execute:
+            print(render_undo(plan, database, rename=rename, writer=writer), end="")
+            return
         result = execute_undo(plan, writer, rename=rename, force=force)
     finally:
         writer.close()
