@@ -254,3 +254,53 @@ def test_check_says_per_table_whether_undo_is_possible(pg_db: Endpoint, tmp_path
     key_t = items["undo possible public.key_t"]
     assert key_t["ok"] is False and key_t["blocking"] is False
     assert key_t["hint"] == 'ALTER TABLE "public"."key_t" REPLICA IDENTITY FULL'
+
+
+def test_postgres_toast_values_come_back_from_the_before_image(
+    pg_db: Endpoint, tmp_path: Path
+) -> None:
+    """An update that leaves a large (TOASTed) value alone: PostgreSQL does not resend it,
+    but with REPLICA IDENTITY FULL the old row holds it, so the trail and undo have the real
+    value (never a guess). Without FULL, undo refuses (exit 6) and names the fix."""
+    import random as _random
+
+    big = "".join(_random.Random(1).choices("abcdefghijklmnopqrstuvwxyz", k=20_000))
+    src = _Source("postgres", pg_db)
+    try:
+        src.run(
+            "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))",
+            "CREATE TABLE other (id INT PRIMARY KEY, n INT)",
+            "ALTER TABLE t ADD COLUMN doc TEXT",
+            "ALTER TABLE t REPLICA IDENTITY FULL",
+        )
+        (tmp_path / "r.toml").write_text('[tables]\ninclude = ["public.*"]\n')
+        env = {
+            **os.environ,
+            "REDOLINE_CONFIG": str(tmp_path / "r.toml"),
+            "REDOLINE_SOURCE_URL": pg_db.url(),
+            "REDOLINE_TRAIL_DIR": str(tmp_path / "trail"),
+        }
+        assert _redoline(env, "-q", "capture", "--until-caught-up").returncode == 0
+        src.run(
+            f"INSERT INTO t VALUES (1, 'a', '{big}'), (2, 'b', '{big}')",
+            "INSERT INTO other VALUES (1, 1)",
+        )
+        kept = src.state()
+        src.run("UPDATE t SET v = 'changed'")  # doc is not touched: not resent
+        src.run("UPDATE other SET n = 2")  # other keeps the default identity (key only)
+        assert _redoline(env, "-q", "capture", "--until-caught-up").returncode == 0
+        reader = TrailReader(tmp_path / "trail")
+        txns = list(reader.transactions())
+        upd_t, upd_other = txns[-2], txns[-1]
+        res = _redoline(env, "undo", "--xid", upd_t.xid, "--on", "source", "--execute")
+        assert res.returncode == 0, res.stdout + res.stderr
+        with src.conn.cursor() as cur:
+            cur.execute("SELECT id, v, length(doc), doc = %s FROM t ORDER BY id", (big,))
+            assert cur.fetchall() == [(1, "a", 20_000, True), (2, "b", 20_000, True)]
+        src.conn.commit()
+        assert src.state()["t"] == kept["t"]
+        res = _redoline(env, "undo", "--xid", upd_other.xid, "--on", "source", "--execute")
+        assert res.returncode == 6, res.stdout + res.stderr
+        assert "no full before image" in res.stderr and "REPLICA IDENTITY FULL" in res.stderr
+    finally:
+        src.conn.close()
