@@ -28,7 +28,7 @@ import fnmatch
 import importlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -126,13 +126,6 @@ class UndoPlan:
     filtered_out: int = 0
     first_op: int = 0
     last_op: int = 0
-
-    @property
-    def rows(self) -> int:
-        return sum(len(t.rows) + sum(abs(n) for n in t.delta.values()) for t in self._live())
-
-    def _live(self) -> Iterable[_TablePlan]:
-        return self.tables.values()
 
 
 @dataclass
