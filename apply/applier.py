@@ -30,6 +30,7 @@ from typing import Any, Final
 from apply.collapse import TableCollapse
 from apply.ddl import translate_ddl
 from apply.names import check_target_names
+from apply.point import PointOutcome, StopPoint, bounded, refuse_if_past, refuse_inside_snapshot
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import ensure_table
 from connectors.base import RowRejected, Writer
@@ -854,8 +855,13 @@ def apply_trail(
     follow: bool = False,
     stop: Callable[[], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    until: StopPoint | None = None,
+    outcome: PointOutcome | None = None,
 ) -> ApplyStats:
     """Apply the trail in ``trail_dir`` to ``writer`` from just after its checkpoint.
+
+    ``until`` bounds the run at a point of the source's history (:mod:`apply.point`): it
+    applies up to and including it and records in ``outcome`` whether and where it stopped.
 
     The one apply path (``apply``, ``sync``, ``snapshot``, parallel groups, the demo): it
     reads the trail's own description of its source (header: engine, dialect, row ids,
@@ -932,10 +938,12 @@ def apply_trail(
             last_register[0] = now
 
     report(start)
-    txns: Iterable[Transaction | None] = prefetch(
-        reader.transactions(start + 1, follow=follow, stop=should_stop),
-        tick=max(0.01, options.batch_ms / 4000),
-    )
+    source: Iterator[Transaction] = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    if until is not None:
+        outcome = outcome if outcome is not None else PointOutcome()
+        refuse_if_past(trail_dir, key, start, until)
+        source = bounded(source, until, outcome)
+    txns: Iterable[Transaction | None] = prefetch(source, tick=max(0.01, options.batch_ms / 4000))
     if compare is not None:
 
         def in_window(txn: Transaction) -> None:
@@ -947,4 +955,6 @@ def apply_trail(
         txns = catchup_transactions(txns, windows, compare, in_window)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
+    if until is not None and outcome is not None and compare is not None and outcome.reached:
+        refuse_inside_snapshot(windows, compare, outcome, until)
     return stats

@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.point import PointOutcome, StopPoint
 from capture.retry import Retry
 from connectors.base import Database
 
@@ -49,6 +50,8 @@ def apply_reconnecting(
     retry_for: float | None = None,
     backoff: tuple[float, float] = (0.5, 30.0),
     on_retry: Callable[[int, float, str], None] | None = None,
+    until: StopPoint | None = None,
+    outcome: PointOutcome | None = None,
 ) -> ApplyStats:
     """:func:`apply.applier.apply_trail` on a writer of ``database``, reconnecting when the
     target drops or cannot be reached (see the module doc)."""
@@ -69,7 +72,14 @@ def apply_reconnecting(
             retry.succeeded()  # connected (again)
             try:
                 stats = apply_trail(
-                    writer, trail_dir, options, key=key, follow=follow, stop=should_stop
+                    writer,
+                    trail_dir,
+                    options,
+                    key=key,
+                    follow=follow,
+                    stop=should_stop,
+                    until=until,
+                    outcome=outcome,
                 )
             finally:
                 try:

@@ -90,6 +90,10 @@ class SyncOptions:
     retry_for: float | None = None
     #: seconds apply reconnects to an unreachable target before exit 75 (None: forever)
     target_retry_for: float | None = None
+    #: apply up to and including this point, then stop (``apply.point.StopPoint``)
+    until: Any = None
+    #: where a bounded apply stopped (``apply.point.PointOutcome``), filled by the run
+    outcome: Any = None
 
 
 @dataclass
@@ -176,6 +180,8 @@ def _apply(
         stop=options.stop_event.is_set,
         retry_for=options.target_retry_for,
         on_retry=on_retry,
+        until=options.until,
+        outcome=options.outcome,
     )
 
 

@@ -80,6 +80,7 @@ _COMMAND_MODULES = [
     "status",
     "verify",
     "replay",
+    "undo",
     "demo",
 ]
 

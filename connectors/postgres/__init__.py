@@ -270,6 +270,24 @@ class PostgreSQL(Database):
                     f"ALTER TABLE {self.qualified(table)} REPLICA IDENTITY FULL",
                 )
             )
+        for table in tables:
+            # `redoline undo` needs every column's old value, which only FULL logs; replication
+            # does not, so this is advice, not a blocker (a keyless table without FULL is
+            # already refused above with the same ALTER)
+            ident, has_key = identities.get(table, ("?", False))
+            if not (ident == "f" or (ident in ("d", "i") and has_key)):
+                continue
+            full = ident == "f"
+            items.append(
+                CheckItem(
+                    f"undo possible {table}",
+                    "yes" if full else "no (updates and deletes log the key only)",
+                    "REPLICA IDENTITY FULL",
+                    full,
+                    f"ALTER TABLE {self.qualified(table)} REPLICA IDENTITY FULL",
+                    blocking=False,
+                )
+            )
         return items
 
     def full_before_image_fix(self, table: TableId) -> str:

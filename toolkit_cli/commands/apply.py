@@ -12,6 +12,7 @@ import typer
 
 from apply.applier import ApplyOptions, ApplyStats
 from apply.parallel import apply_parallel
+from apply.point import PointError, PointOutcome, StopPoint, describe_txn, parse_time
 from apply.reconnect import apply_reconnecting
 from capture.trail import load_key
 from connectors.base import open_database
@@ -98,6 +99,9 @@ def apply_command(
             "old one ended).",
         ),
     ] = False,
+    until_time: UntilTimeOpt = None,
+    until_op: UntilOpOpt = None,
+    until_xid: UntilXidOpt = None,
     target_name: Annotated[
         str | None,
         typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
@@ -107,8 +111,11 @@ def apply_command(
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
 
     Runs continuously (tails the trail) unless --until-caught-up. Ctrl-C or SIGTERM finishes
-    the current target transaction and exits 130.
+    the current target transaction and exits 130. With --until-time/-op/-xid it applies up
+    to and including that point, says where it stopped and exits 0; a point it cannot reach
+    exits 11 (docs/recovery.md).
     """
+    point = stop_point(until_time, until_op, until_xid)
     cfg = load_config(config, target=target, trail=trail)
     tgt = cfg.target(target_name)
     acfg = cfg.apply
@@ -150,6 +157,12 @@ def apply_command(
     database = open_database(tgt.endpoint)
     try:
         n = parallel if parallel is not None else acfg.parallel
+        if n > 1 and point is not None:
+            raise ConfigError(
+                "--until-time/-op/-xid applies in one ordered stream: drop --parallel "
+                "([apply] parallel) for this run"
+            )
+        outcome = PointOutcome()
         if n > 1:
             results = apply_parallel(
                 database,
@@ -170,6 +183,8 @@ def apply_command(
                     follow=not until_caught_up,
                     stop=stopping.is_set,
                     retry_for=tgt.retry_budget(until_caught_up),
+                    until=point,
+                    outcome=outcome,
                 )
             ]
     finally:
@@ -182,6 +197,74 @@ def apply_command(
         raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
     if stopping.is_set():
         raise typer.Exit(130)
+    if point is not None:
+        report_point(point, outcome, results[0].applied_op, json_out)
+
+
+UntilTimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until-time",
+        help="Apply every transaction committed at or before this time, then stop. ISO-8601 "
+        "with a zone (2026-12-02T14:01:00+01:00, ...Z); a time without a zone is UTC; or "
+        "relative: -15m, -2h, -1d. Waits for the first later transaction unless "
+        "--until-caught-up.",
+        show_default=False,
+    ),
+]
+UntilOpOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--until-op",
+        min=0,
+        help="Apply through this operation number (a transaction's last), then stop.",
+        show_default=False,
+    ),
+]
+UntilXidOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until-xid",
+        help="Apply through this source transaction id (included), then stop.",
+        show_default=False,
+    ),
+]
+
+
+def stop_point(time: str | None, op: int | None, xid: str | None) -> StopPoint | None:
+    """The --until-* point, or None; two at once is a usage error."""
+    given = [x for x in (time, op, xid) if x is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ConfigError("give one of --until-time, --until-op, --until-xid")
+    return StopPoint(op=op, time=parse_time(time) if time is not None else None, xid=xid)
+
+
+def report_point(
+    point: StopPoint, outcome: PointOutcome, applied_op: int, json_out: bool = False
+) -> None:
+    """Say where a bounded run stopped; raise (exit 11) when it did less than asked."""
+    if outcome.straddled is not None:
+        txn = outcome.straddled
+        raise PointError(
+            f"{point.describe()} is inside {describe_txn(txn)}, which applies whole: applied "
+            f"through operation {applied_op} and stopped before it",
+            hint=f"ask for --until-op {txn.first_op - 1} or --until-op {txn.last_op}",
+        )
+    if not outcome.reached:
+        raise PointError(
+            f"the trail ends before {point.describe()}: applied through operation "
+            f"{applied_op}, the point is not reached yet",
+            hint="run again when capture has written past the point (or without "
+            "--until-caught-up, which waits for it)",
+        )
+    where = f"operation {applied_op}"
+    if outcome.last is not None:
+        where += f", the end of {describe_txn(outcome.last)}"
+    (err_console if json_out else console).print(
+        f"stopped at {point.describe()}: the target is at {where}"
+    )
 
 
 #: every transaction read was skipped by the loop guard (docs/exit-codes.md)

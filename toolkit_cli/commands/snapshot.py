@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,11 +21,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from apply.snapshot import SnapshotOptions, SnapshotReport, run_snapshot
+from apply.point import PointError, PointOutcome, StopPoint
+from apply.snapshot import SnapshotOptions, SnapshotReport, load_table_states, run_snapshot
 from apply.sync import SyncOptions, run_sync
 from capture.filters import CaptureFilter
-from connectors.base import TableFilter, open_database
-from toolkit_cli.commands.apply import EXIT_SKIPPED_EVERYTHING, warn_skipped_everything
+from connectors.base import Database, TableFilter, open_database
+from toolkit_cli.commands.apply import (
+    EXIT_SKIPPED_EVERYTHING,
+    UntilOpOpt,
+    UntilTimeOpt,
+    UntilXidOpt,
+    report_point,
+    stop_point,
+    warn_skipped_everything,
+)
 from toolkit_cli.config import Config
 from toolkit_cli.options import (
     ConfigOpt,
@@ -210,19 +221,27 @@ def sync(
     ] = False,
     slot: SlotOpt = None,
     publication: PublicationOpt = None,
+    until_time: UntilTimeOpt = None,
+    until_op: UntilOpOpt = None,
+    until_xid: UntilXidOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Snapshot what is not loaded yet, then capture and apply in one process.
 
     The single-host pipeline: the trail lives in --trail, progress in the target and in the
     state directory. Continuous until Ctrl-C/SIGTERM (which finish the current transaction),
-    or with --until-caught-up a cron-friendly run that exits 0 when caught up.
+    or with --until-caught-up a cron-friendly run that exits 0 when caught up. With
+    --until-time/-op/-xid apply stops at that point and says where (exit 11 when the target
+    or its snapshot is already past it: docs/recovery.md).
     """
+    point = stop_point(until_time, until_op, until_xid)
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
     )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
     check_table_patterns(src, cfg.tables)
+    if point is not None:
+        refuse_fresh_snapshot(point, tgt, cfg.source().id, cfg.trail.dir, cfg.trail.key())
     stop = threading.Event()
     snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows)
     options = SyncOptions(
@@ -245,6 +264,8 @@ def sync(
             "rename": snapshot_options.rename,
             "ignore_origins": frozenset(cfg.apply.ignore_origins),
         },
+        until=point,
+        outcome=PointOutcome(),
     )
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
@@ -265,6 +286,8 @@ def sync(
         print_json(report.to_json())
         if skipped_everything:
             raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
+        if point is not None:
+            report_point(point, options.outcome, app.get("applied_op", 0), json_out)
         return
     if report.snapshot is not None:
         _print_report(report.snapshot)
@@ -280,5 +303,34 @@ def sync(
     )
     if skipped_everything:
         raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
+    if point is not None:
+        report_point(point, options.outcome, app.get("applied_op", 0))
+        return
     if stop.is_set() and not until_caught_up:
         raise typer.Exit(130)
+
+
+def refuse_fresh_snapshot(
+    point: StopPoint, target: Database, source_id: str, trail_dir: Path, key: bytes | None
+) -> None:
+    """A target with nothing loaded gets a snapshot taken now: refuse a point already in the
+    past before loading anything (a snapshot holds rows as of its own end)."""
+    from capture.trail import TrailReader
+
+    if load_table_states(target, source_id):
+        return  # loaded before: apply judges the point against its snapshot's end
+    if point.time is not None:
+        past = point.time < dt.datetime.now(dt.UTC)
+    else:
+        past = any(
+            point.includes(t) if point.op is not None else t.xid == point.xid
+            for t in TrailReader(trail_dir, key=key).transactions()
+        )
+    if past:
+        raise PointError(
+            f"the target has nothing loaded yet: sync would load it with a snapshot taken now, "
+            f"after {point.describe()}; the earliest restorable point for it is now",
+            hint="replay into a target that starts before the point (empty, when the trail "
+            "reaches back before the rows existed: `redoline apply --until-...`), or undo back "
+            "to it on a copy (`redoline undo --to-...`): see docs/recovery.md",
+        )
