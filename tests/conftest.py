@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -191,6 +192,7 @@ def cli(
         monkeypatch.setattr(sys, "argv", ["redoline", *args])
         umask = os.umask(0o022)  # main() makes its process private; this process goes on
         os.umask(umask)
+        sigterm = signal.getsignal(signal.SIGTERM)  # main() takes SIGTERM over too
         try:
             main()
             code = 0
@@ -198,6 +200,7 @@ def cli(
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
             os.umask(umask)
+            signal.signal(signal.SIGTERM, sigterm)
         out = capsys.readouterr()
         return CliResult(code, out.out, out.err)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -137,6 +138,9 @@ def main() -> None:
     # Trails hold full row images and state files hold positions: private whatever the
     # caller's umask (0700 directories, 0600 files).
     os.umask(0o077)
+    # from here on SIGTERM is an interruption like Ctrl-C (exit 130 after cleanup); the long
+    # commands install their own handlers that finish the current transaction first
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app(args=_hoist_global_options(sys.argv[1:]), prog_name="redoline", standalone_mode=True)
     except OSError as exc:
@@ -150,6 +154,10 @@ def main() -> None:
         sys.exit(130)
     except Exception:
         _internal_error()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_error(exc: ToolkitError) -> None:
