@@ -83,16 +83,22 @@ def _cert(
 def make_pki(folder: Path) -> dict[str, Path]:
     """A private CA with a server certificate for 127.0.0.1, and an unrelated CA."""
     folder.mkdir(parents=True, exist_ok=True)
-    ca_key, other_key, srv_key = _key(), _key(), _key()
+    ca_key, other_key, srv_key, cli_key = _key(), _key(), _key(), _key()
     ca = _cert("redoline test CA", ca_key, None, ca=True)
     other = _cert("some other CA", other_key, None, ca=True)
     srv = _cert("127.0.0.1", srv_key, ("redoline test CA", ca_key), ca=False)
+    # a client certificate whose CN is the database user it logs in as
+    cli = _cert("certuser", cli_key, ("redoline test CA", ca_key), ca=False)
     paths = {
         "ca": folder / "ca.pem",
         "other_ca": folder / "other-ca.pem",
         "cert": folder / "server.pem",
         "key": folder / "server.key",
+        "client_cert": folder / "client.pem",
+        "client_key": folder / "client.key",
     }
+    paths["client_cert"].write_bytes(cli.public_bytes(serialization.Encoding.PEM))
+    _write_key(cli_key, paths["client_key"])
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["other_ca"].write_bytes(other.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
@@ -125,10 +131,12 @@ def tls_mariadb(
         cur.execute("CREATE DATABASE shop")
         cur.execute("CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20))")
         cur.execute("CREATE USER 'tls'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL")
-        cur.execute(
-            "GRANT SELECT, RELOAD, REPLICATION CLIENT, REPLICATION SLAVE, BINLOG MONITOR "
-            "ON *.* TO 'tls'@'127.0.0.1'"
-        )
+        cur.execute("CREATE USER 'certuser'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE X509")
+        for user in ("tls", "certuser"):
+            cur.execute(
+                "GRANT SELECT, RELOAD, REPLICATION CLIENT, REPLICATION SLAVE, BINLOG MONITOR "
+                f"ON *.* TO '{user}'@'127.0.0.1'"
+            )
     conn.close()
     yield server
     devservers.stop(server)
@@ -149,15 +157,22 @@ def tls_postgres(
             "ssl": "on",
             "ssl_cert_file": str(certs / "server.pem"),
             "ssl_key_file": str(certs / "server.key"),
+            "ssl_ca_file": str(certs / "ca.pem"),
         },
-        # the database "plainonly" takes TLS connections only: plaintext is rejected
-        hba=("hostnossl tlsonly all 127.0.0.1/32 reject",),
+        # the database "tlsonly" takes TLS connections only: plaintext is rejected; the user
+        # "certuser" logs in by client certificate alone (no password)
+        hba=(
+            "hostnossl tlsonly all 127.0.0.1/32 reject",
+            "hostssl all certuser 127.0.0.1/32 cert",
+            "hostssl replication certuser 127.0.0.1/32 cert",
+        ),
     )
     with psycopg.connect(
         f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres", autocommit=True
     ) as conn:
         conn.execute("CREATE DATABASE tlsonly")
         conn.execute("CREATE DATABASE shop")
+        conn.execute("CREATE ROLE certuser LOGIN SUPERUSER REPLICATION")
     with psycopg.connect(
         f"host=127.0.0.1 port={server.port} user=postgres dbname=shop", autocommit=True
     ) as conn:
@@ -316,3 +331,26 @@ def test_nothing_listening_is_retried_for_retry_for_then_exit_75(scheme, tmp_pat
     assert code == 75, err
     assert "gave up after" in err and "attempts" in err
     assert 3.5 < seconds < 30
+
+
+def test_mariadb_client_certificate_login(tls_mariadb, pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = f"mariadb://certuser@127.0.0.1:{tls_mariadb.port}/shop?ssl_ca={pki['ca']}&ssl_verify=1"
+    code, err, _ = capture(
+        base + f"&ssl_cert={pki['client_cert']}&ssl_key={pki['client_key']}", tmp_path
+    )
+    assert code == 0, err
+    # the same account without its certificate is refused, at once, not retried
+    (tmp_path / "no-cert").mkdir()
+    code, err, seconds = capture(base, tmp_path / "no-cert")
+    assert code == 3, err
+    assert seconds < 30
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_postgres_client_certificate_login(tls_postgres, pki, tmp_path, mode) -> None:  # type: ignore[no-untyped-def]
+    url = (
+        f"postgresql://certuser@127.0.0.1:{tls_postgres.port}/shop?sslmode={mode}"
+        f"&sslrootcert={pki['ca']}&sslcert={pki['client_cert']}&sslkey={pki['client_key']}"
+    )
+    code, err, _ = capture(url, tmp_path)
+    assert code == 0, err
