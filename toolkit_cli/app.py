@@ -73,6 +73,7 @@ _COMMAND_MODULES = [
     "devservers",
     "trail",
     "capture",
+    "ship",
     "pgslot",
     "apply",
     "snapshot",
