@@ -477,9 +477,16 @@ class Receiver:
                 "move the received directory away",
             )
         start = hello.get("start")
-        if isinstance(start, dict) and not (directory / START_FILE).exists():
+        if isinstance(start, str) and not (directory / START_FILE).exists():
+            try:
+                json.loads(start)
+            except ValueError:
+                raise TrailError(f"the sender's {START_FILE} is not JSON") from None
             tmp = directory / f".{START_FILE}.tmp"
-            tmp.write_text(json.dumps(start), encoding="utf-8")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(start)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, directory / START_FILE)
             fsync_dir(directory)
         last: dict[str, Any] | None = None

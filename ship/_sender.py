@@ -232,7 +232,7 @@ class _Session:
         start = None
         if (o.trail / START_FILE).exists():
             # sent verbatim: the receiving side's apply reads the same birth record
-            start = json.loads((o.trail / START_FILE).read_text(encoding="utf-8"))
+            start = (o.trail / START_FILE).read_text(encoding="utf-8")
         self.ch = self.connect()
         hello = {
             "version": w.PROTOCOL_VERSION,
