@@ -16,13 +16,24 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from capture.trail import START_FILE, list_segment_files, open_name, sealed_name
-from capture.trail._format import TRAILER_MAGIC, Frame, parse_frame, parse_header, parse_trailer
+from capture.trail._format import (
+    BLOCK_MAGIC,
+    FRAME,
+    FRAME_SIZE,
+    TRAILER_MAGIC,
+    Frame,
+    crc32c,
+    parse_frame,
+    parse_header,
+    parse_trailer,
+)
 from capture.trail._writer import fsync_dir
 from connectors.errors import (
     AuthError,
@@ -34,6 +45,8 @@ from connectors.errors import (
 )
 from ship import _wire as w
 from ship._tls import Token
+
+_U32 = struct.Struct("<I")
 
 __all__ = ["ReceiveOptions", "ReceiveResult", "Receiver", "file_sha256"]
 
@@ -101,6 +114,34 @@ def _recover_open(path: Path) -> int:
     return good
 
 
+def _whole_frames(buf: bytearray, at: int) -> tuple[int, str]:
+    """Advance over whole blocks whose CRC32C verifies (without copying their payloads).
+
+    Returns the offset after the last one and why it stopped: ``short`` (more bytes needed),
+    ``trailer`` (the segment's trailer starts there) or ``bad``.
+    """
+    view = memoryview(buf)
+    try:
+        while True:
+            if len(buf) - at < FRAME_SIZE:
+                head = bytes(view[at : at + 4])
+                return at, "trailer" if head == TRAILER_MAGIC else "short"
+            magic, _flags, stored, _raw, _last = FRAME.unpack_from(buf, at)
+            if magic != BLOCK_MAGIC:
+                return at, "trailer" if magic == TRAILER_MAGIC else "bad"
+            end = at + FRAME_SIZE + stored
+            if end > len(buf):
+                return at, "short"
+            (crc,) = _U32.unpack_from(buf, at + FRAME.size)
+            body = view[at + FRAME_SIZE : end]
+            if crc32c(body, crc32c(view[at : at + FRAME.size])) != crc:
+                return at, "bad"
+            body.release()
+            at = end
+    finally:
+        view.release()
+
+
 class _Segment:
     """The segment being received: ``N.open``, its running digest, bytes not yet whole."""
 
@@ -145,19 +186,14 @@ class _Segment:
             at = header.size
             self.header_done = True
         if self.trailer_at is None:
-            while True:
-                got = parse_frame(self.pending, at, self.written, name)
-                if isinstance(got, Frame):
-                    at += got.end - got.offset
-                    continue
-                if got == "trailer":
-                    self.trailer_at = self.written + at
-                elif got in ("crc", "magic"):
-                    raise w.PeerError(
-                        f"segment {self.seq}: block at offset {self.written + at} arrived "
-                        f"damaged ({got}); not written, resending"
-                    )
-                break
+            at, stop = _whole_frames(self.pending, at)
+            if stop == "trailer":
+                self.trailer_at = self.written + at
+            elif stop == "bad":
+                raise w.PeerError(
+                    f"segment {self.seq}: block at offset {self.written + at} arrived "
+                    "damaged (CRC32C); not written, resending"
+                )
         if at:
             view = memoryview(self.pending)[:at]
             self.file.write(view)

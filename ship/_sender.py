@@ -368,8 +368,14 @@ class _Session:
                 sealed = seg_path.exists()
                 size = os.fstat(fd).st_size
                 if sealed:
-                    self.send_range(fd, seq, offset, size)
-                    self.seal(fd, seq, size, seg_path)
+                    h = hashlib.sha256()
+                    at = 0
+                    while at < offset:  # resumed mid-segment: the receiver holds these
+                        chunk = os.pread(fd, min(CHUNK, offset - at), at)
+                        h.update(chunk)
+                        at += len(chunk)
+                    self.send_range(fd, seq, offset, size, hasher=h)
+                    self.seal(seq, size, h.hexdigest(), seg_path)
                     return self.caught_up(seq, size, True)
                 if size > offset:
                     data = os.pread(fd, size - offset, offset)
@@ -400,7 +406,13 @@ class _Session:
             self.save_state(self.result.acked_seq, int(body["seq"]), int(body["offset"]))
 
     def send_range(
-        self, fd: int, seq: int, start: int, end: int, data: bytes | None = None
+        self,
+        fd: int,
+        seq: int,
+        start: int,
+        end: int,
+        data: bytes | None = None,
+        hasher: Any = None,
     ) -> None:
         assert self.ch is not None
         at = start
@@ -413,18 +425,13 @@ class _Session:
                 if len(chunk) != n:
                     raise TrailError(f"segment {seq} shrank while being shipped")
             self.ch.send_data(seq, at, chunk)
+            if hasher is not None:
+                hasher.update(chunk)
             at += n
             self.result.bytes += n
 
-    def seal(self, fd: int, seq: int, size: int, path: Path) -> None:
+    def seal(self, seq: int, size: int, digest: str, path: Path) -> None:
         assert self.ch is not None
-        h = hashlib.sha256()
-        at = 0
-        while at < size:
-            chunk = os.pread(fd, min(CHUNK, size - at), at)
-            h.update(chunk)
-            at += len(chunk)
-        digest = h.hexdigest()
         self.ch.send_json(w.SEAL, {"seq": seq, "size": size, "sha256": digest})
         _, ack = self.expect(w.ACK)
         if ack.get("seq") != seq or ack.get("sha256") != digest or ack.get("size") != size:
