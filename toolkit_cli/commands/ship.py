@@ -171,14 +171,14 @@ def ship(
     name = name or sc.name
     if name and len(dests) > 1:
         raise ConfigError("--name names one destination; several --to get HOST_PORT names")
+    addresses = [parse_address(dest, "--to") for dest in dests]
     context = client_context(cert or sc.cert, key or sc.key, ca or sc.ca)
     token = Token.load(token_file or sc.token_file, token_env or sc.token_env, "ship")
     trail_dir = cfg.trail.dir
     source_id = _source_id(trail_dir, next(iter(cfg.sources.values())).id if cfg.sources else None)
     stop = threading.Event()
     options = []
-    for dest in dests:
-        host, port = parse_address(dest, "--to")
+    for host, port in addresses:
         options.append(
             ShipOptions(
                 trail=trail_dir,
