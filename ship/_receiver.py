@@ -18,6 +18,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,9 @@ class Receiver:
         self._lock = threading.Lock()
         self._active: set[socket.socket] = set()
         self._sock: socket.socket | None = None
+        #: the live session of each source id: a newer authenticated one replaces it (the old
+        #: one is a sender that vanished in a partition, its connection not yet timed out)
+        self._by_source: dict[str, ssl.SSLSocket] = {}
 
     def bind(self) -> tuple[str, int]:
         """Open the listening socket (before serving, so a caller learns the port)."""
@@ -375,6 +379,15 @@ class Receiver:
             source_id = self._authenticate(tls, hello, peer)
             directory = self.opts.root / source_id
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._lock:
+                old = self._by_source.get(source_id)
+                self._by_source[source_id] = tls
+            if old is not None:
+                log.warning("sender %s replaces the previous session of source %s", peer, source_id)
+                try:
+                    old.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             lock_fd = self._lock_source(directory, source_id)
             state = self._state(directory, hello, source_id)
             ch.send_json(w.WELCOME, state)
@@ -442,6 +455,9 @@ class Receiver:
             ch.close()
             with self._lock:
                 self._active.discard(tls)
+                for sid, sock in list(self._by_source.items()):
+                    if sock is tls:
+                        del self._by_source[sid]
         return False
 
     def _refuse(self, ch: w.Channel, exc: ToolkitError, peer: str) -> None:
@@ -486,15 +502,19 @@ class Receiver:
 
     def _lock_source(self, directory: Path, source_id: str) -> int:
         fd = os.open(directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LockedError(
-                f"another sender (or a writer) is already writing source {source_id!r} on "
-                "this receiver"
-            ) from None
-        return fd
+        deadline = time.monotonic() + 10  # a replaced session needs a moment to let go
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise LockedError(
+                        f"another process is writing source {source_id!r} on this receiver "
+                        f"({directory / 'writer.lock'} is locked)"
+                    ) from None
+                time.sleep(0.05)
 
     def _state(self, directory: Path, hello: dict[str, Any], source_id: str) -> dict[str, Any]:
         files = list_segment_files(directory)

@@ -100,12 +100,12 @@ class ShipResult:
 
 
 def _error_from_peer(body: dict[str, Any], peer: str) -> ToolkitError:
+    # the receiver's disk being full or its directory busy is retried like a network
+    # outage (someone frees space; a replaced session lets go): ConnectError is transient
     kinds: dict[str, type[ToolkitError]] = {
         "AuthError": AuthError,
         "TrailError": TrailError,
         "ConfigError": ConfigError,
-        "LockedError": LockedError,
-        "StorageError": StorageError,
     }
     cls = kinds.get(str(body.get("kind")), ConnectError)
     message = f"the receiver {peer} refused: {body.get('message')}"
