@@ -9,6 +9,7 @@ consumer (``ship.<name>``), so retention never prunes what a receiver does not h
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import hashlib
 import json
@@ -60,6 +61,8 @@ __all__ = ["STATE_PREFIX", "ShipOptions", "ShipResult", "consumer_name", "run_sh
 log = logging.getLogger("redoline.ship")
 
 CHUNK = 1 << 20
+#: sealed segments in flight before the sender waits for their acknowledgement
+UNACKED_MAX = 4
 POLL = 0.02
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
@@ -169,6 +172,8 @@ class _Session:
         self.ch: w.Channel | None = None
         self.goal: tuple[int, int] | None = None
         self._state_lock = lock
+        #: sealed segments sent and not yet acknowledged, oldest first (seq, size, digest, path)
+        self.unacked: collections.deque[tuple[int, int, str, Path]] = collections.deque()
 
     # -------------------------------------------------------------- connecting
 
@@ -233,6 +238,7 @@ class _Session:
         if (o.trail / START_FILE).exists():
             # sent verbatim: the receiving side's apply reads the same birth record
             start = (o.trail / START_FILE).read_text(encoding="utf-8")
+        self.unacked.clear()
         self.ch = self.connect()
         hello = {
             "version": w.PROTOCOL_VERSION,
@@ -400,6 +406,7 @@ class _Session:
 
     def sync(self, seq: int) -> None:
         assert self.ch is not None
+        self.read_acks(0)
         self.ch.send_json(w.SYNC, {"seq": seq})
         _, body = self.expect(w.SYNCED)
         if body.get("seq") is not None:
@@ -431,17 +438,29 @@ class _Session:
             self.result.bytes += n
 
     def seal(self, seq: int, size: int, digest: str, path: Path) -> None:
+        """Send SEAL; the ACK is read later, so the next segment's bytes flow while the
+        receiver verifies, fsyncs and renames this one (at most UNACKED_MAX outstanding)."""
         assert self.ch is not None
         self.ch.send_json(w.SEAL, {"seq": seq, "size": size, "sha256": digest})
-        _, ack = self.expect(w.ACK)
-        if ack.get("seq") != seq or ack.get("sha256") != digest or ack.get("size") != size:
-            raise w.PeerError(f"receiver {self.peer}: acknowledgement {ack} does not match")
-        self.result.segments += 1
-        self.acknowledged(seq, path)
-        log.info("segment %d acknowledged by %s (sha256 %s)", seq, self.peer, digest)
+        self.unacked.append((seq, size, digest, path))
+        self.read_acks(UNACKED_MAX)
+
+    def read_acks(self, keep: int) -> None:
+        """Read ACKs until at most ``keep`` seals are outstanding (and any already arrived)."""
+        assert self.ch is not None
+        while self.unacked and (len(self.unacked) > keep or self.ch.readable()):
+            seq, size, digest, path = self.unacked[0]
+            _, ack = self.expect(w.ACK)
+            if ack.get("seq") != seq or ack.get("sha256") != digest or ack.get("size") != size:
+                raise w.PeerError(f"receiver {self.peer}: acknowledgement {ack} does not match")
+            self.unacked.popleft()
+            self.result.segments += 1
+            self.acknowledged(seq, path)
+            log.info("segment %d acknowledged by %s (sha256 %s)", seq, self.peer, digest)
 
     def finish(self, caught_up: bool) -> None:
         assert self.ch is not None
+        self.read_acks(0)
         try:
             self.ch.send_json(w.BYE, {"caught_up": caught_up})
         except OSError:

@@ -8,6 +8,7 @@ full exchange is documented in docs/ship.md; keep the two in step.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
 import struct
@@ -84,6 +85,15 @@ class Channel:
             if not got:
                 raise PeerError(f"{self.peer}: the connection was closed")
             self._buf += got
+
+    def readable(self) -> bool:
+        """True when a message (or part of one) can be read without waiting."""
+        if self._buf:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        return bool(ready)
 
     def recv(self) -> tuple[int, bytes]:
         """The next message: (type, payload)."""
