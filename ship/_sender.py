@@ -458,6 +458,19 @@ class _Session:
             self.acknowledged(seq, path)
             log.info("segment %d acknowledged by %s (sha256 %s)", seq, self.peer, digest)
 
+    def peer_reason(self) -> ToolkitError | None:
+        """After a failed write: the ERROR the receiver sent before closing, if it did."""
+        if self.ch is None:
+            return None
+        try:
+            self.ch.sock.settimeout(1.0)
+            while True:
+                kind, payload = self.ch.recv()
+                if kind == w.ERROR:
+                    return _error_from_peer(w.decode(payload, self.peer), self.peer)
+        except (OSError, ToolkitError):
+            return None
+
     def finish(self, caught_up: bool) -> None:
         assert self.ch is not None
         self.read_acks(0)
@@ -502,10 +515,14 @@ def run_ship(opts: ShipOptions) -> ShipResult:
                     raise
                 if isinstance(exc, OSError) and StorageError.handles(exc):
                     raise
+                reason = session.peer_reason() if isinstance(exc, OSError) else None
+                if isinstance(reason, Terminal):
+                    raise reason from None
                 if session.ch is not None:
                     session.ch.close()
                     session.ch = None
-                message = exc.message if isinstance(exc, ToolkitError) else str(exc)
+                shown: BaseException = reason if reason is not None else exc
+                message = shown.message if isinstance(shown, ToolkitError) else str(shown)
                 now = time.monotonic()
                 if (result.bytes, result.acked_seq) != progress:
                     failing_since, delay = None, 0.2  # that session moved data: a new outage
