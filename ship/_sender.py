@@ -26,6 +26,7 @@ from typing import Any
 
 from capture.trail import (
     START_FILE,
+    consumers,
     list_segment_files,
     open_name,
     read_trail_start,
@@ -40,7 +41,6 @@ from capture.trail._format import (
     parse_header,
     parse_trailer,
 )
-from capture.trail._writer import fsync_dir
 from connectors.errors import (
     AuthError,
     ConfigError,
@@ -492,6 +492,21 @@ def _lock(trail: Path, name: str) -> int:
     return fd
 
 
+def _hold_everything(opts: ShipOptions) -> None:
+    """Before the first acknowledgement, hold every segment the trail has: retention must not
+    prune what this destination has not confirmed, even if it was never reached."""
+    if consumer_name(opts.name) in consumers(opts.trail):
+        return
+    files = list_segment_files(opts.trail)
+    first_op = 1
+    if files:
+        path = next(iter(files.values()))[0]
+        with open(path, "rb") as f:
+            header = parse_header(f.read(1 << 16), path.name)
+        first_op = header.first_op if header is not None else 1
+    register_consumer(opts.trail, consumer_name(opts.name), first_op - 1)
+
+
 def run_ship(opts: ShipOptions) -> ShipResult:
     """Ship until stopped (or caught up), reconnecting with backoff after network trouble."""
     if not opts.trail.is_dir():
@@ -503,7 +518,7 @@ def run_ship(opts: ShipOptions) -> ShipResult:
     failing_since: float | None = None
     delay = 0.2
     try:
-        fsync_dir(opts.trail)
+        _hold_everything(opts)
         while not opts.stop_event.is_set():
             progress = (result.bytes, result.acked_seq)
             try:

@@ -319,3 +319,32 @@ def test_two_sources_into_one_receiver(
         assert done.returncode == 0, done.stderr
     assert digests(root / "alpha", False) == digests(one, False)
     assert digests(root / "beta", False) == digests(two, False)
+
+
+def test_retention_keeps_every_segment_no_receiver_confirmed(
+    tmp_path: Path, certs: Certs, receivers: list[ReceiverProc]
+) -> None:
+    from capture.retention import RetentionPolicy, plan_retention
+    from capture.trail import register_consumer
+
+    trail = tmp_path / "src"
+    write_trail(trail, 1, 200, seal=True)
+    register_consumer(trail, "target.local", 10**9)  # apply on the source host is done
+    assert plan_retention(trail, RetentionPolicy()).delete  # without shipping: prunable
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = tmp_path / "ship.toml"
+    cfg.write_text("[ship]\nretry_for = 1\n")
+    down = redoline(
+        "ship", "--to", f"127.0.0.1:{closed}", "--trail", str(trail), *certs.ship_args(),
+        "--until-caught-up", "--name", "dr1", "-c", str(cfg), cwd=tmp_path,
+    )  # fmt: skip
+    assert down.returncode == 75, down.stderr
+    assert "failed for 1 s" in first_error(down.stderr)
+    assert plan_retention(trail, RetentionPolicy()).delete == []  # held for the receiver
+    r = start_receiver(tmp_path, tmp_path / "recv", "--source-id", "src", *certs.receive_args())
+    receivers.append(r)
+    assert _ship(r, trail, certs, "--name", "dr1").returncode == 0  # the same destination
+    plan = plan_retention(trail, RetentionPolicy())
+    assert len(plan.delete) == len(digests(trail)) - 1  # all but the newest sealed one
