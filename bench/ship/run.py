@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -151,12 +152,19 @@ def ship_once(trail: Path, certs: Path, work: Path) -> float:
     root = work / "recv"
     proc, port = _receiver(root, certs, work)
     try:
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         result = run_ship(_options(trail, port, certs, until_caught_up=True))
         elapsed = time.perf_counter() - start
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait()
+        _, _, usage = os.wait4(proc.pid, 0)
+    # where the time goes: CPU seconds of each side against the wall clock (a shared machine
+    # shows up as CPU well below wall time)
+    sender_cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    print(f"ship: {elapsed:.2f} s wall; CPU: sender {sender_cpu:.2f} s, receiver "
+          f"{usage.ru_utime + usage.ru_stime:.2f} s (start-up included)")  # fmt: skip
     assert result.caught_up
     for path, _ in list_segment_files(trail).values():
         if (root / "bench" / path.name).stat().st_size != path.stat().st_size:
