@@ -8,12 +8,15 @@ checked, the file is fsynced and renamed to ``N.seg``, and only then acknowledge
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import queue
+import select
 import socket
 import ssl
 import struct
@@ -232,11 +235,14 @@ class _Segment:
                 segment=name,
             )
         self.file.flush()
+        return got
+
+    def make_durable(self) -> None:
+        """fsync, rename ``N.open`` to ``N.seg``, fsync the directory (after :meth:`seal`)."""
         os.fsync(self.file.fileno())
         self.file.close()
         os.rename(self.path, self.directory / sealed_name(self.seq))
         fsync_dir(self.directory)
-        return got
 
     def sync(self) -> None:
         self.file.flush()
@@ -247,6 +253,44 @@ class _Segment:
             self.file.close()
         except OSError:
             pass
+
+
+class _Sealer:
+    """Makes verified segments durable off the session thread, in order, so the next
+    segment's bytes keep flowing during the fsync. Acknowledgements come back through
+    ``ready`` and a wake-up pipe: only the session thread touches the TLS socket."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[tuple[_Segment | None, dict[str, Any]] | None] = queue.Queue()
+        self.ready: collections.deque[dict[str, Any]] = collections.deque()
+        self.error: OSError | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def submit(self, seg: _Segment | None, ack: dict[str, Any]) -> None:
+        self.jobs.put((seg, ack))
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            seg, ack = job
+            try:
+                if seg is not None and self.error is None:
+                    seg.make_durable()
+            except OSError as exc:
+                self.error = exc
+                if seg is not None:
+                    seg.close()
+            else:
+                if self.error is None:
+                    self.ready.append(ack)
+            os.write(self.wake_w, b"x")
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join(60)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
 
 
 class Receiver:
@@ -370,6 +414,7 @@ class Receiver:
         ch = w.Channel(tls, f"sender {peer}")
         lock_fd: int | None = None
         seg: _Segment | None = None
+        sealer: _Sealer | None = None
         try:
             tls.settimeout(SESSION_TIMEOUT)
             kind, payload = ch.recv()
@@ -399,7 +444,21 @@ class Receiver:
                 state["offset"],
             )
             next_seq: int | None = state["next_seq"]
+            sealer = _Sealer()
             while True:
+                while sealer.ready:
+                    ch.send_json(w.ACK, sealer.ready.popleft())
+                if sealer.error is not None:
+                    raise sealer.error
+                if not ch.readable():
+                    ready, _, _ = select.select(
+                        [tls.fileno(), sealer.wake_r], [], [], SESSION_TIMEOUT
+                    )
+                    if not ready:
+                        raise w.PeerError(f"sender {peer}: silent for {SESSION_TIMEOUT:.0f} s")
+                    if sealer.wake_r in ready:
+                        os.read(sealer.wake_r, 4096)
+                    continue
                 kind, payload = ch.recv()
                 if kind == w.DATA:
                     seq, offset = w.DATA_HEAD.unpack_from(payload, 0)
@@ -412,15 +471,18 @@ class Receiver:
                 elif kind == w.SEAL:
                     body = w.decode(payload, peer)
                     seq = int(body["seq"])
+                    ack = {"seq": seq, "size": int(body["size"])}
                     if seg is None or seg.seq != seq:
-                        digest = self._held_duplicate(directory, seq, body)
+                        sealer.submit(
+                            None, {**ack, "sha256": self._held_duplicate(directory, seq, body)}
+                        )
                     else:
                         digest = seg.seal(int(body["size"]), str(body["sha256"]))
+                        sealer.submit(seg, {**ack, "sha256": digest})  # ACK once durable
                         seg = None
                         self.result.segments += 1
                         log.info("segment %d of %s received (sha256 %s)", seq, source_id, digest)
                     next_seq = seq + 1
-                    ch.send_json(w.ACK, {"seq": seq, "size": int(body["size"]), "sha256": digest})
                 elif kind == w.SYNC:
                     if seg is not None:
                         seg.sync()
@@ -450,6 +512,8 @@ class Receiver:
         finally:
             if seg is not None:
                 seg.close()
+            if sealer is not None:
+                sealer.close()  # segments already verified still become durable
             if lock_fd is not None:
                 os.close(lock_fd)
             ch.close()
