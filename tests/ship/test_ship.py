@@ -258,6 +258,14 @@ def test_kill_9_receiver_then_sender_resume_mid_segment(
     wait_size((trail / "0000000000.open").stat().st_size)
     assert f"resuming at segment 0 offset {partial}" in r2.stderr()
     assert partial > 0
+    # the open segment is tailed: each flushed transaction arrives well under a second later
+    lags = []
+    for _ in range(10):
+        commit(1)
+        t0 = time.monotonic()
+        wait_size((trail / "0000000000.open").stat().st_size)
+        lags.append(time.monotonic() - t0)
+    assert sorted(lags)[5] < 0.5, lags
     # now the sender dies; more commits; a cron-style run resumes mid-segment
     sender.kill()  # SIGKILL
     sender.communicate()
