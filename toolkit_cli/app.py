@@ -74,6 +74,7 @@ _COMMAND_MODULES = [
     "devservers",
     "trail",
     "capture",
+    "ship",
     "pgslot",
     "apply",
     "snapshot",

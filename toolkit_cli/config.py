@@ -23,6 +23,8 @@ from connectors.model import TableId
 __all__ = [
     "ApplyConfig",
     "Config",
+    "ReceiveConfig",
+    "ShipConfig",
     "SnapshotConfig",
     "TablesConfig",
     "TrailConfig",
@@ -77,6 +79,8 @@ _KEYS: dict[str, set[str]] = {
     "snapshot": {"workers", "chunk_rows"},
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
     "state": {"dir"},
+    "ship": {"to", "name", "cert", "key", "ca", "token_file", "token_env", "retry_for"},
+    "receive": {"listen", "dir", "sources", "cert", "key", "ca", "token_file", "token_env"},
 }
 
 
@@ -245,6 +249,34 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class ShipConfig:
+    """[ship]: where the source host sends its trail (docs/ship.md)."""
+
+    to: tuple[str, ...] = ()
+    name: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+    retry_for: float | None = None
+
+
+@dataclass(frozen=True)
+class ReceiveConfig:
+    """[receive]: where the target host listens for shipped trails (docs/ship.md)."""
+
+    listen: str = "127.0.0.1:7433"
+    dir: Path | None = None
+    sources: tuple[str, ...] = ()
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a command may need; build it with :func:`load`."""
 
@@ -255,6 +287,8 @@ class Config:
     apply: ApplyConfig = field(default_factory=ApplyConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    ship: ShipConfig = field(default_factory=ShipConfig)
+    receive: ReceiveConfig = field(default_factory=ReceiveConfig)
     state_dir: Path = Path(".redoline")
     path: Path | None = None
 
@@ -431,6 +465,7 @@ def load(
     snap_raw = _section(raw, doc, "snapshot")
     verify_raw = _section(raw, doc, "verify")
     state_raw = _section(raw, doc, "state")
+    ship_cfg, receive_cfg = _ship(_section(raw, doc, "ship"), _section(raw, doc, "receive"), doc)
     return Config(
         sources=sources,
         targets=targets,
@@ -453,6 +488,8 @@ def load(
             ),
             recheck_wait=_num(verify_raw, doc, "verify", "recheck_wait", VerifyConfig.recheck_wait),
         ),
+        ship=ship_cfg,
+        receive=receive_cfg,
         state_dir=Path(str(state_raw.get("dir", ".redoline"))),
         path=file if file.exists() else None,
     )
@@ -561,6 +598,60 @@ def _override(
 
 def _replace_endpoint(item: Any, endpoint: Endpoint) -> Any:
     return replace(item, endpoint=endpoint)
+
+
+def _ship(
+    ship: dict[str, Any], receive: dict[str, Any], doc: _Doc
+) -> tuple[ShipConfig, ReceiveConfig]:
+    def strs(raw: dict[str, Any], section: str, key: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise doc.error("must be a string or a list of strings", section, key)
+        return tuple(value)
+
+    def path(raw: dict[str, Any], section: str, key: str) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise doc.error("must be a file path", section, key)
+        return Path(value)
+
+    def text(raw: dict[str, Any], section: str, key: str) -> str | None:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise doc.error("must be a non-empty string", section, key)
+        return value
+
+    retry_for = None
+    if "retry_for" in ship:
+        try:
+            retry_for = parse_duration(ship["retry_for"])
+        except ValueError as exc:
+            raise doc.error(str(exc), "ship", "retry_for") from None
+    ship_cfg = ShipConfig(
+        to=strs(ship, "ship", "to"),
+        name=text(ship, "ship", "name"),
+        cert=path(ship, "ship", "cert"),
+        key=path(ship, "ship", "key"),
+        ca=path(ship, "ship", "ca"),
+        token_file=path(ship, "ship", "token_file"),
+        token_env=text(ship, "ship", "token_env"),
+        retry_for=retry_for,
+    )
+    receive_cfg = ReceiveConfig(
+        listen=text(receive, "receive", "listen") or ReceiveConfig.listen,
+        dir=path(receive, "receive", "dir"),
+        sources=strs(receive, "receive", "sources"),
+        cert=path(receive, "receive", "cert"),
+        key=path(receive, "receive", "key"),
+        ca=path(receive, "receive", "ca"),
+        token_file=path(receive, "receive", "token_file"),
+        token_env=text(receive, "receive", "token_env"),
+    )
+    return ship_cfg, receive_cfg
 
 
 def _tables(raw: dict[str, Any], doc: _Doc) -> TablesConfig:

@@ -18,6 +18,7 @@ from apply.snapshot import load_table_states
 from capture.trail import trail_info
 from connectors.base import open_database
 from connectors.errors import ToolkitError
+from ship import shipping_lag
 from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, print_json, print_table
 
@@ -49,7 +50,13 @@ def status(
     operations, trail bytes and seconds), the last error, and every table's snapshot state.
     Exits 1 when a snapshot failed or a run recorded an error."""
     cfg = load_config(config, source=source, target=target, trail=trail)
-    out: dict[str, Any] = {"source": None, "capture": None, "targets": [], "last_runs": {}}
+    out: dict[str, Any] = {
+        "source": None,
+        "capture": None,
+        "shipping": [],
+        "targets": [],
+        "last_runs": {},
+    }
     src_cfg = cfg.source()
     src = open_database(src_cfg.endpoint)
     now: dt.datetime | None = None
@@ -83,6 +90,8 @@ def status(
         "lag_seconds": capture_lag,
         "bytes": info.bytes_on_disk,
     }
+    # what each receiver (`redoline ship` destination) has not confirmed yet
+    out["shipping"] = shipping_lag(cfg.trail.dir)
     failed = False
     for name, tgt_cfg in cfg.targets.items():
         entry: dict[str, Any] = {"name": name, "url": tgt_cfg.endpoint.display}
@@ -153,6 +162,11 @@ def _print(out: dict[str, Any]) -> None:
         f"capture: trail {c['trail']} at operation {c['last_op']}, position "
         f"{c['last_position']}, caught up: {c['caught_up']}, lag {c['lag_seconds']} s"
     )
+    for x in out["shipping"]:
+        console.print(
+            f"ship to {x['receiver']} ({x['name']}): acknowledged segment {x['acked_segment']}; "
+            f"lag {x['lag_segments']} segments, {x['lag_bytes']} bytes, {x['lag_seconds']} s"
+        )
     for t in out["targets"]:
         if "error" in t:
             console.print(f"target {t['name']} {t['url']}: [red]{t['error']}[/]")

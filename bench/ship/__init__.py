@@ -1,0 +1,1 @@
+"""Shipping throughput and lag benchmark: ``python -m bench.ship.run``."""

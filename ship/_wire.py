@@ -1,0 +1,124 @@
+"""The shipping wire protocol: length-prefixed messages over one TLS 1.3 stream.
+
+Every message is ``u8 type ‖ u32 length ‖ payload`` (little-endian). Control messages carry a
+UTF-8 JSON object; ``DATA`` carries ``u64 sequence ‖ u64 offset`` and then segment bytes. The
+full exchange is documented in docs/ship.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import ssl
+import struct
+from typing import Any, Final
+
+from connectors.errors import ConnectError
+
+__all__ = [
+    "ACK",
+    "BYE",
+    "DATA",
+    "ERROR",
+    "HELLO",
+    "MAX_MESSAGE",
+    "PROTOCOL_VERSION",
+    "SEAL",
+    "SYNC",
+    "SYNCED",
+    "WELCOME",
+    "Channel",
+    "PeerError",
+]
+
+PROTOCOL_VERSION: Final = 1
+
+HELLO: Final = 0x01  # sender -> receiver: who I am, which source, token
+WELCOME: Final = 0x02  # receiver -> sender: where to resume
+DATA: Final = 0x03  # sender -> receiver: segment bytes at an offset
+SEAL: Final = 0x04  # sender -> receiver: the segment is complete (size, SHA-256)
+ACK: Final = 0x05  # receiver -> sender: the sealed segment is durable (number, size, SHA-256)
+SYNC: Final = 0x06  # sender -> receiver: make the open segment durable up to here
+SYNCED: Final = 0x07  # receiver -> sender: it is
+BYE: Final = 0x08  # sender -> receiver: the session ends on purpose
+ERROR: Final = 0x09  # either way: a refusal, the last message before closing
+
+_HEAD: Final = struct.Struct("<BI")
+DATA_HEAD: Final = struct.Struct("<QQ")
+#: no message is larger than this (a DATA chunk is at most 1 MiB): a bigger length is a
+#: corrupt or hostile stream, refused before allocating
+MAX_MESSAGE: Final = 4 << 20
+
+
+class PeerError(ConnectError):
+    """The peer closed the connection or broke the protocol (transient: reconnect)."""
+
+
+class Channel:
+    """One TLS connection, read and written as messages."""
+
+    def __init__(self, sock: ssl.SSLSocket | socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self._buf = bytearray()
+
+    def send(self, kind: int, payload: bytes | memoryview = b"") -> None:
+        self.sock.sendall(_HEAD.pack(kind, len(payload)) + bytes(payload))
+
+    def send_json(self, kind: int, body: dict[str, Any]) -> None:
+        self.send(kind, json.dumps(body).encode())
+
+    def send_data(self, seq: int, offset: int, chunk: bytes | memoryview) -> None:
+        head = _HEAD.pack(DATA, DATA_HEAD.size + len(chunk)) + DATA_HEAD.pack(seq, offset)
+        # one write: a separate 21-byte write would cost a TLS record of its own
+        self.sock.sendall(head + chunk)
+
+    def _fill(self, n: int) -> None:
+        while len(self._buf) < n:
+            try:
+                got = self.sock.recv(max(n - len(self._buf), 1 << 18))
+            except TimeoutError:
+                raise PeerError(f"{self.peer}: no answer (timed out)") from None
+            except (ssl.SSLError, OSError) as exc:
+                raise PeerError(f"{self.peer}: connection lost ({exc})") from None
+            if not got:
+                raise PeerError(f"{self.peer}: the connection was closed")
+            self._buf += got
+
+    def readable(self) -> bool:
+        """True when a message (or part of one) can be read without waiting."""
+        if self._buf:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        return bool(ready)
+
+    def recv(self) -> tuple[int, bytes]:
+        """The next message: (type, payload)."""
+        self._fill(_HEAD.size)
+        kind, length = _HEAD.unpack_from(self._buf, 0)
+        if length > MAX_MESSAGE:
+            raise PeerError(f"{self.peer}: message of {length} bytes (corrupt stream?)")
+        self._fill(_HEAD.size + length)
+        payload = bytes(self._buf[_HEAD.size : _HEAD.size + length])
+        del self._buf[: _HEAD.size + length]
+        return kind, payload
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def decode(payload: bytes, peer: str) -> dict[str, Any]:
+    """A control message's JSON object."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        raise PeerError(f"{peer}: malformed control message") from None
+    if not isinstance(body, dict):
+        raise PeerError(f"{peer}: malformed control message")
+    return body
