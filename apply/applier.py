@@ -884,7 +884,20 @@ def apply_trail(
         options = replace(options, row_ids=True)
     if info.trail_id and not options.trail_id:
         options = replace(options, trail_id=info.trail_id)
-    windows = table_windows(load_table_states(writer.database, options.source_id))
+    states = load_table_states(writer.database, options.source_id)
+    unfinished = [s for s in states if s.state != "loaded"]
+    if unfinished:
+        # the trail's changes to a half-loaded table would land on rows that are not there
+        # (or are stale): the snapshot must finish first (it resumes by chunk)
+        names = ", ".join(f"{s.target_table} ({s.state})" for s in unfinished[:5])
+        more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+        raise SchemaError(
+            f"the snapshot of {len(unfinished)} table(s) on this target did not finish: "
+            f"{names}{more}; applying the trail now would leave them different from the source",
+            hint="run `redoline sync` (or `redoline snapshot`) again to finish the snapshot; "
+            "it resumes where it stopped",
+        )
+    windows = table_windows(states)
     compare: Callable[[str, str], int] | None = None
     if windows:
         if not info.source_engine:

@@ -116,3 +116,53 @@ def test_columns_differing_in_case_into_mariadb(
     assert proc.returncode == 6, proc.stderr
     line = _error(proc)
     assert "'A'" in line and "'a'" in line and "public.t" in line
+
+
+def test_apply_alone_refuses_an_unfinished_snapshot(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """A sync killed during its snapshot leaves a table half loaded; `apply` run alone then
+    must not write the trail's changes onto it (campaign seed 20003: "the row to delete is
+    not in" the target)."""
+    import duckdb
+
+    from apply.snapshot import STATE_SCHEMA, TABLES
+
+    conn = pymysql.connect(
+        host=mysql_db.host,
+        port=mysql_db.port,
+        user="root",
+        database=mysql_db.database,
+        autocommit=True,
+    )
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO t VALUES (1), (2)")
+    src = f"mariadb://root@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+    target = f"duckdb://{tmp_path}/a.duckdb"
+    first = redoline(
+        tmp_path, "sync", "--source", src, "--target", target, "--trail", "t", "--until-caught-up"
+    )
+    assert first.returncode == 0, first.stderr
+    # as a kill -9 in the middle of the snapshot leaves it
+    with duckdb.connect(str(tmp_path / "a.duckdb")) as db:
+        db.execute(f"UPDATE {STATE_SCHEMA}.{TABLES} SET state = 'loading'")
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM t WHERE id = 1")
+    conn.close()
+    assert (
+        redoline(
+            tmp_path, "capture", "--source", src, "--trail", "t", "--until-caught-up"
+        ).returncode
+        == 0
+    )
+    proc = redoline(tmp_path, "apply", "--trail", "t", "--target", target, "--until-caught-up")
+    assert proc.returncode == 6, proc.stderr
+    line = _error(proc)
+    assert "did not finish" in line and ".t (loading)" in line
+    # sync finishes the snapshot and then applies
+    again = redoline(
+        tmp_path, "sync", "--source", src, "--target", target, "--trail", "t", "--until-caught-up"
+    )
+    assert again.returncode == 0, again.stderr
+    with duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True) as db:
+        rows = db.execute(f'SELECT id FROM "{mysql_db.database}".t ORDER BY id').fetchall()
+    assert rows == [(2,)]
