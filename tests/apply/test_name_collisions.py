@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pymysql
 
 from connectors.endpoint import Endpoint
+from tests.clirun import first_error
+from tests.clirun import redoline as run_cli
 
 
 def redoline(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    (cwd / "none.toml").touch()
-    return subprocess.run(
-        [sys.executable, "-c", "from toolkit_cli.app import main; main()", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"REDOLINE_CONFIG": str(cwd / "none.toml"), "PATH": "/usr/bin:/bin"},
-    )
-
-
-def _error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return next(line for line in proc.stderr.splitlines() if line.startswith("error:"))
+    return run_cli(*args, cwd=cwd)
 
 
 def test_tables_differing_in_case_into_duckdb(mysql_db: Endpoint, tmp_path: Path) -> None:
@@ -55,7 +43,7 @@ def test_tables_differing_in_case_into_duckdb(mysql_db: Endpoint, tmp_path: Path
         "--until-caught-up",
     )
     assert proc.returncode == 6, proc.stderr
-    line = _error(proc)
+    line = first_error(proc)
     assert ".Dup" in line and ".dup" in line and "case" in line
     assert "[tables.rename]" in proc.stderr
     # streaming path: the tables appear after the first run
@@ -89,7 +77,7 @@ def test_tables_differing_in_case_into_duckdb(mysql_db: Endpoint, tmp_path: Path
         "--until-caught-up",
     )
     assert proc.returncode == 6, proc.stderr
-    line = _error(proc)
+    line = first_error(proc)
     assert ".Dup" in line and ".dup" in line
 
 
@@ -114,7 +102,7 @@ def test_columns_differing_in_case_into_mariadb(
         "--until-caught-up",
     )
     assert proc.returncode == 6, proc.stderr
-    line = _error(proc)
+    line = first_error(proc)
     assert "'A'" in line and "'a'" in line and "public.t" in line
 
 
@@ -156,7 +144,7 @@ def test_apply_alone_refuses_an_unfinished_snapshot(mysql_db: Endpoint, tmp_path
     )
     proc = redoline(tmp_path, "apply", "--trail", "t", "--target", target, "--until-caught-up")
     assert proc.returncode == 6, proc.stderr
-    line = _error(proc)
+    line = first_error(proc)
     assert "did not finish" in line and ".t (loading)" in line
     # sync finishes the snapshot and then applies
     again = redoline(

@@ -15,20 +15,8 @@ import pytest
 
 from capture.trail import TrailWriter
 from connectors.model import Change, Op, TableId, Transaction
+from tests.clirun import small_fs
 from tests.ship.conftest import ENTRY, Certs, ReceiverProc, digests, env_for, start_receiver
-
-
-@contextmanager
-def small_fs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path`` (root only: CI runs as root; elsewhere the test fails)."""
-    if os.geteuid() != 0:
-        pytest.fail("this fault test mounts a small tmpfs and needs root (CI runs as root)")
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _blob_trail(trail: Path, mb: int) -> None:

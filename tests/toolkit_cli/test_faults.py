@@ -3,12 +3,9 @@ never a traceback (exit 70), nothing lost; and trail files private whatever the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -16,31 +13,9 @@ import pymysql
 import pytest
 
 from connectors.endpoint import Endpoint
+from tests.clirun import first_error, redoline, small_fs
 
 pytestmark = pytest.mark.mariadb
-
-
-def redoline(
-    *args: str, cwd: Path, umask: int = 0o022, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REDOLINE_CONFIG": str(cwd / "none.toml"), "NO_COLUMNS": "1"}
-    (cwd / "none.toml").touch()
-    return subprocess.run(
-        [sys.executable, "-c", "from toolkit_cli.app import main; main()", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=lambda: os.umask(umask),
-    )
-
-
-def first_error(proc: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert lines, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 def _url(db: Endpoint) -> str:
@@ -63,19 +38,6 @@ def _fill(db: Endpoint, rows: int, pad: int = 900) -> None:
             )
             conn.commit()
     conn.close()
-
-
-@contextlib.contextmanager
-def small_fs(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` at ``path`` (root only: CI runs as root; elsewhere the test fails)."""
-    if os.geteuid() != 0:
-        pytest.fail("this fault test mounts a small tmpfs and needs root (CI runs as root)")
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_trail_directory_is_a_file(mysql_db: Endpoint, tmp_path: Path) -> None:
