@@ -107,6 +107,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("redoline.capture.postgres")
+#: seconds between looks for new tables that match [tables] (continuous capture, when idle)
+NEW_TABLE_CHECK: Final = 2.0
 
 #: how long slot creation may wait for running transactions before we give up
 DEFAULT_SLOT_TIMEOUT: Final = 60.0
@@ -747,6 +749,9 @@ class PgLogReader:
         self._stopping = False
         self._last_status = 0.0
         self._opened = False
+        #: the selected tables the publication covers (see _check_new_tables)
+        self._published: set[TableId] = set()
+        self._new_check = 0.0
 
     # ---------------------------------------------------------------- protocol
 
@@ -853,6 +858,8 @@ class PgLogReader:
                         ", ".join(map(str, added)),
                         self.publication,
                     )
+            self._published = set(selected)
+            self._new_check = time.monotonic()
             if self.until_caught_up:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
@@ -1015,6 +1022,8 @@ class PgLogReader:
             else:
                 frame = self._frame(poll)
             if frame is None:
+                if end is None and not in_txn:
+                    self._check_new_tables()
                 # idle: ask where the server is, so a stretch of WAL with nothing for us still
                 # gets confirmed, and --until-caught-up notices it has arrived
                 if end is not None or time.monotonic() - self._last_status > self.status_interval:
@@ -1097,6 +1106,29 @@ class PgLogReader:
             elif isinstance(msg, pgoutput.TypeMsg):
                 self._type_cache.pop(msg.type_oid, None)
             # MessageMsg: we never ask for logical messages; nothing to do
+
+    def _check_new_tables(self) -> None:
+        """Stop when a table created since the start matches ``[tables]``.
+
+        The publication lists tables, so a new one is not decoded; adding it now would decode
+        only the changes after the ALTER PUBLICATION, and the rows inserted before are in no
+        log we read. Capture stops (nothing is half-handed out: the stream is idle between
+        transactions) and names the table: the next `redoline sync` snapshots tables not loaded
+        yet and adds them to the publication at its start point, so nothing is missed.
+        """
+        if time.monotonic() - self._new_check < NEW_TABLE_CHECK:
+            return
+        self._new_check = time.monotonic()
+        new = sorted(set(self.db.list_tables(self.tables)) - self._published, key=str)
+        if new:
+            names = ", ".join(map(str, new))
+            raise SchemaError(
+                f"{len(new)} new table(s) match [tables] but are not in publication "
+                f"{self.publication}, so none of their rows would be captured: {names}",
+                hint="run `redoline sync` again: it snapshots tables not loaded yet (all their "
+                "rows) and captures them from there; with separate commands, `redoline snapshot "
+                f"--tables {new[0]}` then restart capture",
+            )
 
     # ---------------------------------------------------------------- decoding
 

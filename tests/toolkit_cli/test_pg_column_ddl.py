@@ -182,3 +182,48 @@ def _wait(target: str, want: Any, proc: subprocess.Popen[str]) -> Any:
             break
         time.sleep(0.3)
     return got
+
+
+def test_table_created_during_continuous_sync(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A table created while `redoline sync` runs stops it loudly, naming the table (its rows
+    are in no publication); the next run snapshots it, so every row arrives."""
+    target = _pg_target(postgres_server, "tgt_newtable")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    proc = subprocess.Popen(
+        [*CLI, "sync", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait(target, _source(pg_db), proc) == _source(pg_db)
+        with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES (11, 'a11')")
+            conn.execute("CREATE TABLE t2 (id INT PRIMARY KEY, v TEXT)")
+            conn.execute("INSERT INTO t2 SELECT i, 'v' || i FROM generate_series(1, 30) i")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+    assert proc.returncode == 6, out + err  # SchemaError, not 0 nor 130
+    assert "public.t2" in err and "redoline sync" in err, err
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("INSERT INTO t2 VALUES (31, 'v31')")
+        conn.execute("UPDATE t2 SET v = 'u' WHERE id < 5")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _target("postgresql", target) == _source(pg_db)
+    with psycopg.connect(_dsn(pg_db)) as conn:
+        want2 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM t2 ORDER BY id")]
+    tgt = Endpoint.parse(target)
+    with psycopg.connect(_dsn(tgt)) as conn:
+        got2 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t2 ORDER BY id")]
+    assert len(want2) == 31 and got2 == want2
