@@ -227,3 +227,16 @@ def test_table_created_during_continuous_sync(
     with psycopg.connect(_dsn(tgt)) as conn:
         got2 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t2 ORDER BY id")]
     assert len(want2) == 31 and got2 == want2
+    # a table created between two cron runs: the run snapshots it, then captures it
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t3 (id INT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t3 SELECT i, 'x' || i FROM generate_series(1, 7) i")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("INSERT INTO t3 VALUES (8, 'x8')")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(tgt)) as conn:
+        got3 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t3 ORDER BY id")]
+    assert got3 == [(str(i), f"x{i}") for i in range(1, 9)]
