@@ -240,3 +240,24 @@ def test_table_created_during_continuous_sync(
     with psycopg.connect(_dsn(tgt)) as conn:
         got3 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t3 ORDER BY id")]
     assert got3 == [(str(i), f"x{i}") for i in range(1, 9)]
+
+
+def test_column_added_before_the_first_captured_change(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """The table's rows came by snapshot, so the trail's first definition of it already has
+    the new column: apply adds what the target lacks (campaign seed 110)."""
+    target = _pg_target(postgres_server, "tgt_first")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN d TIMESTAMP(6)")
+        conn.execute("UPDATE t SET d = '1970-01-01 00:00:00.000001' WHERE id = 4")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _target("postgresql", target) == _source(pg_db)
