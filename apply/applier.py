@@ -32,7 +32,7 @@ from apply.ddl import translate_ddl
 from apply.names import check_target_names
 from apply.point import PointOutcome, StopPoint, bounded, refuse_if_past, refuse_inside_snapshot
 from apply.rowid import RowidMap, uses_rowid, with_row_key
-from apply.typemap import ensure_table
+from apply.typemap import column_type, ensure_table
 from connectors.base import RowRejected, Writer
 from connectors.errors import ApplyError, ConfigError, SchemaError, TrailError
 from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
@@ -635,6 +635,8 @@ class Applier:
             # a definition announced before its first rows: create the table if missing
             if schema is not None and not self.writer.table_exists(target):
                 self._create(target, self._to_target(schema))
+            elif schema is not None:
+                self._add_missing_columns(target, self._to_target(schema))
             return
         try:
             statements = translate_ddl(
@@ -684,6 +686,34 @@ class Applier:
                     "skip statements apply cannot translate",
                 ) from None
         self.stats.ddl_applied += 1
+
+    def _add_missing_columns(self, target: TableId, schema: TableSchema) -> None:
+        """A definition without DDL text for a table the target has: its first in the trail
+        (the rows came by snapshot, so the trail holds no earlier definition to diff against).
+        Columns it has and the target lacks are added; columns only the target has are kept
+        (a rename or drop on the source cannot be told from a target-only column here: losing
+        them is not ours to decide) and named in a warning."""
+        have = self.writer.column_names(target)  # type: ignore[attr-defined]
+        missing = [c for c in schema.columns if c.name not in have]
+        for col in missing:
+            ctype = column_type(
+                col, self.writer.dialect, source_dialect=self.options.source_dialect
+            )
+            sql = (
+                f"ALTER TABLE {self.writer.qt(target)} "  # type: ignore[attr-defined]
+                f"ADD COLUMN {self.writer.q(col.name)} {ctype}"  # type: ignore[attr-defined]
+            )
+            log.info("%s: adding column %s (the source's definition has it)", target, col.name)
+            self.writer.execute(sql)
+            self.stats.ddl_applied += 1
+        extra = sorted(have - {c.name for c in schema.columns})
+        if extra:
+            log.warning(
+                "%s: target columns %s are not in the source's definition (dropped or renamed "
+                "on the source before the trail recorded the table); kept, not written",
+                target,
+                ", ".join(extra),
+            )
 
     # ------------------------------------------------------------------ errors
 

@@ -32,7 +32,7 @@ import datetime as dt
 import decimal
 import enum
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -291,3 +291,61 @@ def _hashable(value: Value) -> Any:
     if isinstance(value, list):
         return tuple(_hashable(v) for v in value)
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDiff:
+    """How a table's columns changed between two definitions (:func:`column_diff`).
+
+    ``renamed`` pairs (old name, new name) are only the candidates a caller confirmed: a
+    column list alone cannot tell a rename from a drop plus an add.
+    """
+
+    dropped: tuple[str, ...] = ()
+    added: tuple[Column, ...] = ()
+    retyped: tuple[Column, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped or self.added or self.retyped or self.renamed)
+
+
+def column_diff(
+    old: TableSchema,
+    new: TableSchema,
+    is_rename: Callable[[str, str], bool] | None = None,
+) -> ColumnDiff:
+    """The column changes from ``old`` to ``new`` (engine-neutral).
+
+    A column gone at position *i* and a new one at the same position with the same source type
+    is a rename candidate; ``is_rename(old_name, new_name)`` (the engine's word, e.g. from its
+    catalog) confirms it, otherwise it is a drop plus an add (the old values are not carried).
+    """
+    old_names = {c.name: c for c in old.columns}
+    new_names = {c.name: c for c in new.columns}
+    gone = [c for c in old.columns if c.name not in new_names]
+    came = [c for c in new.columns if c.name not in old_names]
+    renamed: list[tuple[str, str]] = []
+    old_pos = {c.name: i for i, c in enumerate(old.columns)}
+    new_pos = {c.name: i for i, c in enumerate(new.columns)}
+    for col in list(gone):
+        twin = next(
+            (
+                c
+                for c in came
+                if new_pos[c.name] == old_pos[col.name]
+                and c.source_type == col.source_type
+                and c.kind == col.kind
+            ),
+            None,
+        )
+        if twin is not None and is_rename is not None and is_rename(col.name, twin.name):
+            renamed.append((col.name, twin.name))
+            gone.remove(col)
+            came.remove(twin)
+    retyped = tuple(
+        c
+        for c in new.columns
+        if c.name in old_names and old_names[c.name].source_type != c.source_type
+    )
+    return ColumnDiff(tuple(c.name for c in gone), tuple(came), retyped, tuple(renamed))

@@ -461,6 +461,10 @@ class SqlWriter:
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def column_names(self, table: TableId) -> set[str]:
+        """The names of ``table``'s columns on the target, as they are now."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ row by row
 
     def apply_row(

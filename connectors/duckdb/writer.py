@@ -149,6 +149,14 @@ class DuckDBWriter(SqlWriter):
         self._stage_names.clear()
         self._column_types.clear()
 
+    def column_names(self, table: TableId) -> set[str]:
+        rows = self.query(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ?",
+            (table.schema, table.name),
+        )
+        return {str(r[0]) for r in rows}
+
     def table_exists(self, table: TableId) -> bool:
         return bool(
             self.query(

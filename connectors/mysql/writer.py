@@ -223,6 +223,14 @@ class MySQLWriter(SqlWriter):
         # not the server's default charset: a stock MariaDB's latin1 refuses most of Unicode
         self.execute(f"CREATE DATABASE IF NOT EXISTS {self.q(schema)} {DATABASE_OPTIONS}")
 
+    def column_names(self, table: TableId) -> set[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s",
+            (table.schema, table.name),
+        )
+        return {str(r[0]) for r in rows}
+
     def table_exists(self, table: TableId) -> bool:
         return bool(
             self.query(

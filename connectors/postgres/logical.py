@@ -75,6 +75,7 @@ from connectors.model import (
     TableId,
     TableSchema,
     Value,
+    column_diff,
 )
 from connectors.postgres import enum_labels, pgoutput
 from connectors.postgres.ownership import (
@@ -106,6 +107,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("redoline.capture.postgres")
+#: seconds between looks for new tables that match [tables] (continuous capture, when idle)
+NEW_TABLE_CHECK: Final = 2.0
 
 #: how long slot creation may wait for running transactions before we give up
 DEFAULT_SLOT_TIMEOUT: Final = 60.0
@@ -746,6 +749,9 @@ class PgLogReader:
         self._stopping = False
         self._last_status = 0.0
         self._opened = False
+        #: the selected tables the publication covers (see _check_new_tables)
+        self._published: set[TableId] = set()
+        self._new_check = 0.0
 
     # ---------------------------------------------------------------- protocol
 
@@ -852,6 +858,8 @@ class PgLogReader:
                         ", ".join(map(str, added)),
                         self.publication,
                     )
+            self._published = set(selected)
+            self._new_check = time.monotonic()
             if self.until_caught_up:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
@@ -1014,6 +1022,8 @@ class PgLogReader:
             else:
                 frame = self._frame(poll)
             if frame is None:
+                if end is None and not in_txn:
+                    self._check_new_tables()
                 # idle: ask where the server is, so a stretch of WAL with nothing for us still
                 # gets confirmed, and --until-caught-up notices it has arrived
                 if end is not None or time.monotonic() - self._last_status > self.status_interval:
@@ -1096,6 +1106,29 @@ class PgLogReader:
             elif isinstance(msg, pgoutput.TypeMsg):
                 self._type_cache.pop(msg.type_oid, None)
             # MessageMsg: we never ask for logical messages; nothing to do
+
+    def _check_new_tables(self) -> None:
+        """Stop when a table created since the start matches ``[tables]``.
+
+        The publication lists tables, so a new one is not decoded; adding it now would decode
+        only the changes after the ALTER PUBLICATION, and the rows inserted before are in no
+        log we read. Capture stops (nothing is half-handed out: the stream is idle between
+        transactions) and names the table: the next `redoline sync` snapshots tables not loaded
+        yet and adds them to the publication at its start point, so nothing is missed.
+        """
+        if time.monotonic() - self._new_check < NEW_TABLE_CHECK:
+            return
+        self._new_check = time.monotonic()
+        new = sorted(set(self.db.list_tables(self.tables)) - self._published, key=str)
+        if new:
+            names = ", ".join(map(str, new))
+            raise SchemaError(
+                f"{len(new)} new table(s) match [tables] but are not in publication "
+                f"{self.publication}, so none of their rows would be captured: {names}",
+                hint="run `redoline sync` again: it snapshots tables not loaded yet (all their "
+                "rows) and captures them from there; with separate commands, `redoline snapshot "
+                f"--tables {new[0]}` then restart capture",
+            )
 
     # ---------------------------------------------------------------- decoding
 
@@ -1217,9 +1250,12 @@ class PgLogReader:
         else:
             schema = dataclasses.replace(schema, version=(known.version + 1) if known else 1)
             self._announced[table] = schema
+            # pgoutput carries no DDL: a changed column list becomes the ALTER TABLE that
+            # brings the previous definition to this one (apply translates it per target)
+            ddl = self._alter_sql(table, known, schema) if known is not None else None
             yield RowEvent(
                 xid,
-                Change(Op.DDL, table, schema.version, ddl=None, table_schema=schema),
+                Change(Op.DDL, table, schema.version, ddl=ddl, table_schema=schema),
             )
         assert self._catalog is not None
         rel.schema = schema
@@ -1235,6 +1271,64 @@ class PgLogReader:
             ]
         )
         rel.pick = _key_picker(rel.identity)
+
+    def _alter_sql(self, table: TableId, old: TableSchema, new: TableSchema) -> str | None:
+        """The PostgreSQL ALTER TABLE statements taking ``old``'s columns to ``new``'s (None:
+        the columns did not change, only keys or NOT NULL).
+
+        A Relation message names no attnum, so a column renamed in place looks like a drop
+        plus an add at the same position. The catalog tells them apart: a renamed column
+        keeps its attnum, an added one gets a fresh one after the dropped column's slot (which
+        stays in pg_attribute as attisdropped). Where the catalog cannot confirm a rename
+        (it changed again since, or an older dropped slot sits in between) the change is a
+        drop plus an add and the warning says the old values are not carried.
+        """
+        assert self._catalog is not None
+        attrs = self._catalog.execute(
+            "SELECT a.attnum, a.attname, a.attisdropped FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 ORDER BY a.attnum",
+            (table.schema, table.name),
+        ).fetchall()
+        live = {str(name): int(num) for num, name, dropped in attrs if not dropped}
+        dropped_nums = [int(num) for num, _name, dropped in attrs if dropped]
+
+        def is_rename(old_name: str, new_name: str) -> bool:
+            num = live.get(new_name)
+            if num is None:
+                return False  # renamed or dropped again since: the catalog cannot tell
+            # the old definition's other columns the catalog still has, by attnum
+            others = [live[c.name] for c in old.columns if c.name != old_name and c.name in live]
+            if any(n > num for n in others):
+                return True  # older than a column that was there before: not just added
+            below = max((n for n in others if n < num), default=0)
+            # an added column's attnum comes after the dropped one's slot
+            return not any(below < d < num for d in dropped_nums)
+
+        diff = column_diff(old, new, is_rename)
+        if not diff:
+            return None
+        name = _qualified(table)
+        parts = [
+            f"ALTER TABLE {name} RENAME COLUMN {_quote(a)} TO {_quote(b)}" for a, b in diff.renamed
+        ]
+        actions = [f"DROP COLUMN {_quote(c)}" for c in diff.dropped]
+        actions += [f"ADD COLUMN {_quote(c.name)} {c.source_type}" for c in diff.added]
+        actions += [f"ALTER COLUMN {_quote(c.name)} TYPE {c.source_type}" for c in diff.retyped]
+        if actions:
+            parts.append(f"ALTER TABLE {name} " + ", ".join(actions))
+        for a, b in diff.renamed:
+            log.info("%s: column %s renamed to %s (the catalog keeps its attnum)", table, a, b)
+        if diff.dropped and diff.added:
+            log.warning(
+                "%s: columns %s gone and %s new in the same change: replicated as DROP + ADD "
+                "COLUMN; if that was a rename the catalog could not confirm, the target loses "
+                "the old values of that column (re-snapshot the table to reload them)",
+                table,
+                ", ".join(diff.dropped),
+                ", ".join(c.name for c in diff.added),
+            )
+        return "; ".join(parts)
 
     def _schema(self, msg: pgoutput.RelationMsg, table: TableId) -> TableSchema:
         """The table definition a Relation message describes, refined from the catalog where

@@ -106,6 +106,15 @@ class PostgresWriter(SqlWriter):
             pass
         self._stage_used.clear()
 
+    def column_names(self, table: TableId) -> set[str]:
+        rows = self.query(
+            "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND "
+            "c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+            (table.schema, table.name),
+        )
+        return {str(r[0]) for r in rows}
+
     def table_exists(self, table: TableId) -> bool:
         return bool(
             self.query(

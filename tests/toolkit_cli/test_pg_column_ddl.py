@@ -1,0 +1,263 @@
+"""Column DDL on a PostgreSQL source reaches every target (pgoutput carries no DDL: capture
+turns a changed Relation message into ALTER TABLE, the catalog's attnum tells a rename from a
+drop plus an add), through the CLI in a subprocess; judged by plain driver SELECTs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pymysql
+import pytest
+
+from connectors import devservers
+from connectors.endpoint import Endpoint
+
+CLI = [sys.executable, "-c", "from toolkit_cli.app import main; main()"]
+
+
+def _dsn(ep: Endpoint) -> str:
+    return f"host={ep.host} port={ep.port} user=postgres dbname={ep.database}"
+
+
+def _source(ep: Endpoint) -> tuple[list[str], list[tuple[str, ...]]]:
+    with psycopg.connect(_dsn(ep)) as conn:
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "'public' AND table_name = 't' ORDER BY ordinal_position"
+            )
+        ]
+        rows = conn.execute("SELECT * FROM public.t ORDER BY id").fetchall()
+    return cols, [tuple("" if v is None else str(v) for v in r) for r in rows]
+
+
+def _target(kind: str, url: str, cols_of: str = "t") -> tuple[list[str], list[tuple[str, ...]]]:
+    if kind == "duckdb":
+        conn: Any = duckdb.connect(url.removeprefix("duckdb://"), read_only=True)
+        cur = conn
+        q = "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+        q += f"AND table_name = '{cols_of}' ORDER BY ordinal_position"
+        cols = [r[0] for r in cur.execute(q).fetchall()]
+        rows = cur.execute(f"SELECT * FROM public.{cols_of} ORDER BY id").fetchall()
+        conn.close()
+    elif kind == "postgresql":
+        ep = Endpoint.parse(url)
+        with psycopg.connect(_dsn(ep)) as conn:
+            q = "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            q += f"'public' AND table_name = '{cols_of}' ORDER BY ordinal_position"
+            cols = [r[0] for r in conn.execute(q)]
+            rows = conn.execute(f"SELECT * FROM public.{cols_of} ORDER BY id").fetchall()
+    else:
+        ep = Endpoint.parse(url)
+        conn = pymysql.connect(host=ep.host, port=ep.port, user="root")
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                f"'public' AND table_name = '{cols_of}' ORDER BY ordinal_position"
+            )
+            cols = [r[0] for r in cur.fetchall()]
+            cur.execute(f"SELECT * FROM `public`.`{cols_of}` ORDER BY id")
+            rows = list(cur.fetchall())
+        conn.close()
+    return cols, [tuple("" if v is None else str(v) for v in r) for r in rows]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _pg_target(server: devservers.DevServer, name: str) -> str:
+    dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
+
+
+def _target_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path, tag: str) -> str:
+    if kind == "duckdb":
+        return f"duckdb://{tmp_path}/r.duckdb"
+    if kind == "postgresql":
+        return _pg_target(request.getfixturevalue("postgres_server"), f"tgt_{tag}")
+    server = request.getfixturevalue("mariadb_server")
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root")
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS `public`")  # the source schema's database
+    conn.close()
+    return f"mariadb://root@127.0.0.1:{server.port}/mysql"
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "duckdb"])
+def test_column_ddl_between_cron_runs(
+    kind: str, pg_db: Endpoint, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """add / rename (confirmed by attnum) / drop + add at the same position / retype, each
+    with rows before and after, between two `sync --until-caught-up` runs."""
+    target = _target_url(kind, request, tmp_path, "cron")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT, c TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i, i, 'c' || i FROM generate_series(1, 20) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("INSERT INTO t VALUES (21, 'a21', 21, 'c21')")
+        conn.execute("ALTER TABLE t ADD COLUMN d INT")
+        conn.execute("INSERT INTO t VALUES (22, 'a22', 22, 'c22', 22)")
+        conn.execute("UPDATE t SET d = id WHERE id < 5")
+        conn.execute("ALTER TABLE t RENAME COLUMN b TO bb")
+        conn.execute("UPDATE t SET bb = bb + 100 WHERE id BETWEEN 5 AND 8")
+        conn.execute("ALTER TABLE t RENAME COLUMN d TO dd")  # the last column, renamed
+        conn.execute("INSERT INTO t VALUES (23, 'a23', 23, 'c23', 23)")
+        conn.execute("ALTER TABLE t DROP COLUMN c")
+        conn.execute("DELETE FROM t WHERE id = 3")
+        conn.execute("ALTER TABLE t DROP COLUMN dd, ADD COLUMN e INT")  # same spot, new column
+        conn.execute("INSERT INTO t VALUES (24, 'a24', 24, 24)")
+        conn.execute("ALTER TABLE t ALTER COLUMN bb TYPE BIGINT")
+        conn.execute("INSERT INTO t VALUES (25, 'a25', 5000000000, 25)")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "a", "bb", "e"]
+    assert _target(kind, target) == want
+
+
+def test_column_ddl_during_continuous_sync(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A continuous `redoline sync` sees add, rename and drop while it runs; SIGTERM ends it."""
+    target = _pg_target(postgres_server, "tgt_cont")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 10) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    proc = subprocess.Popen(
+        [*CLI, "sync", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        loaded = _wait(target, _source(pg_db), proc)
+        assert loaded == _source(pg_db)  # the snapshot is in: what follows is captured
+        with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES (11, 'a11', 11)")
+            conn.execute("ALTER TABLE t ADD COLUMN c TEXT")
+            conn.execute("INSERT INTO t VALUES (12, 'a12', 12, 'c12')")
+            conn.execute("ALTER TABLE t RENAME COLUMN b TO bb")
+            conn.execute("UPDATE t SET bb = -bb WHERE id < 4")
+            conn.execute("ALTER TABLE t DROP COLUMN a")
+            conn.execute("INSERT INTO t VALUES (13, 13, 'c13')")
+        want = _source(pg_db)
+        assert _wait(target, want, proc) == want
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err  # documented exit code of SIGTERM
+    assert "captured" in out
+
+
+def _wait(target: str, want: Any, proc: subprocess.Popen[str]) -> Any:
+    deadline = time.monotonic() + 30
+    got: Any = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            got = _target("postgresql", target)
+        except psycopg.Error:
+            got = None
+        if got == want:
+            break
+        time.sleep(0.3)
+    return got
+
+
+def test_table_created_during_continuous_sync(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A table created while `redoline sync` runs stops it loudly, naming the table (its rows
+    are in no publication); the next run snapshots it, so every row arrives."""
+    target = _pg_target(postgres_server, "tgt_newtable")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    proc = subprocess.Popen(
+        [*CLI, "sync", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait(target, _source(pg_db), proc) == _source(pg_db)
+        with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+            conn.execute("INSERT INTO t VALUES (11, 'a11')")
+            conn.execute("CREATE TABLE t2 (id INT PRIMARY KEY, v TEXT)")
+            conn.execute("INSERT INTO t2 SELECT i, 'v' || i FROM generate_series(1, 30) i")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+    assert proc.returncode == 6, out + err  # SchemaError, not 0 nor 130
+    assert "public.t2" in err and "redoline sync" in err, err
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("INSERT INTO t2 VALUES (31, 'v31')")
+        conn.execute("UPDATE t2 SET v = 'u' WHERE id < 5")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _target("postgresql", target) == _source(pg_db)
+    with psycopg.connect(_dsn(pg_db)) as conn:
+        want2 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM t2 ORDER BY id")]
+    tgt = Endpoint.parse(target)
+    with psycopg.connect(_dsn(tgt)) as conn:
+        got2 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t2 ORDER BY id")]
+    assert len(want2) == 31 and got2 == want2
+    # a table created between two cron runs: the run snapshots it, then captures it
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t3 (id INT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO t3 SELECT i, 'x' || i FROM generate_series(1, 7) i")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("INSERT INTO t3 VALUES (8, 'x8')")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(tgt)) as conn:
+        got3 = [(str(i), str(v)) for i, v in conn.execute("SELECT * FROM public.t3 ORDER BY id")]
+    assert got3 == [(str(i), f"x{i}") for i in range(1, 9)]
+
+
+def test_column_added_before_the_first_captured_change(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """The table's rows came by snapshot, so the trail's first definition of it already has
+    the new column: apply adds what the target lacks (campaign seed 110)."""
+    target = _pg_target(postgres_server, "tgt_first")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN d TIMESTAMP(6)")
+        conn.execute("UPDATE t SET d = '1970-01-01 00:00:00.000001' WHERE id = 4")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _target("postgresql", target) == _source(pg_db)
