@@ -18,6 +18,7 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── SchemaError (Terminal)            6   unknown / unmappable type, no key where one is needed
     ├── ApplyError (Terminal)             6   the target rejected a row
     ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
+    │   └── UnknownDefinitionError        7   no definition of a table version in the trail
     ├── LockedError (Terminal)            8   another run holds the lock
     ├── StorageError (Terminal)           9   a local file or directory cannot be written
     └── RetriesExhaustedError (Terminal) 75   a transient error outlasted the retry budget
@@ -48,6 +49,7 @@ __all__ = [
     "ToolkitError",
     "TrailError",
     "Transient",
+    "UnknownDefinitionError",
 ]
 
 
@@ -216,6 +218,11 @@ class TrailError(ToolkitError, Terminal):
             where = f"segment {segment}" + (f" offset {offset}" if offset is not None else "")
             where += ": "
         super().__init__(where + message, hint=hint)
+
+
+class UnknownDefinitionError(TrailError):
+    """The trail holds no definition of a table version a change names (apply can still empty
+    a table it knows only by name: a TRUNCATE that is the table's first change)."""
 
 
 class LockedError(ToolkitError, Terminal):

@@ -1,0 +1,117 @@
+"""Two bugs the randomized campaign found (tests/campaign), replayed as plain scenarios.
+
+* A TRUNCATE that is a table's first change in the trail (its rows came by snapshot, so no
+  row event ever announced its definition) stopped apply with exit 7.
+* DDL on a table while the snapshot's consistent-read transaction had not read it yet made
+  MariaDB answer 1412 ("Table definition has changed") and sync crash with exit 70.
+
+The CLI runs in a subprocess; the data is judged by plain driver SELECTs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+import pytest
+
+from connectors.endpoint import Endpoint
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
+
+
+def _sync(tmp_path: Path, source: Endpoint, target: Endpoint, tables: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from toolkit_cli.app import main; main()",
+        "sync",
+        "--source",
+        source.url(),
+        "--target",
+        target.url(),
+        "--trail",
+        str(tmp_path / "trail"),
+        "--tables",
+        tables,
+        "--until-caught-up",
+    ]
+
+
+def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("REDOLINE_CONFIG", None)
+    return subprocess.run(
+        cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _my(ep: Endpoint) -> Any:
+    return pymysql.connect(
+        host=ep.host, port=ep.port, user="root", database=ep.database, autocommit=True
+    )
+
+
+def _my_rows(ep: Endpoint, table: str) -> list[tuple[Any, ...]]:
+    conn = _my(ep)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{table}` ORDER BY 1")
+        rows = [tuple(r) for r in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def _pg_rows(ep: Endpoint, schema: str, table: str) -> list[tuple[Any, ...]]:
+    dsn = f"host={ep.host} port={ep.port} user=postgres dbname={ep.database}"
+    with psycopg.connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute(f'SELECT * FROM "{schema}"."{table}" ORDER BY 1')]
+
+
+def test_truncate_as_first_change_after_snapshot(
+    mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path
+) -> None:
+    """MariaDB -> PostgreSQL: rows by snapshot, then TRUNCATE is all the trail says of it."""
+    conn = _my(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE gone (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute("CREATE TABLE kept (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.executemany("INSERT INTO gone VALUES (%s, %s)", [(i, f"g{i}") for i in range(20)])
+        cur.executemany("INSERT INTO kept VALUES (%s, %s)", [(i, f"k{i}") for i in range(5)])
+    cmd = _sync(tmp_path, mysql_db, pg_db, f"{mysql_db.database}.*")
+    first = _run(cmd, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(_pg_rows(pg_db, mysql_db.database, "gone")) == 20
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE TABLE gone")
+        cur.execute("INSERT INTO kept VALUES (5, 'k5')")
+    conn.close()
+    second = _run(cmd, tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _pg_rows(pg_db, mysql_db.database, "gone") == []
+    assert _pg_rows(pg_db, mysql_db.database, "kept") == _my_rows(mysql_db, "kept")
+    assert len(_my_rows(mysql_db, "kept")) == 6
+
+
+def test_truncate_as_first_change_postgres_source(pg_db: Endpoint, tmp_path: Path) -> None:
+    """PostgreSQL -> DuckDB: the same, through pgoutput's Truncate message."""
+    import duckdb
+
+    dsn = f"host={pg_db.host} port={pg_db.port} user=postgres dbname={pg_db.database}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE gone (id INT PRIMARY KEY, v TEXT)")
+        conn.execute("INSERT INTO gone SELECT i, 'g' || i FROM generate_series(1, 20) i")
+    target = Endpoint.parse(f"duckdb://{tmp_path}/r.duckdb")
+    cmd = _sync(tmp_path, pg_db, target, "public.*")
+    first = _run(cmd, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE gone")
+    second = _run(cmd, tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as db:
+        assert db.execute('SELECT count(*) FROM "public"."gone"').fetchall() == [(0,)]
