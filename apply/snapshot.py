@@ -578,8 +578,10 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         names = ", ".join(f"{t.source_table} ({t.error})" for t in report.failed)
         raise SchemaError(
             f"the snapshot of {len(report.failed)} table(s) failed: {names}",
-            hint="fix the cause and run the snapshot again: finished chunks are kept, and "
-            "`redoline status` shows each table's state",
+            hint="fix the cause and run sync (or snapshot) again: the other tables stay "
+            "loaded, finished chunks are kept (a table whose definition changed during the "
+            "snapshot is loaded again from scratch), and `redoline status` shows each table's "
+            "state",
         )
     return report
 

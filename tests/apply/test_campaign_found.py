@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,59 @@ def test_truncate_as_first_change_postgres_source(pg_db: Endpoint, tmp_path: Pat
     assert second.returncode == 0, second.stdout + second.stderr
     with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as db:
         assert db.execute('SELECT count(*) FROM "public"."gone"').fetchall() == [(0,)]
+
+
+def _wait_blocked(conn: Any, table: str, proc: subprocess.Popen[str]) -> None:
+    """Until a session of ``proc`` waits for ``table``'s lock (the snapshot reading it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist "
+                "WHERE state LIKE 'Waiting for table%%' AND info LIKE %s",
+                (f"%{table}%",),
+            )
+            ((n,),) = cur.fetchall()
+        if n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError(f"the snapshot never waited for {table}")
+
+
+def test_ddl_while_the_snapshot_reads(mysql_db: Endpoint, pg_db: Endpoint, tmp_path: Path) -> None:
+    """MariaDB 1412: the table fails cleanly, the rest loads, a rerun makes it equal."""
+    conn = _my(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE a_first (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.execute("CREATE TABLE b_changed (id INT PRIMARY KEY, v VARCHAR(20))")
+        cur.executemany("INSERT INTO a_first VALUES (%s, %s)", [(i, f"a{i}") for i in range(9)])
+        cur.executemany("INSERT INTO b_changed VALUES (%s, %s)", [(i, f"b{i}") for i in range(9)])
+        # the snapshot opens its consistent read, then waits for this lock to read b_changed
+        cur.execute("LOCK TABLES b_changed WRITE")
+    cmd = _sync(tmp_path, mysql_db, pg_db, f"{mysql_db.database}.*")
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("REDOLINE_CONFIG", None)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_blocked(conn, "b_changed", proc)
+        with conn.cursor() as cur:
+            # a new table id: the snapshot's consistent read can no longer read it (1412)
+            cur.execute("TRUNCATE TABLE b_changed")
+            cur.execute("INSERT INTO b_changed VALUES (100, 'new')")
+            cur.execute("UNLOCK TABLES")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, 70), out + err
+    assert "b_changed" in out + err and "internal error" not in out + err
+    assert "sync" in err, err  # the way forward: run sync again
+    assert _pg_rows(pg_db, mysql_db.database, "a_first") == _my_rows(mysql_db, "a_first")
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _pg_rows(pg_db, mysql_db.database, "b_changed") == _my_rows(mysql_db, "b_changed")
+    assert _pg_rows(pg_db, mysql_db.database, "a_first") == _my_rows(mysql_db, "a_first")
+    conn.close()
