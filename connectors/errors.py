@@ -15,6 +15,7 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── MissingObjectError (Terminal)     3   database, schema or table does not exist
     ├── PrerequisiteError (Terminal)      4   server not configured for replication
     ├── ReplicationError (Terminal)       5   log purged, slot missing, position lost
+    │   └── DefinitionChangedError        5   DDL on a table under the snapshot's read
     ├── SchemaError (Terminal)            6   unknown / unmappable type, no key where one is needed
     ├── ApplyError (Terminal)             6   the target rejected a row
     ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectSetupError",
+    "DefinitionChangedError",
     "LockedError",
     "MissingDependencyError",
     "MissingObjectError",
@@ -185,6 +187,11 @@ class ReplicationError(ToolkitError, Terminal):
     """The log can no longer be read continuously from our position."""
 
     exit_code = 5
+
+
+class DefinitionChangedError(ReplicationError):
+    """DDL changed a table after a snapshot's consistent read began: that read cannot see it
+    any more (MariaDB/MySQL 1412); a new snapshot can."""
 
 
 class SchemaError(ToolkitError, Terminal):

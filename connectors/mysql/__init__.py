@@ -20,8 +20,8 @@ from connectors.endpoint import Endpoint
 from connectors.errors import (
     AuthError,
     ConnectError,
+    DefinitionChangedError,
     MissingObjectError,
-    ReplicationError,
     ToolkitError,
     connect_setup_error,
 )
@@ -100,7 +100,7 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
     if code == 1412:
         # ER_TABLE_DEF_CHANGED: DDL (TRUNCATE, ALTER, RENAME ...) on a table after the
         # consistent-read transaction began; the transaction cannot read that table any more
-        return ReplicationError(
+        return DefinitionChangedError(
             f"{where}: the table's definition changed while the snapshot read it ({text})",
             hint="DDL ran on the table during the snapshot; run sync (or snapshot) again: "
             "the table is loaded again from a new snapshot",

@@ -25,11 +25,6 @@ pytestmark = [pytest.mark.campaign, pytest.mark.mariadb, pytest.mark.postgres, p
 
 #: open bugs the CI seeds must not step on yet (the lead trims this as fixes land)
 KNOWN_OPEN: dict[str, str] = {
-    "truncate": (
-        "found by the campaign: a TRUNCATE that is a table's first change in the trail (rows "
-        "came by snapshot) stops apply, exit 7 'the trail holds no definition of <table> "
-        "version 1' (seed 3007 mariadb-postgresql stock)"
-    ),
     "postgresql:ddl_add_column": (
         "found by the campaign: column DDL on a PostgreSQL source never reaches the target "
         "(apply does not alter it from the new definition): 'Unknown column' / 'Referenced "
@@ -44,11 +39,6 @@ KNOWN_OPEN: dict[str, str] = {
         "found by the campaign: a table created on a PostgreSQL source while sync runs never "
         "reaches the target, rows included (the publication is not extended) (seeds 5006 "
         "postgresql-mariadb, 5008 postgresql-duckdb tuned)"
-    ),
-    "ddl_during_snapshot": (
-        "found by the campaign: DDL (RENAME/CREATE/TRUNCATE) while the snapshot reads makes "
-        "sync crash with internal error 70, MariaDB 1412 'Table definition has changed' (seed"
-        " 2005 mariadb-mariadb stock)"
     ),
 }
 
