@@ -514,6 +514,8 @@ class _Job:
     where: str | None = None
     #: failed because DDL changed the table under the snapshot's read (a new one can load it)
     changed: bool = False
+    #: this run created the target table (so it may drop it to follow a changed definition)
+    created: bool = False
 
 
 def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
@@ -642,6 +644,7 @@ def _prepare(
                 conn,
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
+            job.created = True
         resumable = (
             prior is not None
             and prior.state == "loading"
@@ -710,8 +713,8 @@ def _reload_changed(
 ) -> list[_Job]:
     """``jobs`` with each table DDL changed under the snapshot's read loaded again from a new
     snapshot (its own start point, so catch-up skips what that snapshot holds, the DDL
-    included). A table whose columns or keys differ now stays failed: its target table was
-    created from the old definition (run sync again once the DDL is done)."""
+    included). A table whose columns or keys differ now gets its target table created again
+    when this run created it, and stays failed otherwise (the target table is the user's)."""
     for _ in range(_RELOAD_TRIES):
         again: list[_Job] = []
         for job in jobs:
@@ -724,8 +727,12 @@ def _reload_changed(
                 job.state.error = f"{job.state.error}; then: {exc.message}"
                 continue
             if _shape(now) != _shape(job.schema):
-                job.state.error = f"{job.state.error}; its columns or keys changed too"
-                continue
+                if not job.created:
+                    job.state.error = f"{job.state.error}; its columns or keys changed too"
+                    continue
+                # created from the old definition by this run and holding no rows to keep:
+                # _prepare creates it again from the new one (catch-up skips the DDL)
+                tgt.execute(conn, f"DROP TABLE {quote_table(job.target, tgt.dialect)}")
             again.append(job)
         if not again:
             break
