@@ -34,7 +34,13 @@ from apply.point import PointOutcome, StopPoint, bounded, refuse_if_past, refuse
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import column_type, ensure_table
 from connectors.base import RowRejected, Writer
-from connectors.errors import ApplyError, ConfigError, SchemaError, TrailError
+from connectors.errors import (
+    ApplyError,
+    ConfigError,
+    SchemaError,
+    TrailError,
+    UnknownDefinitionError,
+)
 from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
 
 __all__ = [
@@ -403,6 +409,27 @@ class Applier:
         self._fast_targets[id(table)] = (table, version, self._targets, found)
         return found
 
+    def _truncated(self, change: Change) -> tuple[TableId, TableSchema | None]:
+        """The target table a TRUNCATE empties, with its definition when the trail has one.
+
+        A TRUNCATE can be a table's first change in the trail (its rows came by snapshot, so
+        no row event announced it): the trail then holds no definition, yet the target table
+        is known by its (renamed) name, which is all emptying it needs.
+        """
+        try:
+            schema = self.target_schema(change.table, change.schema_version)
+        except UnknownDefinitionError:
+            name = self.options.rename(change.table) if self.options.rename else change.table
+            return name, None
+        return schema.table, schema
+
+    def _truncate(self, change: Change) -> None:
+        target, schema = self._truncated(change)
+        # a table known only by name that is not on the target has no rows to remove
+        if schema is not None or target in self._existing or self.writer.table_exists(target):
+            self.writer.truncate(target)
+        self._forget_rows(change.table, schema)
+
     def _to_target(self, src: TableSchema) -> TableSchema:
         name = self.options.rename(src.table) if self.options.rename else src.table
         if self.options.row_ids and not src.identity:
@@ -448,7 +475,13 @@ class Applier:
         for change in changes:
             if change.op is Op.DDL:
                 continue
-            schema = self.target_schema(change.table, change.schema_version)
+            if change.op is Op.TRUNCATE:
+                known = self._truncated(change)[1]
+                if known is None:
+                    continue  # nothing to create it from; _truncate leaves it alone
+                schema = known
+            else:
+                schema = self.target_schema(change.table, change.schema_version)
             if id(schema) in checked:
                 continue
             checked.add(id(schema))
@@ -478,10 +511,8 @@ class Applier:
 
     def _fold(self, change: Change, collision: bool) -> None:
         if change.op is Op.TRUNCATE:
-            truncated = self.target_schema(change.table, change.schema_version)
             self._write_pending()
-            self.writer.truncate(truncated.table)
-            self._forget_rows(change.table, truncated)
+            self._truncate(change)
             self._dirty = True
             return
         schema = self.target_schema(change.table, change.schema_version)
@@ -594,11 +625,10 @@ class Applier:
                     continue
                 for table, schema in self._missing_tables([change]):
                     self._create(table, schema)
-                schema = self.target_schema(change.table, change.schema_version)
                 if change.op is Op.TRUNCATE:
-                    self.writer.truncate(schema.table)
-                    self._forget_rows(change.table, schema)
+                    self._truncate(change)
                     continue
+                schema = self.target_schema(change.table, change.schema_version)
                 try:
                     self._row(
                         schema, self._tagged(self._identified(change, schema, collision)), collision

@@ -45,7 +45,7 @@ from apply.names import check_target_names
 from apply.typemap import create_table_sql, quote_table
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
-from connectors.errors import ConfigError, SchemaError, ToolkitError
+from connectors.errors import ConfigError, DefinitionChangedError, SchemaError, ToolkitError
 from connectors.model import TableId, TableSchema, Transaction
 from connectors.mysql import DATABASE_OPTIONS as MYSQL_DATABASE_OPTIONS
 from connectors.mysql import TABLE_OPTIONS as MYSQL_TABLE_OPTIONS
@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("redoline.snapshot")
+#: new snapshots for tables whose definition changed under the snapshot's read, before they
+#: are left failed (DDL that keeps recurring during the load)
+_RELOAD_TRIES = 3
 
 STATE_SCHEMA = "redoline"
 TABLES = "snapshot_tables"
@@ -509,6 +512,10 @@ class _Job:
     remaining: int = 0
     #: the row predicate in the source's SQL (``[tables.where]``), or None
     where: str | None = None
+    #: failed because DDL changed the table under the snapshot's read (a new one can load it)
+    changed: bool = False
+    #: this run created the target table (so it may drop it to follow a changed definition)
+    created: bool = False
 
 
 def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
@@ -560,14 +567,18 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         with contextlib.closing(session_cm) as session:
             report.point = session.point
             jobs = [_prepare(tgt, control, session, source, t, options) for t in todo]
-            jobs = [j for j in jobs if j.state.state != "failed" or _fail_only(report, j)]
+            # a table DDL changed while it was planned stays in: a new snapshot reloads it
+            jobs = [
+                j for j in jobs if j.state.state != "failed" or j.changed or _fail_only(report, j)
+            ]
             _load_all(tgt, session, jobs, options)
-            for job in jobs:
-                if job.state.state != "failed":
-                    job.state.state = "loaded"
-                    job.state.finished_at = time.time()
-                _save_table(tgt, control, options.source_id, job.state)
-                report.tables.append(job.state)
+        jobs = _reload_changed(tgt, control, source, jobs, options)
+        for job in jobs:
+            if job.state.state != "failed":
+                job.state.state = "loaded"
+                job.state.finished_at = time.time()
+            _save_table(tgt, control, options.source_id, job.state)
+            report.tables.append(job.state)
         report.rows = sum(j.state.rows for j in jobs)
     finally:
         control.close()
@@ -578,8 +589,10 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         names = ", ".join(f"{t.source_table} ({t.error})" for t in report.failed)
         raise SchemaError(
             f"the snapshot of {len(report.failed)} table(s) failed: {names}",
-            hint="fix the cause and run the snapshot again: finished chunks are kept, and "
-            "`redoline status` shows each table's state",
+            hint="fix the cause and run sync (or snapshot) again: the other tables stay "
+            "loaded, finished chunks are kept (a table whose definition changed during the "
+            "snapshot is loaded again from scratch), and `redoline status` shows each table's "
+            "state",
         )
     return report
 
@@ -611,7 +624,14 @@ def _prepare(
         lock_seconds=point.lock_seconds,
         started_at=time.time(),
     )
-    schema = source.table_schema(table)
+    try:
+        schema = source.table_schema(table)
+    except ToolkitError as exc:
+        # renamed or dropped since the tables were listed (DDL during the snapshot): this
+        # table fails, the others load
+        state.state, state.error = "failed", exc.message
+        _save_table(tgt, conn, options.source_id, state)
+        return _Job(state, TableSchema(table, ()), target_name, (), [], 0)
     job = _Job(state, schema, target_name, (), [], 0)
     try:
         # the filtered view: only its columns are read and created, only its rows are read
@@ -624,6 +644,7 @@ def _prepare(
                 conn,
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
+            job.created = True
         resumable = (
             prior is not None
             and prior.state == "loading"
@@ -682,8 +703,62 @@ def _prepare(
     except ToolkitError as exc:
         tgt.rollback(conn)
         state.state, state.error = "failed", exc.message
+        job.changed = isinstance(exc, DefinitionChangedError)
         _save_table(tgt, conn, options.source_id, state)
     return job
+
+
+def _reload_changed(
+    tgt: _Target, conn: Any, source: Database, jobs: list[_Job], options: SnapshotOptions
+) -> list[_Job]:
+    """``jobs`` with each table DDL changed under the snapshot's read loaded again from a new
+    snapshot (its own start point, so catch-up skips what that snapshot holds, the DDL
+    included). A table whose columns or keys differ now gets its target table created again
+    when this run created it, and stays failed otherwise (the target table is the user's)."""
+    for _ in range(_RELOAD_TRIES):
+        again: list[_Job] = []
+        for job in jobs:
+            if not job.changed:
+                continue
+            job.changed = False
+            try:
+                now = source.table_schema(job.schema.table)
+            except ToolkitError as exc:
+                job.state.error = f"{job.state.error}; then: {exc.message}"
+                continue
+            if _shape(now) != _shape(job.schema):
+                if not job.created:
+                    job.state.error = f"{job.state.error}; its columns or keys changed too"
+                    continue
+                # created from the old definition by this run and holding no rows to keep:
+                # _prepare creates it again from the new one (catch-up skips the DDL)
+                tgt.execute(conn, f"DROP TABLE {quote_table(job.target, tgt.dialect)}")
+            again.append(job)
+        if not again:
+            break
+        for job in again:
+            # recorded failed first: _prepare then loads it from scratch on the new point
+            _save_table(tgt, conn, options.source_id, job.state)
+        names = ", ".join(j.state.source_table for j in again)
+        log.warning("DDL changed %s during the snapshot: loading again on a new snapshot", names)
+        session_cm = open_snapshot(
+            source,
+            options.workers,
+            tables=[j.schema.table for j in again],
+            capture=False,  # the trail's start point is the first snapshot's; nothing to make
+            options=options.source_options,
+        )
+        with contextlib.closing(session_cm) as session:
+            fresh = [_prepare(tgt, conn, session, source, j.schema.table, options) for j in again]
+            _load_all(tgt, session, [j for j in fresh if j.state.state != "failed"], options)
+        by_table = {j.state.source_table: j for j in fresh}
+        jobs = [by_table.get(j.state.source_table, j) for j in jobs]
+    return jobs
+
+
+def _shape(schema: TableSchema) -> tuple[Any, ...]:
+    cols = tuple((c.name, c.kind, c.source_type, c.nullable) for c in schema.columns)
+    return cols, schema.primary_key, schema.unique_keys
 
 
 def _earliest(session: Any, a: str | None, b: str) -> str | None:
@@ -781,6 +856,7 @@ def _load_all(tgt: _Target, session: Any, jobs: list[_Job], options: SnapshotOpt
                         handoff.put((job, chunk, list(data)))
                 except ToolkitError as exc:
                     job.state.state, job.state.error = "failed", exc.message
+                    job.changed = isinstance(exc, DefinitionChangedError)
                     log.error("snapshot of %s failed: %s", job.state.source_table, exc.message)
                 except Exception as exc:  # the target's own error: record it on the table
                     job.state.state = "failed"

@@ -15,9 +15,11 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
     ├── MissingObjectError (Terminal)     3   database, schema or table does not exist
     ├── PrerequisiteError (Terminal)      4   server not configured for replication
     ├── ReplicationError (Terminal)       5   log purged, slot missing, position lost
+    │   └── DefinitionChangedError        5   DDL on a table under the snapshot's read
     ├── SchemaError (Terminal)            6   unknown / unmappable type, no key where one is needed
     ├── ApplyError (Terminal)             6   the target rejected a row
     ├── TrailError (Terminal)             7   corrupt, discontinuous or unreadable trail
+    │   └── UnknownDefinitionError        7   no definition of a table version in the trail
     ├── LockedError (Terminal)            8   another run holds the lock
     ├── StorageError (Terminal)           9   a local file or directory cannot be written
     └── RetriesExhaustedError (Terminal) 75   a transient error outlasted the retry budget
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectSetupError",
+    "DefinitionChangedError",
     "LockedError",
     "MissingDependencyError",
     "MissingObjectError",
@@ -48,6 +51,7 @@ __all__ = [
     "ToolkitError",
     "TrailError",
     "Transient",
+    "UnknownDefinitionError",
 ]
 
 
@@ -185,6 +189,11 @@ class ReplicationError(ToolkitError, Terminal):
     exit_code = 5
 
 
+class DefinitionChangedError(ReplicationError):
+    """DDL changed a table after a snapshot's consistent read began: that read cannot see it
+    any more (MariaDB/MySQL 1412); a new snapshot can."""
+
+
 class SchemaError(ToolkitError, Terminal):
     """A table or column cannot be replicated as it is (type, key, shape)."""
 
@@ -216,6 +225,11 @@ class TrailError(ToolkitError, Terminal):
             where = f"segment {segment}" + (f" offset {offset}" if offset is not None else "")
             where += ": "
         super().__init__(where + message, hint=hint)
+
+
+class UnknownDefinitionError(TrailError):
+    """The trail holds no definition of a table version a change names (apply can still empty
+    a table it knows only by name: a TRUNCATE that is the table's first change)."""
 
 
 class LockedError(ToolkitError, Terminal):

@@ -26,7 +26,7 @@ from capture.trail._segment import (
     parse_segment,
     tail_is_torn,
 )
-from connectors.errors import TrailError
+from connectors.errors import TrailError, UnknownDefinitionError
 from connectors.model import TableId, TableSchema, Transaction
 
 __all__ = ["SegmentInfo", "TrailInfo", "TrailReader", "trail_info"]
@@ -77,7 +77,7 @@ class TrailReader:
             self._scan_history()
             found = self._history.get((table, version))
         if found is None:
-            raise TrailError(
+            raise UnknownDefinitionError(
                 f"the trail holds no definition of {table} version {version}",
                 hint="the segments that carried it may have been removed by retention",
             )

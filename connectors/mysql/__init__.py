@@ -20,6 +20,7 @@ from connectors.endpoint import Endpoint
 from connectors.errors import (
     AuthError,
     ConnectError,
+    DefinitionChangedError,
     MissingObjectError,
     ToolkitError,
     connect_setup_error,
@@ -96,6 +97,14 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
         )
     if code == 1146:
         return MissingObjectError(f"{where}: {text}")
+    if code == 1412:
+        # ER_TABLE_DEF_CHANGED: DDL (TRUNCATE, ALTER, RENAME ...) on a table after the
+        # consistent-read transaction began; the transaction cannot read that table any more
+        return DefinitionChangedError(
+            f"{where}: the table's definition changed while the snapshot read it ({text})",
+            hint="DDL ran on the table during the snapshot; run sync (or snapshot) again: "
+            "the table is loaded again from a new snapshot",
+        )
     return (
         ConnectError(f"{where}: {text}")
         if code and code >= 2000

@@ -239,6 +239,14 @@ class MySQLSnapshot:
         return None
 
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        try:
+            return self._plan_chunks(schema, chunk_rows)
+        except pymysql.err.MySQLError as exc:
+            from connectors.mysql import map_error
+
+            raise map_error(exc, self.db.endpoint) from None
+
+    def _plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
         key = schema.identity
         if not key:
             return [KeyRange(0, None, None)]

@@ -25,20 +25,10 @@ pytestmark = [pytest.mark.campaign, pytest.mark.mariadb, pytest.mark.postgres, p
 
 #: open bugs the CI seeds must not step on yet (the lead trims this as fixes land)
 KNOWN_OPEN: dict[str, str] = {
-    "truncate": (
-        "found by the campaign: a TRUNCATE that is a table's first change in the trail (rows "
-        "came by snapshot) stops apply, exit 7 'the trail holds no definition of <table> "
-        "version 1' (seed 3007 mariadb-postgresql stock)"
-    ),
     "postgresql:ddl_create_table": (
         "a table created on a PostgreSQL source while a continuous sync runs now stops sync "
         "loudly (exit 6 naming the table; the next sync snapshots it, nothing is lost), where the "
         "campaign expects 130 on SIGTERM: loading it without stopping is open (seeds 5006, 5008)"
-    ),
-    "ddl_during_snapshot": (
-        "found by the campaign: DDL (RENAME/CREATE/TRUNCATE) while the snapshot reads makes "
-        "sync crash with internal error 70, MariaDB 1412 'Table definition has changed' (seed"
-        " 2005 mariadb-mariadb stock)"
     ),
 }
 
