@@ -14,6 +14,12 @@ fi
 if ! python3 -m venv --help >/dev/null 2>&1; then
     need+=(python3-venv)
 fi
+# fault tests: network namespaces (ship partition), immutable directories (unwritable trail),
+# small tmpfs mounts (disk full); bench/ship compares with openssl's own TLS copy
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v mount >/dev/null 2>&1 || need+=(mount)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     SUDO=""
