@@ -553,6 +553,12 @@ class CaptureFilter:
                 _, keep = self._rules(change.table)
                 if keep is not None:
                     change.table_schema = _project_schema(change.table_schema, keep)
+                    if (change.ddl or "").lstrip()[:5].upper() == "ALTER":
+                        # the view's columns are listed explicitly: a column the source adds,
+                        # drops or retypes outside them is not the target's business, and the
+                        # projected definition is what apply keeps (a rename of a listed
+                        # column breaks the view: docs/configuration.md)
+                        change.ddl = None
             return change
         predicate, keep = self._rules(change.table)
         if predicate is not None:

@@ -26,6 +26,7 @@ from connectors.errors import (
     connect_setup_error,
 )
 from connectors.model import Column, TableId, TableSchema
+from connectors.sqlwriter import CHECKPOINT_SCHEMA
 
 if TYPE_CHECKING:
     from connectors.log import LogReader
@@ -161,10 +162,19 @@ class MySQL(Database):
             "ORDER BY table_schema, table_name",
             (_SYSTEM_SCHEMAS,),
         )
-        tables = [TableId(str(s), str(n)) for s, n in rows]
-        if table_filter is None and self.endpoint.database:
-            return [t for t in tables if t.schema == self.endpoint.database]
-        return [t for t in tables if table_filter is None or table_filter(t)]
+        scope = self.scoped(table_filter)
+        return [t for t in (TableId(str(s), str(n)) for s, n in rows) if scope(t)]
+
+    def scoped(self, table_filter: TableFilter | None) -> TableFilter:
+        """``table_filter`` within this endpoint: the URL's database when the filter selects
+        everything (``mariadb://h/shop`` means shop, not every database on the server), and
+        never redoline's own state database (checkpoints and snapshot progress a redoline
+        target on the same server keeps there)."""
+        include = table_filter.include if table_filter is not None else ("*.*",)
+        exclude = table_filter.exclude if table_filter is not None else ()
+        if include == ("*.*",) and self.endpoint.database:
+            include = (f"{self.endpoint.database}.*",)
+        return TableFilter(include, (*exclude, f"{CHECKPOINT_SCHEMA}.*"))
 
     def list_schemas(self) -> list[str]:
         rows = self.query(
@@ -197,7 +207,11 @@ class MySQL(Database):
         from connectors.mysql.binlog import BinlogReader
 
         return BinlogReader(
-            self, start, tables=tables, until_caught_up=until_caught_up, options=options
+            self,
+            start,
+            tables=self.scoped(tables),
+            until_caught_up=until_caught_up,
+            options=options,
         )
 
     def end_position(self) -> str:

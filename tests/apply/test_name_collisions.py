@@ -154,3 +154,73 @@ def test_apply_alone_refuses_an_unfinished_snapshot(mysql_db: Endpoint, tmp_path
     with duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True) as db:
         rows = db.execute(f'SELECT id FROM "{mysql_db.database}".t ORDER BY id').fetchall()
     assert rows == [(2,)]
+
+
+def test_a_url_database_is_what_sync_replicates(mysql_db: Endpoint, tmp_path: Path) -> None:
+    """`mariadb://h/shop` replicates shop: not the other databases of the server, and never
+    redoline's own state database, which a MariaDB target on the same server keeps (found when
+    the full suite ran: a DuckDB target received other tests' checkpoints)."""
+    import duckdb
+
+    conn = pymysql.connect(
+        host=mysql_db.host,
+        port=mysql_db.port,
+        user="root",
+        database=mysql_db.database,
+        autocommit=True,
+    )
+    other = f"{mysql_db.database}_other"
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO t VALUES (1)")
+        cur.execute(f"CREATE DATABASE `{other}`")
+        cur.execute(f"CREATE TABLE `{other}`.o (id INT PRIMARY KEY)")
+        cur.execute("CREATE DATABASE IF NOT EXISTS redoline")
+        cur.execute("CREATE TABLE IF NOT EXISTS redoline.not_data (id INT PRIMARY KEY)")
+    try:
+        src = f"mariadb://root@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+        target = f"duckdb://{tmp_path}/a.duckdb"
+        proc = redoline(
+            tmp_path,
+            "sync",
+            "--source",
+            src,
+            "--target",
+            target,
+            "--trail",
+            "t",
+            "--until-caught-up",
+        )
+        assert proc.returncode == 0, proc.stderr
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO `{other}`.o VALUES (1)")
+            cur.execute("INSERT INTO t VALUES (2)")
+        proc = redoline(
+            tmp_path,
+            "sync",
+            "--source",
+            src,
+            "--target",
+            target,
+            "--trail",
+            "t",
+            "--until-caught-up",
+        )
+        assert proc.returncode == 0, proc.stderr
+        with duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True) as db:
+            tables = db.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema <> 'redoline' ORDER BY 1, 2"
+            ).fetchall()
+            ours = db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'redoline'"
+            ).fetchall()
+            rows = db.execute(f'SELECT id FROM "{mysql_db.database}".t ORDER BY id').fetchall()
+        assert tables == [(mysql_db.database, "t")]
+        assert ("not_data",) not in ours
+        assert rows == [(1,), (2,)]
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE `{other}`")
+            cur.execute("DROP TABLE IF EXISTS redoline.not_data")
+        conn.close()
