@@ -93,6 +93,15 @@ def _target_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path, tag: 
     conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root")
     with conn.cursor() as cur:
         cur.execute("DROP DATABASE IF EXISTS `public`")  # the source schema's database
+        # the session's MariaDB is every MariaDB test's target: redoline's state database is
+        # server-wide, so forget what earlier tests recorded under the default ids
+        cur.execute(
+            "SELECT table_name FROM information_schema.columns "
+            "WHERE table_schema = 'redoline' AND column_name = 'source_id'"
+        )
+        for (table,) in cur.fetchall():
+            cur.execute(f"DELETE FROM redoline.`{table}` WHERE source_id = 'default'")
+    conn.commit()
     conn.close()
     return f"mariadb://root@127.0.0.1:{server.port}/mysql"
 
