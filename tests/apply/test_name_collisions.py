@@ -180,8 +180,7 @@ def test_a_url_database_is_what_sync_replicates(mysql_db: Endpoint, tmp_path: Pa
     try:
         src = f"mariadb://root@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
         target = f"duckdb://{tmp_path}/a.duckdb"
-        proc = redoline(
-            tmp_path,
+        cron_sync = (
             "sync",
             "--source",
             src,
@@ -191,21 +190,12 @@ def test_a_url_database_is_what_sync_replicates(mysql_db: Endpoint, tmp_path: Pa
             "t",
             "--until-caught-up",
         )
+        proc = redoline(tmp_path, *cron_sync)
         assert proc.returncode == 0, proc.stderr
         with conn.cursor() as cur:
             cur.execute(f"INSERT INTO `{other}`.o VALUES (1)")
             cur.execute("INSERT INTO t VALUES (2)")
-        proc = redoline(
-            tmp_path,
-            "sync",
-            "--source",
-            src,
-            "--target",
-            target,
-            "--trail",
-            "t",
-            "--until-caught-up",
-        )
+        proc = redoline(tmp_path, *cron_sync)
         assert proc.returncode == 0, proc.stderr
         with duckdb.connect(str(tmp_path / "a.duckdb"), read_only=True) as db:
             tables = db.execute(
