@@ -352,6 +352,8 @@ def _print_summary(result: VerifyResult) -> None:
     for t in result.tables:
         if t.error:
             continue
+        for text in t.schema_diffs:
+            console.print(f"  {escape(str(t.source_table))}: {escape(text)}")
         for d in t.diffs[:10]:
             where = d.key if d.key else {"row": d.row_hash, "copies": d.count}
             cols = f" columns {', '.join(d.columns)}" if d.columns else ""
