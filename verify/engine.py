@@ -39,9 +39,10 @@ from typing import Any
 
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
+from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
 from connectors.model import Column, TableId, TableSchema
-from verify.dialect import ChecksumSQL, Session, canonical_kind, checksum_sql
+from verify.dialect import canonical_kind
 from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
@@ -26,6 +26,7 @@ from connectors.errors import (
     connect_setup_error,
 )
 from connectors.model import Column, TableId, TableSchema
+from connectors.mysql.descriptor import ENGINE
 from connectors.sqlwriter import CHECKPOINT_SCHEMA
 
 if TYPE_CHECKING:
@@ -116,17 +117,7 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
 class MySQL(Database):
     """MySQL 8 and MariaDB 10.5+."""
 
-    engine: ClassVar[str] = "mysql"
-    dialect: ClassVar[str] = "mysql"
-    #: column names are case-insensitive in MySQL/MariaDB; table names follow the file system
-    #: (lower_case_table_names=0 on Linux: distinct)
-    folds_column_names: ClassVar[bool] = True
-    schema_is_database: ClassVar[bool] = True
-    #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
-    has_log: ClassVar[bool] = True
-    #: ``gtid@file:pos`` or ``file:pos`` (connectors.mysql.positions)
-    position_scheme: ClassVar[str] = "mysql-binlog"
-    text_compare_ci: ClassVar[bool] = True
+    descriptor = ENGINE
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -218,12 +209,6 @@ class MySQL(Database):
         from connectors.mysql.binlog import end_position
 
         return end_position(self)
-
-    @staticmethod
-    def compare_positions(a: str, b: str) -> int:
-        from connectors.mysql.positions import compare
-
-        return compare(a, b)
 
     # ------------------------------------------------------------------ checks
 

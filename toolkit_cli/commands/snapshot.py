@@ -190,7 +190,7 @@ def snapshot(
                     snapshot=options,
                     until_caught_up=True,
                     key=cfg.trail.key(),
-                    source_options=cfg.source().slot_options(),
+                    source_options=cfg.source().engine_options(),
                     retry_for=cfg.source().retry_budget(True),
                     target_retry_for=cfg.target().retry_budget(True),
                 ),
@@ -254,7 +254,7 @@ def sync(
         key=cfg.trail.key(),
         stop_event=stop,
         segment_bytes=cfg.trail.segment_bytes,
-        source_options=cfg.source().slot_options(),
+        source_options=cfg.source().engine_options(),
         retry_for=cfg.source().retry_budget(until_caught_up),
         target_retry_for=cfg.target().retry_budget(until_caught_up),
         apply_options={

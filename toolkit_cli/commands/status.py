@@ -101,7 +101,7 @@ def status(
             try:
                 rows = writer.query(
                     "SELECT applied_op, position, commit_time FROM redoline.redoline_checkpoint "
-                    f"WHERE source_id = {'?' if db.engine == 'duckdb' else '%s'}",
+                    f"WHERE source_id = {db.placeholder}",
                     (src_cfg.id,),
                 )
             except Exception:
