@@ -121,9 +121,11 @@ class Database(abc.ABC):
     def connect(self, **kwargs: Any) -> Any:
         """A new DB-API connection; driver errors mapped to :mod:`connectors.errors`."""
 
+    @staticmethod
     @abc.abstractmethod
-    def quote(self, identifier: str) -> str:
-        """``identifier`` quoted for this dialect (always quote; never trust names)."""
+    def quote(identifier: str) -> str:
+        """``identifier`` quoted for this dialect (always quote; never trust names). Static:
+        code that knows only a dialect quotes through the engine's class."""
 
     def qualified(self, table: TableId) -> str:
         return f"{self.quote(table.schema)}.{self.quote(table.name)}"

@@ -17,6 +17,7 @@ Roles (``EngineDescriptor.roles``: role name -> module inside the engine package
 ``positions``       ``compare(a, b)``: how two positions of this engine order
 ``snapshot``        ``open_snapshot(db, ...)``: a consistent snapshot read in key chunks
 ``writer``          ``open_writer(db)``: the target :class:`connectors.base.Writer`
+``bulk``            ``BulkTarget``: the snapshot's bulk load and progress tables
 ``types``           ``column_type(col, in_key=...)``: a column's type on this target
 ``checksum``        ``Checksum``: verify's row text and chunk digests in this SQL
 ``prepare``         ``prepare_source`` / ``release_source`` for ``redoline init`` / ``drop``
@@ -58,6 +59,7 @@ ROLES: Final = {
     "positions": "position ordering",
     "snapshot": "consistent snapshot",
     "writer": "writer",
+    "bulk": "snapshot bulk load",
     "types": "target type mapping",
     "checksum": "checksum SQL",
     "prepare": "source preparation (redoline init / drop)",

@@ -77,7 +77,8 @@ class DuckDB(Database):
         except duckdb.Error as exc:
             raise ToolkitError(f"cannot open DuckDB file {path!r}: {exc}") from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
     def list_tables(self, table_filter: TableFilter | None = None) -> list[TableId]:

@@ -14,7 +14,7 @@ ENGINE = EngineDescriptor(
     dialect="duckdb",
     placeholder="?",
     default_port=None,
-    roles={"writer": "writer", "checksum": "checksum"},
+    roles={"writer": "writer", "bulk": "bulk", "types": "types", "checksum": "checksum"},
     folds_table_names=True,
     folds_column_names=True,
 )

@@ -125,7 +125,8 @@ class MySQL(Database):
         except pymysql.err.MySQLError as exc:
             raise map_error(exc, self.endpoint) from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return "`" + identifier.replace("`", "``") + "`"
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:

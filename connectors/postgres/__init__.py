@@ -126,7 +126,8 @@ class PostgreSQL(Database):
         except psycopg.Error as exc:
             raise map_error(exc, self.endpoint) from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:

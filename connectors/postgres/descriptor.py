@@ -44,6 +44,8 @@ ENGINE = EngineDescriptor(
         "positions": "positions",
         "snapshot": "snapshot",
         "writer": "writer",
+        "bulk": "bulk",
+        "types": "types",
         "checksum": "checksum",
         "prepare": "prepare",
     },

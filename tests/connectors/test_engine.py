@@ -25,7 +25,7 @@ def test_every_engine_package_has_a_descriptor() -> None:
     sources = {e.name for e in all_engines() if e.provides("log_reader")}
     assert sources == {"mysql", "postgresql"}
     for engine in all_engines():
-        assert {"writer", "checksum"} <= set(engine.roles) <= set(ROLES)
+        assert {"writer", "bulk", "types", "checksum"} <= set(engine.roles) <= set(ROLES)
         assert engine.has_log == engine.provides("log_reader") == engine.provides("positions")
         for role in engine.roles:
             engine.role(role)  # every declared role module imports
@@ -95,3 +95,27 @@ def test_init_on_a_source_without_preparation_names_engine_and_role(tmp_path: Pa
     out = redoline("init", "-c", str(path), cwd=tmp_path, timeout=60)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "the mysql engine has no source preparation" in out.stderr
+
+
+def test_one_load_data_statement_for_writer_and_snapshot() -> None:
+    from connectors.mysql.loaddata import load_statement
+
+    sql = load_statement("`s`.`t`", [("`a`", "int"), ("`b`", "bytes"), ("`c`", "bit")])
+    assert "(`a`, @v1, @v2) SET `b` = UNHEX(@v1), `c` = CAST(CONV(@v2, 2, 10) AS UNSIGNED)" in sql
+    assert sql.startswith("LOAD DATA LOCAL INFILE %s INTO TABLE `s`.`t` CHARACTER SET utf8mb4")
+
+
+def test_connection_failures_have_one_category_each() -> None:
+    from connectors.errors import (
+        AuthError,
+        ConnectError,
+        ConnectionFailure,
+        ConnectSetupError,
+        Terminal,
+        Transient,
+    )
+
+    for cls in (ConnectError, AuthError, ConnectSetupError):
+        assert issubclass(cls, ConnectionFailure) and cls.exit_code == 3
+        assert issubclass(cls, Transient) != issubclass(cls, Terminal)
+    assert issubclass(AuthError, Terminal) and not issubclass(AuthError, Transient)
