@@ -29,6 +29,7 @@ from connectors.base import RowRejected, TableBatch
 from connectors.errors import ConnectionFailure
 from connectors.model import Column, TableId, TableSchema
 from connectors.mysql import DATABASE_OPTIONS, TABLE_OPTIONS, MySQL, map_error
+from connectors.mysql.errors import CONNECTION_CODES, NO_LOCAL_INFILE
 from connectors.mysql.loaddata import load_file
 from connectors.sqlwriter import (
     CHECKPOINT_SCHEMA,
@@ -43,10 +44,6 @@ from connectors.sqlwriter import (
 __all__ = ["MySQLWriter", "open_writer"]
 
 _stage_ids = itertools.count(1)
-#: MySQL error codes that mean "the connection is gone" rather than "the row is bad"
-_CONNECTION_CODES = {2002, 2003, 2006, 2013, 2055}
-#: "LOAD DATA LOCAL is disabled" (server local_infile=OFF, or the client refused)
-_NO_LOCAL_INFILE = {1148, 2068, 3948, 3950}
 _NULL = "\\N"
 
 
@@ -203,7 +200,7 @@ class MySQLWriter(SqlWriter):
 
     def _map(self, exc: pymysql.err.MySQLError) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code in _CONNECTION_CODES or isinstance(exc, pymysql.err.InterfaceError):
+        if code in CONNECTION_CODES or isinstance(exc, pymysql.err.InterfaceError):
             mapped = map_error(exc, self.database.endpoint)
             if isinstance(mapped, ConnectionFailure):
                 return mapped
@@ -331,7 +328,7 @@ class MySQLWriter(SqlWriter):
             loaded, bad = load_file(self.conn, path, name, columns)
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
-            if code in _NO_LOCAL_INFILE:
+            if code in NO_LOCAL_INFILE:
                 self._load_data = False
                 return False
             raise self._map(exc) from None
