@@ -73,14 +73,14 @@ from connectors.errors import (
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, Rollback, RowEvent
 from connectors.model import Change, Op, Row, TableId, TableSchema
 from connectors.mysql.errors import connection_lost, map_error
-from connectors.mysql.fastrows import (
+from connectors.mysql.fastrows import FastRows, FastTableMap, RowDecoder
+from connectors.mysql.packets import (
     FastGtid,
     FastMap,
-    FastRows,
     FastStream,
-    FastTableMap,
     FastXid,
-    RowDecoder,
+    StreamLost,
+    stream_connect,
 )
 from connectors.mysql.positions import BinlogPosition
 from connectors.mysql.schema import (
@@ -90,7 +90,15 @@ from connectors.mysql.schema import (
     same_shape,
     schema_from_table_map,
 )
-from connectors.mysql.values import ColumnHints, Decoder, Unsupported, column_spec, decoder
+from connectors.mysql.values import (
+    ColumnHints,
+    Decoder,
+    Unsupported,
+    column_spec,
+    decoder,
+    present_columns,
+    read_image,
+)
 
 if TYPE_CHECKING:
     from connectors.mysql import MySQL
@@ -139,39 +147,6 @@ _MYSQL_PARTIAL_JSON_EVENT = 39  # PARTIAL_UPDATE_ROWS: binlog_row_value_options=
 _MYSQL_PAYLOAD_EVENT = 40  # binlog_transaction_compression
 _MARIADB_COMPRESSED = range(165, 172)  # log_bin_compress: QUERY and ROWS *_COMPRESSED_EVENT
 _GTID_STANDALONE = 1  # MariaDB GTID flag: the group is one statement without BEGIN/COMMIT
-
-
-_MysqlPacket: Any = pymysql.connections.MysqlPacket  # type: ignore[attr-defined]
-
-
-class _StreamLost(Exception):
-    """The replication connection dropped (kept out of the library's own silent reconnect)."""
-
-
-class _StreamConnection(pymysql.connections.Connection):
-    """A pymysql connection whose lost-connection errors escape mysql-replication.
-
-    The library reconnects by itself on errors 2006/2013 — from its *original* start position
-    when it was opened with a GTID, which would feed capture duplicates. We surface the loss
-    instead; capture reopens the log from the trail's durable position.
-    """
-
-    def _read_packet(self, packet_type: Any = _MysqlPacket) -> Any:
-        try:
-            return super()._read_packet(packet_type)
-        except pymysql.err.OperationalError as exc:
-            if connection_lost(exc):
-                raise _StreamLost(str(exc.args[-1])) from exc
-            raise
-
-
-def _stream_connect(**kwargs: Any) -> _StreamConnection:
-    # the library passes pymysql's deprecated spellings, which warn
-    if "db" in kwargs:
-        kwargs.setdefault("database", kwargs.pop("db"))
-    if "passwd" in kwargs:
-        kwargs.setdefault("password", kwargs.pop("passwd"))
-    return _StreamConnection(**kwargs)
 
 
 # --------------------------------------------------------------------------- row decoding
@@ -329,7 +304,7 @@ class BinlogReader:
                 )
             else:
                 yield from self._run(self._stream)
-        except _StreamLost as exc:
+        except StreamLost as exc:
             raise ConnectError(
                 f"{self._db.endpoint.display}: the binlog connection dropped ({exc})",
                 hint="capture reconnects by itself; check the server if this repeats",
@@ -385,7 +360,7 @@ class BinlogReader:
             "blocking": True,
             "filter_non_implemented_events": False,
             "slave_heartbeat": self._heartbeat,
-            "pymysql_wrapper": _stream_connect,
+            "pymysql_wrapper": stream_connect,
             "enable_logging": False,
         }
         schemas = self._filter.schemas()
@@ -542,24 +517,26 @@ class BinlogReader:
         packet = ev.packet
         buf = packet.read(ev.event_size - packet.read_bytes)
         ncols = ev.number_of_columns
-        present1 = _present(ev.columns_present_bitmap, ncols)
-        present2 = _present(ev.columns_present_bitmap2, ncols) if op is Op.UPDATE else present1
+        present1 = present_columns(ev.columns_present_bitmap, ncols)
+        present2 = (
+            present_columns(ev.columns_present_bitmap2, ncols) if op is Op.UPDATE else present1
+        )
         self._check_full(info, ev.columns_present_bitmap, ncols, txn)
         if op is Op.UPDATE:
             self._check_full(info, ev.columns_present_bitmap2, ncols, txn)
         pos, end = 0, len(buf)
         while pos < end:
             if op is Op.UPDATE:
-                before, pos = _image(buf, pos, present1, names, decoders)
-                after, pos = _image(buf, pos, present2, names, decoders)
+                before, pos = read_image(buf, pos, present1, names, decoders)
+                after, pos = read_image(buf, pos, present2, names, decoders)
                 key = {c: before[c] for c in identity} if identity else None
                 yield RowEvent(xid, Change(op, table, version, key, before, after))
             elif op is Op.INSERT:
-                after, pos = _image(buf, pos, present1, names, decoders)
+                after, pos = read_image(buf, pos, present1, names, decoders)
                 key = {c: after[c] for c in identity} if identity else None
                 yield RowEvent(xid, Change(op, table, version, key, None, after))
             else:
-                before, pos = _image(buf, pos, present1, names, decoders)
+                before, pos = read_image(buf, pos, present1, names, decoders)
                 key = {c: before[c] for c in identity} if identity else None
                 yield RowEvent(xid, Change(op, table, version, key, before, None))
 
@@ -606,7 +583,7 @@ class BinlogReader:
         bitmap = bytes(bitmap)
         if bitmap in info.full:
             return
-        present = set(_present(bitmap, ncols))
+        present = set(present_columns(bitmap, ncols))
         missing = [
             c.name
             for i, c in enumerate(info.schema.columns)
@@ -850,34 +827,3 @@ class BinlogReader:
 
 def _ts(timestamp: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, UTC)
-
-
-_PRESENT_CACHE: dict[tuple[bytes, int], list[int]] = {}
-#: columns-present bitmaps remembered: a long-running capture of many wide tables with
-#: partial images would otherwise grow the cache without end
-_PRESENT_LIMIT = 4096
-
-
-def _present(bitmap: bytes, ncols: int) -> list[int]:
-    key = (bytes(bitmap), ncols)
-    out = _PRESENT_CACHE.get(key)
-    if out is None:
-        if len(_PRESENT_CACHE) >= _PRESENT_LIMIT:
-            _PRESENT_CACHE.clear()
-        out = _PRESENT_CACHE[key] = [i for i in range(ncols) if bitmap[i >> 3] >> (i & 7) & 1]
-    return out
-
-
-def _image(
-    buf: bytes, pos: int, present: list[int], names: tuple[str, ...], decoders: list[Decoder]
-) -> tuple[Row, int]:
-    nbytes = (len(present) + 7) >> 3
-    nulls = buf[pos : pos + nbytes]
-    pos += nbytes
-    row: Row = {}
-    for j, i in enumerate(present):
-        if nulls[j >> 3] >> (j & 7) & 1:
-            row[names[i]] = None
-        else:
-            row[names[i]], pos = decoders[i](buf, pos)
-    return row, pos

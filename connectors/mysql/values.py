@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from pymysqlreplication.json_binary import parse_json
 
-from connectors.model import Json, Value
+from connectors.model import Json, Row, Value
 
 __all__ = [
     "ColumnHints",
@@ -33,6 +33,8 @@ __all__ = [
     "codec",
     "column_spec",
     "decoder",
+    "present_columns",
+    "read_image",
     "text_decoder",
 ]
 
@@ -435,3 +437,37 @@ def decoder(spec: Spec) -> Decoder:
         return (conv(raw) if conv is not None else raw), start + n
 
     return dec
+
+
+# ------------------------------------------------------------------ the library path's rows
+
+_PRESENT_CACHE: dict[tuple[bytes, int], list[int]] = {}
+#: columns-present bitmaps remembered: a long-running capture of many wide tables with
+#: partial images would otherwise grow the cache without end
+_PRESENT_LIMIT = 4096
+
+
+def present_columns(bitmap: bytes, ncols: int) -> list[int]:
+    """Indexes of the columns a rows event's columns-present bitmap names."""
+    key = (bytes(bitmap), ncols)
+    out = _PRESENT_CACHE.get(key)
+    if out is None:
+        if len(_PRESENT_CACHE) >= _PRESENT_LIMIT:
+            _PRESENT_CACHE.clear()
+        out = _PRESENT_CACHE[key] = [i for i in range(ncols) if bitmap[i >> 3] >> (i & 7) & 1]
+    return out
+
+
+def read_image(
+    buf: bytes, pos: int, present: list[int], names: tuple[str, ...], decoders: list[Decoder]
+) -> tuple[Row, int]:
+    nbytes = (len(present) + 7) >> 3
+    nulls = buf[pos : pos + nbytes]
+    pos += nbytes
+    row: Row = {}
+    for j, i in enumerate(present):
+        if nulls[j >> 3] >> (j & 7) & 1:
+            row[names[i]] = None
+        else:
+            row[names[i]], pos = decoders[i](buf, pos)
+    return row, pos
