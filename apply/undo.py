@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import importlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 
 from apply.point import PointError, commit_utc
 from connectors.base import Database, RowRejected, TableBatch, Writer
+from connectors.checksum import checksum_sql
 from connectors.errors import ApplyError, ConfigError, SchemaError, Terminal, ToolkitError
 from connectors.model import UNCHANGED, Change, Column, Op, Row, TableId, TableSchema, Value
 
@@ -563,9 +563,8 @@ def render_undo(
 
 
 def _literals(database: Database) -> Any:
-    """The engine's literal writer (its checksum role module, as verify's repair uses)."""
-    module = importlib.import_module(f"{type(database).__module__}.checksum")
-    return module.Checksum(database)
+    """The engine's literal writer (its checksum role, as verify's repair uses)."""
+    return checksum_sql(database)
 
 
 def _statements(batch: TableBatch, db: Database, cs: Any) -> list[str]:

@@ -39,9 +39,11 @@ from typing import Any
 
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
+from connectors.checkpoint import read_checkpoints
+from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
 from connectors.model import ROW_KEY, Column, TableId, TableSchema
-from verify.dialect import ChecksumSQL, Session, canonical_kind, checksum_sql
+from verify.dialect import canonical_kind
 from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
 
 __all__ = [
@@ -872,20 +874,15 @@ def wait_for_apply(
 
 def _checkpoint_positions(target: Database) -> list[str | None] | None:
     """Every applier's last applied position on ``target``; None without a checkpoint."""
-    from connectors.sqlwriter import CHECKPOINT_SCHEMA, CHECKPOINT_TABLE
-
-    table = target.qualified(TableId(CHECKPOINT_SCHEMA, CHECKPOINT_TABLE))
     try:
         session = checksum_sql(target).session()
     except ToolkitError:
         return None
     try:
-        rows = session.query(f"SELECT position FROM {table}")
-    except ToolkitError:
-        return None  # no checkpoint table: nothing replicates into this target
+        found = read_checkpoints(target, session.query)
     finally:
         session.close()
-    return [None if r[0] is None else str(r[0]) for r in rows]
+    return None if found is None else [c.position for c in found]
 
 
 def raise_for_errors(result: VerifyResult) -> None:

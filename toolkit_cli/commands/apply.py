@@ -17,6 +17,7 @@ from apply.reconnect import apply_reconnecting
 from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
+from toolkit_cli.config import Config
 from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, err_console, print_json, to_jsonable
 
@@ -29,83 +30,102 @@ def register(app: typer.Typer) -> None:
     app.command("apply")(apply_command)
 
 
+_UntilCaughtUpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--until-caught-up",
+        help="Stop at the end of the trail instead of tailing it (for cron).",
+    ),
+]
+
+_CollisionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--collision",
+        help="Collision mode: an insert of an existing row updates it, an update of a "
+        "missing row inserts it, a delete of a missing row is ignored; each is counted.",
+    ),
+]
+
+_OnErrorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on-error",
+        help="stop (default): a row the target rejects stops apply. skip: write the "
+        "rejected transaction to the reject trail (--reject-file) and go on.",
+        show_default=False,
+    ),
+]
+
+_RejectFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reject-file",
+        help="Trail directory for rejected transactions (read it with `redoline trail "
+        "dump --trail DIR`). Default: <trail>.rejects",
+        show_default=False,
+    ),
+]
+
+_ParallelOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--parallel",
+        min=1,
+        help="Apply with N connections by table groups (FK-linked tables together). "
+        "Gives up cross-group transaction atomicity: see docs/apply.md.",
+        show_default=False,
+    ),
+]
+
+_SkipDdlOpt = Annotated[
+    bool,
+    typer.Option("--skip-ddl", help="Skip (and log) DDL that cannot be translated."),
+]
+
+_IgnoreOriginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore-origin",
+        help="Do not apply transactions from this origin id (repeatable): the loop guard "
+        "of a bidirectional or cascading setup. Default: [apply] ignore_origins, else none "
+        "(every transaction is applied).",
+        show_default=False,
+    ),
+]
+
+_AdoptTrailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adopt-trail",
+        help="The target's checkpoint belongs to another trail: apply this trail from its "
+        "first operation anyway (after a snapshot, or when the new trail starts where the "
+        "old one ended).",
+    ),
+]
+
+_TargetNameOpt = Annotated[
+    str | None,
+    typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
+]
+
+
 def apply_command(
     config: ConfigOpt = None,
     target: TargetOpt = None,
     trail: TrailOpt = None,
-    until_caught_up: Annotated[
-        bool,
-        typer.Option(
-            "--until-caught-up",
-            help="Stop at the end of the trail instead of tailing it (for cron).",
-        ),
-    ] = False,
-    collision: Annotated[
-        bool,
-        typer.Option(
-            "--collision",
-            help="Collision mode: an insert of an existing row updates it, an update of a "
-            "missing row inserts it, a delete of a missing row is ignored; each is counted.",
-        ),
-    ] = False,
-    on_error: Annotated[
-        str | None,
-        typer.Option(
-            "--on-error",
-            help="stop (default): a row the target rejects stops apply. skip: write the "
-            "rejected transaction to the reject trail (--reject-file) and go on.",
-            show_default=False,
-        ),
-    ] = None,
-    reject_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--reject-file",
-            help="Trail directory for rejected transactions (read it with `redoline trail "
-            "dump --trail DIR`). Default: <trail>.rejects",
-            show_default=False,
-        ),
-    ] = None,
-    parallel: Annotated[
-        int | None,
-        typer.Option(
-            "--parallel",
-            min=1,
-            help="Apply with N connections by table groups (FK-linked tables together). "
-            "Gives up cross-group transaction atomicity: see docs/apply.md.",
-            show_default=False,
-        ),
-    ] = None,
-    skip_ddl: Annotated[
-        bool,
-        typer.Option("--skip-ddl", help="Skip (and log) DDL that cannot be translated."),
-    ] = False,
-    ignore_origin: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore-origin",
-            help="Do not apply transactions from this origin id (repeatable): the loop guard "
-            "of a bidirectional or cascading setup. Default: [apply] ignore_origins, else none "
-            "(every transaction is applied).",
-            show_default=False,
-        ),
-    ] = None,
-    adopt_trail: Annotated[
-        bool,
-        typer.Option(
-            "--adopt-trail",
-            help="The target's checkpoint belongs to another trail: apply this trail from its "
-            "first operation anyway (after a snapshot, or when the new trail starts where the "
-            "old one ended).",
-        ),
-    ] = False,
+    until_caught_up: _UntilCaughtUpOpt = False,
+    collision: _CollisionOpt = False,
+    on_error: _OnErrorOpt = None,
+    reject_file: _RejectFileOpt = None,
+    parallel: _ParallelOpt = None,
+    skip_ddl: _SkipDdlOpt = False,
+    ignore_origin: _IgnoreOriginOpt = None,
+    adopt_trail: _AdoptTrailOpt = False,
     until_time: UntilTimeOpt = None,
     until_op: UntilOpOpt = None,
     until_xid: UntilXidOpt = None,
-    target_name: Annotated[
-        str | None,
-        typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
-    ] = None,
+    target_name: _TargetNameOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
@@ -118,33 +138,14 @@ def apply_command(
     point = stop_point(until_time, until_op, until_xid)
     cfg = load_config(config, target=target, trail=trail)
     tgt = cfg.target(target_name)
-    acfg = cfg.apply
-    mode = on_error or acfg.on_error
-    reject_dir = reject_file or acfg.reject_file
-    if mode == "skip" and reject_dir is None:
-        reject_dir = Path(str(cfg.trail.dir) + ".rejects")
-    if mode not in ("stop", "skip"):
-        raise ConfigError(f"--on-error must be stop or skip, not {mode!r}")
-    # the trail describes its source (engine, dialect, row ids, identity): no source lookup
-    origins = tuple(ignore_origin or ()) or acfg.ignore_origins
-    options = ApplyOptions(
-        target_id=tgt.id,
-        batch_rows=acfg.batch_rows,
-        batch_ms=acfg.batch_ms,
-        collision=collision or acfg.collision,
-        on_error=mode,
-        reject_dir=reject_dir,
-        skip_ddl=skip_ddl or acfg.skip_ddl,
-        source_column=acfg.source_column,
-        ignore_origins=frozenset(origins),
-        rename=cfg.tables.target_name,
-        adopt_trail=adopt_trail,
+    options = _apply_options(
+        cfg, tgt.id, collision, on_error, reject_file, skip_ddl, ignore_origin, adopt_trail
     )
-    if mode == "skip":
-        log.warning(
-            "on-error=skip: transactions the target rejects are NOT applied; they go to the "
-            "reject trail %s",
-            reject_dir,
+    n = parallel if parallel is not None else cfg.apply.parallel
+    if n > 1 and point is not None:
+        raise ConfigError(
+            "--until-time/-op/-xid applies in one ordered stream: drop --parallel "
+            "([apply] parallel) for this run"
         )
     key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
     stopping = threading.Event()
@@ -155,14 +156,8 @@ def apply_command(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     database = open_database(tgt.endpoint)
+    outcome = PointOutcome()
     try:
-        n = parallel if parallel is not None else acfg.parallel
-        if n > 1 and point is not None:
-            raise ConfigError(
-                "--until-time/-op/-xid applies in one ordered stream: drop --parallel "
-                "([apply] parallel) for this run"
-            )
-        outcome = PointOutcome()
         if n > 1:
             results = apply_parallel(
                 database,
@@ -199,6 +194,47 @@ def apply_command(
         raise typer.Exit(130)
     if point is not None:
         report_point(point, outcome, results[0].applied_op, json_out)
+
+
+def _apply_options(
+    cfg: Config,
+    target_id: str,
+    collision: bool,
+    on_error: str | None,
+    reject_file: Path | None,
+    skip_ddl: bool,
+    ignore_origin: list[str] | None,
+    adopt_trail: bool,
+) -> ApplyOptions:
+    """The flags over [apply]. The trail describes its source (engine, dialect, row ids,
+    identity): apply needs no source."""
+    acfg = cfg.apply
+    mode = on_error or acfg.on_error
+    reject_dir = reject_file or acfg.reject_file
+    if mode == "skip" and reject_dir is None:
+        reject_dir = Path(str(cfg.trail.dir) + ".rejects")
+    if mode not in ("stop", "skip"):
+        raise ConfigError(f"--on-error must be stop or skip, not {mode!r}")
+    if mode == "skip":
+        log.warning(
+            "on-error=skip: transactions the target rejects are NOT applied; they go to the "
+            "reject trail %s",
+            reject_dir,
+        )
+    origins = tuple(ignore_origin or ()) or acfg.ignore_origins
+    return ApplyOptions(
+        target_id=target_id,
+        batch_rows=acfg.batch_rows,
+        batch_ms=acfg.batch_ms,
+        collision=collision or acfg.collision,
+        on_error=mode,
+        reject_dir=reject_dir,
+        skip_ddl=skip_ddl or acfg.skip_ddl,
+        source_column=acfg.source_column,
+        ignore_origins=frozenset(origins),
+        rename=cfg.tables.target_name,
+        adopt_trail=adopt_trail,
+    )
 
 
 UntilTimeOpt = Annotated[

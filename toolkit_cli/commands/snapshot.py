@@ -23,7 +23,6 @@ from rich.progress import (
 
 from apply.point import PointError, PointOutcome, StopPoint
 from apply.snapshot import SnapshotOptions, SnapshotReport, load_table_states, run_snapshot
-from apply.sync import SyncOptions, run_sync
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter, open_database
 from toolkit_cli.commands.apply import (
@@ -48,6 +47,7 @@ from toolkit_cli.options import (
     load_config,
 )
 from toolkit_cli.output import console, err_console, print_json
+from toolkit_cli.sync import SyncOptions, run_sync
 
 __all__ = ["register"]
 
@@ -190,7 +190,7 @@ def snapshot(
                     snapshot=options,
                     until_caught_up=True,
                     key=cfg.trail.key(),
-                    source_options=cfg.source().slot_options(),
+                    source_options=cfg.source().engine_options(),
                     retry_for=cfg.source().retry_budget(True),
                     target_retry_for=cfg.target().retry_budget(True),
                 ),
@@ -254,7 +254,7 @@ def sync(
         key=cfg.trail.key(),
         stop_event=stop,
         segment_bytes=cfg.trail.segment_bytes,
-        source_options=cfg.source().slot_options(),
+        source_options=cfg.source().engine_options(),
         retry_for=cfg.source().retry_budget(until_caught_up),
         target_retry_for=cfg.target().retry_budget(until_caught_up),
         apply_options={

@@ -17,6 +17,7 @@ import typer
 from apply.snapshot import load_table_states
 from capture.trail import trail_info
 from connectors.base import open_database
+from connectors.checkpoint import read_checkpoints
 from connectors.errors import ToolkitError
 from ship import shipping_lag
 from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
@@ -99,16 +100,14 @@ def status(
             db = open_database(tgt_cfg.endpoint)
             writer = db.open_writer()
             try:
-                rows = writer.query(
-                    "SELECT applied_op, position, commit_time FROM redoline.redoline_checkpoint "
-                    f"WHERE source_id = {'?' if db.engine == 'duckdb' else '%s'}",
-                    (src_cfg.id,),
-                )
-            except Exception:
-                rows = []
+                found = read_checkpoints(db, writer.query, src_cfg.id) or []
             finally:
                 writer.close()
-            applied_op, position, commit_time = rows[0] if rows else (0, None, None)
+            applied_op, position, commit_time = (
+                (found[0].applied_op, found[0].position, found[0].commit_time)
+                if found
+                else (0, None, None)
+            )
             lag_ops = max(0, info.last_op - int(applied_op or 0))
             lag_bytes = sum(s.size for s in info.segments if s.last_op > int(applied_op or 0))
             commit = _utc(commit_time)
