@@ -83,6 +83,7 @@ _COMMAND_MODULES = [
     "verify",
     "replay",
     "undo",
+    "mark",
     "demo",
 ]
 
