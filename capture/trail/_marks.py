@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,9 +82,10 @@ def write_mark(directory: Path, mark: Mark) -> Path:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fsync_dir(Path(directory))
     final = folder / f"{mark.name}.json"
-    tmp = folder / f".{mark.name}.{os.getpid()}.tmp"
     data = json.dumps({**mark.to_json(), "created": time.time()}, indent=1).encode()
-    with open(tmp, "wb") as f:
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{mark.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
