@@ -121,7 +121,7 @@ def apply_command(
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
 
     Runs continuously (tails the trail) unless --until-caught-up. Ctrl-C or SIGTERM finishes
-    the current target transaction and exits 130. With --until-time/-op/-xid it applies up
+    the current target transaction and exits 130. With --until-time/-op/-xid/-mark it applies up
     to and including that point, says where it stopped and exits 0; a point it cannot reach
     exits 11 (docs/recovery.md). --delay (or [apply] delay) keeps the target behind the
     source by that much: a delayed replica.
@@ -173,7 +173,7 @@ def apply_command(
         n = parallel if parallel is not None else acfg.parallel
         if n > 1 and point is not None:
             raise ConfigError(
-                "--until-time/-op/-xid applies in one ordered stream: drop --parallel "
+                "--until-time/-op/-xid/-mark applies in one ordered stream: drop --parallel "
                 "([apply] parallel) for this run"
             )
         outcome = PointOutcome()

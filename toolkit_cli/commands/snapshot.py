@@ -236,7 +236,7 @@ def sync(
     The single-host pipeline: the trail lives in --trail, progress in the target and in the
     state directory. Continuous until Ctrl-C/SIGTERM (which finish the current transaction),
     or with --until-caught-up a cron-friendly run that exits 0 when caught up. With
-    --until-time/-op/-xid apply stops at that point and says where (exit 11 when the target
+    --until-time/-op/-xid/-mark apply stops at that point and says where (exit 11 when the target
     or its snapshot is already past it: docs/recovery.md). --delay (or [apply] delay) keeps
     the target behind the source by that much: a delayed replica.
     """

@@ -171,7 +171,8 @@ def stats(
     json_out: JsonOpt = False,
 ) -> None:
     """Segments, transactions, changes per table and operation, first/last position and
-    time, and bytes on disk against uncompressed bytes (reads the whole trail)."""
+    time, bytes on disk against uncompressed bytes, and the restore points (`redoline mark`)
+    with the operation each follows (reads the whole trail)."""
     directory, key = _trail(config, trail, key_file, key_env)
     info = trail_info(directory, key=key)
     per_table: Counter[tuple[str, str]] = Counter()
