@@ -256,11 +256,12 @@ def _scenario(src: Source, src_ep: Endpoint, tgt: Target, tmp: Path, seed: int) 
     }
 
     def env_for(copy: str) -> tuple[dict[str, str], str]:
-        """A configuration whose target is a fresh copy (its own id and schema)."""
+        """A configuration whose target is a fresh copy (its own id and schema; MariaDB keeps
+        checkpoints server-wide, so the id carries the test's own database name)."""
         schema = tgt.schema(src.schema, copy)
         cfg = tmp / f"{copy}.toml"
         cfg.write_text(
-            f'[target]\nurl = "{tgt.url(copy)}"\nid = "{copy}"\n'
+            f'[target]\nurl = "{tgt.url(copy)}"\nid = "{src_ep.database}-{copy}"\n'
             f'[tables]\ninclude = ["{src.schema}.*"]\n'
             f'[tables.rename]\n"{src.schema}" = "{schema}"\n'
         )
