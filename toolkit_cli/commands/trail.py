@@ -707,6 +707,7 @@ def _row_history(
     json_out: bool,
 ) -> None:
     table = _table_id(table_text)
+    asked = dict(wanted)
     info = trail_info(directory, key=key)
     reader = TrailReader(directory, key=key)
     seen_table = False
@@ -756,7 +757,8 @@ def _row_history(
             hint="`redoline trail stats` lists the tables the trail holds",
         )
     if json_out:
-        print_json({"table": str(table), "key": wanted, "changes": found})
+        # key: as asked; now: where key changes took the row
+        print_json({"table": str(table), "key": asked, "now": wanted, "changes": found})
         return
     if not found:
         console.print(f"no change of that row of {table} in the trail")
