@@ -74,7 +74,7 @@ class UndoSelection:
     def __post_init__(self) -> None:
         given = [self.to_op is not None, self.to_time is not None, bool(self.xids), bool(self.ops)]
         if sum(given) != 1:
-            raise ConfigError("give exactly one of --to-time, --to-op, --xid, --ops")
+            raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
         if self.ops is not None and self.ops[0] > self.ops[1]:
             raise ConfigError(f"--ops {self.ops[0]}..{self.ops[1]}: the range is empty")
 

@@ -69,6 +69,7 @@ _KEYS: dict[str, set[str]] = {
         "skip_ddl",
         "source_column",
         "ignore_origins",
+        "delay",
     },
     "snapshot": {"workers", "chunk_rows"},
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
@@ -224,6 +225,9 @@ class ApplyConfig:
     source_column: str | None = None
     #: loop guard of a bidirectional/cascading topology: origins not applied (default none)
     ignore_origins: tuple[str, ...] = ()
+    #: delayed replica: seconds a transaction's source commit time must be older than before
+    #: it is applied (0: none)
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -455,6 +459,7 @@ def load(
         skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
         source_column=apply_raw.get("source_column"),
         ignore_origins=_origins(apply_raw, doc),
+        delay=_duration(apply_raw, doc, "apply", "delay"),
     )
     snap_raw = _section(raw, doc, "snapshot")
     verify_raw = _section(raw, doc, "verify")
@@ -719,6 +724,15 @@ def parse_duration(value: Any) -> float:
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds
+
+
+def _duration(raw: dict[str, Any], doc: _Doc, section: str, key: str) -> float:
+    if key not in raw:
+        return 0.0
+    try:
+        return parse_duration(raw[key])
+    except ValueError as exc:
+        raise doc.error(str(exc), section, key) from None
 
 
 def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float) -> float:
