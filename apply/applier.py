@@ -774,7 +774,14 @@ class Applier:
                 f"..{txn.last_op}, committed {txn.commit_time.isoformat()} at {txn.position}): "
                 f"operation {op_no}, {change.op.value} on {change.table}, row {row!r}: "
                 f"{exc.message}",
-                hint="fix the target (or the row) and restart apply; or --on-error skip to set "
+                hint=(
+                    f"a table never loaded by a snapshot holds only rows changed since capture "
+                    f"started: `redoline snapshot --tables {change.table}` (or `redoline sync`) "
+                    "loads it; otherwise "
+                    if getattr(exc, "missing", False)
+                    else ""
+                )
+                + "fix the target (or the row) and restart apply; or --on-error skip to set "
                 "rejected transactions aside in a reject trail",
             )
         self._write_reject(txn)
