@@ -182,6 +182,7 @@ _REGISTRY = {
     "mysql": ("connectors.mysql", "MySQL"),
     "postgresql": ("connectors.postgres", "PostgreSQL"),
     "duckdb": ("connectors.duckdb", "DuckDB"),
+    "odbc": ("connectors.odbc", "ODBC"),
 }
 
 

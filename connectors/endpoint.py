@@ -26,6 +26,7 @@ ENGINES: Final = {
     "postgresql": "postgresql",
     "postgres": "postgresql",
     "duckdb": "duckdb",
+    "odbc": "odbc",  # snapshot/verify source only: connectors/odbc/url.py
 }
 DEFAULT_PORTS: Final = {"mysql": 3306, "postgresql": 5432}
 
@@ -94,6 +95,10 @@ class Endpoint:
                 key=key,
                 hint="use one of: " + ", ".join(sorted(ENGINES)),
             )
+        if ENGINES[scheme] == "odbc":
+            from connectors.odbc.url import parse as parse_odbc
+
+            return parse_odbc(url, password=password, key=key)
         if ENGINES[scheme] == "duckdb":
             rest = url.split("://", 1)[1]
             path, _, query = rest.partition("?")
@@ -127,14 +132,18 @@ class Endpoint:
         """The URL without its password: safe for logs, errors and status output."""
         if self.engine == "duckdb":
             return f"{self.scheme}://{self.path}"
+        if self.engine == "odbc":
+            from connectors.odbc.url import display
+
+            return display(self)
         user = urllib.parse.quote(self.user) + "@" if self.user else ""
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}/{self.database}{query}"
 
     def url(self) -> str:
         """The full URL including the password. Never log it."""
-        if self.engine == "duckdb" or not self.password:
-            return self.display
+        if self.engine in ("duckdb", "odbc") or not self.password:
+            return self.display  # an odbc password goes into its connection string only
         user = urllib.parse.quote(self.user)
         pw = urllib.parse.quote(self.password.reveal(), safe="")
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""
