@@ -127,12 +127,16 @@ class DriverInfo:
 
 def map_error(exc: BaseException, endpoint: Any, what: str = "") -> ToolkitError:
     """A pyodbc error as a redoline error, its text scrubbed of the password."""
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     state = str(args[0]) if len(args) > 1 else ""
     text = str(args[1] if len(args) > 1 else exc).strip()
     text = scrub(" ".join(text.split()), endpoint)
     where = endpoint.display + (f" ({what})" if what else "")
-    if state.startswith("28") or "access denied" in text.lower() or "authentication" in text.lower():
+    if (
+        state.startswith("28")
+        or "access denied" in text.lower()
+        or "authentication" in text.lower()
+    ):
         return AuthError(
             f"{where}: the server refused the login: {text}",
             hint="check the user and REDOLINE_SOURCE_PASSWORD (or the DSN's credentials)",
@@ -352,13 +356,13 @@ class ODBC(Database):
             "(mariadb://, postgresql://)",
         )
 
-    def open_log(self, start: str | None, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def open_log(self, start: str | None, **kwargs: Any) -> NoReturn:
         self._no_role("log reader role (log reading)")
 
     def end_position(self) -> NoReturn:
         self._no_role("log reader role (log reading)")
 
-    def open_writer(self) -> NoReturn:  # type: ignore[override]
+    def open_writer(self) -> NoReturn:
         self._no_role("writer role")
 
     @staticmethod

@@ -124,7 +124,7 @@ class _Scratch:
         norms = [_normaliser(c) for c in schema.columns]
         target = f"{_q(table.schema)}.{_q(table.name)}"
         names = ", ".join(
-            f"{'CAST(c%d AS UUID)' % i if c.kind == 'uuid' else f'c{i}'} AS {_q(c.name)}"
+            (f"CAST(c{i} AS UUID)" if c.kind == "uuid" else f"c{i}") + f" AS {_q(c.name)}"
             for i, c in enumerate(schema.columns)
         )
         self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(table.schema)}")
@@ -201,12 +201,13 @@ class Checksum(DuckDBChecksum):
 
     engine_name = "ODBC (hashed on this host)"
 
-    def __init__(self, db: ODBC, *, writable: bool = False) -> None:  # type: ignore[override]
+    def __init__(self, db: ODBC, *, writable: bool = False) -> None:
         if writable:
             raise ConfigError(
                 "repair cannot write through an odbc:// database",
                 hint="an ODBC database is a source for snapshot and verify",
             )
+        self.odbc = db
         self.db = db  # type: ignore[assignment]
         self.writable = False
         self._lock = threading.Lock()
@@ -216,7 +217,7 @@ class Checksum(DuckDBChecksum):
     def scratch(self) -> _Scratch:
         with self._lock:
             if self._scratch is None:
-                self._scratch = _Scratch(self.db)
+                self._scratch = _Scratch(self.odbc)
             self._users += 1
             return self._scratch
 

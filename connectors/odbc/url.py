@@ -50,8 +50,7 @@ def parse(url: str, *, password: str | None, key: str) -> Endpoint:
         raise ConfigError(
             "an odbc URL must not hold a password",
             key=key,
-            hint="give it in REDOLINE_SOURCE_PASSWORD or the configuration's "
-            'password = "${VAR}"',
+            hint='give it in REDOLINE_SOURCE_PASSWORD or the configuration\'s password = "${VAR}"',
         )
     if path:
         raise ConfigError(
