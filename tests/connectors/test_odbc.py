@@ -3,6 +3,8 @@ against the session's PostgreSQL server (user flows: tests/toolkit_cli/test_odbc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -126,3 +128,22 @@ def test_snapshot_with_capture_is_refused(pg_db: Endpoint) -> None:
     db = open_database(Endpoint.parse(odbc_pg(pg_db)))
     with pytest.raises(ConfigError, match="odbc engine has no log reader role"):
         open_snapshot(db, 1, capture=True)
+
+
+def test_dsn_from_an_odbc_ini(
+    pg_db: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``odbc://DSN``: driver, server and user come from odbc.ini (ODBCINI names the file)."""
+    _setup(pg_db)
+    ini = tmp_path / "odbc.ini"
+    ini.write_text(
+        "[Shop_PG]\nDriver = PostgreSQL Unicode\nServername = 127.0.0.1\n"
+        f"Port = {pg_db.port}\nDatabase = {pg_db.database}\nUsername = {pg_db.user}\n"
+        "BoolsAsChar = 0\n"
+    )
+    monkeypatch.setenv("ODBCINI", str(ini))
+    db = open_database(Endpoint.parse("odbc://Shop_PG"))
+    assert db.list_tables() == [TableId("public", "a"), TableId("public", "b")]
+    schema = db.table_schema(TableId("public", "a"))
+    assert schema.primary_key == ("id",)
+    assert [(c.name, c.kind) for c in schema.columns] == [("id", "int"), ("v", "str")]

@@ -317,6 +317,13 @@ def test_verify_reports_exactly_the_planted_differences(
     pg_db: Endpoint, mysql_db: Endpoint, tmp_path: Path
 ) -> None:
     _fill_pg(pg_db, mysql_db.database)
+    with _pg_conn(pg_db) as conn:
+        # verify's other modes: a text key (hash buckets) and no key at all (whole rows)
+        conn.execute(f'SET search_path = "{mysql_db.database}"')
+        conn.execute("CREATE TABLE tk (k varchar(20) PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO tk SELECT 'k' || g, 'ü' || g FROM generate_series(1, 300) g")
+        conn.execute("CREATE TABLE nk (a int, v text)")
+        conn.execute("INSERT INTO nk SELECT g % 50, 'dup' FROM generate_series(1, 300) g")
     url = odbc_url(pg_db, consistency="none")
     proc = redoline(
         "snapshot",
@@ -340,10 +347,14 @@ def test_verify_reports_exactly_the_planted_differences(
         cur.execute("DELETE FROM kinds WHERE id = 200")  # missing
         cur.execute("INSERT INTO kinds (id) VALUES (100000)")  # extra
         cur.execute("UPDATE kinds SET ts = '2020-01-01 00:00:00.000001' WHERE id = 399")
+        cur.execute("UPDATE tk SET v = 'other' WHERE k = 'k77'")  # different
+        cur.execute("DELETE FROM nk WHERE a = 7 LIMIT 1")  # missing (one of 6 copies)
     conn.close()
     result = _verify(tmp_path, url, str(mysql_db), {})
     assert result["exit"] == 1 and not result["equal"]
-    assert result["totals"] == {"missing": 1, "extra": 1, "different": 3, "transient": 0}
+    assert result["totals"] == {"missing": 2, "extra": 1, "different": 4, "transient": 0}
+    modes = {t["source_table"].split(".")[1]: t["mode"] for t in result["tables"]}
+    assert modes == {"kinds": "range", "tk": "hash", "nk": "keyless"}
 
 
 def test_capture_and_sync_are_refused_in_one_line(pg_db: Endpoint, tmp_path: Path) -> None:
