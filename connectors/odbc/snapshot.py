@@ -26,6 +26,7 @@ import datetime as dt
 import decimal
 import logging
 import math
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +59,7 @@ DRIFT_WARNING: Final = (
 )
 
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL: Final = re.compile(r"[\\\t\n\r]")
 
 Format = Callable[[Any], str]
 
@@ -125,7 +127,7 @@ def formatter(col: Column, fmt: str) -> Format:
         return _float
     if kind == "bytes":
         if fmt == "pgcopy":
-            return lambda v: "\\x" + bytes(v).hex()
+            return lambda v: "\\x" + bytes(v).hex()  # escaped for COPY text by _cell
         return lambda v: bytes(v).hex()
     if kind == "uuid":
         return lambda v: str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
@@ -136,36 +138,47 @@ def formatter(col: Column, fmt: str) -> Format:
     return str
 
 
+def _copy_text(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
+
+
+def _csv_text(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+#: kinds whose text never holds a delimiter, quote, backslash or line break
+_PLAIN: Final = frozenset(
+    {"bool", "int", "decimal", "float", "double", "bytes", "uuid", "date", "time", "datetime"}
+)
+
+
+def _cell(col: Column, fmt: str) -> Format:
+    """``formatter`` with the format's escaping (text kinds) or quoting (CSV) applied."""
+    f = formatter(col, fmt)
+    if col.kind in _PLAIN:
+        if fmt == "csv":
+            return lambda v: '"' + f(v) + '"'
+        if col.kind == "bytes" and fmt == "pgcopy":
+            return lambda v: "\\" + f(v)  # the backslash of bytea's \\x, escaped for COPY
+        return f
+    return _csv_text if fmt == "csv" else _copy_text
+
+
 def row_writer(columns: Sequence[Column], fmt: str) -> Callable[[Sequence[Any]], str]:
-    """One row (a driver's tuple) as one line of ``fmt``, newline included."""
-    fns = [formatter(c, fmt) for c in columns]
-    if fmt == "csv":
+    """One row (a driver's tuple) as one line of ``fmt``, newline included (CSV: NULL is an
+    empty unquoted field, every value quoted; COPY/LOAD DATA text: NULL is ``\\N``)."""
+    cells = [_cell(c, fmt) for c in columns]
+    null = "" if fmt == "csv" else "\\N"
+    sep = "," if fmt == "csv" else "\t"
 
-        def csv_row(row: Sequence[Any]) -> str:
-            out = []
-            for f, v in zip(fns, row, strict=True):
-                if v is None:
-                    out.append("")
-                else:
-                    out.append('"' + f(v).replace('"', '""') + '"')
-            return ",".join(out) + "\n"
+    def write(row: Sequence[Any]) -> str:
+        return (
+            sep.join([null if v is None else f(v) for f, v in zip(cells, row, strict=True)]) + "\n"
+        )
 
-        return csv_row
-    # pgcopy and tsv: the same escaping; NULL is \N
-    bytes_col = [c.kind == "bytes" for c in columns]
-
-    def copy_row(row: Sequence[Any]) -> str:
-        out = []
-        for f, v, raw in zip(fns, row, bytes_col, strict=True):
-            if v is None:
-                out.append("\\N")
-            elif raw:
-                out.append(f(v).replace("\\", "\\\\"))
-            else:
-                out.append(f(v).translate(_COPY_ESCAPES))
-        return "\t".join(out) + "\n"
-
-    return copy_row
+    return write
 
 
 class OdbcSnapshot:
