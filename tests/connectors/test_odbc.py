@@ -147,3 +147,13 @@ def test_dsn_from_an_odbc_ini(
     schema = db.table_schema(TableId("public", "a"))
     assert schema.primary_key == ("id",)
     assert [(c.name, c.kind) for c in schema.columns] == [("id", "int"), ("v", "str")]
+
+
+def test_where_predicates_take_the_drivers_quoting() -> None:
+    from connectors.odbc.snapshot import source_predicate
+
+    generic = '"qty" > 5 AND "name" = \'O\'\'Brien\''
+    assert source_predicate(generic, "") == generic
+    mysql = source_predicate(generic, "mysql")
+    assert "`qty` > 5" in mysql and '"' not in mysql and "Brien" in mysql
+    assert "[qty] > 5" in source_predicate(generic, "tsql")
