@@ -152,7 +152,7 @@ def test_dsn_from_an_odbc_ini(
 def test_where_predicates_take_the_drivers_quoting() -> None:
     from connectors.odbc.snapshot import source_predicate
 
-    generic = '"qty" > 5 AND "name" = \'O\'\'Brien\''
+    generic = "\"qty\" > 5 AND \"name\" = 'O''Brien'"
     assert source_predicate(generic, "") == generic
     mysql = source_predicate(generic, "mysql")
     assert "`qty` > 5" in mysql and '"' not in mysql and "Brien" in mysql
