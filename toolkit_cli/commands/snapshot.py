@@ -169,6 +169,7 @@ def snapshot(
     existing slot). Chunks commit with their progress, so a rerun after a crash resumes.
     Without --no-follow the run then captures and catches up from the trail until caught up
     (like `redoline sync --until-caught-up`); --no-follow creates no replication slot.
+    An odbc:// source (no log to follow) needs --no-follow: docs/source-odbc.md.
     """
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
