@@ -15,6 +15,7 @@ Judged by plain driver SELECTs on both sides (not by ``redoline verify``).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -419,3 +420,73 @@ def _kill_rounds(p: Pipe) -> None:
     assert p.target_columns("u") == ["id", "v2"]
     assert "t" not in p.target_tables() and "tmp" not in p.target_tables()
     p.same("t2", "u")
+
+
+# ------------------------------------------------------------- the same instant, in process
+
+
+def test_crash_after_the_ddl_before_its_checkpoint(
+    target: Any, options: dict[str, Any], schema_name: str
+) -> None:
+    """Every target: a crash between a DDL statement and the checkpoint's commit. PostgreSQL
+    and DuckDB roll the statement back with the checkpoint; MariaDB commits it on its own and
+    the restarted applier sees its mark and the column, and does not run it again."""
+    from dataclasses import replace
+
+    from apply.applier import Applier, ApplyOptions
+    from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
+    from tests.apply.test_applier import content
+
+    t = TableId("src", "t")
+    v1 = TableSchema(
+        t, (Column("id", "int", nullable=False), Column("v", "str", length=20)), ("id",)
+    )
+    v2 = replace(v1, columns=(*v1.columns, Column("w", "int", bits=32)), version=2)
+
+    def txn(first: int, *changes: Change) -> Transaction:
+        return Transaction(
+            str(first), f"p{first}", dt.datetime(2024, 1, 1), "src", list(changes), first
+        )
+
+    txns = [
+        txn(
+            1,
+            Change(Op.DDL, t, 1, table_schema=v1),
+            Change(Op.INSERT, t, 1, after={"id": 1, "v": "a"}),
+        ),
+        txn(
+            3, Change(Op.DDL, t, 2, ddl="ALTER TABLE `src`.`t` ADD COLUMN `w` INT", table_schema=v2)
+        ),
+        txn(4, Change(Op.INSERT, t, 2, after={"id": 2, "v": "b", "w": 7})),
+    ]
+
+    class Crash(Exception):
+        pass
+
+    opts = ApplyOptions(source_dialect="mysql", **options)
+    writer = target.open_writer()
+    real = writer.save_checkpoint
+
+    def crash(source_id: str, target_id: str, op: int, *rest: Any) -> None:
+        if op == 3:
+            raise Crash
+        real(source_id, target_id, op, *rest)
+
+    writer.save_checkpoint = crash
+    first = Applier(writer, None, opts)
+    first.start()
+    with pytest.raises(Crash):
+        first.run(txns)
+    writer.close()  # the process died: its open transaction is rolled back
+    writer = target.open_writer()
+    try:
+        ran = "w" in writer.column_names(TableId(schema_name, "t"))
+        writer.commit()
+        assert ran == (not writer.transactional_ddl)
+        second = Applier(writer, None, opts)
+        assert second.start() == 2
+        stats = second.run(txns)
+        assert stats.applied_op == 4
+        assert content(writer, TableId(schema_name, "t")) == [(1, "a", None), (2, "b", 7)]
+    finally:
+        writer.close()
