@@ -126,6 +126,7 @@ class SqlWriter:
         self._adapters: dict[tuple[TableId, tuple[str, ...]], list[Adapter | None]] = {}
         self._stage_names: dict[TableId, str] = {}
         self._stage_used: set[str] = set()
+        self._ddl_progress_ready = False
 
     # ------------------------------------------------------------------ basics
 
@@ -303,8 +304,9 @@ class SqlWriter:
     def _ddl_progress_table(self) -> str:
         return self.qt(TableId(CHECKPOINT_SCHEMA, DDL_PROGRESS_TABLE))
 
-    def load_ddl_mark(self, source_id: str, target_id: str) -> tuple[int, int, str] | None:
-        """The DDL statement marked as running (operation, step, statement), or None."""
+    def _ensure_ddl_progress(self) -> None:
+        if self._ddl_progress_ready:
+            return
         self.create_schema(CHECKPOINT_SCHEMA)
         self.execute(
             f"CREATE TABLE IF NOT EXISTS {self._ddl_progress_table()} ("
@@ -312,6 +314,12 @@ class SqlWriter:
             "op BIGINT NOT NULL, step INTEGER NOT NULL, statement TEXT NOT NULL, "
             "PRIMARY KEY (source_id, target_id))"
         )
+        self.commit()
+        self._ddl_progress_ready = True
+
+    def load_ddl_mark(self, source_id: str, target_id: str) -> tuple[int, int, str] | None:
+        """The DDL statement marked as running (operation, step, statement), or None."""
+        self._ensure_ddl_progress()
         p = self.placeholder
         rows = self.query(
             f"SELECT op, step, statement FROM {self._ddl_progress_table()} "
@@ -322,9 +330,10 @@ class SqlWriter:
         return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
 
     def mark_ddl(self, source_id: str, target_id: str, op: int, step: int, statement: str) -> None:
-        """Record, committed, that DDL statement ``step`` of operation ``op`` is about to run
-        (``load_ddl_mark`` must have created the table). Without transactional DDL, a crash
-        between the statement and the checkpoint leaves this mark behind."""
+        """Record, committed, that DDL statement ``step`` of operation ``op`` is about to run.
+        Without transactional DDL, a crash between the statement and the checkpoint leaves
+        this mark behind."""
+        self._ensure_ddl_progress()
         self.clear_ddl_mark(source_id, target_id)
         p = self.placeholder
         self.execute(
