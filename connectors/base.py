@@ -331,6 +331,9 @@ class Writer(Protocol):
     dialect: str
     #: the target's :class:`Database`
     database: Database
+    #: DDL is transactional: it commits with the checkpoint (False: MySQL/MariaDB, where each
+    #: DDL statement commits on its own, so apply marks it with ``mark_ddl`` first)
+    transactional_ddl: bool
 
     def begin(self) -> None:
         """Start a target transaction."""
@@ -385,6 +388,15 @@ class Writer(Protocol):
         self, source_id: str, target_id: str, op: int, position: str, commit_time: Any
     ) -> None:
         """Record progress inside the current transaction."""
+
+    def load_ddl_mark(self, source_id: str, target_id: str) -> tuple[int, int, str] | None:
+        """The DDL statement marked as running: (operation, step, statement), or None."""
+
+    def mark_ddl(self, source_id: str, target_id: str, op: int, step: int, statement: str) -> None:
+        """Record, committed, that DDL statement ``step`` of operation ``op`` runs next."""
+
+    def clear_ddl_mark(self, source_id: str, target_id: str) -> None:
+        """Remove the DDL mark inside the current transaction."""
 
     def load_trail_binding(self, source_id: str, target_id: str) -> str | None:
         """The id of the trail the checkpoint row was applied from (None: not recorded)."""
