@@ -48,7 +48,7 @@ from connectors.errors import (
     TrailError,
     UnknownDefinitionError,
 )
-from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
+from connectors.model import ROW_KEY, Change, Column, Op, TableId, TableSchema, Transaction
 
 __all__ = [
     "Applier",
@@ -215,6 +215,8 @@ class Applier:
         #: tables this run created, checked together for names the target folds into one
         self._created_schemas: dict[TableId, TableSchema] = {}
         self._ignore = options.ignore_origins or frozenset()
+        #: target tables a snapshot of this source loaded (their definition is redoline's)
+        self.loaded_tables: set[TableId] = set()
         self.stats = ApplyStats()
         self.applied_op = 0
         #: (op, position) -> whether this trail holds operation ``op`` at ``position``; checks
@@ -889,9 +891,12 @@ class Applier:
     def _add_missing_columns(self, target: TableId, schema: TableSchema) -> None:
         """A definition without DDL text for a table the target has: its first in the trail
         (the rows came by snapshot, so the trail holds no earlier definition to diff against).
-        Columns it has and the target lacks are added; columns only the target has are kept
-        (a rename or drop on the source cannot be told from a target-only column here: losing
-        them is not ours to decide) and named in a warning."""
+        Columns it has and the target lacks are added. Columns only the target has were
+        dropped (or renamed) on the source between the snapshot and the trail's first
+        definition: on a table a snapshot of this source created they are dropped too (the
+        target's definition is redoline's; verify would report them); on a table redoline did
+        not load they are kept (a column of the DBA's own is not ours to drop) and named in a
+        warning."""
         have = self.writer.column_names(target)  # type: ignore[attr-defined]
         missing = [c for c in schema.columns if c.name not in have]
         for col in missing:
@@ -905,8 +910,26 @@ class Applier:
             log.info("%s: adding column %s (the source's definition has it)", target, col.name)
             self.writer.execute(sql)
             self.stats.ddl_applied += 1
-        extra = sorted(have - {c.name for c in schema.columns})
-        if extra:
+        own = {ROW_KEY, self.options.source_column}  # columns apply itself adds
+        extra = sorted(have - {c.name for c in schema.columns} - own)
+        if extra and target in self.loaded_tables:
+            for name in extra:
+                log.warning(
+                    "%s: dropping column %s: the source dropped or renamed it before the trail "
+                    "recorded the table%s",
+                    target,
+                    name,
+                    " (if it was renamed, the values of its new column in rows the snapshot "
+                    "loaded are NULL: re-snapshot the table to reload them)"
+                    if missing
+                    else "",
+                )
+                self.writer.execute(
+                    f"ALTER TABLE {self.writer.qt(target)} "  # type: ignore[attr-defined]
+                    f"DROP COLUMN {self.writer.q(name)}"  # type: ignore[attr-defined]
+                )
+                self.stats.ddl_applied += 1
+        elif extra:
             log.warning(
                 "%s: target columns %s are not in the source's definition (dropped or renamed "
                 "on the source before the trail recorded the table); kept, not written",
@@ -1147,6 +1170,7 @@ def apply_trail(
         compare = position_comparator(info.source_engine)
     reader = TrailReader(trail_dir, key=key)
     applier = Applier(writer, reader.schema, options)
+    applier.loaded_tables = {TableId.parse(s.target_table) for s in states}
 
     def same_trail(op: int, position: str | None) -> bool:
         if not info.segments or op > info.last_op:

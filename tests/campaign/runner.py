@@ -830,6 +830,10 @@ def run_schedule(
             raise _Fail(
                 "oracle", verdict.summary() + f"\n(redoline verify exited {res.returncode})"
             )
+        if verdict.target_extras:
+            # verify reports a column only the target has too (schema_diffs)
+            category = "oracle" if res.returncode != 0 else "oracle+verify-missed"
+            raise _Fail(category, "target holds what the source does not:\n" + verdict.summary())
         if res.returncode == 1 and _known_false_diffs(report, model, outcome.log):
             pass
         elif res.returncode != 0:
@@ -838,8 +842,6 @@ def run_schedule(
                 f"the oracle says equal ({verdict.rows_compared} rows) but redoline verify "
                 f"exited {res.returncode}:\n" + _tail(res.stdout + res.stderr),
             )
-        if verdict.target_extras:
-            raise _Fail("oracle", "target holds what the source does not:\n" + verdict.summary())
     except _Fail as exc:
         outcome.ok = False
         outcome.category = exc.category
