@@ -10,6 +10,7 @@ removed at the end.
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import tempfile
@@ -49,11 +50,16 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def _workload(conn: Any, stop: threading.Event, counter: list[int], next_id: int) -> None:
+def _workload(
+    conn: Any, stop: threading.Event, counter: list[int], next_id: int, unchanged: list[int]
+) -> None:
+    """Random orders traffic; ``unchanged`` counts transactions that changed no row (an update
+    or delete of an id that is gone): they leave no row event in the binlog, so no trail entry."""
     rnd = random.Random(1)
     with conn.cursor() as cur:
         while not stop.is_set():
             cur.execute("BEGIN")
+            changed = 0
             for _ in range(rnd.randint(1, 3)):
                 r = rnd.random()
                 if r < 0.5:
@@ -70,8 +76,11 @@ def _workload(conn: Any, stop: threading.Event, counter: list[int], next_id: int
                     )
                 else:
                     cur.execute("DELETE FROM orders WHERE id = %s", (rnd.randint(1, next_id),))
+                changed += max(0, cur.rowcount)
             cur.execute("COMMIT")
             counter[0] += 1
+            if not changed:
+                unchanged[0] += 1
             time.sleep(0.002)
 
 
@@ -109,6 +118,12 @@ def demo(
     import pymysql
 
     started = time.monotonic()
+    # the numbered report goes to stdout; the stages' progress lines would interleave with it
+    # on a terminal: only warnings unless -v asked for more
+    root = logging.getLogger()
+    saved_level = root.level
+    if root.level > logging.DEBUG:
+        root.setLevel(logging.WARNING)
     rows, stream_seconds = (QUICK_ROWS, QUICK_STREAM_SECONDS) if quick else (ROWS, STREAM_SECONDS)
     base = Path(tempfile.mkdtemp(prefix="redoline-demo-"))
     servers: list[devservers.DevServer] = []
@@ -144,16 +159,19 @@ def demo(
         }
         trail = base / "trail"
         stop_work, stop_all = threading.Event(), threading.Event()
-        counter = [0]
+        counter, unchanged = [0], [0]
         work_conn = pymysql.connect(
             host="127.0.0.1", port=maria.port, user="root", database="shop", autocommit=True
         )
+        # capture starts at the log's end *before* the workload and the snapshots: every
+        # workload transaction is after it, so the figures below add up exactly
+        start_position = source.end_position()
         worker = threading.Thread(
-            target=_workload, args=(work_conn, stop_work, counter, rows + 1), daemon=True
+            target=_workload,
+            args=(work_conn, stop_work, counter, rows + 1, unchanged),
+            daemon=True,
         )
         worker.start()
-        # capture starts at the log's end *before* the snapshots: nothing falls in between
-        start_position = source.end_position()
         capture_result: dict[str, Any] = {}
 
         def capture() -> None:
@@ -233,10 +251,13 @@ def demo(
         cap_thread.join()
         info = trail_info(trail)
         cap = capture_result.get("r")
+        captured = getattr(cap, "transactions", 0)
+        trail_changes = getattr(cap, "changes", 0)
         _say(
-            f"   workload committed {counter[0]:,} transactions; capture wrote "
-            f"{getattr(cap, 'transactions', 0):,} transactions ({getattr(cap, 'changes', 0):,} "
-            f"row changes, {info.bytes_on_disk:,} bytes of trail)"
+            f"   workload committed {counter[0]:,} transactions; {unchanged[0]:,} of them "
+            "changed no row (an update or delete of a missing id leaves nothing in the binlog); "
+            f"capture wrote the other {captured:,} ({trail_changes:,} row changes, "
+            f"{info.bytes_on_disk:,} bytes of trail)"
         )
         lag_ok: dict[str, bool] = {}
         for name in targets:
@@ -244,10 +265,12 @@ def demo(
             lag = info.last_op - getattr(st, "applied_op", 0)
             lag_ok[name] = lag == 0
             when = caught[name]
+            applied = getattr(st, "changes", 0)
             _say(
-                f"   {name}: applied {getattr(st, 'transactions', 0):,} transactions "
-                f"({getattr(st, 'changes', 0):,} changes, {getattr(st, 'collisions', 0)} "
-                f"reconciled in the snapshot's catch-up window); lag {lag} operations"
+                f"   {name}: applied {applied:,} of the trail's {trail_changes:,} changes "
+                f"(the other {trail_changes - applied:,} were already in its snapshot, taken "
+                f"while the workload ran; {getattr(st, 'collisions', 0)} reconciled in the "
+                f"snapshot's catch-up window); lag {lag} operations"
                 + (f", caught up {when:.1f} s after the workload stopped" if when else "")
             )
         _say("[bold]4. consistency[/] (redoline verify's engine, then row by row)")
@@ -283,6 +306,7 @@ def demo(
         if not ok:
             raise typer.Exit(1)
     finally:
+        root.setLevel(saved_level)
         for server in reversed(servers):
             devservers.stop(server)
         shutil.rmtree(base, ignore_errors=True)
