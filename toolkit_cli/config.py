@@ -53,6 +53,7 @@ _KEYS: dict[str, set[str]] = {
         "slot",
         "publication",
         "retry_for",
+        "heartbeat",
     },
     "target": {"url", "password", "id", "retry_for"},
     "trail": {
@@ -104,6 +105,9 @@ class SourceConfig:
     #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
     #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
     retry_for: float | None = None
+    #: seconds between heartbeat rows capture writes on the source (capture/heartbeat.py);
+    #: 0: none, lag is estimated from positions
+    heartbeat: float = 0.0
 
     def slot_options(self) -> dict[str, str]:
         """The slot and publication names the source's reader and snapshot take, when set
@@ -561,6 +565,14 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:
                 raise doc.error(str(exc), label, "retry_for") from None
+        if kind == "source" and "heartbeat" in body:
+            try:
+                beat = parse_duration(body["heartbeat"])
+            except ValueError as exc:
+                raise doc.error(str(exc), label, "heartbeat") from None
+            if 0 < beat < 0.05:
+                raise doc.error("must be at least 50ms (or 0 for no heartbeat)", label, "heartbeat")
+            kwargs["heartbeat"] = beat
         for key in ("slot", "publication"):
             if kind == "source" and key in body:
                 problem = _pg_name_problem(body[key])

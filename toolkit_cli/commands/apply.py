@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -17,6 +18,7 @@ from apply.reconnect import apply_reconnecting
 from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, err_console, print_json, to_jsonable
 
@@ -106,6 +108,8 @@ def apply_command(
         str | None,
         typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
     ] = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
@@ -155,6 +159,9 @@ def apply_command(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     database = open_database(tgt.endpoint)
+    # progress records every second, and the metrics endpoint/file when asked
+    observing = contextlib.ExitStack()
+    observing.enter_context(observe(cfg.state_dir, metrics, metrics_file))
     try:
         n = parallel if parallel is not None else acfg.parallel
         if n > 1 and point is not None:
@@ -188,6 +195,7 @@ def apply_command(
                 )
             ]
     finally:
+        observing.close()
         for s, handler in old.items():
             signal.signal(s, handler)
     _report(results, json_out)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from connectors.base import open_database
+from capture.heartbeat import ensure_table as ensure_heartbeat
+from connectors.base import HEARTBEAT_TABLE, open_database
 from connectors.errors import ConfigError
 from connectors.postgres import PostgreSQL
 from connectors.postgres.logical import DEFAULT_SLOT_TIMEOUT, drop_slot, init_slot
@@ -37,9 +38,13 @@ def _source(
     trail: TrailOpt,
     slot: str | None,
     publication: str | None,
+    *,
+    heartbeat_only: bool = False,
 ) -> tuple[PostgreSQL, Config]:
     cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
     db = open_database(cfg.source().endpoint)
+    if heartbeat_only and not isinstance(db, PostgreSQL) and cfg.source().heartbeat > 0:
+        return db, cfg  # type: ignore[return-value]  # init: the heartbeat table only
     if not isinstance(db, PostgreSQL):
         raise ConfigError(
             f"{db.endpoint.display}: init and drop manage PostgreSQL slots; a {db.engine} source "
@@ -63,7 +68,8 @@ def init(
     ] = DEFAULT_SLOT_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create (or reuse) the PostgreSQL slot and publication for the selected tables.
+    """Create (or reuse) the PostgreSQL slot and publication for the selected tables, and
+    the heartbeat table when [source] heartbeat is set (any source engine).
 
     The publication lists the tables that [tables] include/exclude select; tables added to the
     selection later are added to it. Every selected table needs a primary key, a replica
@@ -71,12 +77,23 @@ def init(
     The slot belongs to the trail (--trail / [trail] dir), which records it; a slot of that
     name that the trail did not create is refused, not taken over.
     """
-    db, cfg = _source(config, source, trail, slot, publication)
+    db, cfg = _source(config, source, trail, slot, publication, heartbeat_only=True)
     src = cfg.source()
+    beat = src.heartbeat > 0
+    if beat:
+        ensure_heartbeat(db)
+        if not isinstance(db, PostgreSQL):
+            if json_out:
+                print_json({"heartbeat_table": str(HEARTBEAT_TABLE)})
+            else:
+                console.print(f"heartbeat table [bold]{HEARTBEAT_TABLE}[/]: ready")
+            return
     tables = db.list_tables(cfg.tables.filter)
+    # the heartbeat table is published with the selected tables (capture.heartbeat)
+    published = [*tables, HEARTBEAT_TABLE] if beat else tables
     setup = init_slot(
         db,
-        tables,
+        published,
         slot=src.slot,
         publication=src.publication,
         trail_dir=cfg.trail.dir,
@@ -92,6 +109,7 @@ def init(
                 "publication_created": setup.publication_created,
                 "tables_added": [str(t) for t in setup.tables_added],
                 "position": setup.position,
+                "heartbeat_table": str(HEARTBEAT_TABLE) if beat else None,
             }
         )
         return
@@ -101,6 +119,8 @@ def init(
     console.print(f"publication [bold]{setup.publication}[/]: {verb}")
     for table in setup.tables_added:
         console.print(f"  + {table}")
+    if beat:
+        console.print(f"heartbeat table [bold]{HEARTBEAT_TABLE}[/]: ready, published")
     if not tables:
         console.print("[yellow]no table is selected yet[/]: check [tables] include/exclude")
 
