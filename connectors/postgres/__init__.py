@@ -187,11 +187,15 @@ class PostgreSQL(Database):
 
     def create_heartbeat(self) -> None:
         t = HEARTBEAT_TABLE
-        self.query(f"CREATE SCHEMA IF NOT EXISTS {self.quote(t.schema)}")
-        self.query(
-            f"CREATE TABLE IF NOT EXISTS {self.qualified(t)} (source_id text PRIMARY KEY, "
-            "beat_us bigint NOT NULL)"
-        )
+        try:
+            with self.connect() as conn:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(t.schema)}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.qualified(t)} (source_id text PRIMARY "
+                    "KEY, beat_us bigint NOT NULL)"
+                )
+        except psycopg.Error as exc:
+            raise map_error(exc, self.endpoint) from None
 
     def write_heartbeat(self, conn: Any, source_id: str, beat_us: int) -> None:
         try:
