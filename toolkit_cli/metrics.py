@@ -109,8 +109,21 @@ def collect(stages: list[StageProgress] | None = None) -> list[Any]:
     state = gauge("stage_state", "1 for the stage's current state.", ("state",))
     snap_tables = gauge("snapshot_tables", "Snapshot tables, by state (done, total).", ("state",))
     snap_rows = gauge("snapshot_rows", "Snapshot rows copied, and estimated in total.", ("kind",))
+    shipped = counter(
+        "shipped_segments",
+        "Segments acknowledged by the receiver (ship) or received and made durable (receive).",
+    )
+    shipped_bytes = counter("shipped_bytes", "Trail bytes sent (ship) or received (receive).")
     for st in stages:
         labels = [st.kind, st.name]
+        if st.kind in ("ship", "receive"):
+            extra = st.extra
+            shipped.add_metric(
+                labels, extra.get("segments_acknowledged", extra.get("segments_received", 0))
+            )
+            shipped_bytes.add_metric(
+                labels, extra.get("bytes_sent", extra.get("bytes_received", 0))
+            )
         seconds, method = st.lag_seconds(now)
         if seconds is not None:
             lag.add_metric(labels, seconds)
