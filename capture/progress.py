@@ -56,6 +56,15 @@ PROGRESS_DIR = "progress"
 INTERVAL = 1.0
 
 
+def _ts(value: float | dt.datetime | None) -> float | None:
+    """Seconds since the epoch from a number or a datetime (naive: UTC)."""
+    if value is None or isinstance(value, float | int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
 def _iso(t: float | None) -> str | None:
     if t is None:
         return None
@@ -74,14 +83,15 @@ class StageProgress:
     started: float = field(default_factory=time.time)
     last_op: int | None = None
     position: str | None = None
-    #: the source's commit time of the last transaction handled (seconds since the epoch)
-    commit_time: float | None = None
+    #: the source's commit time of the last transaction handled (seconds since the epoch,
+    #: or the transaction's datetime, naive = UTC: see _ts)
+    commit_time: float | dt.datetime | None = None
     transactions: int = 0
     changes: int = 0
-    #: (table, op) -> changes
-    rows: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: (table, op) -> transactions touching it
-    txns: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: (TableId, Op) -> changes
+    rows: Counter[tuple[Any, Any]] = field(default_factory=Counter)
+    #: (TableId, Op) -> transactions touching it
+    txns: Counter[tuple[Any, Any]] = field(default_factory=Counter)
     #: error class -> count
     errors: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
@@ -134,26 +144,20 @@ class StageProgress:
         if self.state != "failed":
             self.state = "stopped" if stopped else "finished"
 
-    def counted(self, txn: Any, *, heartbeat: Any = None) -> None:
-        """A transaction handled: its changes per table and operation, its position."""
-        rows, txns = self.rows, self.txns
-        seen: set[tuple[str, str]] = set()
-        with self._lock:
-            for change in txn.changes:
-                key = (str(change.table), change.op.value)
-                rows[key] += 1
-                seen.add(key)
-            for key in seen:
-                txns[key] += 1
+    def counted(self, txn: Any) -> None:
+        """A transaction handled: its changes per table and operation, its position.
+
+        On the apply path for every transaction: keys stay (TableId, Op) objects here (no
+        string formatting, no lock) and become names when a record is written; the
+        reporter's ``dict(counter)`` copy is one C call, atomic under the GIL."""
+        keys = [(c.table, c.op) for c in txn.changes]
+        self.rows.update(keys)
+        self.txns.update(set(keys))
         self.transactions += 1
         self.changes += len(txn.changes)
         self.last_op = txn.last_op
         self.position = txn.position
-        if txn.commit_time is not None:
-            ct = txn.commit_time
-            if ct.tzinfo is None:
-                ct = ct.replace(tzinfo=dt.UTC)
-            self.commit_time = ct.timestamp()
+        self.commit_time = txn.commit_time  # a datetime: converted when read (_ts)
 
     def beat(self, beat_time: float, seen: float | None = None) -> None:
         """A heartbeat stamped ``beat_time`` reached this stage at ``seen`` (default now)."""
@@ -176,18 +180,19 @@ class StageProgress:
             interval = self.heartbeat_interval or 1.0
             overdue = now - self.heartbeat_time - interval
             return round(max(delay, overdue, 0.0), 3), "heartbeat"
-        if self.commit_time is not None:
+        commit = _ts(self.commit_time)
+        if commit is not None:
             if self.lag_operations == 0:
                 return 0.0, "estimate"
-            return round(max(0.0, now - self.commit_time), 3), "estimate"
+            return round(max(0.0, now - commit), 3), "estimate"
         return None, "estimate"
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         lag, method = self.lag_seconds(now)
+        rows = _nest(self.rows)
+        txns = _nest(self.txns)
         with self._lock:
-            rows = _nest(self.rows)
-            txns = _nest(self.txns)
             errors = dict(self.errors)
         return {
             "stage": self.kind,
@@ -198,7 +203,7 @@ class StageProgress:
             "updated": _iso(now),
             "last_op": self.last_op,
             "position": self.position,
-            "last_commit_time": _iso(self.commit_time),
+            "last_commit_time": _iso(_ts(self.commit_time)),
             "transactions": self.transactions,
             "changes": self.changes,
             "rows": rows,
@@ -221,9 +226,18 @@ class StageProgress:
         }
 
 
-def _nest(counter: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+def named(counter: Counter[tuple[Any, Any]]) -> dict[tuple[str, str], int]:
+    """``counter`` keyed by (table name, operation name), from a one-call copy."""
+    out: dict[tuple[str, str], int] = {}
+    for (table, op), n in dict(counter).items():
+        key = (str(table), getattr(op, "value", str(op)))
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def _nest(counter: Counter[tuple[Any, Any]]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for (table, op), n in sorted(counter.items()):
+    for (table, op), n in sorted(named(counter).items()):
         out.setdefault(table, {})[op] = n
     return out
 

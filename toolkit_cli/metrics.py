@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from capture.progress import Reporter, StageProgress, registry
+from capture.progress import Reporter, StageProgress, named, registry
 from connectors.errors import ConfigError
 
 __all__ = ["MetricsFileOpt", "MetricsOpt", "collect", "observe", "parse_listen"]
@@ -132,9 +132,9 @@ def collect(stages: list[StageProgress] | None = None) -> list[Any]:
             lag_ops.add_metric(labels, st.lag_operations)
         if st.lag_bytes is not None:
             lag_bytes.add_metric(labels, st.lag_bytes)
-        for (table, opname), n in sorted(dict(st.rows).items()):
+        for (table, opname), n in sorted(named(st.rows).items()):
             rows.add_metric([*labels, table, opname], n)
-        for (table, opname), n in sorted(dict(st.txns).items()):
+        for (table, opname), n in sorted(named(st.txns).items()):
             txns.add_metric([*labels, table, opname], n)
         all_txns.add_metric(labels, st.transactions)
         for cls, n in sorted(dict(st.errors).items()):
