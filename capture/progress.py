@@ -337,10 +337,25 @@ class Reporter:
         self.before = before
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing: set[Path] = set()
 
     def __enter__(self) -> Reporter:
+        # a run starts with fresh stages: nothing of an earlier run in this process (tests
+        # run many commands in one process) is written into this run's state directory
+        with _registry_lock:
+            _registry.clear()
         if self.state_dir is not None:
-            (self.state_dir / PROGRESS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                (self.state_dir / PROGRESS_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                # progress records help watching; they never stop replication
+                log.warning(
+                    "cannot write progress records in %s (%s): `redoline status` will not "
+                    "see this run",
+                    self.state_dir / PROGRESS_DIR,
+                    exc.strerror or exc,
+                )
+                self.state_dir = None
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
         self._thread.start()
         return self
@@ -377,8 +392,11 @@ class Reporter:
                 path = record_path(self.state_dir, st.kind, st.name)
                 try:
                     _write_atomic(path, json.dumps(st.to_json(now), indent=1))
+                    self._failing.discard(path)
                 except OSError as exc:
-                    log.warning("cannot write progress record %s: %s", path, exc)
+                    if path not in self._failing:  # once per outage, not every second
+                        log.warning("cannot write progress record %s: %s", path, exc)
+                    self._failing.add(path)
         for listener in self.listeners:
             try:
                 listener(stages)

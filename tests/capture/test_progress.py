@@ -65,16 +65,16 @@ def test_counts_per_table_and_op() -> None:
 
 def test_records_are_replaced_whole(tmp_path: Path) -> None:
     """A reader polling while the reporter rewrites never sees a partial record."""
-    st = stage("capture", f"t{time.monotonic_ns()}")
-    st.extra["padding"] = "x" * 200_000
     bad: list[str] = []
+    good = [0]
     done = threading.Event()
+    path = record_path(tmp_path, "capture", "shop")
 
     def poll() -> None:
-        path = record_path(tmp_path, st.kind, st.name)
         while not done.is_set():
             try:
                 json.loads(path.read_text())
+                good[0] += 1
             except FileNotFoundError:
                 continue
             except ValueError as exc:
@@ -82,11 +82,13 @@ def test_records_are_replaced_whole(tmp_path: Path) -> None:
 
     reader = threading.Thread(target=poll)
     with Reporter(tmp_path, interval=0.01):
+        st = stage("capture", "shop")  # a stage of this run (the reporter starts afresh)
+        st.extra["padding"] = "x" * 200_000
         reader.start()
         time.sleep(0.5)
         done.set()
         reader.join()
-    assert not bad
+    assert not bad and good[0] > 0
     assert not [p for p in (tmp_path / "progress").iterdir() if p.suffix != ".json"]
 
 
