@@ -330,7 +330,7 @@ def _run_once(
                 )
                 if _write(writer, txn, result, st):
                     flusher.written(event.position)
-                ticker.tick(result, event.commit_time)
+                ticker.tick(result, st)
             elif kind is Begin:
                 assembler.begin(event.xid)  # type: ignore[union-attr]
             elif kind is Rollback:
@@ -341,11 +341,10 @@ def _run_once(
                 if not assembler.open_xids:
                     reader.confirm(event.position)
                     st.ok()
-                    if event.source_time is not None:
-                        # nothing is open: the trail holds everything the source had then
-                        st.commit_time = event.source_time.timestamp()
-                if event.source_time is not None:
-                    ticker.tick(result, event.source_time)
+                    # nothing is open: the trail holds everything the source had then (a
+                    # keepalive: now), so an idle source's estimate does not grow
+                    st.commit_time = event.source_time or time.time()
+                ticker.tick(result, st)
                 if event.caught_up:
                     result.caught_up = True
                     return True
@@ -456,19 +455,23 @@ class _Progress:
         self.last = time.monotonic()
         self.last_changes = 0
 
-    def tick(self, result: CaptureResult, source_time: Any) -> None:
+    def tick(self, result: CaptureResult, st: progress.StageProgress) -> None:
         now = time.monotonic()
         if now - self.last < self.every:
             return
-        lag = max(0.0, time.time() - source_time.timestamp())
-        result.lag_seconds = round(lag, 3)
+        # the heartbeat's measure when the source writes one; else the estimate, which an
+        # idle reader keeps current (its keepalives say the trail holds everything)
+        lag, method = st.lag_seconds()
+        result.lag_seconds = lag
         rate = (result.changes - self.last_changes) / (now - self.last)
         log.info(
-            "capture: %d transactions, %d changes (%.0f/s), lag %.1fs, at %s",
+            "capture: %d transactions, %d changes (%.0f/s), lag %s, at %s",
             result.transactions,
             result.changes,
             rate,
-            lag,
+            "unknown"
+            if lag is None
+            else f"{lag:.1f}s" + (" (estimate)" if method == "estimate" else ""),
             result.last_position,
         )
         self.last, self.last_changes = now, result.changes

@@ -172,6 +172,8 @@ def collect(stages: list[StageProgress] | None = None) -> list[Any]:
         state,
         snap_tables,
         snap_rows,
+        shipped,
+        shipped_bytes,
     ]
 
 

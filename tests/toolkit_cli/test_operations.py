@@ -326,3 +326,50 @@ def test_postgres_heartbeat_advances_slot_and_metrics_file(pg_db: Endpoint, tmp_
     finally:
         target_db.close()
     assert rows == (20,) and "redoline_heartbeat" not in tables
+
+
+def test_without_heartbeat_lag_is_an_estimate_and_idle_is_zero(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    """No [source] heartbeat: lag is computed from positions, says so, and an idle source
+    whose changes are all applied shows 0, not the time since its last commit."""
+    db = mysql_db.database
+    conn = pymysql.connect(host=mysql_db.host, port=mysql_db.port, user="root", database=db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    conn.commit()
+    port = _free_port()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[source]\nurl = "{mysql_db.url()}"\n[target]\nurl = "duckdb://{tmp_path}/r.duckdb"\n'
+        f'[trail]\ndir = "{tmp_path}/trail"\n[tables]\ninclude = ["{db}.*"]\n'
+    )
+    proc = _start("sync", "-c", str(cfg), "--metrics", str(port), cwd=tmp_path)
+    try:
+        _wait(
+            "apply to run",
+            lambda: (
+                _metric(_scrape(port), "redoline_stage_state", stage="apply", state="running")
+                == 1.0
+            ),
+        )
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO t VALUES (%s)", [(i,) for i in range(10)])
+        conn.commit()
+        _wait(
+            "the inserts to be applied",
+            lambda: _metric(_scrape(port), "redoline_rows_total", stage="apply", op="insert") == 10,
+        )
+        time.sleep(4)  # idle, longer than the lag the issue saw grow
+        metrics = _scrape(port)
+        assert _metric(metrics, "redoline_lag_estimated", stage="apply") == 1
+        assert _metric(metrics, "redoline_lag_seconds", stage="apply") == 0
+        assert (_metric(metrics, "redoline_lag_seconds", stage="capture") or 0) < 2.5
+        res = redoline("status", "-c", str(cfg), cwd=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "(estimate)" in res.stdout and "(heartbeat)" not in res.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        conn.close()
+    assert proc.returncode == 130, out + err
