@@ -377,9 +377,7 @@ def test_ship_metrics_file_counts_what_the_receiver_acknowledged(
         for line in prom.read_text().splitlines()
         if line and not line.startswith("#")
     }
-    (segments,) = [
-        v for k, v in values.items() if k.startswith("redoline_shipped_segments_total")
-    ]
+    (segments,) = [v for k, v in values.items() if k.startswith("redoline_shipped_segments_total")]
     (sent,) = [v for k, v in values.items() if k.startswith("redoline_shipped_bytes_total")]
     assert segments == len(sealed)
     assert sent >= sum(p.stat().st_size for p in sealed)
