@@ -121,6 +121,12 @@ def test_sync_heartbeat_status_and_metrics(mysql_db: Endpoint, tmp_path: Path) -
     res = redoline("status", "-c", str(cfg), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "None" not in res.stdout and "not started" in res.stdout
+    # `init` on a MariaDB source: only the heartbeat table (no slot to make)
+    res = redoline("init", "-c", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0 and "heartbeat table" in res.stdout, res.stdout + res.stderr
+    with conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE redoline.redoline_heartbeat")
+        assert "beat_us" in cur.fetchall()[0][1]
     proc = _start("sync", "-c", str(cfg), "--metrics", f"127.0.0.1:{port}", cwd=tmp_path)
     try:
         # the snapshot first (the table's 100 rows), then apply follows the trail
