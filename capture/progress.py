@@ -88,10 +88,10 @@ class StageProgress:
     commit_time: float | dt.datetime | None = None
     transactions: int = 0
     changes: int = 0
-    #: (TableId, Op) -> changes
-    rows: Counter[tuple[Any, Any]] = field(default_factory=Counter)
-    #: (TableId, Op) -> transactions touching it
-    txns: Counter[tuple[Any, Any]] = field(default_factory=Counter)
+    #: (schema, table, op) -> changes
+    rows: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: (schema, table, op) -> transactions touching it
+    txns: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: error class -> count
     errors: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
@@ -147,10 +147,10 @@ class StageProgress:
     def counted(self, txn: Any) -> None:
         """A transaction handled: its changes per table and operation, its position.
 
-        On the apply path for every transaction: keys stay (TableId, Op) objects here (no
-        string formatting, no lock) and become names when a record is written; the
-        reporter's ``dict(counter)`` copy is one C call, atomic under the GIL."""
-        keys = [(c.table, c.op) for c in txn.changes]
+        On the apply path for every transaction: keys are (schema, table, op) strings, which
+        hash in C (a TableId or an Op would call Python per change), no formatting and no
+        lock; the reporter's ``dict(counter)`` copy is one C call, atomic under the GIL."""
+        keys = [(c.table.schema, c.table.name, c.op._value_) for c in txn.changes]
         self.rows.update(keys)
         self.txns.update(set(keys))
         self.transactions += 1
@@ -226,16 +226,12 @@ class StageProgress:
         }
 
 
-def named(counter: Counter[tuple[Any, Any]]) -> dict[tuple[str, str], int]:
-    """``counter`` keyed by (table name, operation name), from a one-call copy."""
-    out: dict[tuple[str, str], int] = {}
-    for (table, op), n in dict(counter).items():
-        key = (str(table), getattr(op, "value", str(op)))
-        out[key] = out.get(key, 0) + n
-    return out
+def named(counter: Counter[tuple[str, str, str]]) -> dict[tuple[str, str], int]:
+    """``counter`` keyed by (``schema.table``, operation), from a one-call copy."""
+    return {(f"{schema}.{name}", op): n for (schema, name, op), n in dict(counter).items()}
 
 
-def _nest(counter: Counter[tuple[Any, Any]]) -> dict[str, dict[str, int]]:
+def _nest(counter: Counter[tuple[str, str, str]]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for (table, op), n in sorted(named(counter).items()):
         out.setdefault(table, {})[op] = n
