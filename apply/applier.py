@@ -147,6 +147,9 @@ class _Stop(Exception):
     pass
 
 
+#: seconds between a following apply's looks at the trail's open segment
+FOLLOW_POLL: Final = 0.05
+
 #: cyclic GC thresholds while applying (Python's default is 700, 10, 10)
 _GC_THRESHOLDS: Final = (50_000, 20, 100)
 _gc_lock = threading.Lock()
@@ -1097,7 +1100,11 @@ def _apply_trail(
             last_register[0] = now
 
     report(start)
-    source: Iterator[Transaction] = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    # a following reader looks for new trail bytes every 50 ms (a read of what was appended):
+    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag
+    source: Iterator[Transaction] = reader.transactions(
+        start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL
+    )
     if until is not None:
         outcome = outcome if outcome is not None else PointOutcome()
         refuse_if_past(trail_dir, key, start, until)
