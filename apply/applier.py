@@ -40,6 +40,7 @@ from apply.point import (
 )
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import column_type, ensure_table
+from capture import progress
 from connectors.base import RowRejected, Writer
 from connectors.errors import (
     ApplyError,
@@ -161,6 +162,9 @@ class _Stop(Exception):
     pass
 
 
+#: seconds between a following apply's looks at the trail's open segment
+FOLLOW_POLL: Final = 0.05
+
 #: cyclic GC thresholds while applying (Python's default is 700, 10, 10)
 _GC_THRESHOLDS: Final = (50_000, 20, 100)
 _gc_lock = threading.Lock()
@@ -240,6 +244,8 @@ class Applier:
         self._group_collision = False
         self._last_log = time.monotonic()
         self._last_log_changes = 0
+        #: this target's progress record (capture.progress): counts, lag, errors
+        self.progress = progress.stage("apply", options.target_id)
         # DDL on a target without transactional DDL (see _run_ddl)
         self._ddl_resume: tuple[int, int, str] | None = None
         self._ddl_marked = False
@@ -596,6 +602,10 @@ class Applier:
         self.stats.groups += 1
         self.stats.transactions += len(txns)
         self.stats.changes += sum(len(t.changes) for t in txns)
+        counted = self.progress.counted
+        for t in txns:
+            counted(t)
+        self.progress.ok()
         self._reset_group()
         if self._on_commit is not None:
             self._on_commit(self.applied_op)
@@ -1010,12 +1020,12 @@ class Applier:
         interval = now - self._last_log
         rate = (self.stats.changes - self._last_log_changes) / interval
         self._last_log, self._last_log_changes = now, self.stats.changes
+        # the heartbeat's lag when the source writes one; else an estimate from the last
+        # commit time, 0 once nothing is left to apply (an idle source is not lagging)
+        seconds, method = self.progress.lag_seconds()
         lag = ""
-        if self.stats.last_commit_time is not None:
-            commit = self.stats.last_commit_time
-            if commit.tzinfo is None:
-                commit = commit.replace(tzinfo=dt.UTC)
-            lag = f", lag {(dt.datetime.now(dt.UTC) - commit).total_seconds():.1f}s"
+        if seconds is not None:
+            lag = f", lag {seconds:.1f}s" + (" (estimate)" if method == "estimate" else "")
         log.info(
             "applied through operation %d: %d transactions, %d changes, %.0f changes/s%s",
             self.applied_op,
@@ -1130,7 +1140,7 @@ def apply_trail(
     parallel groups report to one shared consumer). ``follow`` tails the trail until
     ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from apply.snapshot import catchup_transactions, load_table_states, table_windows
+    from apply.snapshot import load_table_states, table_windows
     from capture.trail import TrailReader, trail_info
     from connectors.base import position_comparator
 
@@ -1186,7 +1196,81 @@ def apply_trail(
         return False
 
     applier.same_trail = same_trail
+    st = applier.progress
+    st.refresh = _lag_refresher(trail_dir, key, options.source_id)
+    try:
+        return _apply_trail(
+            applier,
+            st,
+            reader,
+            info,
+            trail_dir,
+            options,
+            windows,
+            compare,
+            key=key,
+            follow=follow,
+            stop=stop,
+            progress=progress,
+            until=until,
+            outcome=outcome,
+        )
+    except BaseException as exc:
+        st.failed(exc, retrying=False)
+        raise
+
+
+def _lag_refresher(trail_dir: Path, key: bytes | None, source_id: str) -> Callable[[Any], None]:
+    """How far a target is behind the trail, measured once a second by the progress
+    reporter: operations (the trail's last, from this process's capture when it runs here,
+    else from the trail every few seconds) and bytes of the segments still to apply."""
+    from capture.progress import registry, unapplied
+    from capture.trail import trail_info
+
+    cache: dict[str, float] = {"at": 0.0, "last_op": 0.0}
+
+    def refresh(st: Any) -> None:
+        applied = st.last_op or 0
+        last = None
+        for other in registry():
+            if other.kind == "capture" and other.name == source_id and other.last_op is not None:
+                last = other.last_op
+        if last is None:
+            now = time.monotonic()
+            if now - cache["at"] >= 5:
+                cache["last_op"] = trail_info(trail_dir, key=key).last_op
+                cache["at"] = now
+            last = int(cache["last_op"])
+        st.lag_operations = max(0, last - applied)
+        st.lag_bytes = unapplied(trail_dir, applied) if st.lag_operations else 0
+
+    return refresh
+
+
+def _apply_trail(
+    applier: Applier,
+    st: Any,
+    reader: Any,
+    info: Any,
+    trail_dir: Path,
+    options: ApplyOptions,
+    windows: Any,
+    compare: Callable[[str, str], int] | None,
+    *,
+    key: bytes | None,
+    follow: bool,
+    stop: Callable[[], bool] | None,
+    progress: Callable[[int], None] | None,
+    until: StopPoint | None,
+    outcome: PointOutcome | None,
+) -> ApplyStats:
+    from apply.snapshot import catchup_transactions
+    from capture.heartbeat import split_heartbeat
+
     start = applier.start()
+    st.last_op = start
+    st.position = applier.stats.position
+    st.running()
     if info.segments and start > info.last_op:
         raise TrailError(
             f"the target has applied through operation {start}, but the trail {trail_dir} "
@@ -1204,14 +1288,23 @@ def apply_trail(
         else:
             register_target(trail_dir, options.target_id, op)
 
+    #: (last operation, beat time) of heartbeats read but not yet committed on the target
+    beats: list[tuple[int, float]] = []
+
     def committed(op: int) -> None:
+        while beats and beats[0][0] <= op:
+            st.beat(beats.pop(0)[1])
         now = time.monotonic()
         if now - last_register[0] >= 2:
             report(op)
             last_register[0] = now
 
     report(start)
-    source: Iterator[Transaction] = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    # a following reader looks for new trail bytes every 50 ms (a read of what was appended):
+    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag
+    source: Iterator[Transaction] = reader.transactions(
+        start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL
+    )
     held: list[Transaction] = []
     if options.delay > 0:
         source = delayed(source, options.delay, follow=follow, stop=should_stop, held=held)
@@ -1219,7 +1312,19 @@ def apply_trail(
         outcome = outcome if outcome is not None else PointOutcome()
         refuse_if_past(trail_dir, key, start, until)
         source = bounded(source, until, outcome)
-    txns: Iterable[Transaction | None] = prefetch(source, tick=max(0.01, options.batch_ms / 4000))
+
+    def without_heartbeat(items: Iterable[Transaction | None]) -> Iterator[Transaction | None]:
+        # the heartbeat row is redoline's own: read, never written (capture.heartbeat)
+        for txn in items:
+            if txn is not None and txn.changes:
+                txn, beat = split_heartbeat(txn)
+                if beat is not None:
+                    beats.append((txn.last_op, beat))
+            yield txn
+
+    txns: Iterable[Transaction | None] = without_heartbeat(
+        prefetch(source, tick=max(0.01, options.batch_ms / 4000))
+    )
     if compare is not None:
 
         def in_window(txn: Transaction) -> None:
@@ -1231,6 +1336,7 @@ def apply_trail(
         txns = catchup_transactions(txns, windows, compare, in_window)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
+    st.done(stopped=should_stop())
     if held:
         stats.delay_held_op = held[0].first_op
         stats.delay_held_commit_time = held[0].commit_time

@@ -47,7 +47,7 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
     # plus each engine's own keys (its descriptor's options: _source_keys)
-    "source": {"url", "password", "id", "retry_for"},
+    "source": {"url", "password", "id", "retry_for", "heartbeat"},
     "target": {"url", "password", "id", "retry_for"},
     "trail": {
         "dir",
@@ -90,6 +90,9 @@ class SourceConfig:
     #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
     #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
     retry_for: float | None = None
+    #: seconds between heartbeat rows capture writes on the source (capture/heartbeat.py);
+    #: 0: none, lag is estimated from positions
+    heartbeat: float = 0.0
     #: the engine-specific keys as written (file, then flags); read them typed through
     #: :attr:`options`
     settings: tuple[tuple[str, Any], ...] = ()
@@ -555,6 +558,14 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:
                 raise doc.error(str(exc), label, "retry_for") from None
+        if kind == "source" and "heartbeat" in body:
+            try:
+                beat = parse_duration(body["heartbeat"])
+            except ValueError as exc:
+                raise doc.error(str(exc), label, "heartbeat") from None
+            if 0 < beat < 0.05:
+                raise doc.error("must be at least 50ms (or 0 for no heartbeat)", label, "heartbeat")
+            kwargs["heartbeat"] = beat
         out[name] = cls(**kwargs)
         if kind == "source":
             try:

@@ -810,7 +810,10 @@ class PgLogReader:
         try:
             self._catalog = self.db.connect()
             conn = self._catalog
+            # the heartbeat table (TableFilter.also) lives in redoline's own schema, which
+            # list_tables leaves out: it is published all the same
             selected = self.db.list_tables(self.tables)
+            selected += [t for t in self.tables.also if t not in selected]
             check_replica_identity(conn, selected)
             database, system = server_identity(conn)
             self._adopt_marker_position()
@@ -858,6 +861,7 @@ class PgLogReader:
                     )
                 self._check_slot(info, database, system)
                 _, added = _ensure_publication(conn, self.publication, selected)
+                added = tuple(t for t in added if t not in self.tables.also)
                 if added:
                     log.warning(
                         "added %s to publication %s: their changes are captured from now on",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -25,6 +26,7 @@ from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
 from toolkit_cli.config import Config, parse_duration
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, err_console, print_json, to_jsonable
 
@@ -135,6 +137,8 @@ def apply_command(
     until_mark: UntilMarkOpt = None,
     delay: DelayOpt = None,
     target_name: _TargetNameOpt = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
@@ -170,6 +174,9 @@ def apply_command(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     database = open_database(tgt.endpoint)
     outcome = PointOutcome()
+    # progress records every second, and the metrics endpoint/file when asked
+    observing = contextlib.ExitStack()
+    observing.enter_context(observe(cfg.state_dir, metrics, metrics_file))
     try:
         if n > 1:
             results = apply_parallel(
@@ -196,6 +203,7 @@ def apply_command(
                 )
             ]
     finally:
+        observing.close()
         for s, handler in old.items():
             signal.signal(s, handler)
     _report(results, json_out)

@@ -38,6 +38,7 @@ from toolkit_cli.commands.apply import (
     warn_skipped_everything,
 )
 from toolkit_cli.config import Config
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import (
     ConfigOpt,
     JsonOpt,
@@ -197,6 +198,7 @@ def snapshot(
                     source_options=cfg.source().engine_options(),
                     retry_for=cfg.source().retry_budget(True),
                     target_retry_for=cfg.target().retry_budget(True),
+                    heartbeat=cfg.source().heartbeat,
                 ),
             )
             report = sync_report.snapshot or SnapshotReport()
@@ -230,6 +232,8 @@ def sync(
     until_xid: UntilXidOpt = None,
     until_mark: UntilMarkOpt = None,
     delay: DelayOpt = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Snapshot what is not loaded yet, then capture and apply in one process.
@@ -266,6 +270,7 @@ def sync(
         source_options=cfg.source().engine_options(),
         retry_for=cfg.source().retry_budget(until_caught_up),
         target_retry_for=cfg.target().retry_budget(until_caught_up),
+        heartbeat=cfg.source().heartbeat,
         apply_options={
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
@@ -281,7 +286,7 @@ def sync(
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        with _progress(options.snapshot, json_out):
+        with _progress(options.snapshot, json_out), observe(cfg.state_dir, metrics, metrics_file):
             report = run_sync(src, tgt, options)
     finally:
         for sig, handler in previous.items():
