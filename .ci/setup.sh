@@ -20,6 +20,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the ODBC source (docs/source-odbc.md): unixODBC, and the drivers its tests go through
+command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
+odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || need+=(odbc-postgresql)
+odbcinst -q -d -n "MariaDB Unicode" >/dev/null 2>&1 || need+=(odbc-mariadb)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     SUDO=""

@@ -32,7 +32,14 @@ from typing import Any, Final
 from apply.collapse import TableCollapse
 from apply.ddl import already_applied, ddl_kind, translate_ddl
 from apply.names import check_target_names
-from apply.point import PointOutcome, StopPoint, bounded, refuse_if_past, refuse_inside_snapshot
+from apply.point import (
+    PointOutcome,
+    StopPoint,
+    bounded,
+    delayed,
+    refuse_if_past,
+    refuse_inside_snapshot,
+)
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import column_type, ensure_table
 from connectors.base import RowRejected, Writer
@@ -102,10 +109,15 @@ class ApplyOptions:
     trail_id: str = ""
     #: accept a different trail than the checkpoint's: apply it from its first operation
     adopt_trail: bool = False
+    #: delayed replica: seconds a transaction's source commit time must be older than before
+    #: it is applied (``[apply] delay``, ``--delay``; :func:`apply.point.delayed`). 0: none
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.on_error not in ("stop", "skip"):
             raise ConfigError(f"on_error must be stop or skip, not {self.on_error!r}")
+        if self.delay < 0:
+            raise ConfigError("the apply delay must not be negative")
         if self.on_error == "skip" and self.reject_dir is None:
             raise ConfigError(
                 "on_error = skip needs a reject file (a trail directory)",
@@ -133,6 +145,9 @@ class ApplyStats:
     seconds: float = 0.0
     reject_dir: str | None = None
     tables_created: list[str] = field(default_factory=list)
+    #: delayed replica: the first transaction the delay held back when the run ended (0: none)
+    delay_held_op: int = 0
+    delay_held_commit_time: dt.datetime | None = None
 
     @property
     def changes_per_second(self) -> float:
@@ -915,7 +930,14 @@ class Applier:
                 f"..{txn.last_op}, committed {txn.commit_time.isoformat()} at {txn.position}): "
                 f"operation {op_no}, {change.op.value} on {change.table}, row {row!r}: "
                 f"{exc.message}",
-                hint="fix the target (or the row) and restart apply; or --on-error skip to set "
+                hint=(
+                    f"a table never loaded by a snapshot holds only rows changed since capture "
+                    f"started: `redoline snapshot --tables {change.table}` (or `redoline sync`) "
+                    "loads it; otherwise "
+                    if getattr(exc, "missing", False)
+                    else ""
+                )
+                + "fix the target (or the row) and restart apply; or --on-error skip to set "
                 "rejected transactions aside in a reject trail",
             )
         self._write_reject(txn)
@@ -1168,6 +1190,9 @@ def apply_trail(
 
     report(start)
     source: Iterator[Transaction] = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    held: list[Transaction] = []
+    if options.delay > 0:
+        source = delayed(source, options.delay, follow=follow, stop=should_stop, held=held)
     if until is not None:
         outcome = outcome if outcome is not None else PointOutcome()
         refuse_if_past(trail_dir, key, start, until)
@@ -1184,6 +1209,9 @@ def apply_trail(
         txns = catchup_transactions(txns, windows, compare, in_window)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
+    if held:
+        stats.delay_held_op = held[0].first_op
+        stats.delay_held_commit_time = held[0].commit_time
     if until is not None and outcome is not None and compare is not None and outcome.reached:
         refuse_inside_snapshot(windows, compare, outcome, until)
     return stats

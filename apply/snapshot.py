@@ -31,9 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -42,13 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from apply.names import check_target_names
-from apply.typemap import create_table_sql, quote_table
+from apply.typemap import create_table_sql
 from capture.filters import CaptureFilter
+from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, DefinitionChangedError, SchemaError, ToolkitError
 from connectors.model import Change, Op, TableId, TableSchema, Transaction
-from connectors.mysql import DATABASE_OPTIONS as MYSQL_DATABASE_OPTIONS
-from connectors.mysql import TABLE_OPTIONS as MYSQL_TABLE_OPTIONS
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -67,9 +64,6 @@ log = logging.getLogger("redoline.snapshot")
 #: are left failed (DDL that keeps recurring during the load)
 _RELOAD_TRIES = 3
 
-STATE_SCHEMA = "redoline"
-TABLES = "snapshot_tables"
-CHUNKS = "snapshot_chunks"
 
 #: (target table, rows just loaded, rows estimated for the table) -> None
 ProgressHook = Callable[[str, int, int], None]
@@ -154,284 +148,10 @@ class SnapshotReport:
 # --------------------------------------------------------------------------- targets
 
 
-class _Target:
-    """The bulk path into one target engine, and its progress tables."""
-
-    fmt = ""
-    #: one connection per worker (True) or a single loader (False)
-    parallel = True
-    placeholder = "%s"
-    dialect = ""
-    #: appended to CREATE SCHEMA / CREATE TABLE of the progress tables
-    schema_options = ""
-    table_options = ""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def connect(self) -> Any:
-        return self.db.connect()
-
-    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def begin(self, conn: Any) -> None:
-        self.execute(conn, "BEGIN")
-
-    def commit(self, conn: Any) -> None:
-        self.execute(conn, "COMMIT")
-
-    def rollback(self, conn: Any) -> None:
-        with contextlib.suppress(Exception):
-            self.execute(conn, "ROLLBACK")
-
-    def table_exists(self, conn: Any, table: TableId) -> bool:
-        raise NotImplementedError
-
-    def load(
-        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
-    ) -> int:
-        """Bulk-load ``data`` (iterable of (bytes, rows)) inside the open transaction."""
-        raise NotImplementedError
-
-    def q(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def state_ddl(self) -> list[str]:
-        t, c = self._state(TABLES), self._state(CHUNKS)
-        return [
-            self.create_schema_sql(STATE_SCHEMA),
-            f"CREATE TABLE IF NOT EXISTS {t} (source_id VARCHAR(128) NOT NULL, "
-            "target_table VARCHAR(512) NOT NULL, source_table VARCHAR(512) NOT NULL, "
-            "state VARCHAR(16) NOT NULL, start_position VARCHAR(512), end_position VARCHAR(512), "
-            "rows_loaded BIGINT, chunks_total INTEGER, lock_seconds DOUBLE PRECISION, "
-            "error TEXT, started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, "
-            f"PRIMARY KEY (source_id, target_table)){self.table_options}",
-            f"CREATE TABLE IF NOT EXISTS {c} (source_id VARCHAR(128) NOT NULL, "
-            "target_table VARCHAR(512) NOT NULL, chunk_no INTEGER NOT NULL, lower_key TEXT, "
-            "upper_key TEXT, done INTEGER NOT NULL, rows_loaded BIGINT, "
-            f"PRIMARY KEY (source_id, target_table, chunk_no)){self.table_options}",
-        ]
-
-    def create_schema_sql(self, name: str) -> str:
-        return f"CREATE SCHEMA IF NOT EXISTS {self.q(name)}{self.schema_options}"
-
-    def _state(self, name: str) -> str:
-        return f"{self.q(STATE_SCHEMA)}.{self.q(name)}"
-
-    def sql(self, text: str) -> str:
-        return text.replace("%s", self.placeholder)
-
-
-class _PostgresTarget(_Target):
-    fmt = "pgcopy"
-    dialect = "postgres"
-
-    def connect(self) -> Any:
-        conn = self.db.connect(autocommit=True)
-        conn.execute("SET synchronous_commit = off")  # each chunk commit: no fsync wait
-        return conn
-
-    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = conn.execute(sql, list(params) or None)
-        return list(cur.fetchall()) if cur.description else []
-
-    def table_exists(self, conn: Any, table: TableId) -> bool:
-        row = conn.execute(
-            "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = %s",
-            (table.schema, table.name),
-        ).fetchone()
-        return row is not None
-
-    def load(
-        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
-    ) -> int:
-        cols = ", ".join(self.q(c) for c in columns)
-        rows = 0
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"COPY {quote_table(table, 'postgres')} ({cols}) FROM STDIN") as copy,
-        ):
-            for chunk, n in data:
-                copy.write(chunk)
-                rows += n
-        return rows
-
-
-class _DuckDBTarget(_Target):
-    fmt = "csv"
-    parallel = False
-    placeholder = "?"
-    dialect = "duckdb"
-
-    def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-
-    def connect(self) -> Any:
-        conn = self.db.connect()
-        conn.execute("SET TimeZone = 'UTC'")
-        return conn
-
-    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = conn.execute(sql, list(params))
-        try:
-            return list(cur.fetchall())
-        except Exception:  # statements without a result set
-            return []
-
-    def table_exists(self, conn: Any, table: TableId) -> bool:
-        rows = conn.execute(
-            "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND schema_name = ? AND table_name = ?",
-            [table.schema, table.name],
-        ).fetchall()
-        return bool(rows)
-
-    def load(
-        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
-    ) -> int:
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
-        path = os.path.join(self._tmp.name, f"chunk-{threading.get_ident()}.csv")
-        rows = 0
-        with open(path, "wb") as f:
-            for chunk, n in data:
-                f.write(chunk)
-                rows += n
-        if not rows:
-            return 0
-        spec = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns)))
-        exprs = []
-        for i, name in enumerate(columns):
-            kind = schema.column(name).kind
-            exprs.append(f"unhex(c{i})" if kind == "bytes" else f"c{i}")
-        cols = ", ".join(self.q(c) for c in columns)
-        conn.execute(
-            f"INSERT INTO {quote_table(table, 'duckdb')} ({cols}) SELECT {', '.join(exprs)} "
-            f"FROM read_csv(?, columns = {{{spec}}}, header = false, delim = ',', quote = '\"', "
-            "escape = '\"', nullstr = '', allow_quoted_nulls = false, auto_detect = false, "
-            "parallel = false)",
-            [path],
-        )
-        os.unlink(path)
-        return rows
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-class _MySQLTarget(_Target):
-    """``LOAD DATA LOCAL INFILE`` of the chunk's tab-separated text, one connection per
-    worker. The text goes through a temporary file: pymysql sends a local file's bytes."""
-
-    fmt = "tsv"
-    dialect = "mysql"
-    # utf8mb4 whatever the server's default (a stock MariaDB's latin1 holds little of Unicode)
-    schema_options = f" {MYSQL_DATABASE_OPTIONS}"
-    table_options = f" {MYSQL_TABLE_OPTIONS}"
-
-    def __init__(self, db: Database) -> None:
-        super().__init__(db)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._tmp_lock = threading.Lock()
-
-    def connect(self) -> Any:
-        conn = self.db.connect(local_infile=True, autocommit=True)
-        with conn.cursor() as cur:
-            # UTC: the source text of instants is UTC; checks off: rows come in key order
-            # from a consistent source, and the chunk commits as a whole
-            cur.execute(
-                "SET SESSION time_zone = '+00:00', unique_checks = 0, foreign_key_checks = 0"
-            )
-        return conn
-
-    def q(self, name: str) -> str:
-        return "`" + name.replace("`", "``") + "`"
-
-    def execute(self, conn: Any, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with conn.cursor() as cur:
-            cur.execute(sql, list(params) or None)
-            return list(cur.fetchall()) if cur.description else []
-
-    def table_exists(self, conn: Any, table: TableId) -> bool:
-        rows = self.execute(
-            conn,
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            [table.schema, table.name],
-        )
-        return bool(rows)
-
-    def load(
-        self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
-    ) -> int:
-        with self._tmp_lock:
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="redoline-snapshot-")
-        path = os.path.join(self._tmp.name, f"chunk-{threading.get_ident()}.tsv")
-        rows = 0
-        with open(path, "wb") as f:
-            for chunk, n in data:
-                f.write(chunk)
-                rows += n
-        if not rows:
-            os.unlink(path)
-            return 0
-        targets, sets = [], []
-        for i, name in enumerate(columns):
-            kind = schema.column(name).kind
-            if kind == "bytes":
-                targets.append(f"@v{i}")
-                sets.append(f"{self.q(name)} = UNHEX(@v{i})")
-            elif kind == "bit":
-                targets.append(f"@v{i}")
-                sets.append(f"{self.q(name)} = CAST(CONV(@v{i}, 2, 10) AS UNSIGNED)")
-            else:
-                targets.append(self.q(name))
-        statement = (
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote_table(table, 'mysql')} "
-            "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' "
-            f"LINES TERMINATED BY '\\n' ({', '.join(targets)})"
-            + (f" SET {', '.join(sets)}" if sets else "")
-        )
-        try:
-            with conn.cursor() as cur:
-                loaded = cur.execute(statement, [path])
-                # LOCAL turns errors into warnings (duplicates skipped, values truncated):
-                # a snapshot that silently changed data would be worse than a failed one
-                if cur.warning_count:
-                    cur.execute("SHOW WARNINGS LIMIT 3")
-                    what = "; ".join(str(w[2]) for w in cur.fetchall())
-                    raise SchemaError(
-                        f"loading {table} gave {cur.warning_count} warning(s): {what}",
-                        hint="the target table's types do not hold the source's values; "
-                        "create it yourself with wider types and run the snapshot again",
-                    )
-        finally:
-            os.unlink(path)
-        if loaded != rows:
-            raise SchemaError(f"loading {table} stored {loaded} of {rows} rows")
-        return rows
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-def _target(db: Database) -> _Target:
-    if db.engine == "postgresql":
-        return _PostgresTarget(db)
-    if db.engine == "duckdb":
-        return _DuckDBTarget(db)
-    if db.dialect == "mysql":
-        return _MySQLTarget(db)
-    raise ConfigError(
-        f"snapshot into {db.engine} targets is not supported",
-        hint="snapshot into PostgreSQL, MySQL/MariaDB or DuckDB",
-    )
+def _target(db: Database) -> BulkTarget:
+    """The target engine's bulk path and progress tables (its ``bulk`` role)."""
+    target: BulkTarget = db.descriptor.role("bulk").BulkTarget(db)
+    return target
 
 
 def _check_not_source(
@@ -439,9 +159,9 @@ def _check_not_source(
 ) -> None:
     """Refuse to load a table into itself (the load starts by emptying the target table)."""
     a, b = source.endpoint, target.endpoint
-    if source.dialect != target.dialect or (a.host, a.port) != (b.host, b.port):
+    if source.descriptor is not target.descriptor or (a.host, a.port) != (b.host, b.port):
         return
-    if source.dialect == "postgres" and a.database != b.database:
+    if source.descriptor.database_scopes_schemas and a.database != b.database:
         return
     same = [str(t) for t in tables if options.rename(t) == t]
     if same:
@@ -466,15 +186,15 @@ def load_table_states(target_db: Database, source_id: str) -> list[TableState]:
         conn.close()
 
 
-def _read_states(tgt: _Target, conn: Any, source_id: str) -> list[TableState]:
+def _read_states(tgt: BulkTarget, conn: Any, source_id: str) -> list[TableState]:
     rows = tgt.execute(
         conn,
         tgt.sql(
             "SELECT source_table, target_table, state, start_position, end_position, "
             "rows_loaded, chunks_total, lock_seconds, error, started_at, finished_at, "
-            f"(SELECT count(*) FROM {tgt._state(CHUNKS)} c WHERE c.source_id = t.source_id "
+            f"(SELECT count(*) FROM {tgt.state(CHUNKS)} c WHERE c.source_id = t.source_id "
             "AND c.target_table = t.target_table AND c.done = 1) "
-            f"FROM {tgt._state(TABLES)} t WHERE source_id = %s ORDER BY target_table"
+            f"FROM {tgt.state(TABLES)} t WHERE source_id = %s ORDER BY target_table"
         ),
         [source_id],
     )
@@ -582,8 +302,7 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
         report.rows = sum(j.state.rows for j in jobs)
     finally:
         control.close()
-        if isinstance(tgt, _DuckDBTarget | _MySQLTarget):
-            tgt.close()
+        tgt.close()
     report.seconds = time.monotonic() - started
     if report.failed:
         names = ", ".join(f"{t.source_table} ({t.error})" for t in report.failed)
@@ -603,7 +322,7 @@ def _fail_only(report: SnapshotReport, job: _Job) -> bool:
 
 
 def _prepare(
-    tgt: _Target,
+    tgt: BulkTarget,
     conn: Any,
     session: Any,
     source: Database,
@@ -664,7 +383,7 @@ def _prepare(
                 conn,
                 tgt.sql(
                     f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
-                    f"{tgt._state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
+                    f"{tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
                     "ORDER BY chunk_no"
                 ),
                 [options.source_id, key],
@@ -676,11 +395,11 @@ def _prepare(
             state.rows = sum(int(r[4] or 0) for r in rows if r[3])
         else:
             tgt.begin(conn)
-            tgt.execute(conn, f"DELETE FROM {quote_table(target_name, tgt.dialect)}")
+            tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")
             tgt.execute(
                 conn,
                 tgt.sql(
-                    f"DELETE FROM {tgt._state(CHUNKS)} WHERE source_id = %s AND target_table = %s"
+                    f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"
                 ),
                 [options.source_id, key],
             )
@@ -689,7 +408,7 @@ def _prepare(
                 tgt.execute(
                     conn,
                     tgt.sql(
-                        f"INSERT INTO {tgt._state(CHUNKS)} (source_id, target_table, chunk_no, "
+                        f"INSERT INTO {tgt.state(CHUNKS)} (source_id, target_table, chunk_no, "
                         "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
                     ),
                     [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
@@ -709,7 +428,7 @@ def _prepare(
 
 
 def _reload_changed(
-    tgt: _Target, conn: Any, source: Database, jobs: list[_Job], options: SnapshotOptions
+    tgt: BulkTarget, conn: Any, source: Database, jobs: list[_Job], options: SnapshotOptions
 ) -> list[_Job]:
     """``jobs`` with each table DDL changed under the snapshot's read loaded again from a new
     snapshot (its own start point, so catch-up skips what that snapshot holds, the DDL
@@ -732,7 +451,7 @@ def _reload_changed(
                     continue
                 # created from the old definition by this run and holding no rows to keep:
                 # _prepare creates it again from the new one (catch-up skips the DDL)
-                tgt.execute(conn, f"DROP TABLE {quote_table(job.target, tgt.dialect)}")
+                tgt.execute(conn, f"DROP TABLE {tgt.qt(job.target)}")
             again.append(job)
         if not again:
             break
@@ -771,16 +490,16 @@ def _earliest(session: Any, a: str | None, b: str) -> str | None:
         return None
 
 
-def _save_table(tgt: _Target, conn: Any, source_id: str, s: TableState) -> None:
+def _save_table(tgt: BulkTarget, conn: Any, source_id: str, s: TableState) -> None:
     tgt.execute(
         conn,
-        tgt.sql(f"DELETE FROM {tgt._state(TABLES)} WHERE source_id = %s AND target_table = %s"),
+        tgt.sql(f"DELETE FROM {tgt.state(TABLES)} WHERE source_id = %s AND target_table = %s"),
         [source_id, s.target_table],
     )
     tgt.execute(
         conn,
         tgt.sql(
-            f"INSERT INTO {tgt._state(TABLES)} (source_id, target_table, source_table, state, "
+            f"INSERT INTO {tgt.state(TABLES)} (source_id, target_table, source_table, state, "
             "start_position, end_position, rows_loaded, chunks_total, lock_seconds, error, "
             "started_at, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ),
@@ -801,7 +520,7 @@ def _save_table(tgt: _Target, conn: Any, source_id: str, s: TableState) -> None:
     )
 
 
-def _load_all(tgt: _Target, session: Any, jobs: list[_Job], options: SnapshotOptions) -> None:
+def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: SnapshotOptions) -> None:
     """Read every pending chunk with ``session.workers`` threads and load it."""
     tasks: queue.Queue[tuple[_Job, KeyRange] | None] = queue.Queue()
     for job in jobs:
@@ -823,7 +542,7 @@ def _load_all(tgt: _Target, session: Any, jobs: list[_Job], options: SnapshotOpt
             tgt.execute(
                 conn,
                 tgt.sql(
-                    f"UPDATE {tgt._state(CHUNKS)} SET done = 1, rows_loaded = %s "
+                    f"UPDATE {tgt.state(CHUNKS)} SET done = 1, rows_loaded = %s "
                     "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
                 ),
                 [n, options.source_id, job.state.target_table, chunk.number],

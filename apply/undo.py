@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import importlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 
 from apply.point import PointError, commit_utc
 from connectors.base import Database, RowRejected, TableBatch, Writer
+from connectors.checksum import checksum_sql
 from connectors.errors import ApplyError, ConfigError, SchemaError, Terminal, ToolkitError
 from connectors.model import UNCHANGED, Change, Column, Op, Row, TableId, TableSchema, Value
 
@@ -74,7 +74,7 @@ class UndoSelection:
     def __post_init__(self) -> None:
         given = [self.to_op is not None, self.to_time is not None, bool(self.xids), bool(self.ops)]
         if sum(given) != 1:
-            raise ConfigError("give exactly one of --to-time, --to-op, --xid, --ops")
+            raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
         if self.ops is not None and self.ops[0] > self.ops[1]:
             raise ConfigError(f"--ops {self.ops[0]}..{self.ops[1]}: the range is empty")
 
@@ -563,9 +563,8 @@ def render_undo(
 
 
 def _literals(database: Database) -> Any:
-    """The engine's literal writer (its checksum role module, as verify's repair uses)."""
-    module = importlib.import_module(f"{type(database).__module__}.checksum")
-    return module.Checksum(database)
+    """The engine's literal writer (its checksum role, as verify's repair uses)."""
+    return checksum_sql(database)
 
 
 def _statements(batch: TableBatch, db: Database, cs: Any) -> list[str]:

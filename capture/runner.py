@@ -216,6 +216,9 @@ def _run_once(
         **options.reader_options,
         "catalog": dict(catalog),
         "trail_dir": writer.directory,
+        # the columns a [tables.columns] view keeps: a reader that looks for column changes
+        # on its own (PostgreSQL) ignores the others
+        "column_subset": options.filters.column_subset,
     }
     reader = db.open_log(
         start,

@@ -1,4 +1,4 @@
-"""The small protocol every engine implements, and the registry that finds them.
+"""The small protocol every engine implements (engines are found by :mod:`connectors.engine`).
 
 Capture, apply and verify talk to an engine only through a :class:`Database` and its capability
 flags; "where does MySQL differ?" is answered in ``connectors/mysql/`` and nowhere else.
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 import fnmatch
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from connectors.endpoint import Endpoint
-from connectors.errors import ConfigError, PrerequisiteError
+from connectors.engine import EngineDescriptor, get_engine
+from connectors.errors import PrerequisiteError
 from connectors.model import Op, Row, TableId, TableSchema, Value
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ __all__ = [
     "CheckItem",
     "Database",
     "RowRejected",
+    "SourceSetup",
     "TableBatch",
     "TableFilter",
     "Writer",
@@ -73,31 +75,41 @@ class TableFilter:
 
 
 class Database(abc.ABC):
-    """A connection factory plus introspection and prerequisite checks for one engine."""
+    """A connection factory plus introspection and prerequisite checks for one engine.
 
-    #: engine name as in :data:`connectors.endpoint.ENGINES` values
+    A subclass names its :class:`connectors.engine.EngineDescriptor` in ``descriptor``; the
+    engine's name, dialect and capability flags are copied from it onto the class (the
+    descriptor documents each one), so code asks ``db.has_log``, never the engine's name.
+    """
+
+    #: the engine's descriptor (connectors/<engine>/descriptor.py)
+    descriptor: ClassVar[EngineDescriptor]
+    #: engine name (``descriptor.name``)
     engine: ClassVar[str]
     #: sqlglot dialect used to translate DDL to and from this engine
     dialect: ClassVar[str]
-    #: the engine has physical row ids a rowid map can use (Oracle ROWID)
+    #: capability flags, documented on :class:`connectors.engine.EngineDescriptor`
     has_row_ids: ClassVar[bool] = False
-    #: a MySQL "database" is a schema; on PostgreSQL/DuckDB schemas live inside a database
     schema_is_database: ClassVar[bool] = False
-    #: the engine has a transaction log redoline can capture from
     has_log: ClassVar[bool] = False
-    #: the source keeps the reader's start itself (a PostgreSQL slot): an empty trail starts
-    #: there, not at the current end of the log
     keeps_position: ClassVar[bool] = False
-    #: how this engine's log positions are written and ordered (recorded in the trail header,
-    #: so apply orders positions through :func:`position_comparator` without a connection)
     position_scheme: ClassVar[str] = ""
-    #: text compares case-insensitively by default (MySQL's default collations), so a
-    #: ``[tables.where]`` predicate evaluated in Python must too
     text_compare_ci: ClassVar[bool] = False
-    #: table names that differ only in case name the same table here (as a target)
     folds_table_names: ClassVar[bool] = False
-    #: column names that differ only in case name the same column here (as a target)
     folds_column_names: ClassVar[bool] = False
+    #: DB-API parameter placeholder (``%s`` or ``?``)
+    placeholder: ClassVar[str] = "%s"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        engine = cls.__dict__.get("descriptor")
+        if engine is None:
+            return
+        cls.engine = engine.name
+        cls.dialect = engine.dialect
+        cls.placeholder = engine.placeholder
+        for flag in _FLAGS:
+            setattr(cls, flag, getattr(engine, flag))
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -109,9 +121,11 @@ class Database(abc.ABC):
     def connect(self, **kwargs: Any) -> Any:
         """A new DB-API connection; driver errors mapped to :mod:`connectors.errors`."""
 
+    @staticmethod
     @abc.abstractmethod
-    def quote(self, identifier: str) -> str:
-        """``identifier`` quoted for this dialect (always quote; never trust names)."""
+    def quote(identifier: str) -> str:
+        """``identifier`` quoted for this dialect (always quote; never trust names). Static:
+        code that knows only a dialect quotes through the engine's class."""
 
     def qualified(self, table: TableId) -> str:
         return f"{self.quote(table.schema)}.{self.quote(table.name)}"
@@ -157,54 +171,85 @@ class Database(abc.ABC):
 
         ``tables`` lets the reader drop other tables' changes before decoding them.
         """
-        raise NotImplementedError(f"{self.engine} has no log to capture from")
+        self.descriptor.role("log_reader")
+        raise NotImplementedError(f"{self.engine} does not build its log reader")
 
     # ------------------------------------------------------------------ writing (targets)
 
     def open_writer(self) -> Writer:
-        """A :class:`Writer` on a new connection (``connectors/<engine>/writer.py``)."""
-        module = importlib.import_module(type(self).__module__ + ".writer")
-        writer: Writer = module.open_writer(self)
+        """A :class:`Writer` on a new connection (the engine's ``writer`` role)."""
+        writer: Writer = self.descriptor.role("writer").open_writer(self)
         return writer
 
     def end_position(self) -> str:
         """The source's current end-of-log position."""
-        raise NotImplementedError(f"{self.engine} has no log to capture from")
+        self.descriptor.role("log_reader")
+        raise NotImplementedError(f"{self.engine} does not tell its end position")
 
-    @staticmethod
-    def compare_positions(a: str, b: str) -> int:
-        """-1, 0 or 1 as position ``a`` is before, equal to, or after ``b`` (no connection:
-        :func:`position_comparator` hands it out by engine name)."""
-        raise NotImplementedError("this engine has no log to capture from")
+    @classmethod
+    def compare_positions(cls, a: str, b: str) -> int:
+        """-1, 0 or 1 as position ``a`` is before, equal to, or after ``b`` (the engine's
+        ``positions`` role; :func:`position_comparator` hands it out without a connection)."""
+        compare: Callable[[str, str], int] = cls.descriptor.role("positions").compare
+        return compare(a, b)
+
+    # ------------------------------------------------------------------ source preparation
+
+    def prepare_source(
+        self,
+        tables: Sequence[TableId],
+        options: Any,
+        *,
+        trail_dir: Path,
+        source_id: str,
+        timeout: float | None = None,
+    ) -> SourceSetup:
+        """Make the source ready to capture ``tables`` (``redoline init``; the ``prepare``
+        role: PostgreSQL's slot and publication)."""
+        setup: SourceSetup = self.descriptor.role("prepare").prepare_source(
+            self, tables, options, trail_dir=trail_dir, source_id=source_id, timeout=timeout
+        )
+        return setup
+
+    def release_source(self, options: Any, *, trail_dir: Path, source_id: str) -> SourceSetup:
+        """Undo :meth:`prepare_source` for this trail (``redoline drop``)."""
+        setup: SourceSetup = self.descriptor.role("prepare").release_source(
+            self, options, trail_dir=trail_dir, source_id=source_id
+        )
+        return setup
 
 
-_REGISTRY = {
-    "mysql": ("connectors.mysql", "MySQL"),
-    "postgresql": ("connectors.postgres", "PostgreSQL"),
-    "duckdb": ("connectors.duckdb", "DuckDB"),
-}
+#: capability flags a Database copies from its descriptor
+_FLAGS = (
+    "has_row_ids",
+    "schema_is_database",
+    "has_log",
+    "keeps_position",
+    "position_scheme",
+    "text_compare_ci",
+    "folds_table_names",
+    "folds_column_names",
+)
+
+
+@dataclass(frozen=True)
+class SourceSetup:
+    """What ``prepare_source`` / ``release_source`` did: ``--json`` fields, lines for people."""
+
+    fields: dict[str, Any]
+    lines: list[str]
 
 
 def open_database(endpoint: Endpoint) -> Database:
     """The :class:`Database` for ``endpoint``'s engine."""
-    try:
-        module_name, class_name = _REGISTRY[endpoint.engine]
-    except KeyError:
-        raise ConfigError(f"no connector for engine {endpoint.engine!r}") from None
-    module = importlib.import_module(module_name)
-    cls: type[Database] = getattr(module, class_name)
-    return cls(endpoint)
+    return get_engine(endpoint.engine).database_class()(endpoint)
 
 
 def position_comparator(engine: str) -> Callable[[str, str], int]:
-    """How ``engine``'s positions order (``Database.compare_positions``), without connecting:
-    apply orders a trail's positions by the engine its header names."""
-    try:
-        module_name, class_name = _REGISTRY[engine]
-    except KeyError:
-        raise ConfigError(f"no connector for engine {engine!r}") from None
-    cls: type[Database] = getattr(importlib.import_module(module_name), class_name)
-    return cls.compare_positions
+    """How ``engine``'s positions order, without connecting: apply orders a trail's
+    positions by the engine its header names."""
+    compare: Callable[[str, str], int] = get_engine(engine).role("positions").compare
+    return compare
 
 
 def require_ok(items: Sequence[CheckItem], what: str) -> None:

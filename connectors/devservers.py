@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from connectors.errors import PrerequisiteError
 
 __all__ = [
     "PROFILES",
+    "STARTERS",
     "DevServer",
     "find_free_port",
     "log_tail",
@@ -380,6 +382,13 @@ def start_postgres(
         url=f"postgresql://postgres@127.0.0.1:{port}/postgres",
         profile=profile,
     )
+
+
+#: server kind -> how to start one in a directory (``redoline dev-servers up --engine``)
+STARTERS: dict[str, Callable[[Path], DevServer]] = {
+    "mariadb": lambda directory: start_mariadb(directory),
+    "postgresql": lambda directory: start_postgres(directory),
+}
 
 
 def _check_profile(profile: str) -> None:

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigError
 
-__all__ = ["ENGINES", "Endpoint", "Secret"]
+if TYPE_CHECKING:
+    from connectors.engine import EngineDescriptor
 
-#: URL scheme -> engine name. MySQL and MariaDB share a connector.
-ENGINES: Final = {
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "duckdb": "duckdb",
-}
-DEFAULT_PORTS: Final = {"mysql": 3306, "postgresql": 5432}
+__all__ = ["Endpoint", "Secret"]
 
 
 class Secret:
@@ -71,7 +64,13 @@ class Endpoint:
 
     @property
     def engine(self) -> str:
-        return ENGINES[self.scheme]
+        """The engine's name (the URL scheme selects it: :mod:`connectors.engine`)."""
+        return _engine(self.scheme).name
+
+    @property
+    def is_file(self) -> bool:
+        """The URL names a file (DuckDB), not a server."""
+        return _engine(self.scheme).url_is_path
 
     @property
     def param(self) -> dict[str, str]:
@@ -87,18 +86,25 @@ class Endpoint:
                 hint="write it as mariadb://user@host:3306/db, postgresql://user@host/db "
                 "or duckdb:///path/file.duckdb",
             )
+        from connectors.engine import engine_for_scheme, schemes
+
         scheme = url.split("://", 1)[0].lower()
-        if scheme not in ENGINES:
+        engine = engine_for_scheme(scheme)
+        if engine is None:
             raise ConfigError(
                 f"unknown URL scheme {scheme!r} in {_redact(url)!r}",
                 key=key,
-                hint="use one of: " + ", ".join(sorted(ENGINES)),
+                hint="use one of: " + ", ".join(schemes()),
             )
-        if ENGINES[scheme] == "duckdb":
+        if engine.provides("url"):
+            # an engine with URLs of its own shape (ODBC: a DSN or driver attributes)
+            parsed: Endpoint = engine.role("url").parse(url, password=password, key=key)
+            return parsed
+        if engine.url_is_path:
             rest = url.split("://", 1)[1]
             path, _, query = rest.partition("?")
             if not path:
-                raise ConfigError("a duckdb URL needs a file path", key=key)
+                raise ConfigError(f"a {scheme} URL needs a file path", key=key)
             return cls(scheme=scheme, path=path, params=_params(query))
         parts = urllib.parse.urlsplit(url)
         try:
@@ -109,7 +115,7 @@ class Endpoint:
         return cls(
             scheme=scheme,
             host=parts.hostname or "localhost",
-            port=port or DEFAULT_PORTS[ENGINES[scheme]],
+            port=port or engine.default_port,
             user=urllib.parse.unquote(parts.username or ""),
             password=Secret(secret),
             database=urllib.parse.unquote(parts.path.lstrip("/")),
@@ -125,16 +131,20 @@ class Endpoint:
     @property
     def display(self) -> str:
         """The URL without its password: safe for logs, errors and status output."""
-        if self.engine == "duckdb":
+        if self.is_file:
             return f"{self.scheme}://{self.path}"
+        engine = _engine(self.scheme)
+        if engine.provides("url"):
+            shown: str = engine.role("url").display(self)
+            return shown
         user = urllib.parse.quote(self.user) + "@" if self.user else ""
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}/{self.database}{query}"
 
     def url(self) -> str:
         """The full URL including the password. Never log it."""
-        if self.engine == "duckdb" or not self.password:
-            return self.display
+        if self.is_file or _engine(self.scheme).provides("url") or not self.password:
+            return self.display  # an engine with its own URLs puts the password elsewhere
         user = urllib.parse.quote(self.user)
         pw = urllib.parse.quote(self.password.reveal(), safe="")
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""
@@ -145,6 +155,15 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"Endpoint({self.display!r})"
+
+
+def _engine(scheme: str) -> EngineDescriptor:
+    from connectors.engine import engine_for_scheme
+
+    engine = engine_for_scheme(scheme)
+    if engine is None:  # an Endpoint is only built by parse(), which checked the scheme
+        raise ConfigError(f"unknown URL scheme {scheme!r}")
+    return engine
 
 
 def _params(query: str) -> tuple[tuple[str, str], ...]:

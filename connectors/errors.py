@@ -8,8 +8,8 @@ Category is a mixin, so retry code decides by ``isinstance`` and never by messag
 
     ToolkitError                      exit_code
     ├── ConfigError                       2   bad TOML, unknown key, bad URL, missing value
-    ├── MissingDependencyError            2   optional driver not installed
-    ├── ConnectError (Transient)          3   host unreachable, connection dropped
+    ├── ConnectionFailure                 3   (no category: one of these three)
+    │   ├── ConnectError (Transient)      3   host unreachable, connection dropped
     │   ├── AuthError (Terminal)          3   wrong password / user not allowed
     │   └── ConnectSetupError (Terminal)  3   TLS refused or unverifiable, host name unknown
     ├── MissingObjectError (Terminal)     3   database, schema or table does not exist
@@ -38,9 +38,9 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectSetupError",
+    "ConnectionFailure",
     "DefinitionChangedError",
     "LockedError",
-    "MissingDependencyError",
     "MissingObjectError",
     "PrerequisiteError",
     "ReplicationError",
@@ -97,31 +97,25 @@ class ConfigError(ToolkitError, Terminal):
         super().__init__(where + message, hint=hint)
 
 
-class MissingDependencyError(ToolkitError, Terminal):
-    """An optional driver is not installed."""
+class ConnectionFailure(ToolkitError):
+    """A connection failed; the subclass says whether retrying can help."""
 
-    exit_code = 2
-
-    def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"the Python module {module!r} is not installed",
-            hint=f"pip install 'redoline[{extra}]'",
-        )
+    exit_code = 3
 
 
-class ConnectError(ToolkitError, Transient):
+class ConnectError(ConnectionFailure, Transient):
     """The database could not be reached, or the connection dropped."""
 
     exit_code = 3
 
 
-class AuthError(ConnectError, Terminal):
+class AuthError(ConnectionFailure, Terminal):
     """The server refused the credentials."""
 
     exit_code = 3
 
 
-class ConnectSetupError(ConnectError, Terminal):
+class ConnectSetupError(ConnectionFailure, Terminal):
     """The connection cannot work as configured (TLS, host name): retrying will not help."""
 
     exit_code = 3

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "ROW_KEY",
     "UNCHANGED",
     "Change",
     "Column",
@@ -50,6 +51,9 @@ __all__ = [
     "Unchanged",
     "Value",
 ]
+
+#: the surrogate key column apply adds to keyless target tables of row-id sources (apply/rowid.py)
+ROW_KEY: Final = "redoline_row_key"
 
 
 class Unchanged:

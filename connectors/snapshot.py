@@ -23,7 +23,6 @@ Formats (``fmt`` arguments):
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -139,8 +138,7 @@ def open_snapshot(
     one-off copy. ``options`` are the engine's own (PostgreSQL: the slot's names and the
     trail directory it belongs to); an engine ignores the ones it does not know.
     """
-    module = importlib.import_module(type(db).__module__ + ".snapshot")
-    session: SnapshotSession = module.open_snapshot(
+    session: SnapshotSession = db.descriptor.role("snapshot").open_snapshot(
         db, workers, tables=tables, capture=capture, options=options
     )
     return session

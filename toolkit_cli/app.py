@@ -67,38 +67,35 @@ def _global(
     setup_logging(verbose, quiet)
 
 
-# Sub-commands live in toolkit_cli/commands/<name>.py. A module that defines `app` (a
-# typer.Typer) becomes a command group; one that defines `register(app)` adds commands.
-_COMMAND_MODULES = [
+# Sub-commands live in toolkit_cli/commands/<name>.py, in this order in --help. A module that
+# defines `register(app)` adds its commands; one that defines `app` (a typer.Typer) becomes a
+# command group. A missing module is an ImportError at start, never a silently absent command.
+_COMMAND_MODULES = (
     "check",
     "devservers",
     "trail",
     "capture",
     "ship",
-    "pgslot",
+    "prepare",
     "apply",
     "snapshot",
-    "sync",
     "status",
     "verify",
-    "replay",
     "undo",
+    "mark",
     "demo",
-]
+)
 
 
 def _wire() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"toolkit_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"toolkit_cli.commands.{name}":
-                continue  # not built yet
-            raise
+        module = importlib.import_module(f"toolkit_cli.commands.{name}")
         if hasattr(module, "register"):
             module.register(app)
         elif hasattr(module, "app"):
             app.add_typer(module.app, name=getattr(module, "NAME", name))
+        else:
+            raise ImportError(f"toolkit_cli.commands.{name} defines neither register nor app")
 
 
 _wire()

@@ -8,6 +8,7 @@ appear in ``repr``, logs or messages. The reference for every key is ``docs/conf
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from typing import Any
 
 from connectors.base import TableFilter
 from connectors.endpoint import Endpoint
+from connectors.engine import get_engine, source_option_keys
 from connectors.errors import ConfigError
 from connectors.model import TableId
 
@@ -44,16 +46,8 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
-    "source": {
-        "url",
-        "password",
-        "id",
-        "server_id",
-        "decoder",
-        "slot",
-        "publication",
-        "retry_for",
-    },
+    # plus each engine's own keys (its descriptor's options: _source_keys)
+    "source": {"url", "password", "id", "retry_for"},
     "target": {"url", "password", "id", "retry_for"},
     "trail": {
         "dir",
@@ -75,6 +69,7 @@ _KEYS: dict[str, set[str]] = {
         "skip_ddl",
         "source_column",
         "ignore_origins",
+        "delay",
     },
     "snapshot": {"workers", "chunk_rows"},
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
@@ -92,24 +87,22 @@ class SourceConfig:
     endpoint: Endpoint
     #: the id stamped on every transaction (origin) and on the trail; default: the name
     id: str
-    #: server id our binlog client announces to MySQL/MariaDB (must be unique among replicas)
-    server_id: int = 4_199_001
-    #: MySQL/MariaDB row decoder: "fast" (connectors/mysql/fastrows.py) or "library"
-    decoder: str = "fast"
-    #: PostgreSQL replication slot (None: the trail's recorded one, else derived from the
-    #: pipeline; connectors/postgres/ownership.py)
-    slot: str | None = None
-    #: PostgreSQL publication (None: the trail's recorded one, else the slot's name)
-    publication: str | None = None
     #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
     #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
     retry_for: float | None = None
+    #: the engine-specific keys as written (file, then flags); read them typed through
+    #: :attr:`options`
+    settings: tuple[tuple[str, Any], ...] = ()
 
-    def slot_options(self) -> dict[str, str]:
-        """The slot and publication names the source's reader and snapshot take, when set
-        (engines without a slot ignore them)."""
-        names = {"slot": self.slot, "publication": self.publication}
-        return {k: v for k, v in names.items() if v is not None}
+    @property
+    def options(self) -> Any:
+        """The engine's typed options (``connectors/<engine>/descriptor.py``: MySQL
+        ``server_id`` and ``decoder``, PostgreSQL ``slot`` and ``publication``)."""
+        return get_engine(self.endpoint.engine).parse_options(dict(self.settings))
+
+    def engine_options(self) -> dict[str, Any]:
+        """:attr:`options` as the keyword dict the engine's reader and snapshot take."""
+        return {k: v for k, v in dataclasses.asdict(self.options).items() if v is not None}
 
     def retry_budget(self, until_caught_up: bool) -> float | None:
         """How long this run may retry: cron runs must end, services may wait forever."""
@@ -232,6 +225,9 @@ class ApplyConfig:
     source_column: str | None = None
     #: loop guard of a bidirectional/cascading topology: origins not applied (default none)
     ignore_origins: tuple[str, ...] = ()
+    #: delayed replica: seconds a transaction's source commit time must be older than before
+    #: it is applied (0: none)
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -393,9 +389,13 @@ def load(
     target_password: str | None = None,
     slot: str | None = None,
     publication: str | None = None,
+    source_options: dict[str, Any] | None = None,
 ) -> Config:
     """Load the configuration: ``path`` (or ``$REDOLINE_CONFIG``, or ``./redoline.toml`` if it
-    exists), then environment overrides, then these arguments (the command-line flags)."""
+    exists), then environment overrides, then these arguments (the command-line flags).
+
+    ``source_options`` (and ``slot``/``publication``) override engine-specific ``[source]``
+    keys; an engine checks its own."""
     explicit = path is not None or ENV_CONFIG in os.environ
     file = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_FILE)
     raw: dict[str, Any] = {}
@@ -424,12 +424,10 @@ def load(
     src_pw = source_password or os.environ.get(ENV_SOURCE_PASSWORD)
     if src_url or src_pw:
         sources = _override(sources, src_url, src_pw, "source", SourceConfig)
-    for key, value in (("slot", slot), ("publication", publication)):
-        if value is not None:
-            problem = _pg_name_problem(value)
-            if problem is not None:
-                raise ConfigError(f"--{key}: {problem}")
-            sources = {n: replace(src, **{key: value}) for n, src in sources.items()}
+    flags = {"slot": slot, "publication": publication, **(source_options or {})}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if flags:
+        sources = {n: _with_settings(src, flags) for n, src in sources.items()}
     tgt_url = target or os.environ.get(ENV_TARGET_URL)
     tgt_pw = target_password or os.environ.get(ENV_TARGET_PASSWORD)
     if tgt_url or tgt_pw:
@@ -461,6 +459,7 @@ def load(
         skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
         source_column=apply_raw.get("source_column"),
         ignore_origins=_origins(apply_raw, doc),
+        delay=_duration(apply_raw, doc, "apply", "delay"),
     )
     snap_raw = _section(raw, doc, "snapshot")
     verify_raw = _section(raw, doc, "verify")
@@ -511,12 +510,12 @@ def _check_sections(raw: dict[str, Any], doc: _Doc) -> None:
 def _section(raw: dict[str, Any], doc: _Doc, name: str) -> dict[str, Any]:
     section = raw.get(name, {})
     for key in section:
-        if key not in _KEYS[name]:
+        if key not in _keys(name):
             raise doc.error(
                 f"unknown key {key!r}",
                 name,
                 key,
-                hint=f"keys of [{name}]: " + ", ".join(sorted(_KEYS[name])),
+                hint=f"keys of [{name}]: " + ", ".join(sorted(_keys(name))),
             )
     return {k: _interpolate(v, doc, name, k) for k, v in section.items()}
 
@@ -531,7 +530,7 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
         if not isinstance(body, dict):
             raise doc.error(f"[{label}] must be a section", label)
         for key in body:
-            if key not in _KEYS[kind]:
+            if key not in _keys(kind):
                 raise doc.error(f"unknown key {key!r}", label, key)
         entries[name] = (label, {k: _interpolate(v, doc, label, k) for k, v in body.items()})
     out = {}
@@ -548,34 +547,42 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
             "endpoint": endpoint,
             "id": str(body.get("id", name)),
         }
-        if kind == "source" and "server_id" in body:
-            kwargs["server_id"] = _int(body, doc, label, "server_id", 0)
-        if kind == "source" and "decoder" in body:
-            if body["decoder"] not in ("fast", "library"):
-                raise doc.error(
-                    f'must be "fast" or "library", not {body["decoder"]!r}', label, "decoder"
-                )
-            kwargs["decoder"] = body["decoder"]
+        if kind == "source":
+            engine_keys = _source_keys()
+            kwargs["settings"] = tuple((k, v) for k, v in body.items() if k in engine_keys)
         if "retry_for" in body:
             try:
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:
                 raise doc.error(str(exc), label, "retry_for") from None
-        for key in ("slot", "publication"):
-            if kind == "source" and key in body:
-                problem = _pg_name_problem(body[key])
-                if problem is not None:
-                    raise doc.error(problem, label, key)
-                kwargs[key] = body[key]
         out[name] = cls(**kwargs)
+        if kind == "source":
+            try:
+                out[name].options  # noqa: B018 (the engine checks its keys now)
+            except ValueError as exc:
+                raise doc.error(exc.args[1], label, exc.args[0]) from None
     return out
 
 
-def _pg_name_problem(value: Any) -> str | None:
-    """Why ``value`` cannot name a PostgreSQL slot or publication (None: it can)."""
-    from connectors.postgres.ownership import name_problem
+def _keys(section: str) -> set[str]:
+    """The keys ``[section]`` takes (a source's include every engine's own)."""
+    return _KEYS[section] | _source_keys() if section == "source" else _KEYS[section]
 
-    return name_problem(value)
+
+def _source_keys() -> set[str]:
+    """Every engine's own ``[source]`` keys."""
+    return set(source_option_keys())
+
+
+def _with_settings(src: SourceConfig, flags: dict[str, Any]) -> SourceConfig:
+    """``src`` with command-line values for engine keys, checked by its engine."""
+    merged = {**dict(src.settings), **flags}
+    out = replace(src, settings=tuple(merged.items()))
+    try:
+        out.options  # noqa: B018
+    except ValueError as exc:
+        raise ConfigError(f"--{exc.args[0].replace('_', '-')}: {exc.args[1]}") from None
+    return out
 
 
 def _override(
@@ -717,6 +724,15 @@ def parse_duration(value: Any) -> float:
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds
+
+
+def _duration(raw: dict[str, Any], doc: _Doc, section: str, key: str) -> float:
+    if key not in raw:
+        return 0.0
+    try:
+        return parse_duration(raw[key])
+    except ValueError as exc:
+        raise doc.error(str(exc), section, key) from None
 
 
 def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float) -> float:

@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -99,8 +99,10 @@ def load_config(
     trail: Path | None = None,
     slot: str | None = None,
     publication: str | None = None,
+    source_options: dict[str, Any] | None = None,
 ) -> config_mod.Config:
-    """The configuration with the command's flags applied on top (flag > env > file)."""
+    """The configuration with the command's flags applied on top (flag > env > file);
+    ``source_options``: flags of engine-specific ``[source]`` keys (the engine checks them)."""
     return config_mod.load(
         config,
         source=source,
@@ -108,6 +110,7 @@ def load_config(
         trail=trail,
         slot=slot,
         publication=publication,
+        source_options=source_options,
     )
 
 

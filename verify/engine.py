@@ -39,9 +39,11 @@ from typing import Any
 
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
+from connectors.checkpoint import read_checkpoints
+from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
-from connectors.model import Column, TableId, TableSchema
-from verify.dialect import ChecksumSQL, Session, canonical_kind, checksum_sql
+from connectors.model import ROW_KEY, Column, TableId, TableSchema
+from verify.dialect import canonical_kind
 from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
 
 __all__ = [
@@ -301,6 +303,16 @@ class _Run:
                 f"of {pair.source}",
                 hint="compare a subset with [tables] columns, or add the columns",
             )
+        if pair.columns is None:
+            # the whole table is replicated: a column only the target has is a difference
+            # no row comparison shows (a dropped source column the target kept)
+            extra = [
+                n for n in tschema.column_names if n not in sschema.column_names and n != ROW_KEY
+            ]
+            if extra:
+                result.schema_diffs.append(
+                    f"the target has column(s) {', '.join(extra)} that {pair.source} does not"
+                )
         scols = [sschema.column(n) for n in names]
         tcols = [tschema.column(n) for n in names]
         canons = [canonical_kind(s, t) for s, t in zip(scols, tcols, strict=True)]
@@ -862,20 +874,15 @@ def wait_for_apply(
 
 def _checkpoint_positions(target: Database) -> list[str | None] | None:
     """Every applier's last applied position on ``target``; None without a checkpoint."""
-    from connectors.sqlwriter import CHECKPOINT_SCHEMA, CHECKPOINT_TABLE
-
-    table = target.qualified(TableId(CHECKPOINT_SCHEMA, CHECKPOINT_TABLE))
     try:
         session = checksum_sql(target).session()
     except ToolkitError:
         return None
     try:
-        rows = session.query(f"SELECT position FROM {table}")
-    except ToolkitError:
-        return None  # no checkpoint table: nothing replicates into this target
+        found = read_checkpoints(target, session.query)
     finally:
         session.close()
-    return [None if r[0] is None else str(r[0]) for r in rows]
+    return None if found is None else [c.position for c in found]
 
 
 def raise_for_errors(result: VerifyResult) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from connectors.base import Database
+from connectors.checksum import ChecksumSQL, checksum_sql
 from connectors.model import Column
-from verify.dialect import ChecksumSQL, canonical_kind, checksum_sql
+from verify.dialect import canonical_kind
 from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
 
 __all__ = ["TableRepair", "execute_repair", "render_script", "repair_plan"]

@@ -43,8 +43,7 @@ from connectors.base import TableFilter  # noqa: E402
 from connectors.endpoint import Endpoint  # noqa: E402
 from connectors.log import RowEvent  # noqa: E402
 from connectors.mysql import MySQL  # noqa: E402
-from connectors.mysql.binlog import _stream_connect  # noqa: E402
-from connectors.mysql.fastrows import PacketReader  # noqa: E402
+from connectors.mysql.packets import PacketReader, stream_connect  # noqa: E402
 from connectors.mysql.positions import BinlogPosition  # noqa: E402
 
 
@@ -63,7 +62,7 @@ def floor_rate(
         auto_position=pos.gtid,
         blocking=True,
         enable_logging=False,
-        pymysql_wrapper=_stream_connect,
+        pymysql_wrapper=stream_connect,
     )
     t0 = time.perf_counter()
     stream.fetchone()  # connects and starts the dump (the first, fake ROTATE event)

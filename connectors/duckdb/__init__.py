@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import duckdb
 
 from connectors.base import CheckItem, Database, TableFilter
+from connectors.duckdb.descriptor import ENGINE
 from connectors.errors import ConnectError, MissingObjectError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
 
@@ -51,10 +52,7 @@ _SIMPLE = {
 class DuckDB(Database):
     """A DuckDB database file (or ``:memory:``)."""
 
-    engine: ClassVar[str] = "duckdb"
-    dialect: ClassVar[str] = "duckdb"
-    folds_table_names: ClassVar[bool] = True
-    folds_column_names: ClassVar[bool] = True
+    descriptor = ENGINE
 
     @property
     def path(self) -> str:
@@ -79,7 +77,8 @@ class DuckDB(Database):
         except duckdb.Error as exc:
             raise ToolkitError(f"cannot open DuckDB file {path!r}: {exc}") from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
     def list_tables(self, table_filter: TableFilter | None = None) -> list[TableId]:

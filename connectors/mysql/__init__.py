@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 import pymysql.cursors
 
 from connectors.base import CheckItem, Database, TableFilter
 from connectors.endpoint import Endpoint
-from connectors.errors import (
-    AuthError,
-    ConnectError,
-    DefinitionChangedError,
-    MissingObjectError,
-    ToolkitError,
-    connect_setup_error,
-)
+from connectors.errors import MissingObjectError
 from connectors.model import Column, TableId, TableSchema
+from connectors.mysql.descriptor import ENGINE
+from connectors.mysql.errors import map_error
 from connectors.sqlwriter import CHECKPOINT_SCHEMA
 
 if TYPE_CHECKING:
@@ -72,61 +67,10 @@ def mysql_connect_args(endpoint: Endpoint, **overrides: Any) -> dict[str, Any]:
     return args
 
 
-def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
-    """Translate a pymysql error into the redoline hierarchy (message names the endpoint)."""
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    text = exc.args[1] if len(exc.args) > 1 else str(exc)
-    where = endpoint.display
-    if code in (1045, 1044, 1698):
-        return AuthError(
-            f"{where}: the server refused the login ({text})",
-            hint='check the user and password (url, password = "${ENV}" or '
-            "REDOLINE_SOURCE_PASSWORD / REDOLINE_TARGET_PASSWORD)",
-        )
-    if code == 1049:
-        return MissingObjectError(
-            f"{where}: database {endpoint.database!r} does not exist",
-            hint=f"create it (CREATE DATABASE `{endpoint.database}`) or fix the URL",
-        )
-    setup = connect_setup_error(where, str(text))
-    if setup is not None:
-        return setup
-    if code in (2003, 2002, 2005, 2006, 2013, 2055):
-        return ConnectError(
-            f"{where}: cannot reach the server ({text})",
-            hint="is the server running and the host/port right? is a firewall in the way?",
-        )
-    if code == 1146:
-        return MissingObjectError(f"{where}: {text}")
-    if code == 1412:
-        # ER_TABLE_DEF_CHANGED: DDL (TRUNCATE, ALTER, RENAME ...) on a table after the
-        # consistent-read transaction began; the transaction cannot read that table any more
-        return DefinitionChangedError(
-            f"{where}: the table's definition changed while the snapshot read it ({text})",
-            hint="DDL ran on the table during the snapshot; run sync (or snapshot) again: "
-            "the table is loaded again from a new snapshot",
-        )
-    return (
-        ConnectError(f"{where}: {text}")
-        if code and code >= 2000
-        else ToolkitError(f"{where}: {text}")
-    )
-
-
 class MySQL(Database):
     """MySQL 8 and MariaDB 10.5+."""
 
-    engine: ClassVar[str] = "mysql"
-    dialect: ClassVar[str] = "mysql"
-    #: column names are case-insensitive in MySQL/MariaDB; table names follow the file system
-    #: (lower_case_table_names=0 on Linux: distinct)
-    folds_column_names: ClassVar[bool] = True
-    schema_is_database: ClassVar[bool] = True
-    #: the binlog is read by connectors.mysql.binlog (ROW format, FULL image and metadata)
-    has_log: ClassVar[bool] = True
-    #: ``gtid@file:pos`` or ``file:pos`` (connectors.mysql.positions)
-    position_scheme: ClassVar[str] = "mysql-binlog"
-    text_compare_ci: ClassVar[bool] = True
+    descriptor = ENGINE
 
     def connect(self, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         try:
@@ -134,7 +78,8 @@ class MySQL(Database):
         except pymysql.err.MySQLError as exc:
             raise map_error(exc, self.endpoint) from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return "`" + identifier.replace("`", "``") + "`"
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -218,12 +163,6 @@ class MySQL(Database):
         from connectors.mysql.binlog import end_position
 
         return end_position(self)
-
-    @staticmethod
-    def compare_positions(a: str, b: str) -> int:
-        from connectors.mysql.positions import compare
-
-        return compare(a, b)
 
     # ------------------------------------------------------------------ checks
 

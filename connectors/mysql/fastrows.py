@@ -33,9 +33,6 @@ CRC32 when ``binlog_checksum=CRC32``.
 
 from __future__ import annotations
 
-import codecs
-import datetime as dt
-import decimal
 import logging
 import struct
 import zlib
@@ -43,10 +40,47 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import pymysql
-import pymysql.connections
-
-from connectors.model import Json, Row, Value
+from connectors.model import Row
+from connectors.mysql.values import (
+    T_BIT,
+    T_BLOB,
+    T_DATE,
+    T_DATETIME,
+    T_DATETIME2,
+    T_DECIMAL,
+    T_DOUBLE,
+    T_ENUM,
+    T_FLOAT,
+    T_GEOMETRY,
+    T_INT24,
+    T_JSON,
+    T_LONG,
+    T_LONG_BLOB,
+    T_LONGLONG,
+    T_MEDIUM_BLOB,
+    T_NEWDATE,
+    T_NEWDECIMAL,
+    T_NULL,
+    T_SET,
+    T_SHORT,
+    T_STRING,
+    T_TIME,
+    T_TIME2,
+    T_TIMESTAMP,
+    T_TIMESTAMP2,
+    T_TINY,
+    T_TINY_BLOB,
+    T_VAR_STRING,
+    T_VARCHAR,
+    T_YEAR,
+    ColumnHints,
+    Convert,
+    Spec,
+    Unsupported,
+    codec,
+    column_spec,
+    text_decoder,
+)
 
 __all__ = [
     "MAX_PATTERNS",
@@ -93,14 +127,6 @@ ROWS_EVENTS: Final[dict[int, tuple[str, bool, bool]]] = {
     DELETE_C1: ("delete", False, True),
 }
 
-# column types (include/mysql_com.h enum_field_types)
-T_DECIMAL, T_TINY, T_SHORT, T_LONG, T_FLOAT, T_DOUBLE, T_NULL = 0, 1, 2, 3, 4, 5, 6
-T_TIMESTAMP, T_LONGLONG, T_INT24, T_DATE, T_TIME, T_DATETIME, T_YEAR = 7, 8, 9, 10, 11, 12, 13
-T_NEWDATE, T_VARCHAR, T_BIT, T_TIMESTAMP2, T_DATETIME2, T_TIME2 = 14, 15, 16, 17, 18, 19
-T_JSON, T_NEWDECIMAL, T_ENUM, T_SET = 245, 246, 247, 248
-T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB, T_BLOB = 249, 250, 251, 252
-T_VAR_STRING, T_STRING, T_GEOMETRY = 253, 254, 255
-
 # Columns the SIGNEDNESS metadata has one bit for. YEAR is one (the server counts every integer
 # field); BIT is not — checked against MariaDB 10.11's table maps.
 _NUMERIC = frozenset(
@@ -113,17 +139,6 @@ _M_SIGNEDNESS, _M_DEFAULT_CHARSET, _M_COLUMN_CHARSET, _M_COLUMN_NAME = 1, 2, 3, 
 _M_SET_STR_VALUE, _M_ENUM_STR_VALUE, _M_GEOMETRY_TYPE, _M_SIMPLE_PK = 5, 6, 7, 8
 _M_PK_WITH_PREFIX, _M_ENUM_SET_DEFAULT_CHARSET, _M_ENUM_SET_COLUMN_CHARSET = 9, 10, 11
 _M_VISIBILITY = 12
-
-UTC = dt.UTC
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-_DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
-#: server charset name -> Python codec; the library's table already says cp1252 for latin1,
-#: the name is mapped too so a bare "latin1" never decodes 0x80-0x9F as ISO-8859-1
-_TEXT_CODECS = {"utf8mb4": "utf-8", "utf8mb3": "utf-8", "utf8": "utf-8", "latin1": "cp1252"}
-
-
-class Unsupported(Exception):
-    """The fast decoder cannot decode this table; the library path takes it (reason in args)."""
 
 
 # ------------------------------------------------------------------------ small readers
@@ -222,17 +237,17 @@ class FastTableMap:
     cache_key: bytes
     #: why the fast decoder cannot take this table (None: it can)
     unsupported: str | None = None
-    _decoders: dict[frozenset[str], RowDecoder] = field(default_factory=dict)
+    _decoders: dict[ColumnHints, RowDecoder] = field(default_factory=dict)
 
     @property
     def column_count(self) -> int:
         return len(self.columns)
 
-    def decoder(self, names: tuple[str, ...], json_columns: frozenset[str]) -> RowDecoder:
-        """The row decoder for this definition (built once; ``json_columns``: MariaDB JSON)."""
-        dec = self._decoders.get(json_columns)
+    def decoder(self, names: tuple[str, ...], hints: ColumnHints) -> RowDecoder:
+        """The row decoder for this definition (built once per catalog ``hints``)."""
+        dec = self._decoders.get(hints)
         if dec is None:
-            dec = self._decoders[json_columns] = RowDecoder(self.columns, names, json_columns)
+            dec = self._decoders[hints] = RowDecoder(self.columns, names, hints)
         return dec
 
 
@@ -415,14 +430,14 @@ def _parse_columns(tm: FastTableMap, key: bytes, pos: int, dbms: str) -> None:
                 raise Unsupported(f"no labels for ENUM/SET column {col.name!r}")
             col.raw_labels = raw
             # the labels are in the column's charset (latin1's 'é' is the byte 0xE9)
-            codec = _codec(col) or "utf-8"
+            label_codec = codec(col) or "utf-8"
             try:
-                decode = text_decoder(codec)
+                decode = text_decoder(label_codec)
                 labels = [str(decode(lab)) for lab in raw]
             except (UnicodeDecodeError, LookupError):
                 # the library turns such labels into '' (silently wrong): refuse instead
                 raise Unsupported(
-                    f"ENUM/SET labels of {col.name!r} are not valid {codec}"
+                    f"ENUM/SET labels of {col.name!r} are not valid {label_codec}"
                 ) from None
             if col.type == T_ENUM:
                 col.enum_values = ["", *labels]
@@ -459,14 +474,14 @@ def _check_decodable(col: FastColumn) -> None:
         raise Unsupported(f"column {col.name!r} is MySQL binary JSON")
     if col.type not in _SUPPORTED:
         raise Unsupported(f"column {col.name!r} has binlog type {col.type}")
-    _spec(col, False)  # raises Unsupported now rather than when the first row arrives
-    codec = _codec(col)
-    if codec is not None:
+    column_spec(col)  # raises Unsupported now rather than when the first row arrives
+    name = codec(col)
+    if name is not None:
         try:
-            "".encode(codec)
+            "".encode(name)
         except LookupError:
             raise Unsupported(
-                f"column {col.name!r} has charset {codec!r} unknown to Python"
+                f"column {col.name!r} has charset {name!r} unknown to Python"
             ) from None
 
 
@@ -478,15 +493,6 @@ _SUPPORTED = frozenset(
         T_GEOMETRY,
     }
 )  # fmt: skip
-
-
-def _codec(col: FastColumn) -> str | None:
-    """Python codec of a character column; None for binary data (same rule as the library
-    path's ``binlog._encoding``)."""
-    name = (col.character_set_name or "utf8").lower()
-    if name == "binary" or (col.collation_name or "") == "binary":
-        return None
-    return _TEXT_CODECS.get(name, name)
 
 
 class TableMapCache:
@@ -588,314 +594,6 @@ def _inflate(event: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
     return data, 0, len(data)
 
 
-# ------------------------------------------------------------------------ value conversions
-# Each column type is either fixed-width — a struct format and an optional conversion of the
-# unpacked field — or length-prefixed — the prefix size and an optional conversion of the raw
-# bytes. The same closures serve the compiled and the interpreted decoders.
-
-Convert = Callable[[Any], Value]
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    fmt: str  # struct format of a fixed-width column ("" for length-prefixed)
-    conv: Convert | None
-    prefix: int = 0  # length-prefix bytes of a variable-width column
-
-
-def _int_from(signed: bool) -> Convert:
-    def conv(raw: bytes) -> Value:
-        return int.from_bytes(raw, "little", signed=signed)
-
-    return conv
-
-
-def _year(v: int) -> Value:
-    return v + 1900 if v else 0
-
-
-def _date(raw: bytes) -> Value:
-    v = raw[0] | raw[1] << 8 | raw[2] << 16
-    try:
-        return dt.date(v >> 9, (v >> 5) & 15, v & 31)
-    except ValueError:
-        return None  # zero date (or zero month/day): no Python equivalent
-
-
-def _frac(fsp: int) -> tuple[int, int]:
-    nbytes = (fsp + 1) // 2
-    return nbytes, (1, 10_000, 100, 1)[nbytes]
-
-
-def _time2(fsp: int) -> Convert:
-    # TIME2 is one big-endian offset-binary integer: (hms << 8*fbytes) | fraction. Negating the
-    # whole integer (not the parts) is what keeps negative fractions right.
-    fbytes, mult = _frac(fsp)
-    offset = 0x800000 << (8 * fbytes)
-    shift, mask = 8 * fbytes, (1 << (8 * fbytes)) - 1
-    timedelta = dt.timedelta
-
-    def conv(raw: bytes) -> Value:
-        v = int.from_bytes(raw, "big") - offset
-        a = -v if v < 0 else v
-        hms = a >> shift
-        td = timedelta(
-            hours=(hms >> 12) & 0x3FF,
-            minutes=(hms >> 6) & 0x3F,
-            seconds=hms & 0x3F,
-            microseconds=(a & mask) * mult,
-        )
-        return -td if v < 0 else td
-
-    return conv
-
-
-def _time_old(raw: bytes) -> Value:
-    v = int.from_bytes(raw, "little", signed=True)
-    a = -v if v < 0 else v
-    td = dt.timedelta(hours=a // 10000, minutes=a // 100 % 100, seconds=a % 100)
-    return -td if v < 0 else td
-
-
-def _datetime2(fsp: int) -> Convert:
-    fbytes, mult = _frac(fsp)
-    datetime = dt.datetime
-    fbits, fmask = 8 * fbytes, (1 << (8 * fbytes)) - 1
-    from_bytes = int.from_bytes
-
-    def conv(raw: bytes) -> Value:
-        # 40 bits: sign bit, year*13+month (17 bits), day (5), hour (5), minute (6), second (6),
-        # then the fraction's bytes: read as one integer (a slice and a call fewer)
-        w = from_bytes(raw, "big")
-        us = (w & fmask) * mult
-        v = (w >> fbits) - 0x8000000000
-        ymd, hms = v >> 17, v & 0x1FFFF
-        ym = ymd >> 5
-        try:
-            return datetime(ym // 13, ym % 13, ymd & 31, hms >> 12, (hms >> 6) & 63, hms & 63, us)
-        except ValueError:
-            return None  # zero date
-
-    return conv
-
-
-def _datetime_old(v: int) -> Value:
-    d, t = divmod(v, 1_000_000)
-    try:
-        return dt.datetime(d // 10000, d // 100 % 100, d % 100, t // 10000, t // 100 % 100, t % 100)
-    except ValueError:
-        return None
-
-
-def _timestamp2(fsp: int) -> Convert:
-    fbytes, mult = _frac(fsp)
-    fromtimestamp = dt.datetime.fromtimestamp
-
-    def conv(raw: bytes) -> Value:
-        secs = raw[0] << 24 | raw[1] << 16 | raw[2] << 8 | raw[3]
-        us = int.from_bytes(raw[4:], "big") * mult if fbytes else 0
-        if not secs and not us:
-            return None  # the zero timestamp
-        return fromtimestamp(secs, UTC).replace(microsecond=us)
-
-    return conv
-
-
-def _timestamp_old(secs: int) -> Value:
-    return dt.datetime.fromtimestamp(secs, UTC) if secs else None
-
-
-def _newdecimal(precision: int, scale: int) -> tuple[int, Convert]:
-    """(size, conversion) of DECIMAL(precision, scale) in its binary form: groups of nine
-    digits in four big-endian bytes, a shorter group at the outer ends, the sign in the top
-    bit (and every byte inverted when negative).
-
-    The conversion is generated per (precision, scale): the value is read as one integer,
-    its sign bit (and, when negative, every bit) flipped with one XOR, and each group cut
-    off with a mask and a shift, so a DECIMAL(12,2) costs about a third of a loop over the
-    groups (it is one of the commonest OLTP columns). Only integer literals enter the code.
-    """
-    intg0, intg0x = divmod(precision - scale, 9)
-    frac0, frac0x = divmod(scale, 9)
-    lead, trail = _DIG2BYTES[intg0x], _DIG2BYTES[frac0x]
-    size = lead + 4 * intg0 + 4 * frac0 + trail
-    sign = 1 << (8 * size - 1)
-    lines = [
-        "def conv(raw):",
-        "    v = from_bytes(raw, 'big')",
-        f"    if v & {sign}:",
-        f"        v ^= {sign}",
-        "        s = ''",
-        "    else:",
-        f"        v ^= {((1 << (8 * size)) - 1) ^ sign}",
-        "        s = '-'",
-    ]
-    # from the low end: the fraction's short trailing group, its words, the integer's words,
-    # and what is left is the integer's short leading group; each term scaled by its place
-    fterms: list[str] = []
-    place = 1
-    if trail:
-        lines += [f"    f = v & {(1 << (8 * trail)) - 1}", f"    v >>= {8 * trail}"]
-        fterms.append("f")
-        place = 10**frac0x
-    for k in range(frac0):
-        lines += [f"    f{k} = v & 0xFFFFFFFF", "    v >>= 32"]
-        fterms.append(f"f{k} * {place}")
-        place *= 10**9
-    iterms: list[str] = []
-    place = 1
-    for k in range(intg0):
-        lines += [f"    i{k} = v & 0xFFFFFFFF", "    v >>= 32"]
-        iterms.append(f"i{k} * {place}")
-        place *= 10**9
-    if lead:
-        iterms.append(f"v * {place}")
-    ip = " + ".join(iterms) or "0"
-    if scale:
-        lines.append(f"    return Decimal(f'{{s}}{{{ip}}}.{{{' + '.join(fterms)}:0{scale}d}}')")
-    else:
-        lines.append(f"    return Decimal(f'{{s}}{{{ip}}}')")
-    namespace: dict[str, Any] = {}
-    env = {"from_bytes": int.from_bytes, "Decimal": decimal.Decimal}
-    exec(compile("\n".join(lines), "<redoline fastrows decimal>", "exec"), env, namespace)
-    conv: Convert = namespace["conv"]
-    return size, conv
-
-
-def _bit(raw: bytes) -> Value:
-    return int.from_bytes(raw, "big")
-
-
-def _enum(labels: tuple[str, ...]) -> Convert:
-    table = ("", *labels)  # index 0 is MySQL's '' for an invalid value
-    n = len(table)
-
-    def conv(idx: int) -> Value:
-        return table[idx] if idx < n else ""
-
-    return conv
-
-
-def _set(labels: tuple[str, ...], size: int) -> Convert:
-    cache: dict[int, frozenset[str]] = {}
-
-    def conv(mask: Any) -> Value:
-        if size == 3:
-            mask = int.from_bytes(mask, "little")
-        value = cache.get(mask)
-        if value is None:
-            value = cache[mask] = frozenset(lab for i, lab in enumerate(labels) if mask >> i & 1)
-        return value
-
-    return conv
-
-
-def _latin1_undefined(exc: UnicodeError) -> tuple[str, int]:
-    # MariaDB's latin1 is cp1252 with the five bytes cp1252 leaves undefined (0x81, 0x8D,
-    # 0x8F, 0x90, 0x9D) mapped to the code point of the same number, as its own conversion
-    # to utf8mb4 does; Python's cp1252 refuses them
-    assert isinstance(exc, UnicodeDecodeError)
-    return chr(exc.object[exc.start]), exc.start + 1
-
-
-codecs.register_error("redoline-mariadb-latin1", _latin1_undefined)
-
-
-def text_decoder(codec: str) -> Convert:
-    """bytes -> str for a character column in Python codec ``codec`` (``_codec``), MariaDB's
-    latin1 included. Shared with the library path (``binlog._text``)."""
-    if codec == "utf-8":
-        return _utf8
-    if codec == "cp1252":
-        return lambda raw: raw.decode("cp1252", "redoline-mariadb-latin1")
-
-    def conv(raw: bytes) -> Value:
-        return raw.decode(codec)
-
-    return conv
-
-
-_text = text_decoder
-
-
-def _utf8(raw: bytes) -> Value:
-    return raw.decode("utf-8")
-
-
-def _padded(length: int) -> Convert:
-    # the binlog strips BINARY(n)'s trailing zero bytes; the column's value has them
-    def conv(raw: bytes) -> Value:
-        return raw.ljust(length, b"\0")
-
-    return conv
-
-
-def _json_text(raw: bytes) -> Value:
-    return Json(raw.decode("utf-8"))
-
-
-_INT_FMT = {T_TINY: "b", T_SHORT: "h", T_LONG: "i", T_LONGLONG: "q"}
-_SET_FMT = {1: "B", 2: "H", 3: "3s", 4: "I", 8: "Q"}
-
-
-def _spec(col: FastColumn, is_json: bool) -> _Spec:
-    t = col.type
-    if t in _INT_FMT:
-        fmt = _INT_FMT[t]
-        return _Spec(fmt.upper() if col.unsigned else fmt, None)
-    if t == T_INT24:
-        return _Spec("3s", _int_from(not col.unsigned))
-    if t == T_FLOAT:
-        return _Spec("f", None)
-    if t == T_DOUBLE:
-        return _Spec("d", None)
-    if t == T_NEWDECIMAL:
-        size, conv = _newdecimal(col.precision, col.decimals)
-        return _Spec(f"{size}s", conv)
-    if t == T_YEAR:
-        return _Spec("B", _year)
-    if t in (T_DATE, T_NEWDATE):
-        return _Spec("3s", _date)
-    if t == T_TIME2:
-        return _Spec(f"{3 + _frac(col.fsp)[0]}s", _time2(col.fsp))
-    if t == T_TIME:
-        return _Spec("3s", _time_old)
-    if t == T_DATETIME2:
-        return _Spec(f"{5 + _frac(col.fsp)[0]}s", _datetime2(col.fsp))
-    if t == T_DATETIME:
-        return _Spec("Q", _datetime_old)
-    if t == T_TIMESTAMP2:
-        return _Spec(f"{4 + _frac(col.fsp)[0]}s", _timestamp2(col.fsp))
-    if t == T_TIMESTAMP:
-        return _Spec("I", _timestamp_old)
-    if t == T_BIT:
-        return _Spec(f"{col.bytes}s", _bit)
-    if t == T_ENUM:
-        if col.size not in (1, 2):
-            raise Unsupported(f"ENUM column {col.name!r} of {col.size} bytes")
-        return _Spec("B" if col.size == 1 else "H", _enum(tuple(col.enum_values or ())[1:]))
-    if t == T_SET:
-        if col.size not in _SET_FMT:
-            raise Unsupported(f"SET column {col.name!r} of {col.size} bytes")
-        return _Spec(_SET_FMT[col.size], _set(tuple(col.set_values or ()), col.size))
-    if t in (T_VARCHAR, T_VAR_STRING, T_STRING):
-        prefix = 2 if col.max_length > 255 else 1
-        codec = _codec(col)
-        if codec is None:
-            return _Spec("", _padded(col.max_length) if t == T_STRING else None, prefix)
-        return _Spec("", _text(codec), prefix)
-    if t in (T_BLOB, T_GEOMETRY):
-        if not 1 <= col.length_size <= 4:
-            raise Unsupported(f"column {col.name!r} has a {col.length_size}-byte length")
-        if t == T_GEOMETRY:
-            return _Spec("", None, col.length_size)
-        if is_json:
-            return _Spec("", _json_text, col.length_size)
-        codec = _codec(col)
-        return _Spec("", None if codec is None else _text(codec), col.length_size)
-    raise Unsupported(f"column {col.name!r} has binlog type {t}")
-
-
 # ------------------------------------------------------------------------ row decoders
 
 Image = Callable[[bytes, int], tuple[Row, int]]
@@ -909,10 +607,10 @@ class RowDecoder:
     """
 
     def __init__(
-        self, columns: list[FastColumn], names: tuple[str, ...], json_columns: frozenset[str]
+        self, columns: list[FastColumn], names: tuple[str, ...], hints: ColumnHints
     ) -> None:
         self.names = names
-        self.specs = [_spec(c, c.name in json_columns) for c in columns]
+        self.specs = [column_spec(c, hints.kind(c.name)) for c in columns]
         # per columns-present bitmap: (present column indexes, NULL-bitmap size, patterns)
         self._layouts: dict[bytes, tuple[list[int], int, dict[bytes, Image]]] = {}
 
@@ -996,7 +694,7 @@ class RowDecoder:
 
 
 def _compile_image(
-    specs: list[_Spec], names: tuple[str, ...], present: list[int], non_null: set[int]
+    specs: list[Spec], names: tuple[str, ...], present: list[int], non_null: set[int]
 ) -> Image:
     """Generate the straight-line decoder of one (present columns, NULL pattern).
 
@@ -1055,291 +753,3 @@ def _compile_image(
     exec(compile(source, "<redoline fastrows image>", "exec"), env, namespace)
     image: Image = namespace["image"]
     return image
-
-
-# ------------------------------------------------------------------------ the event stream
-
-
-XID: Final = 16
-MARIADB_GTID: Final = 162
-_U32_AT = struct.Struct("<I").unpack_from
-_GTID_BODY = struct.Struct("<QIB").unpack_from  # MariaDB GTID: seq_no, domain_id, flags
-
-
-@dataclass(slots=True)
-class FastXid:
-    """An XID event (a transaction's commit), read here: one per transaction, and the
-    library's packet wrapper costs as much as decoding a few rows. Fields as the library's."""
-
-    log_pos: int
-    timestamp: int
-
-
-@dataclass(slots=True)
-class FastGtid:
-    """A MariaDB GTID event (a transaction's start), read here like :class:`FastXid`.
-    Fields as the library's ``MariadbGtidEvent``."""
-
-    log_pos: int
-    server_id: int
-    gtid_seq_no: int
-    domain_id: int
-    flags: int
-
-    @property
-    def gtid(self) -> str:
-        return f"{self.domain_id}-{self.server_id}-{self.gtid_seq_no}"
-
-
-@dataclass(slots=True)
-class FastMap:
-    """A TABLE_MAP event the fast path decoded (``log_pos``: the next event's position)."""
-
-    log_pos: int
-    table_map: FastTableMap
-
-
-class FastStream:
-    """A BinLogStreamReader's events, with TABLE_MAP and ROWS events decoded here.
-
-    The library keeps the connection (it opens it on the first :meth:`__iter__` step), the
-    dump protocol and every other event: a packet that is not ours is pushed back and the
-    library's own ``fetchone`` reads it, so rotation, format description, heartbeats and MySQL
-    GTID bookkeeping stay exactly the library's. Yields the library's events, :class:`FastMap`,
-    :class:`FastRows`, and the two framing events of every transaction, :class:`FastXid` and
-    (MariaDB) :class:`FastGtid`.
-
-    A table the fast path cannot decode (:attr:`FastTableMap.unsupported`) goes to the library
-    whole — table map and rows — and is logged once with the reason.
-
-    The stream must be opened without the library's table filters (``only_schemas`` ...): a
-    filtered event makes the library read further packets itself, and a rows event whose
-    table map it never saw would be dropped by it silently. The reader filters instead.
-    """
-
-    def __init__(self, stream: Any, dbms: str) -> None:
-        self._stream = stream
-        self._mariadb = dbms == "mariadb"
-        self._maps = TableMapCache(dbms)
-        #: table id -> its table map, for tables whose latest map went the fast way
-        self._fast: dict[int, FastTableMap] = {}
-        self._pending: Any = None
-        self._packets: PacketReader | None = None
-        self._checksum = 4
-        self._table_id_size = 6
-        self._described = False
-        self._refused: set[tuple[str, str, str]] = set()
-
-    def __iter__(self) -> Iterator[Any]:
-        stream = self._stream
-        first = stream.fetchone()  # the library connects and starts the dump
-        if first is None:
-            return
-        yield first
-        conn = stream._stream_connection
-        packets = self._packets = PacketReader(conn)
-        # the library reads through this hook: first the packet we pushed back, else the socket
-        # (through our reader too: it holds bytes the connection's own reader never saw)
-        conn._read_packet = self._library_read
-        read = packets.read
-        fast, maps = self._fast, self._maps
-        while True:
-            data = read()
-            etype = data[5] if len(data) > 19 and data[0] == 0 else -1
-            if etype in ROWS_EVENTS and self._described:
-                table_id = int.from_bytes(data[20 : 20 + self._table_id_size], "little")
-                if table_id in fast:
-                    end = len(data) - self._checksum
-                    rows = parse_rows_header(data, 20, end, etype, self._table_id_size)
-                    yield _with_pos(rows, data)
-                    continue
-            elif etype == TABLE_MAP and self._described:
-                end = len(data) - self._checksum
-                tm = maps.get(data, 20, end, self._table_id_size)
-                if tm.unsupported is None:
-                    fast[tm.table_id] = tm
-                    yield FastMap(int.from_bytes(data[14:18], "little"), tm)
-                    continue
-                fast.pop(tm.table_id, None)
-                self._refuse(tm)
-            elif etype == XID and self._described:
-                yield FastXid(int.from_bytes(data[14:18], "little"), _U32_AT(data, 1)[0])
-                continue
-            elif etype == MARIADB_GTID and self._described and self._mariadb:
-                seq_no, domain_id, flags = _GTID_BODY(data, 20)
-                yield FastGtid(
-                    int.from_bytes(data[14:18], "little"),
-                    _U32_AT(data, 6)[0],
-                    seq_no,
-                    domain_id,
-                    flags,
-                )
-                continue
-            elif etype == 15:
-                self._describe(data)
-            self._pending = packets.packet(data)
-            ev = stream.fetchone()
-            if ev is None:
-                return
-            if type(ev).__name__ == "TableMapEvent":
-                fast.pop(ev.table_id, None)
-            yield ev
-
-    def _library_read(self, packet_type: Any = None) -> Any:
-        pkt = self._pending
-        if pkt is not None:
-            self._pending = None
-            return pkt
-        # The library skipped an event and reads on by itself. Harmless unless it swallows a
-        # rows event of a table we decode: refuse loudly rather than lose rows.
-        assert self._packets is not None
-        data = self._packets.read()
-        if len(data) > 19 and data[0] == 0:
-            etype = data[5]
-            table_id = int.from_bytes(data[20 : 20 + self._table_id_size], "little")
-            if etype == TABLE_MAP:
-                self._fast.pop(table_id, None)
-            elif etype in ROWS_EVENTS and table_id in self._fast:
-                from connectors.errors import ReplicationError
-
-                raise ReplicationError(
-                    "the binlog library skipped ahead over a row event of a captured table",
-                    hint='run capture with decoder = "library" and report this',
-                )
-        return self._packets.packet(data)
-
-    def _describe(self, data: bytes) -> None:
-        """Checksum and table-id width from a FORMAT_DESCRIPTION event (before its checksum:
-        the algorithm byte, 0 = none, 1 = CRC32; post-header lengths from offset 20+57)."""
-        alg = data[-5]
-        self._checksum = 4 if alg == 1 else 0
-        post = data[20 + 57 : len(data) - 5]
-        if len(post) >= TABLE_MAP:
-            self._table_id_size = 4 if post[TABLE_MAP - 1] == 6 else 6
-        self._described = alg in (0, 1)
-
-    def _refuse(self, tm: FastTableMap) -> None:
-        key = (tm.schema, tm.table, tm.unsupported or "")
-        if key not in self._refused:
-            self._refused.add(key)
-            log.warning(
-                "fast decoder: %s.%s is decoded by mysql-replication instead (%s)",
-                tm.schema,
-                tm.table,
-                tm.unsupported,
-            )
-
-
-_MAX_PACKET: Final = 0xFFFFFF
-_CHUNK: Final = 1 << 18
-
-
-class PacketReader:
-    """MySQL protocol packets of a dump connection, straight from its buffered socket.
-
-    pymysql's ``_read_packet`` costs about 3 µs a packet in Python (two buffered reads, a
-    struct unpack, a packet object, an error check), as much as decoding a small row. This
-    reads the socket in large chunks and slices each packet's payload out of the chunk, so a
-    packet costs a few bytecodes and one copy. Same checks as pymysql: the sequence number, a
-    lost connection or timeout (``OperationalError`` 2013, which the reader reports as a lost
-    binlog connection), an error packet raised as pymysql raises it, and payloads of 16 MiB
-    or more continued in the next packets. Once it has read, every read of the connection
-    must come through it (it holds bytes the connection's own reader never saw).
-    """
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self._rfile = conn._rfile
-        self._seq: int = conn._next_seq_id
-        self._buf = b""
-        self._pos = 0
-        self._packet_type: Any = pymysql.connections.MysqlPacket  # type: ignore[attr-defined]
-        self._encoding: str = conn.encoding
-
-    def read(self) -> bytes:
-        """The next packet's payload (the dump stream's first byte: 0 OK, 0xFE EOF)."""
-        buf, pos = self._buf, self._pos
-        head = pos + 4
-        if head <= len(buf):
-            n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-            end = head + n
-            if end <= len(buf) and buf[pos + 3] == self._seq and n < _MAX_PACKET:
-                self._pos = end
-                self._seq = (self._seq + 1) & 0xFF
-                data = buf[head:end]
-                if data and data[0] == 0xFF:
-                    self.packet(data).raise_for_error()
-                return data
-        return self._read_slow()
-
-    def packet(self, data: bytes) -> Any:
-        """``data`` as the pymysql packet object the library expects."""
-        return self._packet_type(data, self._encoding)
-
-    def _read_slow(self) -> bytes:
-        parts = []
-        while True:
-            header = self._take(4)
-            n = header[0] | header[1] << 8 | header[2] << 16
-            if header[3] != self._seq:
-                self._conn._force_close()
-                if header[3] == 0:  # MariaDB sends its shutdown error with sequence 0
-                    raise pymysql.err.OperationalError(
-                        2013, "Lost connection to MySQL server during query"
-                    )
-                raise pymysql.err.InternalError(
-                    f"Packet sequence number wrong - got {header[3]} expected {self._seq}"
-                )
-            self._seq = (self._seq + 1) & 0xFF
-            parts.append(self._take(n))
-            if n < _MAX_PACKET:
-                break
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if data and data[0] == 0xFF:
-            self.packet(data).raise_for_error()
-        return data
-
-    def _take(self, n: int) -> bytes:
-        """``n`` bytes: what the chunk holds, then from the socket (a large payload is read
-        to its exact size, never by growing the chunk)."""
-        buf, pos = self._buf, self._pos
-        have = len(buf) - pos
-        if have >= n:
-            self._pos = pos + n
-            return buf[pos : pos + n]
-        out = buf[pos:]
-        self._buf, self._pos = b"", 0
-        need = n - have
-        if need >= _CHUNK:
-            return out + self._recv(need, exact=True)
-        chunk = self._recv(need, exact=False)
-        while len(chunk) < need:
-            chunk += self._recv(need - len(chunk), exact=False)
-        self._buf, self._pos = chunk, need
-        return out + chunk[:need]
-
-    def _recv(self, n: int, *, exact: bool) -> bytes:
-        while True:
-            try:
-                # read1: what one receive brings (up to a chunk), without waiting for more
-                data = self._rfile.read(n) if exact else self._rfile.read1(max(n, _CHUNK))
-                break
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                self._conn._force_close()
-                raise pymysql.err.OperationalError(
-                    2013, f"Lost connection to MySQL server during query ({exc})"
-                ) from None
-            except BaseException:
-                self._conn._force_close()
-                raise
-        if not data or (exact and len(data) < n):
-            self._conn._force_close()
-            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
-        return data
-
-
-def _with_pos(rows: FastRows, data: bytes) -> FastRows:
-    rows.log_pos = int.from_bytes(data[14:18], "little")
-    return rows

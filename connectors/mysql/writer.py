@@ -26,9 +26,11 @@ import pymysql
 import pymysql.constants.CLIENT
 
 from connectors.base import RowRejected, TableBatch
-from connectors.errors import ConnectError
+from connectors.errors import ConnectionFailure
 from connectors.model import Column, TableId, TableSchema
 from connectors.mysql import DATABASE_OPTIONS, TABLE_OPTIONS, MySQL, map_error
+from connectors.mysql.errors import CONNECTION_CODES, NO_LOCAL_INFILE
+from connectors.mysql.loaddata import load_file
 from connectors.sqlwriter import (
     CHECKPOINT_SCHEMA,
     Adapter,
@@ -42,10 +44,6 @@ from connectors.sqlwriter import (
 __all__ = ["MySQLWriter", "open_writer"]
 
 _stage_ids = itertools.count(1)
-#: MySQL error codes that mean "the connection is gone" rather than "the row is bad"
-_CONNECTION_CODES = {2002, 2003, 2006, 2013, 2055}
-#: "LOAD DATA LOCAL is disabled" (server local_infile=OFF, or the client refused)
-_NO_LOCAL_INFILE = {1148, 2068, 3948, 3950}
 _NULL = "\\N"
 
 
@@ -99,6 +97,10 @@ def _text_column(values: list[Any], kind: str) -> list[str]:
         if not all(v is None or type(v) is bytes for v in values):
             raise _NotText
         return [_NULL if v is None else v.hex() for v in values]
+    if kind == "bit":  # binary digits, as loaddata.load_statement reads them
+        if not all(v is None or type(v) is int for v in values):
+            raise _NotText
+        return [_NULL if v is None else format(v, "b") for v in values]
     types = set(map(type, values))
     has_null = type(None) in types
     types.discard(type(None))
@@ -200,9 +202,9 @@ class MySQLWriter(SqlWriter):
 
     def _map(self, exc: pymysql.err.MySQLError) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        if code in _CONNECTION_CODES or isinstance(exc, pymysql.err.InterfaceError):
+        if code in CONNECTION_CODES or isinstance(exc, pymysql.err.InterfaceError):
             mapped = map_error(exc, self.database.endpoint)
-            if isinstance(mapped, ConnectError):
+            if isinstance(mapped, ConnectionFailure):
                 return mapped
         text = exc.args[1] if len(exc.args) > 1 else str(exc)
         return RowRejected(f"({code}) {text}" if code else str(text))
@@ -317,47 +319,23 @@ class MySQLWriter(SqlWriter):
             payload = text.encode("utf-8")
         except (_NotText, UnicodeEncodeError):
             return False
-        targets, sets = ["_op", "_id", "_n"], []
-        for i, col in enumerate(cols):
-            if col.kind == "bytes":
-                targets.append(f"@v{i}")
-                sets.append(f"{self.q(col.name)} = UNHEX(@v{i})")
-            elif col.kind == "bit":
-                # text into BIT would store the digits' characters, not the number
-                targets.append(f"@v{i}")
-                sets.append(f"{self.q(col.name)} = CAST(@v{i} AS UNSIGNED)")
-            else:
-                targets.append(self.q(col.name))
+        columns = [("_op", "str"), ("_id", "int"), ("_n", "int")]
+        columns += [(self.q(c.name), c.kind) for c in cols]
         if self._tmpdir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="redoline-apply-")
         path = os.path.join(self._tmpdir, "stage.tsv")
         with open(path, "wb") as f:
             f.write(payload)
-        sql = (
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE {name} CHARACTER SET utf8mb4 "
-            "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
-            f"({', '.join(targets)})" + (f" SET {', '.join(sets)}" if sets else "")
-        )
         try:
-            with self.conn.cursor() as cur:
-                loaded = cur.execute(sql, [path])
-                warnings = cur.warning_count
-                if warnings:
-                    cur.execute("SHOW WARNINGS")
-                    shown = list(cur.fetchall())
+            loaded, bad = load_file(self.conn, path, name, columns)
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
-            if code in _NO_LOCAL_INFILE:
+            if code in NO_LOCAL_INFILE:
                 self._load_data = False
                 return False
             raise self._map(exc) from None
-        if warnings:
-            # LOCAL makes errors warnings (strict mode would have refused the row): refuse
-            # the group unless every one is a note (e.g. a rounded fraction)
-            bad = [w for w in shown if str(w[0]) != "Note"]
-            if bad or len(shown) < warnings:
-                what = "; ".join(f"({w[1]}) {w[2]}" for w in (bad or shown)[:3])
-                raise RowRejected(f"staging rows for {name} gave warnings: {what}")
+        if bad:
+            raise RowRejected(f"staging rows for {name} gave warnings: {'; '.join(bad)}")
         if loaded != len(data):
             raise RowRejected(f"staging {name} loaded {loaded} of {len(data)} rows")
         return True

@@ -7,7 +7,7 @@ Role modules beside this one: the pgoutput reader (capture), the writer (apply),
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors
@@ -23,6 +23,7 @@ from connectors.errors import (
     connect_setup_error,
 )
 from connectors.model import Column, TableId, TableSchema
+from connectors.postgres.descriptor import ENGINE
 
 if TYPE_CHECKING:
     from connectors.log import LogReader
@@ -116,12 +117,7 @@ def map_error(exc: BaseException, endpoint: Endpoint) -> ToolkitError:
 class PostgreSQL(Database):
     """PostgreSQL 12+ (pgoutput logical decoding)."""
 
-    engine: ClassVar[str] = "postgresql"
-    dialect: ClassVar[str] = "postgres"
-    has_log: ClassVar[bool] = True
-    keeps_position: ClassVar[bool] = True
-    #: WAL LSN ``X/Y``, ordered as a 64-bit number
-    position_scheme: ClassVar[str] = "pg-lsn"
+    descriptor = ENGINE
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         try:
@@ -130,7 +126,8 @@ class PostgreSQL(Database):
         except psycopg.Error as exc:
             raise map_error(exc, self.endpoint) from None
 
-    def quote(self, identifier: str) -> str:
+    @staticmethod
+    def quote(identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -188,13 +185,6 @@ class PostgreSQL(Database):
     def end_position(self) -> str:
         ((lsn,),) = self.query("SELECT pg_current_wal_insert_lsn()::text")
         return str(lsn)
-
-    @staticmethod
-    def compare_positions(a: str, b: str) -> int:
-        from connectors.postgres.pgoutput import parse_lsn
-
-        x, y = parse_lsn(a), parse_lsn(b)
-        return (x > y) - (x < y)
 
     # ------------------------------------------------------------------ checks
 

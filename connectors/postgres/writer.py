@@ -17,7 +17,7 @@ import psycopg
 import psycopg.errors
 
 from connectors.base import RowRejected
-from connectors.errors import ConnectError
+from connectors.errors import ConnectionFailure
 from connectors.model import Column, TableId, TableSchema
 from connectors.postgres import PostgreSQL, map_error
 from connectors.sqlwriter import Adapter, SqlWriter, Staged, bitstring, common_adapter
@@ -85,7 +85,7 @@ class PostgresWriter(SqlWriter):
             exc, psycopg.errors.QueryCanceled
         ):
             mapped = map_error(exc, self.database.endpoint)
-            if isinstance(mapped, ConnectError):
+            if isinstance(mapped, ConnectionFailure):
                 return mapped
         diag = getattr(exc, "diag", None)
         detail = f" ({diag.message_detail})" if diag and diag.message_detail else ""

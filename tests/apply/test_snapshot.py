@@ -13,11 +13,11 @@ import pymysql
 import pytest
 
 from apply.snapshot import SnapshotOptions, load_table_states, run_snapshot
-from apply.sync import SyncOptions, hold_lock, run_sync
 from connectors.base import TableFilter, open_database
 from connectors.endpoint import Endpoint
 from connectors.errors import ConfigError, LockedError
 from connectors.model import TableId
+from toolkit_cli.sync import SyncOptions, hold_lock, run_sync
 
 DDL = [
     "CREATE TABLE items (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(60), n INT, "

@@ -157,7 +157,7 @@ def test_mysql_replication_decodes_these_wrongly(mysql_db: Endpoint) -> None:
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import WriteRowsEvent
 
-    from connectors.mysql.binlog import _stream_connect
+    from connectors.mysql.packets import stream_connect
 
     db = MySQL(mysql_db)
     run(
@@ -176,7 +176,7 @@ def test_mysql_replication_decodes_these_wrongly(mysql_db: Endpoint) -> None:
         auto_position=gtid,
         only_events=[WriteRowsEvent],
         enable_logging=False,
-        pymysql_wrapper=_stream_connect,  # only maps pymysql's deprecated argument names
+        pymysql_wrapper=stream_connect,  # only maps pymysql's deprecated argument names
     )
     values = [r["values"] for ev in stream for r in ev.rows]
     stream.close()

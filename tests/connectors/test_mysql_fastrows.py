@@ -23,7 +23,7 @@ from connectors.base import TableFilter
 from connectors.endpoint import Endpoint
 from connectors.log import RowEvent
 from connectors.model import Change, Op, TableId
-from connectors.mysql import MySQL, fastrows
+from connectors.mysql import MySQL, fastrows, packets
 from connectors.mysql.fastrows import TableMapCache, parse_table_map
 from tests.connectors.test_mysql_binlog_types import COLS, TYPES_DDL
 
@@ -455,7 +455,7 @@ def test_packet_reader_slices_packets_however_the_socket_delivers_them(piece: in
         seq += 2
     stream.append(_packet(b"\x00tail", seq))
     conn = _Conn(b"".join(stream), piece)
-    reader = fastrows.PacketReader(conn)
+    reader = packets.PacketReader(conn)
     got = [reader.read() for _ in small]
     assert got == small
     if piece >= 4096:
@@ -468,12 +468,12 @@ def test_packet_reader_slices_packets_however_the_socket_delivers_them(piece: in
 
 def test_packet_reader_checks_sequence_numbers_and_raises_error_packets() -> None:
     error = b"\xff" + (1236).to_bytes(2, "little") + b"#HY000purged"
-    reader = fastrows.PacketReader(_Conn(_packet(error, 1), 4096))
+    reader = packets.PacketReader(_Conn(_packet(error, 1), 4096))
     with pytest.raises(pymysql.err.OperationalError) as exc:
         reader.read()
     assert exc.value.args[0] == 1236
     conn = _Conn(_packet(b"\x00ok", 1) + _packet(b"\x00skipped one", 3), 4096)
-    reader = fastrows.PacketReader(conn)
+    reader = packets.PacketReader(conn)
     assert reader.read() == b"\x00ok"
     with pytest.raises(pymysql.err.InternalError, match="got 3 expected 2"):
         reader.read()

@@ -157,13 +157,13 @@ def test_trail_key(tmp_path: Path, write, monkeypatch: pytest.MonkeyPatch) -> No
 def test_postgres_slot_and_publication(write) -> None:  # type: ignore[no-untyped-def]
     text = '[source]\nurl = "postgresql://repl@h/shop"\nslot = "shop_eu"\npublication = "pub_eu"\n'
     src = load(write(text)).source()
-    assert (src.slot, src.publication) == ("shop_eu", "pub_eu")
-    assert src.slot_options() == {"slot": "shop_eu", "publication": "pub_eu"}
+    assert (src.options.slot, src.options.publication) == ("shop_eu", "pub_eu")
+    assert src.engine_options() == {"slot": "shop_eu", "publication": "pub_eu"}
     # a --source URL replaces the URL only; flags override the names
     src = load(write(text), source="postgresql://other@h2/shop", slot="shop_us").source()
     assert src.endpoint.host == "h2"
-    assert (src.slot, src.publication) == ("shop_us", "pub_eu")
-    assert load(write('[source]\nurl = "postgresql://h/shop"\n')).source().slot_options() == {}
+    assert (src.options.slot, src.options.publication) == ("shop_us", "pub_eu")
+    assert load(write('[source]\nurl = "postgresql://h/shop"\n')).source().engine_options() == {}
 
 
 @pytest.mark.parametrize("name", ["Shop", "shop-eu", "", "x" * 64, 7])

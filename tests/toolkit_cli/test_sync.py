@@ -9,8 +9,8 @@ from typing import Any
 
 import pymysql
 
-from apply.sync import hold_lock
 from connectors.endpoint import Endpoint
+from toolkit_cli.sync import hold_lock
 
 
 def _seed(ep: Endpoint) -> None:

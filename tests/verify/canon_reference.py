@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import open_database
+from connectors.checksum import checksum_sql
 from connectors.endpoint import Endpoint
 from connectors.model import TableId
-from verify.dialect import canonical_kind, checksum_sql
+from verify.dialect import canonical_kind
 
 
 def canon_double(x: float) -> str:

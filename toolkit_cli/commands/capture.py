@@ -67,9 +67,14 @@ def capture(
     filter here (an update that moves a row out of the predicate becomes a delete, one that
     moves it in an insert).
     """
-    if decoder not in (None, "fast", "library"):
-        raise typer.BadParameter('must be "fast" or "library"', param_hint="--decoder")
-    cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
+    cfg = load_config(
+        config,
+        source=source,
+        trail=trail,
+        slot=slot,
+        publication=publication,
+        source_options={"decoder": decoder},
+    )
     src = cfg.source()
     db = open_database(src.endpoint)
     check_table_patterns(db, cfg.tables)
@@ -81,11 +86,7 @@ def capture(
         segment_bytes=cfg.trail.segment_bytes,
         key=cfg.trail.key(),
         stop_event=stop,
-        reader_options={
-            "server_id": src.server_id,
-            "decoder": decoder or src.decoder,
-            **src.slot_options(),
-        },
+        reader_options=src.engine_options(),
         retry_for=src.retry_budget(until_caught_up),
     )
     previous = _install_signals(stop)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -85,18 +86,30 @@ def _compare_rows(conn: Any, db: Any) -> tuple[bool, int]:
     """The independent second opinion: every row of source and target, as text."""
     sql = "SELECT id, customer, amount, status, created FROM shop.orders ORDER BY id"
     want = _rows(conn, sql)
-    tconn = db.connect()
+    writer = db.open_writer()  # its session reads times in UTC, on every engine
     try:
-        if db.engine == "duckdb":
-            tconn.execute("SET TimeZone = 'UTC'")
-        got = [tuple(str(v) for v in r) for r in tconn.execute(sql).fetchall()]
+        got = [tuple(str(v) for v in r) for r in writer.query(sql)]
     finally:
-        tconn.close()
+        writer.close()
     return got == want, len(got)
 
 
 def _differences(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n) or "differs"
+
+
+@dataclass
+class _Demo:
+    """What the demo's steps share."""
+
+    base: Path
+    rows: int
+    stream_seconds: float
+    started: float = field(default_factory=time.monotonic)
+    servers: list[devservers.DevServer] = field(default_factory=list)
+    conn: Any = None
+    source: Any = None
+    targets: dict[str, Any] = field(default_factory=dict)
 
 
 def demo(
@@ -105,184 +118,213 @@ def demo(
     ] = False,
 ) -> None:
     """Start MariaDB + PostgreSQL, replicate a live workload into DuckDB and PostgreSQL."""
-    import psycopg
-    import pymysql
-
-    started = time.monotonic()
     rows, stream_seconds = (QUICK_ROWS, QUICK_STREAM_SECONDS) if quick else (ROWS, STREAM_SECONDS)
-    base = Path(tempfile.mkdtemp(prefix="redoline-demo-"))
-    servers: list[devservers.DevServer] = []
+    run = _Demo(Path(tempfile.mkdtemp(prefix="redoline-demo-")), rows, stream_seconds)
     try:
-        _say(f"[bold]1. servers[/]: throwaway MariaDB and PostgreSQL in {base}")
-        maria = devservers.start_mariadb(base / "mariadb")
-        servers.append(maria)
-        pg = devservers.start_postgres(base / "postgres")
-        servers.append(pg)
-        conn = pymysql.connect(host="127.0.0.1", port=maria.port, user="root", autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE shop")
-            cur.execute(
-                "CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, "
-                "amount DECIMAL(10,2), status VARCHAR(10), created DATETIME(6) NOT NULL "
-                "DEFAULT CURRENT_TIMESTAMP(6))"
-            )
-            cur.execute(
-                "INSERT INTO shop.orders (id, customer, amount, status) SELECT seq, seq % 500, "
-                f"(seq % 10000) / 100, 'new' FROM shop.seq_1_to_{rows}"
-            )
-        with psycopg.connect(
-            f"host=127.0.0.1 port={pg.port} user=postgres", autocommit=True
-        ) as pconn:
-            pconn.execute("CREATE DATABASE replica")
-        _say(f"   ready after {time.monotonic() - started:.1f} s; shop.orders has {rows:,} rows")
-        source = open_database(Endpoint.parse(f"mariadb://root@127.0.0.1:{maria.port}/shop"))
-        targets = {
-            "duckdb": open_database(Endpoint.parse(f"duckdb://{base}/replica.duckdb")),
-            "postgresql": open_database(
-                Endpoint.parse(f"postgresql://postgres@127.0.0.1:{pg.port}/replica")
-            ),
-        }
-        trail = base / "trail"
-        stop_work, stop_all = threading.Event(), threading.Event()
-        counter = [0]
-        work_conn = pymysql.connect(
-            host="127.0.0.1", port=maria.port, user="root", database="shop", autocommit=True
-        )
-        worker = threading.Thread(
-            target=_workload, args=(work_conn, stop_work, counter, rows + 1), daemon=True
-        )
-        worker.start()
-        # capture starts at the log's end *before* the snapshots: nothing falls in between
-        start_position = source.end_position()
-        capture_result: dict[str, Any] = {}
-
-        def capture() -> None:
-            capture_result["r"] = run_capture(
-                source,
-                trail,
-                CaptureOptions(
-                    source_id="shop", start_position=start_position, stop_event=stop_all
-                ),
-            )
-
-        cap_thread = threading.Thread(target=capture, daemon=True)
-        cap_thread.start()
-        _say("[bold]2. snapshot[/] while the workload writes (no global lock on MariaDB)")
-        for name, db in targets.items():
-            rep = run_snapshot(
-                source,
-                db,
-                SnapshotOptions(source_id="shop", workers=2, tables=TableFilter(("shop.*",))),
-            )
-            lock = rep.point.lock_seconds * 1000 if rep.point else 0.0
-            tables = ", ".join(f"{t.target_table} {t.rows:,} rows" for t in rep.tables)
-            _say(
-                f"   into {name}: {tables} in {rep.seconds:.1f} s "
-                f"({rep.rows_per_second:,.0f} rows/s, lock {lock:.1f} ms, "
-                f"{rep.point.method if rep.point else ''})"
-            )
-        stats: dict[str, Any] = {}
-        stop_apply = threading.Event()
-
-        def apply(name: str) -> None:
-            writer = targets[name].open_writer()
-            try:
-                stats[name] = apply_trail(
-                    writer,
-                    trail,
-                    ApplyOptions(source_id="shop", target_id=name),
-                    follow=True,
-                    stop=stop_apply.is_set,
-                )
-            finally:
-                writer.close()
-
-        appliers = [threading.Thread(target=apply, args=(n,), daemon=True) for n in targets]
-        for t in appliers:
-            t.start()
-        _say(
-            f"[bold]3. catch-up and streaming[/] for {stream_seconds:.0f} s "
-            "(capture -> trail -> apply into both targets)"
-        )
-        time.sleep(stream_seconds)
-        stop_work.set()
-        worker.join()
-        stopped = time.monotonic()
-        end = source.end_position()
-        deadline = stopped + 60
-        while time.monotonic() < deadline:
-            info = trail_info(trail)
-            if info.last_position and source.compare_positions(info.last_position, end) >= 0:
-                break
-            time.sleep(0.1)
-        info = trail_info(trail)
-        caught: dict[str, float | None] = {}
-        for name, db in targets.items():
-            # the target's checkpoint says when apply got there (DuckDB's cannot be read
-            # while its applier holds the file: then a short drain, and the lag below)
-            ok_wait = info.last_position is not None and wait_for_apply(
-                source, db, info.last_position, 0.1
-            )
-            caught[name] = time.monotonic() - stopped if ok_wait else None
-        if None in caught.values():
-            time.sleep(1.5)
-        stop_apply.set()
-        for t in appliers:
-            t.join()
-        stop_all.set()
-        cap_thread.join()
-        info = trail_info(trail)
-        cap = capture_result.get("r")
-        _say(
-            f"   workload committed {counter[0]:,} transactions; capture wrote "
-            f"{getattr(cap, 'transactions', 0):,} transactions ({getattr(cap, 'changes', 0):,} "
-            f"row changes, {info.bytes_on_disk:,} bytes of trail)"
-        )
-        lag_ok: dict[str, bool] = {}
-        for name in targets:
-            st = stats.get(name)
-            lag = info.last_op - getattr(st, "applied_op", 0)
-            lag_ok[name] = lag == 0
-            when = caught[name]
-            _say(
-                f"   {name}: applied {getattr(st, 'transactions', 0):,} transactions "
-                f"({getattr(st, 'changes', 0):,} changes, {getattr(st, 'collisions', 0)} "
-                f"reconciled in the snapshot's catch-up window); lag {lag} operations"
-                + (f", caught up {when:.1f} s after the workload stopped" if when else "")
-            )
-        _say("[bold]4. consistency[/] (redoline verify's engine, then row by row)")
-        pair = TablePair(source=TableId("shop", "orders"), target=TableId("shop", "orders"))
-        ok = True
-        for name, db in targets.items():
-            # everything is quiet now: one pass is the answer, no re-check wait needed
-            result = run_verify(source, db, [pair], VerifyOptions(recheck=False))
-            totals = result.totals
-            for tr in result.tables:
-                _say(
-                    f"   verify {name}: {tr.source_table} {tr.source_rows:,} rows vs "
-                    f"{tr.target_rows:,} in {tr.chunks} chunks: "
-                    + (
-                        "[green]equal[/]"
-                        if tr.equal
-                        else f"[red]{tr.error or _differences(tr.counts)}[/]"
-                    )
-                )
-            same, count = _compare_rows(conn, db)
-            _say(
-                f"   row by row {name}: {count:,} rows "
-                + ("[green]identical[/]" if same else "[red]DIFFERENT[/]")
-            )
-            ok &= result.equal and same and not any(totals.values()) and lag_ok[name]
+        _servers(run)
+        lag_ok = _replicate(run)
+        ok = _consistency(run, lag_ok)
         _say(
             "[bold]result[/]: "
             + ("[green]OK[/]" if ok else "[red]FAILED[/]")
-            + f"; total {time.monotonic() - started:.1f} s"
+            + f"; total {time.monotonic() - run.started:.1f} s"
         )
-        conn.close()
-        work_conn.close()
+        run.conn.close()
         if not ok:
             raise typer.Exit(1)
     finally:
-        for server in reversed(servers):
+        for server in reversed(run.servers):
             devservers.stop(server)
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(run.base, ignore_errors=True)
+
+
+def _servers(run: _Demo) -> None:
+    """Step 1: the two servers, the source table, the target databases."""
+    import psycopg
+    import pymysql
+
+    _say(f"[bold]1. servers[/]: throwaway MariaDB and PostgreSQL in {run.base}")
+    maria = devservers.start_mariadb(run.base / "mariadb")
+    run.servers.append(maria)
+    pg = devservers.start_postgres(run.base / "postgres")
+    run.servers.append(pg)
+    run.conn = pymysql.connect(host="127.0.0.1", port=maria.port, user="root", autocommit=True)
+    with run.conn.cursor() as cur:
+        cur.execute("CREATE DATABASE shop")
+        cur.execute(
+            "CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, "
+            "amount DECIMAL(10,2), status VARCHAR(10), created DATETIME(6) NOT NULL "
+            "DEFAULT CURRENT_TIMESTAMP(6))"
+        )
+        cur.execute(
+            "INSERT INTO shop.orders (id, customer, amount, status) SELECT seq, seq % 500, "
+            f"(seq % 10000) / 100, 'new' FROM shop.seq_1_to_{run.rows}"
+        )
+    with psycopg.connect(f"host=127.0.0.1 port={pg.port} user=postgres", autocommit=True) as pconn:
+        pconn.execute("CREATE DATABASE replica")
+    _say(
+        f"   ready after {time.monotonic() - run.started:.1f} s; shop.orders has {run.rows:,} rows"
+    )
+    run.source = open_database(Endpoint.parse(f"mariadb://root@127.0.0.1:{maria.port}/shop"))
+    run.targets = {
+        "duckdb": open_database(Endpoint.parse(f"duckdb://{run.base}/replica.duckdb")),
+        "postgresql": open_database(
+            Endpoint.parse(f"postgresql://postgres@127.0.0.1:{pg.port}/replica")
+        ),
+    }
+
+
+def _replicate(run: _Demo) -> dict[str, bool]:
+    """Steps 2 and 3: snapshot while a workload writes, then catch up and stream; whether
+    each target ended with no lag."""
+    import pymysql
+
+    source, targets, trail = run.source, run.targets, run.base / "trail"
+    stop_work, stop_all, stop_apply = threading.Event(), threading.Event(), threading.Event()
+    counter = [0]
+    work_conn = pymysql.connect(
+        host="127.0.0.1", port=run.servers[0].port, user="root", database="shop", autocommit=True
+    )
+    worker = threading.Thread(
+        target=_workload, args=(work_conn, stop_work, counter, run.rows + 1), daemon=True
+    )
+    worker.start()
+    # capture starts at the log's end *before* the snapshots: nothing falls in between
+    options = CaptureOptions(
+        source_id="shop", start_position=source.end_position(), stop_event=stop_all
+    )
+    capture_result: dict[str, Any] = {}
+    cap_thread = threading.Thread(
+        target=lambda: capture_result.update(r=run_capture(source, trail, options)), daemon=True
+    )
+    cap_thread.start()
+    _snapshots(source, targets)
+    stats: dict[str, Any] = {}
+
+    def apply(name: str) -> None:
+        writer = targets[name].open_writer()
+        try:
+            stats[name] = apply_trail(
+                writer,
+                trail,
+                ApplyOptions(source_id="shop", target_id=name),
+                follow=True,
+                stop=stop_apply.is_set,
+            )
+        finally:
+            writer.close()
+
+    appliers = [threading.Thread(target=apply, args=(n,), daemon=True) for n in targets]
+    for t in appliers:
+        t.start()
+    _say(
+        f"[bold]3. catch-up and streaming[/] for {run.stream_seconds:.0f} s "
+        "(capture -> trail -> apply into both targets)"
+    )
+    time.sleep(run.stream_seconds)
+    stop_work.set()
+    worker.join()
+    work_conn.close()
+    caught = _wait_caught_up(source, targets, trail)
+    stop_apply.set()
+    for t in appliers:
+        t.join()
+    stop_all.set()
+    cap_thread.join()
+    return _report_streaming(trail, counter[0], capture_result.get("r"), stats, caught)
+
+
+def _snapshots(source: Any, targets: dict[str, Any]) -> None:
+    _say("[bold]2. snapshot[/] while the workload writes (no global lock on MariaDB)")
+    for name, db in targets.items():
+        rep = run_snapshot(
+            source,
+            db,
+            SnapshotOptions(source_id="shop", workers=2, tables=TableFilter(("shop.*",))),
+        )
+        lock = rep.point.lock_seconds * 1000 if rep.point else 0.0
+        tables = ", ".join(f"{t.target_table} {t.rows:,} rows" for t in rep.tables)
+        _say(
+            f"   into {name}: {tables} in {rep.seconds:.1f} s "
+            f"({rep.rows_per_second:,.0f} rows/s, lock {lock:.1f} ms, "
+            f"{rep.point.method if rep.point else ''})"
+        )
+
+
+def _wait_caught_up(source: Any, targets: dict[str, Any], trail: Path) -> dict[str, float | None]:
+    """Seconds after the workload stopped until each target had applied everything (None:
+    not seen)."""
+    stopped = time.monotonic()
+    end = source.end_position()
+    deadline = stopped + 60
+    while time.monotonic() < deadline:
+        info = trail_info(trail)
+        if info.last_position and source.compare_positions(info.last_position, end) >= 0:
+            break
+        time.sleep(0.1)
+    info = trail_info(trail)
+    caught: dict[str, float | None] = {}
+    for name, db in targets.items():
+        # the target's checkpoint says when apply got there (DuckDB's cannot be read
+        # while its applier holds the file: then a short drain, and the lag below)
+        ok_wait = info.last_position is not None and wait_for_apply(
+            source, db, info.last_position, 0.1
+        )
+        caught[name] = time.monotonic() - stopped if ok_wait else None
+    if None in caught.values():
+        time.sleep(1.5)
+    return caught
+
+
+def _report_streaming(
+    trail: Path,
+    committed: int,
+    cap: Any,
+    stats: dict[str, Any],
+    caught: dict[str, float | None],
+) -> dict[str, bool]:
+    info = trail_info(trail)
+    _say(
+        f"   workload committed {committed:,} transactions; capture wrote "
+        f"{getattr(cap, 'transactions', 0):,} transactions ({getattr(cap, 'changes', 0):,} "
+        f"row changes, {info.bytes_on_disk:,} bytes of trail)"
+    )
+    lag_ok: dict[str, bool] = {}
+    for name, when in caught.items():
+        st = stats.get(name)
+        lag = info.last_op - getattr(st, "applied_op", 0)
+        lag_ok[name] = lag == 0
+        _say(
+            f"   {name}: applied {getattr(st, 'transactions', 0):,} transactions "
+            f"({getattr(st, 'changes', 0):,} changes, {getattr(st, 'collisions', 0)} "
+            f"reconciled in the snapshot's catch-up window); lag {lag} operations"
+            + (f", caught up {when:.1f} s after the workload stopped" if when else "")
+        )
+    return lag_ok
+
+
+def _consistency(run: _Demo, lag_ok: dict[str, bool]) -> bool:
+    """Step 4: verify's engine, then row by row; True when every target is identical."""
+    _say("[bold]4. consistency[/] (redoline verify's engine, then row by row)")
+    pair = TablePair(source=TableId("shop", "orders"), target=TableId("shop", "orders"))
+    ok = True
+    for name, db in run.targets.items():
+        # everything is quiet now: one pass is the answer, no re-check wait needed
+        result = run_verify(run.source, db, [pair], VerifyOptions(recheck=False))
+        for tr in result.tables:
+            _say(
+                f"   verify {name}: {tr.source_table} {tr.source_rows:,} rows vs "
+                f"{tr.target_rows:,} in {tr.chunks} chunks: "
+                + (
+                    "[green]equal[/]"
+                    if tr.equal
+                    else f"[red]{tr.error or _differences(tr.counts)}[/]"
+                )
+            )
+        same, count = _compare_rows(run.conn, db)
+        _say(
+            f"   row by row {name}: {count:,} rows "
+            + ("[green]identical[/]" if same else "[red]DIFFERENT[/]")
+        )
+        ok &= result.equal and same and not any(result.totals.values()) and lag_ok[name]
+    return ok

@@ -43,16 +43,14 @@ def up(
     """Start the servers (reuses running ones) and print their URLs."""
     state = directory / "state.json"
     running = [s for s in devservers.load_state(state) if s.alive()]
-    wanted = engine or ["mariadb", "postgresql"]
+    wanted = engine or list(devservers.STARTERS)
     for name in wanted:
-        if name not in ("mariadb", "postgresql"):
+        start = devservers.STARTERS.get(name)
+        if start is None:
             raise typer.BadParameter(f"unknown engine {name!r}", param_hint="--engine")
         if any(s.engine == name for s in running):
             continue
-        if name == "mariadb":
-            running.append(devservers.start_mariadb(directory / "mariadb"))
-        else:
-            running.append(devservers.start_postgres(directory / "postgresql"))
+        running.append(start(directory / name))
     devservers.save_state(state, running)
     _show(running, json_out)
 

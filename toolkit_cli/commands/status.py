@@ -17,6 +17,7 @@ import typer
 from apply.snapshot import load_table_states
 from capture.trail import trail_info
 from connectors.base import open_database
+from connectors.checkpoint import read_checkpoints
 from connectors.errors import ToolkitError
 from ship import shipping_lag
 from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailOpt, load_config
@@ -99,16 +100,14 @@ def status(
             db = open_database(tgt_cfg.endpoint)
             writer = db.open_writer()
             try:
-                rows = writer.query(
-                    "SELECT applied_op, position, commit_time FROM redoline.redoline_checkpoint "
-                    f"WHERE source_id = {'?' if db.engine == 'duckdb' else '%s'}",
-                    (src_cfg.id,),
-                )
-            except Exception:
-                rows = []
+                found = read_checkpoints(db, writer.query, src_cfg.id) or []
             finally:
                 writer.close()
-            applied_op, position, commit_time = rows[0] if rows else (0, None, None)
+            applied_op, position, commit_time = (
+                (found[0].applied_op, found[0].position, found[0].commit_time)
+                if found
+                else (0, None, None)
+            )
             lag_ops = max(0, info.last_op - int(applied_op or 0))
             lag_bytes = sum(s.size for s in info.segments if s.last_op > int(applied_op or 0))
             commit = _utc(commit_time)
@@ -120,6 +119,11 @@ def status(
                 lag_s = None
             tables = load_table_states(db, src_cfg.id)
             failed |= any(t.state == "failed" for t in tables)
+            if cfg.apply.delay > 0:
+                entry["delay_seconds"] = cfg.apply.delay
+                entry["pending"] = _pending(
+                    cfg.trail.dir, cfg.trail.key(), int(applied_op or 0), cfg.apply.delay
+                )
             entry.update(
                 applied_op=int(applied_op or 0),
                 position=position,
@@ -141,6 +145,40 @@ def status(
     else:
         _print(out)
     raise typer.Exit(1 if failed else 0)
+
+
+def _pending(trail_dir: Any, key: bytes | None, applied_op: int, delay: float) -> dict[str, Any]:
+    """What a delayed replica has not applied yet: the range after its checkpoint, and the part
+    of it the delay still holds back (by this host's clock, as apply judges it)."""
+    from apply.point import commit_utc
+    from capture.trail import TrailReader
+
+    out: dict[str, Any] = {
+        "operations": 0,
+        "first_op": None,
+        "last_op": None,
+        "first_commit_time": None,
+        "last_commit_time": None,
+        "held_operations": 0,
+        "held_from_op": None,
+        "next_due": None,
+    }
+    limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=delay)
+    start = max(applied_op + 1, trail_info(trail_dir, key=key).first_op, 1)
+    for txn in TrailReader(trail_dir, key=key).transactions(start):
+        if not txn.changes:
+            continue
+        when = commit_utc(txn)
+        out["operations"] += len(txn.changes)
+        out["first_op"] = out["first_op"] or txn.first_op
+        out["first_commit_time"] = out["first_commit_time"] or when
+        out["last_op"], out["last_commit_time"] = txn.last_op, when
+        if when > limit:
+            out["held_operations"] += len(txn.changes)
+            if out["held_from_op"] is None:
+                out["held_from_op"] = txn.first_op
+                out["next_due"] = when + dt.timedelta(seconds=delay)
+    return out
 
 
 #: a retry recorded this recently by a run that has not finished means it is failing now
@@ -176,6 +214,23 @@ def _print(out: dict[str, Any]) -> None:
             f"({t['position']}); lag {t['lag_operations']} operations, {t['lag_bytes']} bytes, "
             f"{t['lag_seconds']} s"
         )
+        if "delay_seconds" in t:
+            p = t["pending"]
+            console.print(
+                f"  delay {t['delay_seconds']:g} s: "
+                + (
+                    f"{p['operations']} operations pending (operations {p['first_op']}.."
+                    f"{p['last_op']}, committed {p['first_commit_time']} .. "
+                    f"{p['last_commit_time']}); {p['held_operations']} held back by the delay"
+                    + (
+                        f" from operation {p['held_from_op']}, next due at {p['next_due']}"
+                        if p["held_from_op"]
+                        else ""
+                    )
+                    if p["operations"]
+                    else "nothing pending"
+                )
+            )
         if t["tables"]:
             print_table(
                 "snapshot",

@@ -23,6 +23,10 @@ Order of events, so nothing is lost between the snapshot and the log:
    the trail until :attr:`SyncOptions.stop_event` is set (SIGTERM/Ctrl-C in the CLI), after
    the current transaction.
 
+This chaining lives above the stages (DESIGN.md, orchestration): capture, ship and apply each
+run alone, and nothing inside ``apply/`` knows that a capture or a snapshot precedes it, so a
+shipping stage can sit between them.
+
 A lock file in the state directory keeps two runs for the same source and target from
 overlapping (cron): the second raises :class:`LockedError` (exit code 8) and does nothing.
 """
