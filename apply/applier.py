@@ -7,7 +7,9 @@ are folded to their net effect (:mod:`apply.collapse`) and written by the target
 transaction, so a crash at any instant loses nothing and applies nothing twice.
 
 Barriers: a TRUNCATE writes what is pending before it; a transaction with DDL is applied on
-its own, after the group before it has committed (MySQL commits DDL implicitly). When the
+its own, after the group before it has committed (MySQL commits DDL implicitly; there each
+DDL statement is marked in the target before it runs, so a restart after a crash between the
+statement and the checkpoint neither runs it twice nor leaves it out: ``_run_ddl``). When the
 set-based write of a group fails, the group is rolled back and replayed one statement at a
 time, one target transaction per source transaction, which names the exact row and source
 transaction the target refuses (and lets ``on_error="skip"`` set aside just that one).
