@@ -12,7 +12,7 @@ transaction rate.
    service tails the open segment; lag of a transaction = the time its last byte appears in
    the received ``.open`` minus the time its flush returned. p50 / p99 over ``--lag-seconds``.
 
-    python -m bench.ship.run [--mb 1000] [--tps 1000] [--lag-seconds 10]
+    python -m bench.ship.run [--mb 1000] [--tps 1000] [--lag-seconds 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -238,6 +238,9 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1000, help="trail size in MB")
     parser.add_argument("--tps", type=int, default=1000)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds (raw TLS, ship, lag each); medians shown"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: tmp)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ship-", dir=args.dir))
@@ -249,17 +252,26 @@ def main() -> None:
         total = make_trail(trail, args.mb)
         print(f"trail: {total / 1e6:.0f} MB in {len(list_segment_files(trail))} segments "
               f"(written in {time.perf_counter() - t:.1f} s)")  # fmt: skip
-        raw = raw_tls(trail, certs, work)
-        shipped = ship_once(trail, certs, work)
-        raw_rate, ship_rate = total / raw / 1e6, total / shipped / 1e6
-        print(f"raw TLS 1.3 copy (openssl s_client -> s_server): {raw_rate:.0f} MB/s")
-        print(f"redoline ship -> receive (acknowledged, fsynced): {ship_rate:.0f} MB/s "
-              f"= {100 * ship_rate / raw_rate:.0f}% of raw")  # fmt: skip
-        lags = sorted(lag(certs, work, args.tps, args.lag_seconds))
-        p50 = statistics.median(lags) * 1000
-        p99 = lags[int(len(lags) * 0.99) - 1] * 1000
-        print(f"added lag at {args.tps} txn/s over {len(lags)} transactions: "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")  # fmt: skip
+        rows: list[tuple[float, float, float, float]] = []
+        for r in range(1, args.repeat + 1):
+            raw = raw_tls(trail, certs, work)
+            shipped = ship_once(trail, certs, work)
+            raw_rate, ship_rate = total / raw / 1e6, total / shipped / 1e6
+            print(f"round {r}: raw TLS 1.3 copy (openssl s_client -> s_server): "
+                  f"{raw_rate:.0f} MB/s; redoline ship -> receive (acknowledged, fsynced): "
+                  f"{ship_rate:.0f} MB/s = {100 * ship_rate / raw_rate:.0f}% of raw")  # fmt: skip
+            lags = sorted(lag(certs, work, args.tps, args.lag_seconds))
+            p50 = statistics.median(lags) * 1000
+            p99 = lags[int(len(lags) * 0.99) - 1] * 1000
+            print(f"round {r}: added lag at {args.tps} txn/s over {len(lags)} transactions: "
+                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")  # fmt: skip
+            rows.append((raw_rate, ship_rate, p50, p99))
+        if args.repeat > 1:
+            med = [statistics.median(col) for col in zip(*rows, strict=True)]
+            ratio = statistics.median(s / r for r, s, _, _ in rows)
+            print(f"median of {args.repeat}: raw TLS {med[0]:.0f} MB/s, ship {med[1]:.0f} MB/s, "
+                  f"ship/raw {100 * ratio:.0f}% (per round), lag p50 {med[2]:.1f} ms, "
+                  f"p99 {med[3]:.1f} ms")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
