@@ -473,16 +473,18 @@ class Receiver:
                     if sealer.wake_r in ready:
                         os.read(sealer.wake_r, 4096)
                     continue
-                kind, payload = ch.recv()
+                kind, view = ch.recv_view()
                 if kind == w.DATA:
-                    seq, offset = w.DATA_HEAD.unpack_from(payload, 0)
+                    seq, offset = w.DATA_HEAD.unpack_from(view, 0)
                     if seg is None or seg.seq != seq:
                         if seg is not None or (next_seq is not None and seq != next_seq):
                             raise w.PeerError(f"sender {peer}: data for segment {seq} out of order")
                         seg = _Segment(directory, seq, source_id)
-                    seg.add(offset, memoryview(payload)[w.DATA_HEAD.size :])
-                    self.result.bytes += len(payload) - w.DATA_HEAD.size
-                elif kind == w.SEAL:
+                    seg.add(offset, view[w.DATA_HEAD.size :])  # checked and written, not kept
+                    self.result.bytes += len(view) - w.DATA_HEAD.size
+                    continue
+                payload = bytes(view)
+                if kind == w.SEAL:
                     body = w.decode(payload, peer)
                     seq = int(body["seq"])
                     ack = {"seq": seq, "size": int(body["size"])}

@@ -124,17 +124,22 @@ class Channel:
 
     def recv(self) -> tuple[int, bytes]:
         """The next message: (type, payload)."""
+        kind, view = self.recv_view()
+        return kind, bytes(view)
+
+    def recv_view(self) -> tuple[int, memoryview]:
+        """The next message, its payload a view of the receive buffer: valid only until the
+        next ``recv``/``recv_view`` (the DATA path checks and writes it without a copy)."""
         self._fill(_HEAD.size)
         kind, length = _HEAD.unpack_from(self._buf, self._start)
         if length > MAX_MESSAGE:
             raise PeerError(f"{self.peer}: message of {length} bytes (corrupt stream?)")
         self._fill(_HEAD.size + length)
         at = self._start + _HEAD.size
-        payload = bytes(self._view[at : at + length])
         self._start = at + length
         if self._start == self._end:
             self._start = self._end = 0
-        return kind, payload
+        return kind, self._view[at : at + length]
 
     def close(self) -> None:
         try:
