@@ -14,9 +14,10 @@ fi
 if ! python3 -m venv --help >/dev/null 2>&1; then
     need+=(python3-venv)
 fi
-# fault tests: network namespaces (ship partition), immutable directories (unwritable trail),
-# small tmpfs mounts (disk full); bench/ship compares with openssl's own TLS copy
+# fault tests: network namespaces (ship partition), iptables (10 % packet loss), immutable
+# directories (unwritable trail), small tmpfs mounts (disk full); bench/ship compares with openssl's own TLS copy
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

@@ -119,7 +119,7 @@ def _recover_open(path: Path) -> int:
     return good
 
 
-def _whole_frames(buf: bytearray, at: int) -> tuple[int, str]:
+def _whole_frames(buf: bytearray | memoryview, at: int) -> tuple[int, str]:
     """Advance over whole blocks whose CRC32C verifies (without copying their payloads).
 
     Returns the offset after the last one and why it stopped: ``short`` (more bytes needed),
@@ -167,18 +167,26 @@ class _Segment:
         self.header_done = self.written > 0
         self.trailer_at: int | None = None
 
-    def add(self, offset: int, chunk: bytes) -> None:
+    def add(self, offset: int, chunk: bytes | memoryview) -> None:
         if offset != self.written + len(self.pending):
             raise w.PeerError(
                 f"segment {self.seq}: data at offset {offset}, expected "
                 f"{self.written + len(self.pending)}"
             )
-        self.pending += chunk
+        # whole blocks are checked and written straight from the message; only a block
+        # split across messages is gathered in ``pending``
+        buf: bytearray | memoryview
+        if self.pending:
+            self.pending += chunk
+            buf = self.pending
+        else:
+            buf = memoryview(chunk)
         at = 0
         name = self.path.name
         if not self.header_done:
-            header = parse_header(self.pending, name)
+            header = parse_header(bytes(buf) if isinstance(buf, memoryview) else buf, name)
             if header is None:
+                self._keep(buf, 0)
                 return
             if header.sequence != self.seq:
                 raise TrailError(f"header says segment {header.sequence}", segment=name)
@@ -191,7 +199,7 @@ class _Segment:
             at = header.size
             self.header_done = True
         if self.trailer_at is None:
-            at, stop = _whole_frames(self.pending, at)
+            at, stop = _whole_frames(buf, at)
             if stop == "trailer":
                 self.trailer_at = self.written + at
             elif stop == "bad":
@@ -200,13 +208,19 @@ class _Segment:
                     "damaged (CRC32C); not written, resending"
                 )
         if at:
-            view = memoryview(self.pending)[:at]
-            self.file.write(view)
-            self.sha.update(view)
-            view.release()
-            del self.pending[:at]
+            with memoryview(buf)[:at] as view:
+                self.file.write(view)
+                self.sha.update(view)
             self.written += at
             self.file.flush()
+        self._keep(buf, at)
+
+    def _keep(self, buf: bytearray | memoryview, at: int) -> None:
+        """Keep ``buf[at:]`` (bytes not yet whole) in ``pending``."""
+        if buf is self.pending:
+            del self.pending[:at]
+        else:
+            self.pending = bytearray(buf[at:])
 
     def seal(self, size: int, sender_sha: str) -> str:
         name = self.path.name
@@ -460,16 +474,18 @@ class Receiver:
                     if sealer.wake_r in ready:
                         os.read(sealer.wake_r, 4096)
                     continue
-                kind, payload = ch.recv()
+                kind, view = ch.recv_view()
                 if kind == w.DATA:
-                    seq, offset = w.DATA_HEAD.unpack_from(payload, 0)
+                    seq, offset = w.DATA_HEAD.unpack_from(view, 0)
                     if seg is None or seg.seq != seq:
                         if seg is not None or (next_seq is not None and seq != next_seq):
                             raise w.PeerError(f"sender {peer}: data for segment {seq} out of order")
                         seg = _Segment(directory, seq, source_id)
-                    seg.add(offset, payload[w.DATA_HEAD.size :])
-                    self.result.bytes += len(payload) - w.DATA_HEAD.size
-                elif kind == w.SEAL:
+                    seg.add(offset, view[w.DATA_HEAD.size :])  # checked and written, not kept
+                    self.result.bytes += len(view) - w.DATA_HEAD.size
+                    continue
+                payload = bytes(view)
+                if kind == w.SEAL:
                     body = w.decode(payload, peer)
                     seq = int(body["seq"])
                     ack = {"seq": seq, "size": int(body["size"])}

@@ -427,12 +427,15 @@ class _Session:
         while at < end:
             n = min(CHUNK, end - at)
             if data is not None:
-                chunk: bytes | memoryview = memoryview(data)[at - start : at - start + n]
+                chunk = memoryview(data)[at - start : at - start + n]
+                self.ch.send_data(seq, at, chunk)
             else:
-                chunk = os.pread(fd, n, at)
-                if len(chunk) != n:
+                # read straight into the message buffer behind its head: no copy per MiB
+                buf = self.ch.data_buffer(n)
+                chunk = buf[w.DATA_PREFIX :]
+                if os.preadv(fd, [chunk], at) != n:
                     raise TrailError(f"segment {seq} shrank while being shipped")
-            self.ch.send_data(seq, at, chunk)
+                self.ch.send_data_buffer(seq, at, buf)
             if hasher is not None:
                 hasher.update(chunk)
             at += n

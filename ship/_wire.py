@@ -20,6 +20,7 @@ __all__ = [
     "ACK",
     "BYE",
     "DATA",
+    "DATA_PREFIX",
     "ERROR",
     "HELLO",
     "MAX_MESSAGE",
@@ -49,6 +50,9 @@ DATA_HEAD: Final = struct.Struct("<QQ")
 #: no message is larger than this (a DATA chunk is at most 1 MiB): a bigger length is a
 #: corrupt or hostile stream, refused before allocating
 MAX_MESSAGE: Final = 4 << 20
+#: bytes before a DATA message's segment bytes (message head, sequence, offset)
+DATA_PREFIX: Final = _HEAD.size + DATA_HEAD.size
+_BUF_SIZE: Final = MAX_MESSAGE + (1 << 18)
 
 
 class PeerError(ConnectError):
@@ -61,7 +65,12 @@ class Channel:
     def __init__(self, sock: ssl.SSLSocket | socket.socket, peer: str) -> None:
         self.sock = sock
         self.peer = peer
-        self._buf = bytearray()
+        # received bytes live in _buf[_start:_end]; recv_into fills it in place (no new
+        # object per TLS record), a message is copied out once
+        self._buf = bytearray(_BUF_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
+        self._out = bytearray()
 
     def send(self, kind: int, payload: bytes | memoryview = b"") -> None:
         self.sock.sendall(_HEAD.pack(kind, len(payload)) + bytes(payload))
@@ -74,21 +83,39 @@ class Channel:
         # one write: a separate 21-byte write would cost a TLS record of its own
         self.sock.sendall(head + chunk)
 
+    def data_buffer(self, n: int) -> memoryview:
+        """A reusable buffer for a ``DATA`` message of ``n`` segment bytes: fill
+        ``view[DATA_PREFIX:]`` (e.g. with ``os.preadv``), then :meth:`send_data_buffer`."""
+        if len(self._out) < DATA_PREFIX + n:
+            self._out = bytearray(DATA_PREFIX + n)
+        return memoryview(self._out)[: DATA_PREFIX + n]
+
+    def send_data_buffer(self, seq: int, offset: int, view: memoryview) -> None:
+        _HEAD.pack_into(view, 0, DATA, len(view) - _HEAD.size)
+        DATA_HEAD.pack_into(view, _HEAD.size, seq, offset)
+        self.sock.sendall(view)
+
     def _fill(self, n: int) -> None:
-        while len(self._buf) < n:
+        if self._end - self._start >= n:
+            return
+        if self._start + n > len(self._buf):  # make room: move what is held to the front
+            held = self._end - self._start
+            self._view[:held] = self._view[self._start : self._end]
+            self._start, self._end = 0, held
+        while self._end - self._start < n:
             try:
-                got = self.sock.recv(max(n - len(self._buf), 1 << 18))
+                got = self.sock.recv_into(self._view[self._end :])
             except TimeoutError:
                 raise PeerError(f"{self.peer}: no answer (timed out)") from None
             except (ssl.SSLError, OSError) as exc:
                 raise PeerError(f"{self.peer}: connection lost ({exc})") from None
             if not got:
                 raise PeerError(f"{self.peer}: the connection was closed")
-            self._buf += got
+            self._end += got
 
     def readable(self) -> bool:
         """True when a message (or part of one) can be read without waiting."""
-        if self._buf:
+        if self._end > self._start:
             return True
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
@@ -97,14 +124,22 @@ class Channel:
 
     def recv(self) -> tuple[int, bytes]:
         """The next message: (type, payload)."""
+        kind, view = self.recv_view()
+        return kind, bytes(view)
+
+    def recv_view(self) -> tuple[int, memoryview]:
+        """The next message, its payload a view of the receive buffer: valid only until the
+        next ``recv``/``recv_view`` (the DATA path checks and writes it without a copy)."""
         self._fill(_HEAD.size)
-        kind, length = _HEAD.unpack_from(self._buf, 0)
+        kind, length = _HEAD.unpack_from(self._buf, self._start)
         if length > MAX_MESSAGE:
             raise PeerError(f"{self.peer}: message of {length} bytes (corrupt stream?)")
         self._fill(_HEAD.size + length)
-        payload = bytes(self._buf[_HEAD.size : _HEAD.size + length])
-        del self._buf[: _HEAD.size + length]
-        return kind, payload
+        at = self._start + _HEAD.size
+        self._start = at + length
+        if self._start == self._end:
+            self._start = self._end = 0
+        return kind, self._view[at : at + length]
 
     def close(self) -> None:
         try:

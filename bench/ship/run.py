@@ -12,7 +12,7 @@ transaction rate.
    service tails the open segment; lag of a transaction = the time its last byte appears in
    the received ``.open`` minus the time its flush returned. p50 / p99 over ``--lag-seconds``.
 
-    python -m bench.ship.run [--mb 1000] [--tps 1000] [--lag-seconds 10]
+    python -m bench.ship.run [--mb 1000] [--tps 1000] [--lag-seconds 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from capture.trail import TrailWriter, list_segment_files
-from connectors.model import Change, Op, TableId, Transaction
+from connectors.model import Change, Op, TableId, Transaction, Value
 from ship import ShipOptions, Token, client_context, init_certs, run_ship
 
 __all__ = ["main"]
@@ -47,7 +47,7 @@ TABLE = TableId("bench", "blobs")
 
 
 def _txn(i: int, payload: bytes) -> Transaction:
-    row = {"id": i, "data": payload}
+    row: dict[str, Value] = {"id": i, "data": payload}
     return Transaction(
         xid=str(i),
         position=f"bin.000001:{i}",
@@ -148,6 +148,29 @@ def raw_tls(trail: Path, certs: Path, work: Path) -> float:
     return elapsed
 
 
+def durable_copy(trail: Path, work: Path) -> float:
+    """Seconds to write the trail's segments to new files the way the receiver makes them
+    durable (write, fsync, rename, fsync the directory), with no network and no checks:
+    the floor for any receiver that acknowledges only what is on disk. The raw TLS copy
+    above writes to the page cache only."""
+    out = work / "durable"
+    out.mkdir()
+    dfd = os.open(out, os.O_RDONLY)
+    start = time.perf_counter()
+    for path, _ in list_segment_files(trail).values():
+        tmp = out / (path.name + ".tmp")
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.rename(tmp, out / path.name)
+        os.fsync(dfd)
+    elapsed = time.perf_counter() - start
+    os.close(dfd)
+    shutil.rmtree(out)
+    return elapsed
+
+
 def ship_once(trail: Path, certs: Path, work: Path) -> float:
     root = work / "recv"
     proc, port = _receiver(root, certs, work)
@@ -238,6 +261,9 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1000, help="trail size in MB")
     parser.add_argument("--tps", type=int, default=1000)
     parser.add_argument("--lag-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds (raw TLS, ship, lag each); medians shown"
+    )
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: tmp)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ship-", dir=args.dir))
@@ -249,17 +275,33 @@ def main() -> None:
         total = make_trail(trail, args.mb)
         print(f"trail: {total / 1e6:.0f} MB in {len(list_segment_files(trail))} segments "
               f"(written in {time.perf_counter() - t:.1f} s)")  # fmt: skip
-        raw = raw_tls(trail, certs, work)
-        shipped = ship_once(trail, certs, work)
-        raw_rate, ship_rate = total / raw / 1e6, total / shipped / 1e6
-        print(f"raw TLS 1.3 copy (openssl s_client -> s_server): {raw_rate:.0f} MB/s")
-        print(f"redoline ship -> receive (acknowledged, fsynced): {ship_rate:.0f} MB/s "
-              f"= {100 * ship_rate / raw_rate:.0f}% of raw")  # fmt: skip
-        lags = sorted(lag(certs, work, args.tps, args.lag_seconds))
-        p50 = statistics.median(lags) * 1000
-        p99 = lags[int(len(lags) * 0.99) - 1] * 1000
-        print(f"added lag at {args.tps} txn/s over {len(lags)} transactions: "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")  # fmt: skip
+        rows: list[tuple[float, float, float, float, float]] = []
+        for r in range(1, args.repeat + 1):
+            raw = raw_tls(trail, certs, work)
+            disk = durable_copy(trail, work)
+            shipped = ship_once(trail, certs, work)
+            raw_rate, ship_rate = total / raw / 1e6, total / shipped / 1e6
+            disk_rate = total / disk / 1e6
+            print(f"round {r}: raw TLS 1.3 copy (openssl s_client -> s_server): "
+                  f"{raw_rate:.0f} MB/s; durable local copy (write+fsync per segment): "
+                  f"{disk_rate:.0f} MB/s; redoline ship -> receive (acknowledged, fsynced): "
+                  f"{ship_rate:.0f} MB/s = {100 * ship_rate / raw_rate:.0f}% of raw TLS, "
+                  f"{100 * ship_rate / min(raw_rate, disk_rate):.0f}% of the slower of "
+                  "the two")  # fmt: skip
+            lags = sorted(lag(certs, work, args.tps, args.lag_seconds))
+            p50 = statistics.median(lags) * 1000
+            p99 = lags[int(len(lags) * 0.99) - 1] * 1000
+            print(f"round {r}: added lag at {args.tps} txn/s over {len(lags)} transactions: "
+                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1] * 1000:.1f} ms")  # fmt: skip
+            rows.append((raw_rate, disk_rate, ship_rate, p50, p99))
+        if args.repeat > 1:
+            med = [statistics.median(col) for col in zip(*rows, strict=True)]
+            ratio = statistics.median(s / r for r, _, s, _, _ in rows)
+            floor = statistics.median(s / min(r, d) for r, d, s, _, _ in rows)
+            print(f"median of {args.repeat}: raw TLS {med[0]:.0f} MB/s, durable copy "
+                  f"{med[1]:.0f} MB/s, ship {med[2]:.0f} MB/s; ship/raw TLS {100 * ratio:.0f}%, "
+                  f"ship/slower of the two {100 * floor:.0f}% (per round); lag p50 "
+                  f"{med[3]:.1f} ms, p99 {med[4]:.1f} ms")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
