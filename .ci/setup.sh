@@ -20,6 +20,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v mount >/dev/null 2>&1 || need+=(mount)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# the ODBC source (docs/source-odbc.md): unixODBC, and the drivers its tests go through
+command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
+odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || need+=(odbc-postgresql)
+odbcinst -q -d -n "MariaDB Unicode" >/dev/null 2>&1 || need+=(odbc-mariadb)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     SUDO=""
@@ -33,5 +37,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[dev]'
+# setuptools prints an "Editable installation ... folders with the same name as your package"
+# notice on every editable install of a flat layout (the top-level folders are the packages:
+# connectors/, capture/, ...); it is informational only (setuptools' InformationOnly), so it
+# is filtered by its message here and every other warning still shows
+PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[dev]'
 echo "setup: done ($(.venv/bin/python --version), redoline $(.venv/bin/redoline --version 2>/dev/null || echo installed))"

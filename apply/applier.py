@@ -7,7 +7,9 @@ are folded to their net effect (:mod:`apply.collapse`) and written by the target
 transaction, so a crash at any instant loses nothing and applies nothing twice.
 
 Barriers: a TRUNCATE writes what is pending before it; a transaction with DDL is applied on
-its own, after the group before it has committed (MySQL commits DDL implicitly). When the
+its own, after the group before it has committed (MySQL commits DDL implicitly; there each
+DDL statement is marked in the target before it runs, so a restart after a crash between the
+statement and the checkpoint neither runs it twice nor leaves it out: ``_run_ddl``). When the
 set-based write of a group fails, the group is rolled back and replayed one statement at a
 time, one target transaction per source transaction, which names the exact row and source
 transaction the target refuses (and lets ``on_error="skip"`` set aside just that one).
@@ -28,11 +30,19 @@ from pathlib import Path
 from typing import Any, Final
 
 from apply.collapse import TableCollapse
-from apply.ddl import translate_ddl
+from apply.ddl import already_applied, ddl_kind, translate_ddl
 from apply.names import check_target_names
-from apply.point import PointOutcome, StopPoint, bounded, refuse_if_past, refuse_inside_snapshot
+from apply.point import (
+    PointOutcome,
+    StopPoint,
+    bounded,
+    delayed,
+    refuse_if_past,
+    refuse_inside_snapshot,
+)
 from apply.rowid import RowidMap, uses_rowid, with_row_key
 from apply.typemap import column_type, ensure_table
+from capture import progress
 from connectors.base import RowRejected, Writer
 from connectors.errors import (
     ApplyError,
@@ -41,7 +51,7 @@ from connectors.errors import (
     TrailError,
     UnknownDefinitionError,
 )
-from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
+from connectors.model import ROW_KEY, Change, Column, Op, TableId, TableSchema, Transaction
 
 __all__ = [
     "Applier",
@@ -100,10 +110,15 @@ class ApplyOptions:
     trail_id: str = ""
     #: accept a different trail than the checkpoint's: apply it from its first operation
     adopt_trail: bool = False
+    #: delayed replica: seconds a transaction's source commit time must be older than before
+    #: it is applied (``[apply] delay``, ``--delay``; :func:`apply.point.delayed`). 0: none
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.on_error not in ("stop", "skip"):
             raise ConfigError(f"on_error must be stop or skip, not {self.on_error!r}")
+        if self.delay < 0:
+            raise ConfigError("the apply delay must not be negative")
         if self.on_error == "skip" and self.reject_dir is None:
             raise ConfigError(
                 "on_error = skip needs a reject file (a trail directory)",
@@ -131,6 +146,9 @@ class ApplyStats:
     seconds: float = 0.0
     reject_dir: str | None = None
     tables_created: list[str] = field(default_factory=list)
+    #: delayed replica: the first transaction the delay held back when the run ended (0: none)
+    delay_held_op: int = 0
+    delay_held_commit_time: dt.datetime | None = None
 
     @property
     def changes_per_second(self) -> float:
@@ -145,6 +163,9 @@ class ApplyStats:
 class _Stop(Exception):
     pass
 
+
+#: seconds between a following apply's looks at the trail's open segment
+FOLLOW_POLL: Final = 0.05
 
 #: cyclic GC thresholds while applying (Python's default is 700, 10, 10)
 _GC_THRESHOLDS: Final = (50_000, 20, 100)
@@ -200,6 +221,8 @@ class Applier:
         #: tables this run created, checked together for names the target folds into one
         self._created_schemas: dict[TableId, TableSchema] = {}
         self._ignore = options.ignore_origins or frozenset()
+        #: target tables a snapshot of this source loaded (their definition is redoline's)
+        self.loaded_tables: set[TableId] = set()
         self.stats = ApplyStats()
         self.applied_op = 0
         #: (op, position) -> whether this trail holds operation ``op`` at ``position``; checks
@@ -223,6 +246,13 @@ class Applier:
         self._group_collision = False
         self._last_log = time.monotonic()
         self._last_log_changes = 0
+        #: this target's progress record (capture.progress): counts, lag, errors
+        self.progress = progress.stage("apply", options.target_id)
+        # DDL on a target without transactional DDL (see _run_ddl)
+        self._ddl_resume: tuple[int, int, str] | None = None
+        self._ddl_marked = False
+        self._ddl_txn: Transaction | None = None
+        self._ddl_step = 0
 
     # ------------------------------------------------------------------ public
 
@@ -232,6 +262,9 @@ class Applier:
         op, position = self._check_trail(op, position)
         if self._rowids is not None:
             self._rowids.setup()
+        if not self.writer.transactional_ddl:
+            mark = self.writer.load_ddl_mark(self.options.source_id, self.options.target_id)
+            self._ddl_resume = mark if mark is not None and mark[0] > op else None
         self.applied_op = op
         self.stats.applied_op = op
         self.stats.position = position
@@ -571,6 +604,10 @@ class Applier:
         self.stats.groups += 1
         self.stats.transactions += len(txns)
         self.stats.changes += sum(len(t.changes) for t in txns)
+        counted = self.progress.counted
+        for t in txns:
+            counted(t)
+        self.progress.ok()
         self._reset_group()
         if self._on_commit is not None:
             self._on_commit(self.applied_op)
@@ -614,12 +651,22 @@ class Applier:
     def _apply_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
         """One source transaction, statement by statement, in its own target transaction."""
         ddl_done: set[str] = set()
+        # one statement on several tables (RENAME TABLE a TO b) is one change per table in
+        # the trail, but runs on the target once, on the tables the trail holds changes of
+        statements: dict[str, list[Change]] = {}
+        for change in changes:
+            if change.op is Op.DDL and change.ddl:
+                statements.setdefault(change.ddl, []).append(change)
+        self._ddl_txn, self._ddl_step = txn, 0
+        if self._resuming(txn):
+            # the interrupted run committed this transaction's changes up to its DDL (a
+            # MySQL target commits before each DDL statement): rows again as collisions
+            collision = True
         try:
             for change in changes:
                 if change.op is Op.DDL:
-                    # one statement on several tables (RENAME TABLE a TO b) is one change per
-                    # table in the trail, but runs on the target once
-                    self._ddl(change, again=change.ddl in ddl_done)
+                    group = statements.get(change.ddl or "", [change])
+                    self._ddl(change, group, again=change.ddl in ddl_done)
                     if change.ddl:
                         ddl_done.add(change.ddl)
                     continue
@@ -636,7 +683,13 @@ class Applier:
                 except RowRejected as exc:
                     raise _Rejected(txn, change, exc) from None
             self._checkpoint(txn)
+            if self._ddl_marked:
+                # with the checkpoint: the DDL it marked is applied
+                self.writer.clear_ddl_mark(self.options.source_id, self.options.target_id)
             self.writer.commit()
+            self._ddl_marked = False
+            if self._ddl_resume is not None and self._ddl_resume[0] <= txn.last_op:
+                self._ddl_resume = None
         except _Rejected as rej:
             self.writer.rollback()
             if self._rowids is not None:
@@ -647,7 +700,11 @@ class Applier:
 
     # ------------------------------------------------------------------ DDL
 
-    def _ddl(self, change: Change, *, again: bool = False) -> None:
+    def _resuming(self, txn: Transaction) -> bool:
+        """Whether ``txn`` is the one whose DDL an interrupted run marked as running."""
+        return self._ddl_resume is not None and self._ddl_resume[0] == txn.last_op
+
+    def _ddl(self, change: Change, group: list[Change], *, again: bool = False) -> None:
         schema = change.table_schema
         source = change.table
         target = self.target_schema(source, schema.version).table if schema else None
@@ -656,17 +713,28 @@ class Applier:
         self.writer.invalidate(target)  # type: ignore[attr-defined]
         self._existing.discard(target)
         self._targets = {k: v for k, v in self._targets.items() if k[0] != source}
-        if schema is None and (change.ddl or "").lstrip()[:4].upper() == "DROP":
+        if schema is None and (change.ddl is None or change.ddl.lstrip()[:4].upper() == "DROP"):
             self._forget_rows(source, None)  # the table's rowid mappings go with it
             self._created_schemas.pop(target, None)
         if again:
             return
         if change.ddl is None:
+            if schema is None:
+                # gone under this name (catch-up: renamed to a table the snapshot loaded)
+                if self.writer.table_exists(target):
+                    log.info(
+                        "%s: dropped (renamed on the source to a table the snapshot loaded)", target
+                    )
+                    qt = self.writer.qt  # type: ignore[attr-defined]
+                    self._run_ddl(f"DROP TABLE IF EXISTS {qt(target)}", change)
+                    self.stats.ddl_applied += 1
             # a definition announced before its first rows: create the table if missing
-            if schema is not None and not self.writer.table_exists(target):
+            elif schema is not None and not self.writer.table_exists(target):
                 self._create(target, self._to_target(schema))
             elif schema is not None:
                 self._add_missing_columns(target, self._to_target(schema))
+            return
+        if self._lacks_tables(change, group):
             return
         try:
             statements = translate_ddl(
@@ -677,6 +745,7 @@ class Applier:
                 rename=self.options.rename,
                 schema_after=self._to_target(schema) if schema is not None else None,
                 target_exists=self.writer.table_exists,
+                only={c.table for c in group},
             )
         except SchemaError as exc:
             if self.options.skip_ddl:
@@ -693,7 +762,7 @@ class Applier:
             self.writer.create_schema(target.schema)
         for sql in statements:
             try:
-                self.writer.execute(sql)
+                self._run_ddl(sql, change, group)
             except RowRejected as exc:
                 if self.options.skip_ddl:
                     # sqlglot passes some MySQL-only clauses through (ENGINE=, FULLTEXT): the
@@ -717,12 +786,129 @@ class Applier:
                 ) from None
         self.stats.ddl_applied += 1
 
+    def _run_ddl(self, sql: str, change: Change, group: list[Change] | None = None) -> None:
+        """Run one target DDL statement of the transaction being applied alone.
+
+        Where DDL commits on its own (``Writer.transactional_ddl`` false: MySQL), the
+        statement is first marked as running, committed; a run that restarts on the marked
+        transaction skips the statements before the mark (they ran) and runs the marked one
+        only if the target does not show its effect already (:func:`apply.ddl.already_applied`).
+        """
+        step = self._ddl_step
+        self._ddl_step += 1
+        if self.writer.transactional_ddl:
+            self.writer.execute(sql)
+            return
+        txn = self._ddl_txn
+        assert txn is not None
+        resume = self._ddl_resume
+        if resume is not None and resume[0] == txn.last_op and step <= resume[1]:
+            if step < resume[1]:
+                log.info(
+                    "DDL already applied before the restart (operation %d): %s", txn.last_op, sql
+                )
+                return
+            if sql != resume[2]:
+                raise ApplyError(
+                    f"apply was interrupted while the target ran DDL statement {resume[2]!r} "
+                    f"of operation {txn.last_op}, but this run translates that step as "
+                    f"{sql!r}: whether the target has it cannot be checked",
+                    hint="compare the target table with the source; apply the statement by "
+                    "hand if it is missing, then delete the row of redoline."
+                    "redoline_ddl_progress for this source and target and restart",
+                )
+            done = already_applied(
+                sql,
+                self.writer.dialect,
+                self.writer.table_exists,
+                self.writer.column_names,  # type: ignore[attr-defined]
+                self._expected_columns(group or [change]),
+            )
+            if done is None:
+                raise ApplyError(
+                    f"apply was interrupted while the target ran {sql!r} (operation "
+                    f"{txn.last_op}), and the target's tables are in neither the state before "
+                    "nor the state after it",
+                    hint="bring the target to the state after the statement by hand, then "
+                    "delete the row of redoline.redoline_ddl_progress for this source and "
+                    "target and restart",
+                )
+            if done:
+                log.warning(
+                    "DDL ran before the interruption (the target shows its effect), not run "
+                    "again: operation %d, %s",
+                    txn.last_op,
+                    sql,
+                )
+                return
+        self.writer.mark_ddl(self.options.source_id, self.options.target_id, txn.last_op, step, sql)
+        self._ddl_marked = True
+        self.writer.execute(sql)
+
+    def _expected_columns(self, group: list[Change]) -> Callable[[TableId], set[str] | None]:
+        """Target table -> its columns in the trail's definitions after the statement."""
+        after: dict[TableId, set[str]] = {}
+        for c in group:
+            if c.table_schema is not None:
+                t = self._to_target(c.table_schema)
+                after[t.table] = {col.name for col in t.columns}
+        return after.get
+
+    def _lacks_tables(self, change: Change, group: list[Change]) -> bool:
+        """An ALTER or RENAME of tables the target does not have (capture and apply with no
+        snapshot: a table apply never met): instead of failing on the missing table, the
+        target gets the tables from the trail's definitions after the statement, and a
+        warning says their rows from before capture started are not there. True: handled."""
+        assert change.ddl is not None
+        kind = ddl_kind(change.ddl, self.options.source_dialect)
+        if kind not in ("alter", "rename"):
+            return False
+        names = {
+            c.table: (self._to_target(c.table_schema).table if c.table_schema else None)
+            for c in group
+        }
+        where = {
+            t: new or (self.options.rename(t) if self.options.rename else t)
+            for t, new in names.items()
+        }
+        if kind == "alter" and len(group) == 1:
+            if self.writer.table_exists(where[change.table]):
+                return False
+        elif any(self.writer.table_exists(t) for t in where.values()):
+            return False
+        made = []
+        for c in group:
+            if c.table_schema is None:
+                continue
+            schema = self._to_target(c.table_schema)
+            self._create(schema.table, schema)
+            made.append(str(schema.table))
+        what = (
+            f"created {', '.join(made)} from the trail's definition after it"
+            if made
+            else "skipped it (the trail has no definition of the table yet: its next rows "
+            "bring one, and apply creates the table then)"
+        )
+        log.warning(
+            "%s is not on the target: %r applies to a table apply never created, so apply %s. "
+            "Rows from before capture started are NOT on the target: load them with "
+            "`redoline snapshot` (or `redoline sync`, which snapshots tables not loaded yet)",
+            ", ".join(str(t) for t in where.values()),
+            change.ddl,
+            what,
+        )
+        self.stats.ddl_applied += 1
+        return True
+
     def _add_missing_columns(self, target: TableId, schema: TableSchema) -> None:
         """A definition without DDL text for a table the target has: its first in the trail
         (the rows came by snapshot, so the trail holds no earlier definition to diff against).
-        Columns it has and the target lacks are added; columns only the target has are kept
-        (a rename or drop on the source cannot be told from a target-only column here: losing
-        them is not ours to decide) and named in a warning."""
+        Columns it has and the target lacks are added. Columns only the target has were
+        dropped (or renamed) on the source between the snapshot and the trail's first
+        definition: on a table a snapshot of this source created they are dropped too (the
+        target's definition is redoline's; verify would report them); on a table redoline did
+        not load they are kept (a column of the DBA's own is not ours to drop) and named in a
+        warning."""
         have = self.writer.column_names(target)  # type: ignore[attr-defined]
         missing = [c for c in schema.columns if c.name not in have]
         for col in missing:
@@ -736,8 +922,26 @@ class Applier:
             log.info("%s: adding column %s (the source's definition has it)", target, col.name)
             self.writer.execute(sql)
             self.stats.ddl_applied += 1
-        extra = sorted(have - {c.name for c in schema.columns})
-        if extra:
+        own = {ROW_KEY, self.options.source_column}  # columns apply itself adds
+        extra = sorted(have - {c.name for c in schema.columns} - own)
+        if extra and target in self.loaded_tables:
+            for name in extra:
+                log.warning(
+                    "%s: dropping column %s: the source dropped or renamed it before the trail "
+                    "recorded the table%s",
+                    target,
+                    name,
+                    " (if it was renamed, the values of its new column in rows the snapshot "
+                    "loaded are NULL: re-snapshot the table to reload them)"
+                    if missing
+                    else "",
+                )
+                self.writer.execute(
+                    f"ALTER TABLE {self.writer.qt(target)} "  # type: ignore[attr-defined]
+                    f"DROP COLUMN {self.writer.q(name)}"  # type: ignore[attr-defined]
+                )
+                self.stats.ddl_applied += 1
+        elif extra:
             log.warning(
                 "%s: target columns %s are not in the source's definition (dropped or renamed "
                 "on the source before the trail recorded the table); kept, not written",
@@ -759,7 +963,14 @@ class Applier:
                 f"..{txn.last_op}, committed {txn.commit_time.isoformat()} at {txn.position}): "
                 f"operation {op_no}, {change.op.value} on {change.table}, row {row!r}: "
                 f"{exc.message}",
-                hint="fix the target (or the row) and restart apply; or --on-error skip to set "
+                hint=(
+                    f"a table never loaded by a snapshot holds only rows changed since capture "
+                    f"started: `redoline snapshot --tables {change.table}` (or `redoline sync`) "
+                    "loads it; otherwise "
+                    if getattr(exc, "missing", False)
+                    else ""
+                )
+                + "fix the target (or the row) and restart apply; or --on-error skip to set "
                 "rejected transactions aside in a reject trail",
             )
         self._write_reject(txn)
@@ -811,12 +1022,12 @@ class Applier:
         interval = now - self._last_log
         rate = (self.stats.changes - self._last_log_changes) / interval
         self._last_log, self._last_log_changes = now, self.stats.changes
+        # the heartbeat's lag when the source writes one; else an estimate from the last
+        # commit time, 0 once nothing is left to apply (an idle source is not lagging)
+        seconds, method = self.progress.lag_seconds()
         lag = ""
-        if self.stats.last_commit_time is not None:
-            commit = self.stats.last_commit_time
-            if commit.tzinfo is None:
-                commit = commit.replace(tzinfo=dt.UTC)
-            lag = f", lag {(dt.datetime.now(dt.UTC) - commit).total_seconds():.1f}s"
+        if seconds is not None:
+            lag = f", lag {seconds:.1f}s" + (" (estimate)" if method == "estimate" else "")
         log.info(
             "applied through operation %d: %d transactions, %d changes, %.0f changes/s%s",
             self.applied_op,
@@ -931,7 +1142,7 @@ def apply_trail(
     parallel groups report to one shared consumer). ``follow`` tails the trail until
     ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from apply.snapshot import catchup_transactions, load_table_states, table_windows
+    from apply.snapshot import load_table_states, table_windows
     from capture.trail import TrailReader, trail_info
     from connectors.base import position_comparator
 
@@ -971,6 +1182,7 @@ def apply_trail(
         compare = position_comparator(info.source_engine)
     reader = TrailReader(trail_dir, key=key)
     applier = Applier(writer, reader.schema, options)
+    applier.loaded_tables = {TableId.parse(s.target_table) for s in states}
 
     def same_trail(op: int, position: str | None) -> bool:
         if not info.segments or op > info.last_op:
@@ -986,7 +1198,81 @@ def apply_trail(
         return False
 
     applier.same_trail = same_trail
+    st = applier.progress
+    st.refresh = _lag_refresher(trail_dir, key, options.source_id)
+    try:
+        return _apply_trail(
+            applier,
+            st,
+            reader,
+            info,
+            trail_dir,
+            options,
+            windows,
+            compare,
+            key=key,
+            follow=follow,
+            stop=stop,
+            progress=progress,
+            until=until,
+            outcome=outcome,
+        )
+    except BaseException as exc:
+        st.failed(exc, retrying=False)
+        raise
+
+
+def _lag_refresher(trail_dir: Path, key: bytes | None, source_id: str) -> Callable[[Any], None]:
+    """How far a target is behind the trail, measured once a second by the progress
+    reporter: operations (the trail's last, from this process's capture when it runs here,
+    else from the trail every few seconds) and bytes of the segments still to apply."""
+    from capture.progress import registry, unapplied
+    from capture.trail import trail_info
+
+    cache: dict[str, float] = {"at": 0.0, "last_op": 0.0}
+
+    def refresh(st: Any) -> None:
+        applied = st.last_op or 0
+        last = None
+        for other in registry():
+            if other.kind == "capture" and other.name == source_id and other.last_op is not None:
+                last = other.last_op
+        if last is None:
+            now = time.monotonic()
+            if now - cache["at"] >= 5:
+                cache["last_op"] = trail_info(trail_dir, key=key).last_op
+                cache["at"] = now
+            last = int(cache["last_op"])
+        st.lag_operations = max(0, last - applied)
+        st.lag_bytes = unapplied(trail_dir, applied) if st.lag_operations else 0
+
+    return refresh
+
+
+def _apply_trail(
+    applier: Applier,
+    st: Any,
+    reader: Any,
+    info: Any,
+    trail_dir: Path,
+    options: ApplyOptions,
+    windows: Any,
+    compare: Callable[[str, str], int] | None,
+    *,
+    key: bytes | None,
+    follow: bool,
+    stop: Callable[[], bool] | None,
+    progress: Callable[[int], None] | None,
+    until: StopPoint | None,
+    outcome: PointOutcome | None,
+) -> ApplyStats:
+    from apply.snapshot import catchup_transactions
+    from capture.heartbeat import split_heartbeat
+
     start = applier.start()
+    st.last_op = start
+    st.position = applier.stats.position
+    st.running()
     if info.segments and start > info.last_op:
         raise TrailError(
             f"the target has applied through operation {start}, but the trail {trail_dir} "
@@ -1004,19 +1290,43 @@ def apply_trail(
         else:
             register_target(trail_dir, options.target_id, op)
 
+    #: (last operation, beat time) of heartbeats read but not yet committed on the target
+    beats: list[tuple[int, float]] = []
+
     def committed(op: int) -> None:
+        while beats and beats[0][0] <= op:
+            st.beat(beats.pop(0)[1])
         now = time.monotonic()
         if now - last_register[0] >= 2:
             report(op)
             last_register[0] = now
 
     report(start)
-    source: Iterator[Transaction] = reader.transactions(start + 1, follow=follow, stop=should_stop)
+    # a following reader looks for new trail bytes every 50 ms (a read of what was appended):
+    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag
+    source: Iterator[Transaction] = reader.transactions(
+        start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL
+    )
+    held: list[Transaction] = []
+    if options.delay > 0:
+        source = delayed(source, options.delay, follow=follow, stop=should_stop, held=held)
     if until is not None:
         outcome = outcome if outcome is not None else PointOutcome()
         refuse_if_past(trail_dir, key, start, until)
         source = bounded(source, until, outcome)
-    txns: Iterable[Transaction | None] = prefetch(source, tick=max(0.01, options.batch_ms / 4000))
+
+    def without_heartbeat(items: Iterable[Transaction | None]) -> Iterator[Transaction | None]:
+        # the heartbeat row is redoline's own: read, never written (capture.heartbeat)
+        for txn in items:
+            if txn is not None and txn.changes:
+                txn, beat = split_heartbeat(txn)
+                if beat is not None:
+                    beats.append((txn.last_op, beat))
+            yield txn
+
+    txns: Iterable[Transaction | None] = without_heartbeat(
+        prefetch(source, tick=max(0.01, options.batch_ms / 4000))
+    )
     if compare is not None:
 
         def in_window(txn: Transaction) -> None:
@@ -1028,6 +1338,10 @@ def apply_trail(
         txns = catchup_transactions(txns, windows, compare, in_window)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
+    st.done(stopped=should_stop())
+    if held:
+        stats.delay_held_op = held[0].first_op
+        stats.delay_held_commit_time = held[0].commit_time
     if until is not None and outcome is not None and compare is not None and outcome.reached:
         refuse_inside_snapshot(windows, compare, outcome, until)
     return stats

@@ -11,7 +11,7 @@ names the statement (``--skip-ddl`` skips such statements, loudly).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import sqlglot
 import sqlglot.errors
@@ -47,11 +47,14 @@ def translate_ddl(
     rename: Callable[[TableId], TableId] | None = None,
     schema_after: TableSchema | None = None,
     target_exists: Callable[[TableId], bool] | None = None,
+    only: Collection[TableId] | None = None,
 ) -> list[str]:
     """Target statements for the source DDL ``sql`` (empty: nothing to do on the target).
 
     ``schema_after`` (the trail's definition after the statement, already renamed for the
-    target) supplies column types; ``target_exists`` makes CREATE TABLE idempotent.
+    target) supplies column types; ``target_exists`` makes CREATE TABLE idempotent. ``only``
+    (source tables) keeps a DROP TABLE or RENAME TABLE to the tables the trail holds changes
+    of: a statement naming tables outside ``[tables]`` leaves those alone on the target.
     """
     if not source_dialect:
         # the trail header names it (format 2); guessing from the text would misread DDL
@@ -65,8 +68,11 @@ def translate_ddl(
     if default_schema is None and schema_after is not None:
         default_schema = schema_after.table.schema
 
+    def source_id(table: exp.Table) -> TableId:
+        return TableId(table.db or default_schema or "public", table.name)
+
     def target(table: exp.Table) -> TableId:
-        source = TableId(table.db or default_schema or "public", table.name)
+        source = source_id(table)
         return rename(source) if rename else source
 
     def retarget(node: exp.Expression) -> None:
@@ -81,17 +87,19 @@ def translate_ddl(
     match = _RENAME.match(sql)
     if match:
         # RENAME TABLE a TO b, c TO d: one rename per pair, in order
-        text, pos, renames = match.group(1), 0, []
+        text, pos, pairs = match.group(1), 0, []
         while pos < len(text):
             pair = _RENAME_PAIR.match(text, pos)
             if pair is None:
                 raise _untranslatable(sql, "cannot read its table names")
             try:
-                renames += _rename_table(pair.group(1), pair.group(2), read, target_dialect, target)
+                names = (_table_node(pair.group(1), read), _table_node(pair.group(2), read))
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+            if only is None or {source_id(n) for n in names} & set(only):
+                pairs.append((target(names[0]), target(names[1])))
             pos = pair.end()
-        return renames
+        return _rename_tables(pairs, target_dialect)
     try:
         statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
     except sqlglot.errors.SqlglotError as exc:
@@ -117,6 +125,11 @@ def translate_ddl(
                 continue
         elif isinstance(stmt, exp.Drop) and kind == "TABLE":
             stmt.set("exists", True)
+            if only is not None:
+                kept = [t for t in stmt.args.get("tables") or [] if source_id(t) in set(only)]
+                if not kept:
+                    continue
+                stmt.set("tables", kept)
         elif isinstance(stmt, exp.Alter | exp.TruncateTable | exp.Drop | exp.Create):
             if isinstance(stmt, exp.Create) and kind not in ("INDEX", "TABLE"):
                 raise _untranslatable(sql, f"CREATE {kind} is not replicated")
@@ -257,32 +270,161 @@ def _retype(stmt: exp.Alter, schema_after: TableSchema | None, dialect: str, sql
         alter.set("dtype", exp.DataType.build(column_type(col, dialect), dialect=dialect))
 
 
-def _rename_table(
-    old: str,
-    new: str,
-    read: str,
-    dialect: str,
-    target: Callable[[exp.Table], TableId],
-) -> list[str]:
-    def table(text: str) -> TableId:
-        node = sqlglot.parse_one(f"SELECT 1 FROM {text}", read=read).find(exp.Table)
-        assert node is not None
-        return target(node)
+def _table_node(text: str, read: str) -> exp.Table:
+    node = sqlglot.parse_one(f"SELECT 1 FROM {text}", read=read).find(exp.Table)
+    assert node is not None
+    return node
 
-    src, dst = table(old), table(new)
-    quote = (
-        (lambda n: "`" + n.replace("`", "``") + "`")
-        if dialect == "mysql"
-        else (lambda n: '"' + n.replace('"', '""') + '"')
-    )
+
+def _rename_tables(pairs: list[tuple[TableId, TableId]], dialect: str) -> list[str]:
+    """RENAME TABLE a TO b, ... on the target: MySQL renames them all in one atomic statement
+    (a swap through a temporary name never shows half done); the others rename in order."""
+    if not pairs:
+        return []
     if dialect == "mysql":
         return [
-            f"RENAME TABLE {quote(src.schema)}.{quote(src.name)} TO "
-            f"{quote(dst.schema)}.{quote(dst.name)}"
+            "RENAME TABLE "
+            + ", ".join(f"{_quoted(s, dialect)} TO {_quoted(d, dialect)}" for s, d in pairs)
         ]
-    stmts = [f"ALTER TABLE {quote(src.schema)}.{quote(src.name)} RENAME TO {quote(dst.name)}"]
-    if dst.schema != src.schema:
-        stmts.append(
-            f"ALTER TABLE {quote(src.schema)}.{quote(dst.name)} SET SCHEMA {quote(dst.schema)}"
-        )
+    quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+    stmts = []
+    for src, dst in pairs:
+        stmts.append(f"ALTER TABLE {_quoted(src, dialect)} RENAME TO {quote(dst.name)}")
+        if dst.schema != src.schema:
+            stmts.append(
+                f"ALTER TABLE {quote(src.schema)}.{quote(dst.name)} SET SCHEMA {quote(dst.schema)}"
+            )
     return stmts
+
+
+def ddl_kind(sql: str, dialect: str | None) -> str:
+    """What a source DDL statement does to tables: ``rename`` (RENAME TABLE, ALTER TABLE ...
+    RENAME TO), ``alter``, ``create``, ``drop``, ``truncate`` or ``other``."""
+    if _RENAME.match(sql):
+        return "rename"
+    try:
+        parsed = sqlglot.parse(sql, read=dialect) if dialect else []
+    except sqlglot.errors.SqlglotError:
+        return "other"
+    stmt = parsed[0] if parsed else None
+    if isinstance(stmt, exp.Alter):
+        actions = stmt.args.get("actions") or []
+        return "rename" if any(isinstance(a, exp.AlterRename) for a in actions) else "alter"
+    kind = str(stmt.args.get("kind") or "").upper() if stmt is not None else ""
+    if isinstance(stmt, exp.Create) and kind == "TABLE":
+        return "create"
+    if isinstance(stmt, exp.Drop) and kind == "TABLE":
+        return "drop"
+    if isinstance(stmt, exp.TruncateTable):
+        return "truncate"
+    return "other"
+
+
+def already_applied(
+    sql: str,
+    dialect: str,
+    exists: Callable[[TableId], bool],
+    columns: Callable[[TableId], set[str]],
+    expected: Callable[[TableId], set[str] | None] = lambda _t: None,
+) -> bool | None:
+    """Whether the target statement ``sql`` (as :func:`translate_ddl` made it) has already
+    taken effect on the target: for a statement that may have run just before a crash, on a
+    target whose DDL commits on its own.
+
+    Decided from the names the statement changes: tables (RENAME), columns (ADD, DROP,
+    RENAME, CHANGE with a new name). A statement that changes no name (a type change, DROP
+    ... IF EXISTS, TRUNCATE, CREATE TABLE, which :func:`translate_ddl` skips when the table
+    exists) gives the same result when run again: False. None: the target is in neither the
+    state before nor the state after the statement (or a swap whose two states look alike),
+    so it cannot be told. ``expected(table)`` is the trail's column set for a target table
+    after the statement (None: unknown), which tells a swap's two states apart.
+    """
+    match = _RENAME.match(sql)
+    if match:
+        text, pos, pairs = match.group(1), 0, []
+        while pos < len(text):
+            pair = _RENAME_PAIR.match(text, pos)
+            if pair is None:
+                return None
+            a, b = (_table_node(pair.group(g), dialect) for g in (1, 2))
+            pairs.append((TableId(a.db, a.name), TableId(b.db, b.name)))
+            pos = pair.end()
+        return _renamed(pairs, exists, columns, expected)
+    try:
+        stmt = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return False
+    if not isinstance(stmt, exp.Alter) or not isinstance(stmt.this, exp.Table):
+        return False
+    table = TableId(stmt.this.db, stmt.this.name)
+    actions = stmt.args.get("actions") or []
+    for action in actions:
+        if isinstance(action, exp.AlterRename):
+            dst = TableId(action.this.db or table.schema, action.this.name)
+            return _renamed([(table, dst)], exists, columns, expected)
+    if not exists(table):
+        return None
+    have = columns(table)
+    votes: list[bool] = []
+    for action in actions:
+        if isinstance(action, exp.ColumnDef):
+            votes.append(action.name in have)
+        elif isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == (
+            "COLUMN"
+        ):
+            # (sqlglot keeps the dropped column in `tables`, older versions in `this`)
+            dropped = action.this or next(iter(action.args.get("tables") or []), None)
+            votes.append(dropped is not None and dropped.name not in have)
+        elif isinstance(action, exp.RenameColumn):
+            old, new = action.this.name, action.args["to"].name
+            votes.append(old not in have and new in have)
+        elif isinstance(action, exp.ModifyColumn) and isinstance(action.this, exp.ColumnDef):
+            source = action.args.get("rename_from")
+            if source is not None and source.name != action.this.name:
+                votes.append(source.name not in have and action.this.name in have)
+    if not votes:
+        return False
+    if all(votes):
+        return True
+    return False if not any(votes) else None
+
+
+def _renamed(
+    pairs: list[tuple[TableId, TableId]],
+    exists: Callable[[TableId], bool],
+    columns: Callable[[TableId], set[str]],
+    expected: Callable[[TableId], set[str] | None],
+) -> bool | None:
+    names = {t for pair in pairs for t in pair}
+    now = {t for t in names if exists(t)}
+
+    def runs(order: list[tuple[TableId, TableId]]) -> dict[TableId, TableId] | None:
+        """Name after -> name before, when the renames in ``order`` can run from ``now``."""
+        have = {t: t for t in now}
+        for src, dst in order:
+            if src not in have or dst in have:
+                return None
+            have[dst] = have.pop(src)
+        return have
+
+    forward = runs(pairs)
+    backward = runs([(b, a) for a, b in reversed(pairs)])
+    if forward is not None and backward is None:
+        return False
+    if backward is not None and forward is None:
+        return True
+    if forward is None or backward is None:
+        return None
+    # a swap: both states hold the same names; the trail's definitions after it tell them apart
+    after = {t: expected(t) for t in names if t in now}
+    known = {t: cols for t, cols in after.items() if cols is not None}
+    if not known:
+        return None
+    done = all(columns(t) == cols for t, cols in known.items())
+    # not run yet: each name's columns are now on the table the statement moves to it
+    pending = all(
+        columns(forward_src) == known[t] for t, forward_src in forward.items() if t in known
+    )
+    if done != pending:
+        return done
+    return None

@@ -1,9 +1,11 @@
-"""Points in the source's history: an operation number, a commit time, or a transaction id.
+"""Points in the source's history: an operation number, a commit time, a transaction id, or a
+named restore point (a mark: a source position or an operation number).
 
 ``redoline apply --until-*`` replays the trail up to and including such a point and stops;
 ``redoline undo --to-*`` reverses everything after one. Both read the point from the trail
 (DESIGN.md: Time travel): operation numbers are the trail's own, commit times are the
-source's commit timestamps as captured, transaction ids are the source's.
+source's commit timestamps as captured, transaction ids are the source's, a mark's source
+position orders against the trail's commit positions by the source engine's rules.
 
 Times: ISO-8601 with a zone (``2026-12-02T14:01:00+01:00``, ``...Z``), a time without a
 zone taken as UTC, or relative to now (``-15m``, ``-2h``, ``-1d``, ``-30s``).
@@ -13,16 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from connectors.errors import ConfigError, Terminal, ToolkitError
+from connectors.errors import ConfigError, Terminal, ToolkitError, TrailError
 from connectors.model import TableId, Transaction
 
 if TYPE_CHECKING:
     from apply.snapshot import TableWindow
+    from capture.trail import Mark
 
 __all__ = [
     "EXIT_POINT",
@@ -31,7 +35,10 @@ __all__ = [
     "StopPoint",
     "bounded",
     "commit_utc",
+    "delayed",
     "describe_txn",
+    "mark_op",
+    "mark_point",
     "parse_time",
     "refuse_if_past",
     "refuse_inside_snapshot",
@@ -80,18 +87,32 @@ def commit_utc(txn: Transaction) -> dt.datetime:
 
 @dataclass(frozen=True)
 class StopPoint:
-    """Exactly one of ``op``, ``time``, ``xid``: the last change to include."""
+    """Exactly one of ``op``, ``time``, ``xid``, ``position``: the last change to include
+    (``position``: every transaction whose commit position is at or before it, ordered by
+    ``compare``)."""
 
     op: int | None = None
     time: dt.datetime | None = None
     xid: str | None = None
+    position: str | None = None
+    compare: Callable[[str, str], int] | None = field(default=None, compare=False)
+    #: how messages name the point (a mark's name), instead of its raw form
+    label: str = ""
 
     def __post_init__(self) -> None:
-        given = [x for x in (self.op, self.time, self.xid) if x is not None]
+        given = [x for x in (self.op, self.time, self.xid, self.position) if x is not None]
         if len(given) != 1:
-            raise ConfigError("give exactly one point: an operation, a time or a transaction id")
+            raise ConfigError(
+                "give exactly one point: an operation, a time, a transaction id or a mark"
+            )
+        if self.position is not None and self.compare is None:
+            raise ConfigError("a point at a source position needs the engine's position order")
 
     def describe(self) -> str:
+        if self.label:
+            return self.label
+        if self.position is not None:
+            return f"source position {self.position}"
         if self.op is not None:
             return f"operation {self.op}"
         if self.time is not None:
@@ -105,6 +126,9 @@ class StopPoint:
             return txn.last_op <= self.op
         if self.time is not None:
             return commit_utc(txn) <= self.time
+        if self.position is not None:
+            assert self.compare is not None
+            return self.compare(txn.position, self.position) <= 0
         return True
 
 
@@ -183,6 +207,16 @@ def refuse_if_past(trail_dir: Path, key: bytes | None, applied_op: int, point: S
                 hint=hint,
             )
         return
+    if point.position is not None:
+        at = _txn_at(trail_dir, key, applied_op)
+        if at is not None and not point.includes(at):
+            raise PointError(
+                f"the target has already applied through operation {applied_op}, "
+                f"{describe_txn(at)}, after {point.describe()}: the earliest point it can be "
+                f"brought to is operation {applied_op}",
+                hint=hint,
+            )
+        return
     if point.time is not None:
         at = _txn_at(trail_dir, key, applied_op)
         if at is not None and commit_utc(at) > point.time:
@@ -228,3 +262,80 @@ def refuse_inside_snapshot(
             f"the earliest restorable point is position {latest}",
             hint="restore from a copy loaded before the point, or use `redoline undo`",
         )
+
+
+def _mark(trail_dir: Path, name: str, key: bytes | None) -> tuple[Mark, Callable[[str, str], int]]:
+    from capture.trail import read_mark, trail_info
+    from connectors.base import position_comparator
+
+    mark = read_mark(trail_dir, name)
+    info = trail_info(trail_dir, key=key)
+    if mark.trail_id and info.trail_id and mark.trail_id != info.trail_id:
+        raise TrailError(
+            f"{mark.describe()} was taken on another trail (id {mark.trail_id}) than "
+            f"{trail_dir} (id {info.trail_id})",
+            hint="a mark is only valid in the trail directory it was made in",
+        )
+    engine = mark.source_engine or info.source_engine
+    if mark.position is not None and not engine:
+        raise TrailError(
+            f"{mark.describe()}: the trail does not name its source engine (format 1), so "
+            "the mark's position cannot be ordered against it",
+            hint="run `redoline capture` once with this version",
+        )
+    return mark, position_comparator(engine) if engine else (lambda a, b: 0)
+
+
+def mark_point(trail_dir: Path, name: str, key: bytes | None) -> StopPoint:
+    """The replay point of mark ``name`` (``--until-mark``)."""
+    mark, compare = _mark(trail_dir, name, key)
+    if mark.op is not None:
+        return StopPoint(op=mark.op, label=mark.describe())
+    return StopPoint(position=mark.position, compare=compare, label=mark.describe())
+
+
+def mark_op(trail_dir: Path, name: str, key: bytes | None) -> tuple[str, int | None]:
+    """Mark ``name`` as an operation number: the last operation before it (None: the trail
+    holds no transaction after the mark yet, so everything in it is before the mark), and
+    the mark's description."""
+    from capture.trail import TrailReader, trail_info
+
+    mark, compare = _mark(trail_dir, name, key)
+    if mark.op is not None:
+        return mark.describe(), mark.op
+    assert mark.position is not None
+    info = trail_info(trail_dir, key=key)
+    # what the trail held when the mark was taken was committed before it
+    start = max(mark.trail_last_op + 1, info.first_op, 1)
+    for txn in TrailReader(trail_dir, key=key).transactions(start):
+        if compare(txn.position, mark.position) > 0:
+            return mark.describe(), txn.first_op - 1
+    return mark.describe(), None
+
+
+def delayed(
+    txns: Iterator[Transaction],
+    delay: float,
+    *,
+    follow: bool,
+    stop: Callable[[], bool],
+    held: list[Transaction],
+) -> Iterator[Transaction]:
+    """``txns``, each only once its source commit time is ``delay`` seconds old (a delayed
+    replica: human error on the source reaches this target ``delay`` later, time to stop it).
+
+    Waits for a transaction that is too young while ``follow`` (until ``stop()``); otherwise
+    ends before it and records it in ``held`` (``--until-caught-up``: caught up as far as the
+    delay allows). Commit times are the source's; "now" is this host's clock.
+    """
+    wait_for = dt.timedelta(seconds=delay)
+    for txn in txns:
+        while True:
+            left = (commit_utc(txn) + wait_for - dt.datetime.now(dt.UTC)).total_seconds()
+            if left <= 0:
+                break
+            if not follow or stop():
+                held.append(txn)
+                return
+            time.sleep(min(left, 0.5))
+        yield txn

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from apply.applier import ApplyOptions, ApplyStats, apply_trail
 from apply.point import PointOutcome, StopPoint
+from capture import progress
 from capture.retry import Retry
 from connectors.base import Database
 
@@ -65,6 +66,7 @@ def apply_reconnecting(
         hint="nothing was lost: the target's checkpoint is where the last committed "
         "transaction left it; run again when the target is back ([target] retry_for sets how "
         "long a run keeps trying)",
+        progress=progress.stage("apply", options.target_id),
     )
     while True:
         try:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from apply.typemap import ensure_table
 from connectors.base import RowRejected, TableBatch
-from connectors.model import Change, Column, Op, TableId, TableSchema
+from connectors.model import ROW_KEY, Change, Column, Op, TableId, TableSchema
 
 if TYPE_CHECKING:
     from connectors.base import Writer
@@ -41,8 +41,6 @@ __all__ = ["MAP_TABLE", "ROW_KEY", "RowidMap", "uses_rowid"]
 
 log = logging.getLogger("redoline.apply")
 
-#: the surrogate key column added to keyless target tables of row-id sources
-ROW_KEY: Final = "redoline_row_key"
 #: where the map lives on the target (beside the checkpoint)
 MAP_TABLE: Final = TableId("redoline", "rowid_map")
 

@@ -45,7 +45,7 @@ from capture.filters import CaptureFilter
 from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, DefinitionChangedError, SchemaError, ToolkitError
-from connectors.model import TableId, TableSchema, Transaction
+from connectors.model import Change, Op, TableId, TableSchema, Transaction
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -674,11 +674,24 @@ def catchup_transactions(
             yield txn
             continue
         kept = []
+        held: set[str] = set()  # DDL statements the snapshot holds the effect of
         for change in txn.changes:
             window = windows.get(change.table)
             if window is not None and compare(txn.position, window.start) <= 0:
+                if change.op is Op.DDL and change.ddl:
+                    held.add(change.ddl)
                 continue  # already in the snapshot
             kept.append(change)
+        if held:
+            # `RENAME TABLE a TO b` where the snapshot loaded b: a's rows are b's, and a was
+            # gone when the snapshot read; a (created on the target by earlier trail changes,
+            # or by an earlier run) goes rather than being renamed onto the loaded b
+            kept = [
+                Change(Op.DDL, c.table, c.schema_version)
+                if c.op is Op.DDL and c.ddl in held and c.table_schema is None
+                else c
+                for c in kept
+            ]
         if len(kept) != len(txn.changes):
             # keep last_op (the checkpoint) exact: the kept changes end where the txn ended
             txn = dataclasses.replace(txn, changes=kept, first_op=txn.last_op - len(kept) + 1)

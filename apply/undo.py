@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from apply.point import PointError, commit_utc
-from connectors.base import Database, RowRejected, TableBatch, Writer
+from connectors.base import HEARTBEAT_TABLE, Database, RowRejected, TableBatch, Writer
 from connectors.checksum import checksum_sql
 from connectors.errors import ApplyError, ConfigError, SchemaError, Terminal, ToolkitError
 from connectors.model import UNCHANGED, Change, Column, Op, Row, TableId, TableSchema, Value
@@ -74,7 +74,7 @@ class UndoSelection:
     def __post_init__(self) -> None:
         given = [self.to_op is not None, self.to_time is not None, bool(self.xids), bool(self.ops)]
         if sum(given) != 1:
-            raise ConfigError("give exactly one of --to-time, --to-op, --xid, --ops")
+            raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
         if self.ops is not None and self.ops[0] > self.ops[1]:
             raise ConfigError(f"--ops {self.ops[0]}..{self.ops[1]}: the range is empty")
 
@@ -209,6 +209,8 @@ def plan_undo(
                 continue
             if change.op is Op.DDL and change.ddl is None:
                 continue  # a definition announced for readers, not a change of the source
+            if change.table == HEARTBEAT_TABLE:
+                continue  # redoline's own heartbeat row: never on a target, nothing to undo
             if not sel.table_wanted(change.table):
                 plan.filtered_out += 1
                 continue

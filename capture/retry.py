@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from connectors.errors import RetriesExhaustedError, Terminal, Transient
 
@@ -39,6 +40,7 @@ class Retry:
         backoff: tuple[float, float] = (0.5, 30.0),
         on_retry: Callable[[int, float, str], None] | None = None,
         hint: str = "nothing was lost; run again when the server is reachable",
+        progress: Any = None,
     ) -> None:
         self.stage = stage
         self.retry_for = retry_for
@@ -47,18 +49,26 @@ class Retry:
         self.hint = hint
         self.failures = 0
         self._since = 0.0
+        #: the stage's :class:`capture.progress.StageProgress`: errors by class, retrying
+        self.progress = progress
 
     def failed(self, exc: BaseException) -> float:
         """Count a failed attempt; the delay before the next one. Raises ``exc`` when it is
         terminal, :class:`RetriesExhaustedError` (exit 75) when the budget is spent."""
         if not isinstance(exc, Transient) or isinstance(exc, Terminal):
+            if self.progress is not None:
+                self.progress.failed(exc, retrying=False)
             raise exc
         now = time.monotonic()
         self.failures += 1
         if self.failures == 1:
             self._since = now
         waited = now - self._since
+        if self.progress is not None:
+            self.progress.failed(exc, retrying=True)
         if self.retry_for is not None and waited >= self.retry_for:
+            if self.progress is not None:
+                self.progress.state = "failed"
             raise RetriesExhaustedError(
                 f"{self.stage} gave up after {waited:.0f}s and {self.failures} attempts: {exc}",
                 hint=self.hint,
@@ -82,4 +92,6 @@ class Retry:
         """The stage works again (after failed attempts: tell ``on_retry`` with attempt 0)."""
         if self.failures and self.on_retry is not None:
             self.on_retry(0, 0.0, "")
+        if self.progress is not None:
+            self.progress.ok()
         self.failures = 0

@@ -21,6 +21,7 @@ exponential backoff; terminal ones propagate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from capture import heartbeat, progress
 from capture.assembly import SpilledTransaction, TransactionAssembler
 from capture.filters import CaptureFilter
 from capture.retry import Retry
-from capture.trail import START_FILE, TrailWriter, fix_trail_start
-from connectors.base import Database
+from capture.trail import START_FILE, TrailWriter, fix_trail_start, list_segment_files
+from connectors.base import HEARTBEAT_TABLE, Database
 from connectors.errors import (
     ConfigError,
     ConnectError,
@@ -87,6 +89,9 @@ class CaptureOptions:
     #: group commit: fsync at most every this many seconds while transactions keep coming
     #: (also when the log goes idle, and before stopping); 0 = fsync every transaction
     flush_interval: float = 0.05
+    #: seconds between heartbeat rows written on the source (``[source] heartbeat``,
+    #: :mod:`capture.heartbeat`); 0: no heartbeat, lag is estimated from positions
+    heartbeat: float = 0.0
 
 
 @dataclass
@@ -121,6 +126,38 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     stop = options.stop_event or threading.Event()
     result = CaptureResult()
     started = time.monotonic()
+    st = progress.stage("capture", options.source_id)
+    st.refresh = lambda s: _trail_size(s, trail_dir)
+    try:
+        result = _capture(db, trail_dir, options, stop, result, started, st)
+    except BaseException as exc:
+        if st.state != "failed":
+            st.failed(exc, retrying=False)
+        raise
+    st.done(stopped=result.stopped or (stop.is_set() and not result.caught_up))
+    return result
+
+
+def _trail_size(st: progress.StageProgress, trail_dir: Path) -> None:
+    segments = list_segment_files(trail_dir)
+    total = 0
+    for path, _sealed in segments.values():
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass
+    st.trail_segments, st.trail_bytes = len(segments), total
+
+
+def _capture(
+    db: Database,
+    trail_dir: Path,
+    options: CaptureOptions,
+    stop: threading.Event,
+    result: CaptureResult,
+    started: float,
+    st: progress.StageProgress,
+) -> CaptureResult:
     retry = Retry(
         "capture",
         retry_for=options.retry_for,
@@ -128,6 +165,7 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
         on_retry=options.on_retry,
         hint="nothing was lost; run again when the source is reachable ([source] retry_for "
         "sets how long a run keeps trying)",
+        progress=st,
     )
     # where an empty trail starts is fixed once, durably, by whichever run comes first (this
     # one, or a sync/snapshot before its snapshot): a later run of a still-empty trail (nothing
@@ -143,6 +181,8 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
                 # did), and a view that cannot be decided from the log is refused before reading
                 filters.bind(db)
                 filters.check_source(db, db.list_tables(filters.tables))
+            if options.heartbeat > 0:
+                heartbeat.ensure_table(db)
             break
         except Exception as exc:
             if stop.wait(retry.failed(exc)):
@@ -156,26 +196,24 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
     ) as writer:
         result.first_position = writer.last_position
         result.last_op = writer.last_op
-        while not stop.is_set():
-            try:
-                done = _run_once(db, writer, options, stop, result, retry.succeeded)
-                if done:
-                    break
-            except Exception as exc:
-                if (
-                    options.max_retries is not None
-                    and retry.failures >= options.max_retries
-                    and isinstance(exc, Transient)
-                    and not isinstance(exc, Terminal)
-                ):
-                    raise ConnectError(
-                        f"capture gave up after {retry.failures} retries: {exc}",
-                        hint="the source stayed unreachable; run capture again later",
-                    ) from exc
-                delay = retry.failed(exc)
-                result.reconnects += 1
-                if stop.wait(delay):
-                    break
+        st.last_op, st.position = writer.last_op, writer.last_position
+        st.heartbeat_interval = options.heartbeat or None
+        st.heartbeat_configured = options.heartbeat > 0
+        st.running()
+        beats = None
+        if options.heartbeat > 0:
+            beats = heartbeat.HeartbeatWriter(db, options.source_id, options.heartbeat)
+            if options.until_caught_up:
+                beats.beat()  # one beat before the end position is taken: lag for cron runs
+                beats.stop()
+                beats = None
+            else:
+                beats.start()
+        try:
+            _loop(db, writer, options, stop, result, retry)
+        finally:
+            if beats is not None:
+                beats.stop()
         result.stopped = stop.is_set() and not result.caught_up
         result.last_position = writer.last_position
         result.last_op = writer.last_op
@@ -186,6 +224,37 @@ def run_capture(db: Database, trail_dir: Path, options: CaptureOptions) -> Captu
             log.info("capture: %s (per table: %s)", summary, result.filter)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _loop(
+    db: Database,
+    writer: TrailWriter,
+    options: CaptureOptions,
+    stop: threading.Event,
+    result: CaptureResult,
+    retry: Retry,
+) -> None:
+    """Read the log into the trail until stopped or finished, reopening after failures."""
+    while not stop.is_set():
+        try:
+            done = _run_once(db, writer, options, stop, result, retry.succeeded)
+            if done:
+                break
+        except Exception as exc:
+            if (
+                options.max_retries is not None
+                and retry.failures >= options.max_retries
+                and isinstance(exc, Transient)
+                and not isinstance(exc, Terminal)
+            ):
+                raise ConnectError(
+                    f"capture gave up after {retry.failures} retries: {exc}",
+                    hint="the source stayed unreachable; run capture again later",
+                ) from exc
+            delay = retry.failed(exc)
+            result.reconnects += 1
+            if stop.wait(delay):
+                break
 
 
 def _run_once(
@@ -216,10 +285,16 @@ def _run_once(
         **options.reader_options,
         "catalog": dict(catalog),
         "trail_dir": writer.directory,
+        # the columns a [tables.columns] view keeps: a reader that looks for column changes
+        # on its own (PostgreSQL) ignores the others
+        "column_subset": options.filters.column_subset,
     }
+    tables = options.filters.tables
+    if options.heartbeat > 0:
+        tables = dataclasses.replace(tables, also=(*tables.also, HEARTBEAT_TABLE))
     reader = db.open_log(
         start,
-        tables=options.filters.tables,
+        tables=tables,
         until_caught_up=options.until_caught_up,
         options=reader_options,
     )
@@ -227,9 +302,11 @@ def _run_once(
     assembler = TransactionAssembler(memory_bytes=options.memory_bytes)
     filters = options.filters
     trivial = filters.trivial
-    progress = _Progress(options.progress_every)
+    beating = options.heartbeat > 0
+    ticker = _Progress(options.progress_every)
     origin = options.source_id
-    flusher = _Flusher(writer, reader, options.flush_interval)
+    st = progress.stage("capture", options.source_id)
+    flusher = _Flusher(writer, reader, options.flush_interval, st)
     try:
         first = True
         for event in reader.events():
@@ -239,7 +316,7 @@ def _run_once(
             kind = type(event)
             if kind is RowEvent:
                 change = event.change  # type: ignore[union-attr]
-                if not trivial:
+                if not trivial and not (beating and change.table == HEARTBEAT_TABLE):
                     kept = filters.apply(change)
                     if kept is None:
                         result.filtered_changes += 1
@@ -254,9 +331,9 @@ def _run_once(
                     commit_time=event.commit_time,
                     origin=event.origin or origin,
                 )
-                if _write(writer, txn, result):
+                if _write(writer, txn, result, st):
                     flusher.written(event.position)
-                progress.tick(result, event.commit_time)
+                ticker.tick(result, st)
             elif kind is Begin:
                 assembler.begin(event.xid)  # type: ignore[union-attr]
             elif kind is Rollback:
@@ -266,8 +343,11 @@ def _run_once(
                 flusher.flush()  # the log is idle here: make what we have durable now
                 if not assembler.open_xids:
                     reader.confirm(event.position)
-                if event.source_time is not None:
-                    progress.tick(result, event.source_time)
+                    st.ok()
+                    # nothing is open: the trail holds everything the source had then (a
+                    # keepalive: now), so an idle source's estimate does not grow
+                    st.commit_time = event.source_time or time.time()
+                ticker.tick(result, st)
                 if event.caught_up:
                     result.caught_up = True
                     return True
@@ -284,13 +364,25 @@ def _write(
     writer: TrailWriter,
     txn: Transaction | SpilledTransaction,
     result: CaptureResult,
+    st: progress.StageProgress,
 ) -> bool:
     """Append ``txn`` (not yet durable); False when filtering left it empty."""
+    spilled = isinstance(txn, SpilledTransaction)
     count = txn.change_count if isinstance(txn, SpilledTransaction) else len(txn.changes)
     try:
         if count == 0:
             return False
         writer.append(txn)
+        if spilled:
+            st.transactions += 1
+            st.changes += count
+            st.last_op, st.position = writer.last_op, txn.position
+        else:
+            st.counted(txn)
+            if isinstance(txn, Transaction) and txn.changes[-1].table.name == HEARTBEAT_TABLE.name:
+                beat = heartbeat.split_heartbeat(txn)[1]
+                if beat is not None:
+                    st.beat(beat)
     finally:
         if isinstance(txn, SpilledTransaction):
             txn.close()
@@ -308,8 +400,15 @@ class _Flusher:
     transaction (an appended but unflushed tail is cut or kept whole by recovery).
     """
 
-    def __init__(self, writer: TrailWriter, reader: Any, interval: float) -> None:
+    def __init__(
+        self,
+        writer: TrailWriter,
+        reader: Any,
+        interval: float,
+        st: progress.StageProgress | None = None,
+    ) -> None:
         self.writer, self.reader, self.interval = writer, reader, interval
+        self.st = st
         self.pending: str | None = None
         self.since = 0.0
 
@@ -327,6 +426,8 @@ class _Flusher:
         self.writer.flush()
         self.reader.confirm(self.pending)
         self.pending = None
+        if self.st is not None:
+            self.st.ok()
 
 
 class _StopWatcher:
@@ -357,19 +458,23 @@ class _Progress:
         self.last = time.monotonic()
         self.last_changes = 0
 
-    def tick(self, result: CaptureResult, source_time: Any) -> None:
+    def tick(self, result: CaptureResult, st: progress.StageProgress) -> None:
         now = time.monotonic()
         if now - self.last < self.every:
             return
-        lag = max(0.0, time.time() - source_time.timestamp())
-        result.lag_seconds = round(lag, 3)
+        # the heartbeat's measure when the source writes one; else the estimate, which an
+        # idle reader keeps current (its keepalives say the trail holds everything)
+        lag, method = st.lag_seconds()
+        result.lag_seconds = lag
         rate = (result.changes - self.last_changes) / (now - self.last)
         log.info(
-            "capture: %d transactions, %d changes (%.0f/s), lag %.1fs, at %s",
+            "capture: %d transactions, %d changes (%.0f/s), lag %s, at %s",
             result.transactions,
             result.changes,
             rate,
-            lag,
+            "unknown"
+            if lag is None
+            else f"{lag:.1f}s" + (" (estimate)" if method == "estimate" else ""),
             result.last_position,
         )
         self.last, self.last_changes = now, result.changes

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from connectors.log import LogReader
 
 __all__ = [
+    "HEARTBEAT_TABLE",
     "CheckItem",
     "Database",
     "RowRejected",
@@ -56,8 +57,12 @@ class TableFilter:
 
     include: tuple[str, ...] = ("*.*",)
     exclude: tuple[str, ...] = ()
+    #: tables selected whatever the patterns say (the source's heartbeat table)
+    also: tuple[TableId, ...] = ()
 
     def __call__(self, table: TableId) -> bool:
+        if self.also and table in self.also:
+            return True
         name = str(table)
         if not any(fnmatch.fnmatchcase(name, pat) for pat in self.include):
             return False
@@ -71,7 +76,13 @@ class TableFilter:
             if any(ch in schema for ch in "*?["):
                 return None
             out.add(schema)
-        return out
+        return out | {t.schema for t in self.also}
+
+
+#: the heartbeat row's table on a source (``[source] heartbeat``): one row per source id,
+#: ``(source_id, beat_us)``, updated by capture every interval; it travels through the trail
+#: like any change and apply reads it instead of writing it (capture.heartbeat)
+HEARTBEAT_TABLE = TableId("redoline", "redoline_heartbeat")
 
 
 class Database(abc.ABC):
@@ -180,6 +191,17 @@ class Database(abc.ABC):
         """A :class:`Writer` on a new connection (the engine's ``writer`` role)."""
         writer: Writer = self.descriptor.role("writer").open_writer(self)
         return writer
+
+    # ------------------------------------------------------------------ heartbeat (sources)
+
+    def create_heartbeat(self) -> None:
+        """Create :data:`HEARTBEAT_TABLE` if it is missing (``redoline init``, capture)."""
+        raise NotImplementedError(f"{self.engine} sources have no heartbeat table")
+
+    def write_heartbeat(self, conn: Any, source_id: str, beat_us: int) -> None:
+        """Upsert this source's heartbeat row on ``conn`` (from :meth:`connect`) and commit:
+        ``beat_us`` is the writer's clock in microseconds since the epoch."""
+        raise NotImplementedError(f"{self.engine} sources have no heartbeat table")
 
     def end_position(self) -> str:
         """The source's current end-of-log position."""
@@ -331,6 +353,9 @@ class Writer(Protocol):
     dialect: str
     #: the target's :class:`Database`
     database: Database
+    #: DDL is transactional: it commits with the checkpoint (False: MySQL/MariaDB, where each
+    #: DDL statement commits on its own, so apply marks it with ``mark_ddl`` first)
+    transactional_ddl: bool
 
     def begin(self) -> None:
         """Start a target transaction."""
@@ -385,6 +410,15 @@ class Writer(Protocol):
         self, source_id: str, target_id: str, op: int, position: str, commit_time: Any
     ) -> None:
         """Record progress inside the current transaction."""
+
+    def load_ddl_mark(self, source_id: str, target_id: str) -> tuple[int, int, str] | None:
+        """The DDL statement marked as running: (operation, step, statement), or None."""
+
+    def mark_ddl(self, source_id: str, target_id: str, op: int, step: int, statement: str) -> None:
+        """Record, committed, that DDL statement ``step`` of operation ``op`` runs next."""
+
+    def clear_ddl_mark(self, source_id: str, target_id: str) -> None:
+        """Remove the DDL mark inside the current transaction."""
 
     def load_trail_binding(self, source_id: str, target_id: str) -> str | None:
         """The id of the trail the checkpoint row was applied from (None: not recorded)."""

@@ -96,6 +96,10 @@ class Endpoint:
                 key=key,
                 hint="use one of: " + ", ".join(schemes()),
             )
+        if engine.provides("url"):
+            # an engine with URLs of its own shape (ODBC: a DSN or driver attributes)
+            parsed: Endpoint = engine.role("url").parse(url, password=password, key=key)
+            return parsed
         if engine.url_is_path:
             rest = url.split("://", 1)[1]
             path, _, query = rest.partition("?")
@@ -129,14 +133,18 @@ class Endpoint:
         """The URL without its password: safe for logs, errors and status output."""
         if self.is_file:
             return f"{self.scheme}://{self.path}"
+        engine = _engine(self.scheme)
+        if engine.provides("url"):
+            shown: str = engine.role("url").display(self)
+            return shown
         user = urllib.parse.quote(self.user) + "@" if self.user else ""
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}/{self.database}{query}"
 
     def url(self) -> str:
         """The full URL including the password. Never log it."""
-        if self.is_file or not self.password:
-            return self.display
+        if self.is_file or _engine(self.scheme).provides("url") or not self.password:
+            return self.display  # an engine with its own URLs puts the password elsewhere
         user = urllib.parse.quote(self.user)
         pw = urllib.parse.quote(self.password.reveal(), safe="")
         query = "?" + urllib.parse.urlencode(self.params) if self.params else ""

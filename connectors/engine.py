@@ -21,6 +21,8 @@ Roles (``EngineDescriptor.roles``: role name -> module inside the engine package
 ``types``           ``column_type(col, in_key=...)``: a column's type on this target
 ``checksum``        ``Checksum``: verify's row text and chunk digests in this SQL
 ``prepare``         ``prepare_source`` / ``release_source`` for ``redoline init`` / ``drop``
+``url``             ``parse(url, password=, key=)`` / ``display(endpoint)``: URLs of the
+                    engine's own shape (ODBC's DSN or driver attributes)
 ==================  ====================================================================
 
 A role an engine does not provide is a :class:`ConfigError` naming the engine and the role.
@@ -63,6 +65,7 @@ ROLES: Final = {
     "types": "target type mapping",
     "checksum": "checksum SQL",
     "prepare": "source preparation (redoline init / drop)",
+    "url": "URL syntax of its own",
 }
 
 
@@ -142,7 +145,7 @@ class EngineDescriptor:
     @property
     def url_is_path(self) -> bool:
         """The URL names a file, not a server (no host, port or user)."""
-        return self.default_port is None
+        return self.default_port is None and "url" not in self.roles
 
     # ------------------------------------------------------------------ options
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
+    "ROW_KEY",
     "UNCHANGED",
     "Change",
     "Column",
@@ -50,6 +51,9 @@ __all__ = [
     "Unchanged",
     "Value",
 ]
+
+#: the surrogate key column apply adds to keyless target tables of row-id sources (apply/rowid.py)
+ROW_KEY: Final = "redoline_row_key"
 
 
 class Unchanged:
@@ -246,7 +250,9 @@ class Change:
     (``before`` may hold only the key when the source logs no full before image).
     ``key`` holds the identity columns' values (before the change for update/delete).
     A ``ddl`` change carries the statement text (None when capture only announces a table's
-    definition) and ``table_schema``, the definition after it (None after DROP TABLE).
+    definition) and ``table_schema``, the definition after it (None after DROP TABLE). With
+    neither, the table is gone under this name (catch-up's stand-in for a rename whose new
+    name the snapshot loaded): apply drops it if the target has it.
     """
 
     op: Op

@@ -32,6 +32,8 @@ CHECKPOINT_SCHEMA = "redoline"
 CHECKPOINT_TABLE = "redoline_checkpoint"
 #: which trail each checkpoint row was applied from (apply refuses another trail)
 TRAIL_BINDING_TABLE = "redoline_checkpoint_trail"
+#: the DDL statement a target without transactional DDL is running (see ``mark_ddl``)
+DDL_PROGRESS_TABLE = "redoline_ddl_progress"
 
 Adapter = Callable[[Value], Any]
 
@@ -113,6 +115,10 @@ class SqlWriter:
     #: the engine's physical row address (``ctid``, ``rowid``), which deletes exactly N of
     #: several identical keyless rows; None where there is none (MySQL uses LIMIT instead)
     row_address: ClassVar[str | None] = None
+    #: DDL runs inside the target transaction and commits with the checkpoint (PostgreSQL,
+    #: DuckDB); False where each DDL statement commits on its own (MySQL/MariaDB), so apply
+    #: marks the statement it runs and checks the target's state after an interruption
+    transactional_ddl: ClassVar[bool] = True
 
     def __init__(self, database: Database, conn: Any) -> None:
         self.database = database
@@ -120,6 +126,7 @@ class SqlWriter:
         self._adapters: dict[tuple[TableId, tuple[str, ...]], list[Adapter | None]] = {}
         self._stage_names: dict[TableId, str] = {}
         self._stage_used: set[str] = set()
+        self._ddl_progress_ready = False
 
     # ------------------------------------------------------------------ basics
 
@@ -291,6 +298,58 @@ class SqlWriter:
                 (_utcnow(), source_id, target_id),
             )
         self.commit()
+
+    # ------------------------------------------------------------------ DDL progress
+
+    def _ddl_progress_table(self) -> str:
+        return self.qt(TableId(CHECKPOINT_SCHEMA, DDL_PROGRESS_TABLE))
+
+    def _ensure_ddl_progress(self) -> None:
+        if self._ddl_progress_ready:
+            return
+        self.create_schema(CHECKPOINT_SCHEMA)
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._ddl_progress_table()} ("
+            "source_id VARCHAR(128) NOT NULL, target_id VARCHAR(128) NOT NULL, "
+            "op BIGINT NOT NULL, step INTEGER NOT NULL, statement TEXT NOT NULL, "
+            "PRIMARY KEY (source_id, target_id))"
+        )
+        self.commit()
+        self._ddl_progress_ready = True
+
+    def load_ddl_mark(self, source_id: str, target_id: str) -> tuple[int, int, str] | None:
+        """The DDL statement marked as running (operation, step, statement), or None."""
+        self._ensure_ddl_progress()
+        p = self.placeholder
+        rows = self.query(
+            f"SELECT op, step, statement FROM {self._ddl_progress_table()} "
+            f"WHERE source_id = {p} AND target_id = {p}",
+            (source_id, target_id),
+        )
+        self.commit()
+        return (int(rows[0][0]), int(rows[0][1]), str(rows[0][2])) if rows else None
+
+    def mark_ddl(self, source_id: str, target_id: str, op: int, step: int, statement: str) -> None:
+        """Record, committed, that DDL statement ``step`` of operation ``op`` is about to run.
+        Without transactional DDL, a crash between the statement and the checkpoint leaves
+        this mark behind."""
+        self._ensure_ddl_progress()
+        self.clear_ddl_mark(source_id, target_id)
+        p = self.placeholder
+        self.execute(
+            f"INSERT INTO {self._ddl_progress_table()} (source_id, target_id, op, step, "
+            f"statement) VALUES ({p}, {p}, {p}, {p}, {p})",
+            (source_id, target_id, op, step, statement),
+        )
+        self.commit()
+
+    def clear_ddl_mark(self, source_id: str, target_id: str) -> None:
+        """Remove the mark inside the current transaction (with the checkpoint)."""
+        p = self.placeholder
+        self.execute(
+            f"DELETE FROM {self._ddl_progress_table()} WHERE source_id = {p} AND target_id = {p}",
+            (source_id, target_id),
+        )
 
     # ------------------------------------------------------------------ set-based merge
 

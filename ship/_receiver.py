@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from capture import progress
 from capture.trail import START_FILE, list_segment_files, open_name, sealed_name
 from capture.trail._format import (
     BLOCK_MAGIC,
@@ -481,6 +482,12 @@ class Receiver:
                         sealer.submit(seg, {**ack, "sha256": digest})  # ACK once durable
                         seg = None
                         self.result.segments += 1
+                        st = progress.stage("receive", source_id)
+                        st.ok()
+                        st.extra.update(
+                            segments_received=st.extra.get("segments_received", 0) + 1,
+                            bytes_received=self.result.bytes,
+                        )
                         log.info("segment %d of %s received (sha256 %s)", seq, source_id, digest)
                     next_seq = seq + 1
                 elif kind == w.SYNC:
@@ -499,6 +506,7 @@ class Receiver:
                 else:
                     raise w.PeerError(f"sender {peer}: unknown message type {kind}")
         except w.PeerError as exc:
+            progress.stage("receive", source_id).failed(exc, retrying=True)
             log.warning("%s; the sender resumes where it left off", exc.message)
         except OSError as exc:
             err: ToolkitError = (

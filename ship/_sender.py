@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from capture import progress
 from capture.trail import (
     START_FILE,
     consumers,
@@ -507,6 +508,24 @@ def _hold_everything(opts: ShipOptions) -> None:
     register_consumer(opts.trail, consumer_name(opts.name), first_op - 1)
 
 
+def _refresh(st: progress.StageProgress, opts: ShipOptions, result: ShipResult) -> None:
+    """The ship stage's record: what was sent and acknowledged, what is not yet."""
+    from ship._lag import shipping_lag
+
+    if result.acked_seq is not None and st.extra.get("acked_segment") != result.acked_seq:
+        st.ok()
+    st.extra.update(
+        acked_segment=result.acked_seq,
+        segments_acknowledged=result.segments,
+        bytes_sent=result.bytes,
+        reconnects=result.reconnects,
+    )
+    for dest in shipping_lag(opts.trail):
+        if dest.get("name") == opts.name:
+            st.lag_bytes = dest["lag_bytes"]
+            st.extra["lag_segments"] = dest["lag_segments"]
+
+
 def run_ship(opts: ShipOptions) -> ShipResult:
     """Ship until stopped (or caught up), reconnecting with backoff after network trouble."""
     if not opts.trail.is_dir():
@@ -515,15 +534,19 @@ def run_ship(opts: ShipOptions) -> ShipResult:
     lock_fd = _lock(opts.trail, opts.name)
     state_lock = threading.Lock()
     session = _Session(opts, result, state_lock)
+    st = progress.stage("ship", opts.name)
+    st.refresh = lambda s: _refresh(s, opts, result)
+    st.running()
     failing_since: float | None = None
     delay = 0.2
     try:
         _hold_everything(opts)
         while not opts.stop_event.is_set():
-            progress = (result.bytes, result.acked_seq)
+            moved = (result.bytes, result.acked_seq)
             try:
                 result.caught_up = session.run()
                 result.stopped = not result.caught_up
+                st.done(stopped=result.stopped)
                 return result
             except (ConnectError, OSError) as exc:
                 if isinstance(exc, Terminal):
@@ -539,7 +562,7 @@ def run_ship(opts: ShipOptions) -> ShipResult:
                 shown: BaseException = reason if reason is not None else exc
                 message = shown.message if isinstance(shown, ToolkitError) else str(shown)
                 now = time.monotonic()
-                if (result.bytes, result.acked_seq) != progress:
+                if (result.bytes, result.acked_seq) != moved:
                     failing_since, delay = None, 0.2  # that session moved data: a new outage
                 failing_since = failing_since or now
                 if opts.retry_for is not None and now - failing_since > opts.retry_for:
@@ -549,10 +572,15 @@ def run_ship(opts: ShipOptions) -> ShipResult:
                         "the next run resumes where this one stopped",
                     ) from None
                 log.warning("%s; reconnecting in %.1f s", message, delay)
+                st.failed(exc, retrying=True)
                 result.reconnects += 1
                 opts.stop_event.wait(delay)
                 delay = min(delay * 2, 5.0)
         result.stopped = True
+        st.done(stopped=True)
         return result
+    except BaseException as exc:
+        st.failed(exc, retrying=False)
+        raise
     finally:
         os.close(lock_fd)

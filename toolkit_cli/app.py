@@ -82,6 +82,7 @@ _COMMAND_MODULES = (
     "status",
     "verify",
     "undo",
+    "mark",
     "demo",
 )
 

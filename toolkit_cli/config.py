@@ -47,7 +47,7 @@ ENV_TRAIL_DIR = "REDOLINE_TRAIL_DIR"
 # Known keys per section; anything else is a typo we report rather than ignore.
 _KEYS: dict[str, set[str]] = {
     # plus each engine's own keys (its descriptor's options: _source_keys)
-    "source": {"url", "password", "id", "retry_for"},
+    "source": {"url", "password", "id", "retry_for", "heartbeat"},
     "target": {"url", "password", "id", "retry_for"},
     "trail": {
         "dir",
@@ -69,6 +69,7 @@ _KEYS: dict[str, set[str]] = {
         "skip_ddl",
         "source_column",
         "ignore_origins",
+        "delay",
     },
     "snapshot": {"workers", "chunk_rows"},
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
@@ -89,6 +90,9 @@ class SourceConfig:
     #: seconds a run keeps retrying an unreachable source before it exits 75; None: the
     #: default (RETRY_FOR_CAUGHT_UP for --until-caught-up runs, forever for continuous ones)
     retry_for: float | None = None
+    #: seconds between heartbeat rows capture writes on the source (capture/heartbeat.py);
+    #: 0: none, lag is estimated from positions
+    heartbeat: float = 0.0
     #: the engine-specific keys as written (file, then flags); read them typed through
     #: :attr:`options`
     settings: tuple[tuple[str, Any], ...] = ()
@@ -224,6 +228,9 @@ class ApplyConfig:
     source_column: str | None = None
     #: loop guard of a bidirectional/cascading topology: origins not applied (default none)
     ignore_origins: tuple[str, ...] = ()
+    #: delayed replica: seconds a transaction's source commit time must be older than before
+    #: it is applied (0: none)
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -496,6 +503,7 @@ def _apply(apply_raw: dict[str, Any], doc: _Doc) -> ApplyConfig:
         skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
         source_column=apply_raw.get("source_column"),
         ignore_origins=_origins(apply_raw, doc),
+        delay=_duration(apply_raw, doc, "apply", "delay"),
     )
 
 
@@ -560,6 +568,14 @@ def _endpoints(raw: dict[str, Any], doc: _Doc, kind: str, cls: type[Any]) -> dic
                 kwargs["retry_for"] = parse_duration(body["retry_for"])
             except ValueError as exc:
                 raise doc.error(str(exc), label, "retry_for") from None
+        if kind == "source" and "heartbeat" in body:
+            try:
+                beat = parse_duration(body["heartbeat"])
+            except ValueError as exc:
+                raise doc.error(str(exc), label, "heartbeat") from None
+            if 0 < beat < 0.05:
+                raise doc.error("must be at least 50ms (or 0 for no heartbeat)", label, "heartbeat")
+            kwargs["heartbeat"] = beat
         out[name] = cls(**kwargs)
         if kind == "source":
             try:
@@ -729,6 +745,15 @@ def parse_duration(value: Any) -> float:
     if seconds < 0:
         raise ValueError("must not be negative")
     return seconds
+
+
+def _duration(raw: dict[str, Any], doc: _Doc, section: str, key: str) -> float:
+    if key not in raw:
+        return 0.0
+    try:
+        return parse_duration(raw[key])
+    except ValueError as exc:
+        raise doc.error(str(exc), section, key) from None
 
 
 def _num(raw: dict[str, Any], doc: _Doc, section: str, key: str, default: float) -> float:

@@ -10,7 +10,8 @@ __all__ = ["EXIT_CODES"]
 EXIT_CODES: Final = {
     0: "success; for `--until-caught-up`: caught up; for verify: no differences",
     1: "verify/repair found differences; check found a blocking prerequisite; undo found "
-    "rows changed since (nothing was undone)",
+    "rows changed since (nothing was undone); status: a stage is failing or its state cannot "
+    "be read",
     2: "usage or configuration error (bad flag, malformed TOML, unknown key, bad URL)",
     3: "cannot connect: host unreachable, login refused, database missing",
     4: "a server is not configured for replication (see `redoline check`)",

@@ -52,6 +52,7 @@ from apply.snapshot import (
     SnapshotReport,
     run_snapshot,
 )
+from capture import progress
 from capture.trail import trail_info
 from connectors.base import Database
 from connectors.errors import LockedError, ToolkitError
@@ -98,6 +99,8 @@ class SyncOptions:
     until: Any = None
     #: where a bounded apply stopped (``apply.point.PointOutcome``), filled by the run
     outcome: Any = None
+    #: seconds between heartbeat rows on the source (``[source] heartbeat``); 0: none
+    heartbeat: float = 0.0
 
 
 @dataclass
@@ -216,6 +219,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 reader_options=dict(options.source_options),
                 retry_for=options.retry_for,
                 on_retry=_retry_recorder(options.state_dir, name, "capture"),
+                heartbeat=options.heartbeat,
             )
             if options.capture_filter is not None:
                 cap_opts.filters = options.capture_filter
@@ -254,12 +258,18 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                 report.snapshot = run_snapshot(
                     source,
                     target,
-                    dataclasses.replace(
-                        options.snapshot,
-                        source_id=options.source_id,
-                        source_options=source_options,
+                    _observed(
+                        dataclasses.replace(
+                            options.snapshot,
+                            source_id=options.source_id,
+                            source_options=source_options,
+                        ),
+                        options.target_id,
                     ),
                 )
+                st = progress.stage("apply", options.target_id)
+                if st.snapshot is not None:
+                    st.snapshot["tables_done"] = st.snapshot["tables_total"]
             if capture_thread is not None and not capture_first:
                 capture_thread.start()
             if options.until_caught_up:
@@ -280,6 +290,26 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
         report.seconds = time.monotonic() - started
         record_status(options.state_dir, name, finished=_now(), last=report.to_json())
     return report
+
+
+def _observed(snapshot: SnapshotOptions, target_id: str) -> SnapshotOptions:
+    """``snapshot`` also counting its tables and rows into the target's progress record."""
+    st = progress.stage("apply", target_id)
+    counts = st.snapshot = {"tables_total": 0, "tables_done": 0, "rows": 0, "rows_estimate": 0}
+    on_table, on_rows = snapshot.on_table, snapshot.progress
+
+    def table(name: str, estimate: int) -> None:
+        counts["tables_total"] += 1
+        counts["rows_estimate"] += max(0, estimate)
+        if on_table is not None:
+            on_table(name, estimate)
+
+    def rows(name: str, n: int, estimate: int) -> None:
+        counts["rows"] += n
+        if on_rows is not None:
+            on_rows(name, n, estimate)
+
+    return dataclasses.replace(snapshot, on_table=table, progress=rows)
 
 
 def _retry_recorder(state_dir: Path, name: str, stage: str) -> Callable[[int, float, str], None]:

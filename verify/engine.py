@@ -42,7 +42,7 @@ from connectors.base import Database, TableFilter
 from connectors.checkpoint import read_checkpoints
 from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
-from connectors.model import Column, TableId, TableSchema
+from connectors.model import ROW_KEY, Column, TableId, TableSchema
 from verify.dialect import canonical_kind
 from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
 
@@ -303,6 +303,16 @@ class _Run:
                 f"of {pair.source}",
                 hint="compare a subset with [tables] columns, or add the columns",
             )
+        if pair.columns is None:
+            # the whole table is replicated: a column only the target has is a difference
+            # no row comparison shows (a dropped source column the target kept)
+            extra = [
+                n for n in tschema.column_names if n not in sschema.column_names and n != ROW_KEY
+            ]
+            if extra:
+                result.schema_diffs.append(
+                    f"the target has column(s) {', '.join(extra)} that {pair.source} does not"
+                )
         scols = [sschema.column(n) for n in names]
         tcols = [tschema.column(n) for n in names]
         canons = [canonical_kind(s, t) for s, t in zip(scols, tcols, strict=True)]

@@ -75,6 +75,8 @@ class TableResult:
     #: source-side column definitions (to decode saved values and write repair SQL)
     source_columns: tuple[Column, ...] = ()
     target_columns: tuple[Column, ...] = ()
+    #: differences of definition the rows cannot show (a column only the target has)
+    schema_diffs: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -85,7 +87,9 @@ class TableResult:
 
     @property
     def equal(self) -> bool:
-        return not self.diffs and not self.truncated and self.error is None
+        return (
+            not self.diffs and not self.schema_diffs and not self.truncated and self.error is None
+        )
 
     def to_json(self) -> dict[str, Any]:
         kinds = {c.name: c.kind for c in self.source_columns}
@@ -108,6 +112,7 @@ class TableResult:
             "rechecked": self.rechecked,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "error": self.error,
+            "schema_diffs": list(self.schema_diffs),
             "source_columns": [asdict(c) for c in self.source_columns],
             "target_columns": [asdict(c) for c in self.target_columns],
             "diffs": [
@@ -146,6 +151,7 @@ class TableResult:
             rechecked=bool(data.get("rechecked", False)),
             seconds=dict(data.get("seconds", {})),
             error=data.get("error"),
+            schema_diffs=list(data.get("schema_diffs", [])),
             source_columns=scols,
             target_columns=tcols,
         )

@@ -119,9 +119,10 @@ def render_markdown(result: VerifyResult) -> str:
         if table.error is not None:
             lines += ["", f"## {table.source_table}: error", "", f"    {table.error}"]
             continue
-        if not table.diffs:
+        if not table.diffs and not table.schema_diffs:
             continue
         lines += ["", f"## {table.source_table} → {table.target_table}", ""]
+        lines += [f"- {_md(text)}" for text in table.schema_diffs]
         if len(table.diffs) > SAMPLES:
             lines.append(f"First {SAMPLES} of {len(table.diffs)} differences.\n")
         for diff, cols in _sample(table):
@@ -184,9 +185,10 @@ def render_html(result: VerifyResult) -> str:
         if table.error is not None:
             out.append(f"<h2>{e(str(table.source_table))}: error</h2><pre>{e(table.error)}</pre>")
             continue
-        if not table.diffs:
+        if not table.diffs and not table.schema_diffs:
             continue
         out.append(f"<h2>{e(str(table.source_table))} → {e(str(table.target_table))}</h2>")
+        out += [f"<p class='differs'>{e(text)}</p>" for text in table.schema_diffs]
         if len(table.diffs) > SAMPLES:
             out.append(f"<p>First {SAMPLES} of {len(table.diffs)} differences.</p>")
         for diff, cols in _sample(table):

@@ -6,17 +6,20 @@ PostgreSQL (``fast=False``: fsync on, as bench/apply). Then, in the same run:
 
 - ours: :func:`apply.undo.plan_undo` + :func:`apply.undo.execute_undo` of the whole range
   (reading the trail, the conflict check and the writes all counted), one transaction;
-- one by one: the newest ``--naive-changes`` changes reversed newest first, one statement
-  per change through the writer's ``apply_row`` (no conflict check), one transaction.
+- one by one: the same range reversed newest first, one statement per change through the
+  writer's ``apply_row`` (no conflict check), one transaction: what executing binlog2sql's
+  output gets you (``--naive-changes N``: only the newest N, to save time).
 
-Both are reported in reversed changes per second.
+Each round loads two fresh schemas and times both; ``--repeat`` rounds, medians reported, in
+reversed changes per second.
 
-    python bench/undo/run.py --changes 200000 --naive-changes 20000
+    python bench/undo/run.py --changes 200000 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -99,7 +102,13 @@ def one_by_one(db: Database, trail: Path, schema: str, limit: int) -> tuple[int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=200_000)
-    ap.add_argument("--naive-changes", type=int, default=20_000)
+    ap.add_argument(
+        "--naive-changes",
+        type=int,
+        default=0,
+        help="reverse only the newest N one by one (default 0: the whole range, as ours)",
+    )
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per engine (medians)")
     ap.add_argument("--targets", default="mariadb,postgres")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="redoline-bench-undo-"))
@@ -116,18 +125,23 @@ def main() -> None:
             url = f"mariadb://root@127.0.0.1:{server.port}/"
         try:
             db = open_database(Endpoint.parse(url))
-            load(db, trail, "ours")
-            load(db, trail, "naive")
-            n, secs = ours(db, trail, "ours", announced)
-            m, msecs = one_by_one(db, trail, "naive", args.naive_changes)
-            print(
-                f"{name}: ours {n} changes in {secs:.1f}s = {n / secs:,.0f}/s; one by one {m} "
-                f"in {msecs:.1f}s = {m / msecs:,.0f}/s",
-                flush=True,
-            )
-            rows.append((name, m / msecs, n / secs))
+            naive_rates, our_rates = [], []
+            for r in range(args.repeat):
+                load(db, trail, f"ours{r}")
+                load(db, trail, f"naive{r}")
+                n, secs = ours(db, trail, f"ours{r}", announced)
+                m, msecs = one_by_one(db, trail, f"naive{r}", args.naive_changes or n)
+                print(
+                    f"{name} round {r + 1}: ours {n} changes in {secs:.1f}s = {n / secs:,.0f}/s; "
+                    f"one by one {m} in {msecs:.1f}s = {m / msecs:,.0f}/s",
+                    flush=True,
+                )
+                naive_rates.append(m / msecs)
+                our_rates.append(n / secs)
+            rows.append((name, statistics.median(naive_rates), statistics.median(our_rates)))
         finally:
             devservers.stop(server)
+    print(f"\nmedians of {args.repeat} round(s), {last - announced} changes undone")
     print("\n| target | one by one changes/s | ours changes/s | speed-up |")
     print("| --- | --- | --- | --- |")
     for name, naive_rate, our_rate in rows:

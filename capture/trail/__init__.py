@@ -18,6 +18,7 @@ Typical use::
 from __future__ import annotations
 
 from capture.trail._format import list_segment_files, open_name, sealed_name
+from capture.trail._marks import MARKS_DIR, Mark, list_marks, read_mark, remove_mark, write_mark
 from capture.trail._meta import (
     KEY_ENV_DEFAULT,
     CheckReport,
@@ -33,8 +34,10 @@ from capture.trail._writer import TrailWriter
 
 __all__ = [
     "KEY_ENV_DEFAULT",
+    "MARKS_DIR",
     "START_FILE",
     "CheckReport",
+    "Mark",
     "SegmentInfo",
     "TrailInfo",
     "TrailReader",
@@ -43,12 +46,16 @@ __all__ = [
     "check_trail",
     "consumers",
     "fix_trail_start",
+    "list_marks",
     "list_segment_files",
     "load_key",
     "open_name",
+    "read_mark",
     "read_trail_start",
     "register_consumer",
     "remove_consumer",
+    "remove_mark",
     "sealed_name",
     "trail_info",
+    "write_mark",
 ]

@@ -61,6 +61,9 @@ class BulkTarget(_bulk.BulkTarget):
         if not rows:
             return 0
         spec = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns)))
+        # a line holds a whole row: read_csv refuses lines over 2 MB unless told (a 1 MB
+        # binary value is 2 MB of hex)
+        longest = max(2_000_000, os.path.getsize(path) + 1)
         exprs = []
         for i, name in enumerate(columns):
             kind = schema.column(name).kind
@@ -70,7 +73,7 @@ class BulkTarget(_bulk.BulkTarget):
             f"INSERT INTO {self.qt(table)} ({cols}) SELECT {', '.join(exprs)} "
             f"FROM read_csv(?, columns = {{{spec}}}, header = false, delim = ',', quote = '\"', "
             "escape = '\"', nullstr = '', allow_quoted_nulls = false, auto_detect = false, "
-            "parallel = false)",
+            f"parallel = false, max_line_size = {longest}, buffer_size = {2 * longest})",
             [path],
         )
         os.unlink(path)

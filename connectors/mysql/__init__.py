@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 import pymysql.cursors
 
-from connectors.base import CheckItem, Database, TableFilter
+from connectors.base import HEARTBEAT_TABLE, CheckItem, Database, TableFilter
 from connectors.endpoint import Endpoint
 from connectors.errors import MissingObjectError
 from connectors.model import Column, TableId, TableSchema
@@ -119,7 +119,8 @@ class MySQL(Database):
         exclude = table_filter.exclude if table_filter is not None else ()
         if include == ("*.*",) and self.endpoint.database:
             include = (f"{self.endpoint.database}.*",)
-        return TableFilter(include, (*exclude, f"{CHECKPOINT_SCHEMA}.*"))
+        also = table_filter.also if table_filter is not None else ()
+        return TableFilter(include, (*exclude, f"{CHECKPOINT_SCHEMA}.*"), also)
 
     def list_schemas(self) -> list[str]:
         rows = self.query(
@@ -158,6 +159,26 @@ class MySQL(Database):
             until_caught_up=until_caught_up,
             options=options,
         )
+
+    def create_heartbeat(self) -> None:
+        t = HEARTBEAT_TABLE
+        self.query(f"CREATE DATABASE IF NOT EXISTS {self.quote(t.schema)}")
+        self.query(
+            f"CREATE TABLE IF NOT EXISTS {self.qualified(t)} (source_id VARCHAR(191) NOT NULL "
+            "PRIMARY KEY, beat_us BIGINT NOT NULL) ENGINE=InnoDB"
+        )
+
+    def write_heartbeat(self, conn: Any, source_id: str, beat_us: int) -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {self.qualified(HEARTBEAT_TABLE)} (source_id, beat_us) "
+                    "VALUES (%s, %s) ON DUPLICATE KEY UPDATE beat_us = VALUES(beat_us)",
+                    (source_id, beat_us),
+                )
+            conn.commit()
+        except pymysql.err.MySQLError as exc:
+            raise map_error(exc, self.endpoint) from None
 
     def end_position(self) -> str:
         from connectors.mysql.binlog import end_position

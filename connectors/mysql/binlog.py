@@ -85,6 +85,7 @@ from connectors.mysql.packets import (
 from connectors.mysql.positions import BinlogPosition
 from connectors.mysql.schema import (
     Ddl,
+    _quote,
     classify_query,
     derive_after_ddl,
     same_shape,
@@ -663,22 +664,29 @@ class BinlogReader:
     ) -> list[LogEvent]:
         out: list[LogEvent] = []
         xid = txn.xid or ""
-        renamed_from = dict(ddl.renamed)
-        renamed_to = {b: a for a, b in ddl.renamed}
-        # taken before the loop: the old name is announced as gone (None) inside it
-        bases = {a: self._known(txn, a) for a in renamed_from}
-        for table in selected:
+        # the renames in statement order, over the names as they were before it: a swap
+        # (`a TO tmp, b TO a, tmp TO b`) ends with a and b swapped and tmp gone
+        names: dict[TableId, TableSchema | None] = {}
+        for a, b in ddl.renamed:
+            moved = names.pop(a) if a in names else self._known(txn, a)
+            names[a] = None
+            names[b] = replace(moved, table=b) if moved is not None else None
+        if ddl.kind == "drop" and len(set(selected)) < len(set(ddl.tables)):
+            # `DROP TABLE x, y` with y not selected: the trail (and the target) drop x only
+            query = "DROP TABLE IF EXISTS " + ", ".join(
+                f"{_quote(t.schema)}.{_quote(t.name)}" for t in dict.fromkeys(selected)
+            )
+        for table in dict.fromkeys(selected):
             prev = self._known(txn, table)
             version = (prev.version + 1) if prev else 1
             if ddl.kind == "truncate":
                 out.append(RowEvent(xid, Change(Op.TRUNCATE, table, prev.version if prev else 1)))
                 continue
             after: TableSchema | None
-            if ddl.kind == "drop" or table in renamed_from:
-                after = None  # gone (under this name)
-            elif table in renamed_to:
-                base = bases.get(renamed_to[table])
-                after = replace(base, table=table) if base else None
+            if ddl.kind == "drop":
+                after = None
+            elif table in names:
+                after = names[table]  # None: gone under this name
             else:
                 after = derive_after_ddl(prev, table, ddl.parsed)
             if after is not None:

@@ -289,7 +289,9 @@ def derive_after_ddl(
         if isinstance(action, exp.ColumnDef):
             columns.append(_coldef_column(action))
         elif isinstance(action, exp.Drop) and (action.args.get("kind") or "").upper() == "COLUMN":
-            gone = action.this.name if action.this is not None else ""
+            # (sqlglot keeps the dropped column in `tables`; older versions in `this`)
+            node = action.this or next(iter(action.args.get("tables") or []), None)
+            gone = node.name if node is not None else ""
             columns = [c for c in columns if c.name != gone]
             primary_key = [c for c in primary_key if c != gone]
         elif isinstance(action, exp.RenameColumn):

@@ -154,6 +154,8 @@ class MySQLWriter(SqlWriter):
     placeholder: ClassVar[str] = "%s"
     null_safe_eq: ClassVar[str] = "<=>"
     float4_type: ClassVar[str] = "FLOAT"
+    #: every DDL statement commits implicitly (and what was pending before it)
+    transactional_ddl: ClassVar[bool] = False
 
     conn: pymysql.connections.Connection[Any]
 

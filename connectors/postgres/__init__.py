@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import psycopg.errors
 
-from connectors.base import CheckItem, Database, TableFilter
+from connectors.base import HEARTBEAT_TABLE, CheckItem, Database, TableFilter
 from connectors.endpoint import Endpoint
 from connectors.errors import (
     AuthError,
@@ -181,6 +181,31 @@ class PostgreSQL(Database):
         return PgLogReader(
             self, start, tables=tables, until_caught_up=until_caught_up, options=options
         )
+
+    def create_heartbeat(self) -> None:
+        t = HEARTBEAT_TABLE
+        try:
+            with self.connect() as conn:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(t.schema)}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.qualified(t)} (source_id text PRIMARY "
+                    "KEY, beat_us bigint NOT NULL)"
+                )
+        except psycopg.Error as exc:
+            raise map_error(exc, self.endpoint) from None
+
+    def write_heartbeat(self, conn: Any, source_id: str, beat_us: int) -> None:
+        try:
+            conn.execute(
+                f"INSERT INTO {self.qualified(HEARTBEAT_TABLE)} (source_id, beat_us) "
+                "VALUES (%s, %s) ON CONFLICT (source_id) DO UPDATE SET beat_us = "
+                "EXCLUDED.beat_us",
+                (source_id, beat_us),
+            )
+            if not conn.autocommit:
+                conn.commit()
+        except psycopg.Error as exc:
+            raise map_error(exc, self.endpoint) from None
 
     def end_position(self) -> str:
         ((lsn,),) = self.query("SELECT pg_current_wal_insert_lsn()::text")

@@ -77,7 +77,7 @@ from connectors.model import (
     Value,
     column_diff,
 )
-from connectors.postgres import enum_labels, pgoutput
+from connectors.postgres import enum_labels, pgoutput, schemaprobe
 from connectors.postgres.ownership import (
     MARKER_NAME,
     SlotNames,
@@ -109,6 +109,8 @@ __all__ = [
 log = logging.getLogger("redoline.capture.postgres")
 #: seconds between looks for new tables that match [tables] (continuous capture, when idle)
 NEW_TABLE_CHECK: Final = 2.0
+#: seconds between looks for column changes no row change has announced (when idle)
+PROBE_INTERVAL: Final = 5.0
 
 #: how long slot creation may wait for running transactions before we give up
 DEFAULT_SLOT_TIMEOUT: Final = 60.0
@@ -752,6 +754,10 @@ class PgLogReader:
         #: the selected tables the publication covers (see _check_new_tables)
         self._published: set[TableId] = set()
         self._new_check = 0.0
+        #: announces column changes no row change has carried yet (see schemaprobe)
+        self._probe: schemaprobe.SchemaProbe | None = None
+        self._column_subset = opts.get("column_subset")
+        self._probed = 0.0
 
     # ---------------------------------------------------------------- protocol
 
@@ -804,7 +810,10 @@ class PgLogReader:
         try:
             self._catalog = self.db.connect()
             conn = self._catalog
+            # the heartbeat table (TableFilter.also) lives in redoline's own schema, which
+            # list_tables leaves out: it is published all the same
             selected = self.db.list_tables(self.tables)
+            selected += [t for t in self.tables.also if t not in selected]
             check_replica_identity(conn, selected)
             database, system = server_identity(conn)
             self._adopt_marker_position()
@@ -852,6 +861,7 @@ class PgLogReader:
                     )
                 self._check_slot(info, database, system)
                 _, added = _ensure_publication(conn, self.publication, selected)
+                added = tuple(t for t in added if t not in self.tables.also)
                 if added:
                     log.warning(
                         "added %s to publication %s: their changes are captured from now on",
@@ -860,6 +870,9 @@ class PgLogReader:
                     )
             self._published = set(selected)
             self._new_check = time.monotonic()
+            # before the end is fixed, so a column change already made is read by this run
+            self._probe = schemaprobe.SchemaProbe(conn, self._column_subset)
+            self._run_probe()
             if self.until_caught_up:
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 assert row is not None
@@ -944,7 +957,8 @@ class PgLogReader:
         start = format_lsn(self.start or 0)
         command = (
             f"START_REPLICATION SLOT {_quote(self.slot)} LOGICAL {start} "
-            f"(proto_version '1', publication_names '{self.publication}')"
+            f"(proto_version '1', publication_names '{self.publication}'"
+            + (", messages 'true')" if self._probe is not None and self._probe.enabled else ")")
         )
         pg.send_query(command.encode())
         result = pg.get_result()
@@ -1024,6 +1038,8 @@ class PgLogReader:
             if frame is None:
                 if end is None and not in_txn:
                     self._check_new_tables()
+                    if time.monotonic() - self._probed > PROBE_INTERVAL:
+                        self._run_probe()
                 # idle: ask where the server is, so a stretch of WAL with nothing for us still
                 # gets confirmed, and --until-caught-up notices it has arrived
                 if end is not None or time.monotonic() - self._last_status > self.status_interval:
@@ -1105,7 +1121,22 @@ class PgLogReader:
                 origin = msg.name
             elif isinstance(msg, pgoutput.TypeMsg):
                 self._type_cache.pop(msg.type_oid, None)
-            # MessageMsg: we never ask for logical messages; nothing to do
+            elif isinstance(msg, pgoutput.MessageMsg):
+                # our own column-change marker stands for the Relation message no row change
+                # has carried yet (schemaprobe); other messages are not ours
+                if skip or not msg.transactional or msg.prefix != schemaprobe.PREFIX:
+                    continue
+                for rel_msg in schemaprobe.relations(msg.content):
+                    for event in self._relation(rel_msg, xid, begun):
+                        if not begun:
+                            begun = True
+                            yield Begin(xid)
+                        yield event
+
+    def _run_probe(self) -> None:
+        self._probed = time.monotonic()
+        if self._probe is not None:
+            self._probe.run(self._published, self._announced)
 
     def _check_new_tables(self) -> None:
         """Stop when a table created since the start matches ``[tables]``.

@@ -89,6 +89,9 @@ def test_replaying_old_binlog_after_alter_decodes_as_of_each_event(
     ddls = [c for t in txns for c in t.changes if c.op is Op.DDL and c.ddl]
     assert [d.ddl.split()[3] for d in ddls if d.ddl] == ["ADD", "DROP", "RENAME", "MODIFY"]
     assert all(d.table_schema is not None for d in ddls)
+    # the definition after each statement, derived from it (not left to the next table map)
+    assert ddls[1].table_schema is not None
+    assert ddls[1].table_schema.column_names == ("id", "a", "c")
     versions = [c.schema_version for c in inserts]
     assert versions == sorted(versions) and len(set(versions)) == 4
     assert [c.op for t in txns for c in t.changes][-1] is Op.TRUNCATE

@@ -356,3 +356,33 @@ def test_retention_keeps_every_segment_no_receiver_confirmed(
     assert _ship(r, trail, certs, "--name", "dr1").returncode == 0  # the same destination
     plan = plan_retention(trail, RetentionPolicy())
     assert len(plan.delete) == len(digests(trail)) - 1  # all but the newest sealed one
+
+
+def test_ship_metrics_file_counts_what_the_receiver_acknowledged(
+    tmp_path: Path, certs: Certs, receivers: list[ReceiverProc]
+) -> None:
+    """`ship --until-caught-up --metrics-file`: the textfile says how many segments and bytes
+    the receiver acknowledged (compared with the segment files themselves), and the stage's
+    progress record says it finished."""
+    trail = tmp_path / "src"
+    write_trail(trail, 1, 300, seal=True)
+    r = start_receiver(tmp_path, tmp_path / "recv", "--source-id", "src", *certs.receive_args())
+    receivers.append(r)
+    prom = tmp_path / "ship.prom"
+    done = _ship(r, trail, certs, "--metrics-file", str(prom))
+    assert done.returncode == 0, done.stderr
+    sealed = [p for p, s in list_segment_files(trail).values() if s]
+    values = {
+        line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+        for line in prom.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    (segments,) = [v for k, v in values.items() if k.startswith("redoline_shipped_segments_total")]
+    (sent,) = [v for k, v in values.items() if k.startswith("redoline_shipped_bytes_total")]
+    assert segments == len(sealed)
+    assert sent >= sum(p.stat().st_size for p in sealed)
+    record = json.loads(
+        next((trail.parent / ".redoline" / "progress").glob("ship-*.json")).read_text()
+    )
+    assert record["state"] == "finished" and record["lag_bytes"] == 0
+    assert r.stop() == 130

@@ -4,6 +4,7 @@ drop plus an add), through the CLI in a subprocess; judged by plain driver SELEC
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -270,3 +271,46 @@ def test_column_added_before_the_first_captured_change(
     res = _run(["sync", *args, "--until-caught-up"], tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert _target("postgresql", target) == _source(pg_db)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "duckdb"])
+def test_column_ddl_with_no_row_change_after_it(
+    kind: str, pg_db: Endpoint, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """pgoutput announces a new column list only with the table's next row change: a column
+    dropped (and another added) on a table that then takes no writes reached no target, and
+    every cron run ended "caught up" (campaign seed 30007). Capture now writes the table's
+    definition into the WAL itself, under a lock that holds ALTER back."""
+    target = _target_url(kind, request, tmp_path, "quiet")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)")
+        conn.execute("CREATE TABLE busy (id INT PRIMARY KEY)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 5) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN b")
+        conn.execute("INSERT INTO busy VALUES (1)")  # other tables keep changing
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _target(kind, target) == _source(pg_db)
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN c TIMESTAMP(6)")
+    # the stage-by-stage flow too
+    trail = ["--trail", str(tmp_path / "trail")]
+    res = _run(["capture", "--source", pg_db.url(), *trail, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run(["apply", "--target", target, *trail, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "a", "c"]
+    assert _target(kind, target) == want
+    # nothing changed since: further runs write nothing new
+    stats = ["trail", "stats", *trail, "--json"]
+    before = json.loads(_run(stats, tmp_path).stdout)["last_op"]
+    for _ in range(2):
+        res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(_run(stats, tmp_path).stdout)["last_op"] == before

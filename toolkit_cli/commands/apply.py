@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -12,12 +13,20 @@ import typer
 
 from apply.applier import ApplyOptions, ApplyStats
 from apply.parallel import apply_parallel
-from apply.point import PointError, PointOutcome, StopPoint, describe_txn, parse_time
+from apply.point import (
+    PointError,
+    PointOutcome,
+    StopPoint,
+    describe_txn,
+    mark_point,
+    parse_time,
+)
 from apply.reconnect import apply_reconnecting
 from capture.trail import load_key
 from connectors.base import open_database
 from connectors.errors import ConfigError
-from toolkit_cli.config import Config
+from toolkit_cli.config import Config, parse_duration
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import ConfigOpt, JsonOpt, TargetOpt, TrailOpt, load_config
 from toolkit_cli.output import console, err_console, print_json, to_jsonable
 
@@ -125,29 +134,37 @@ def apply_command(
     until_time: UntilTimeOpt = None,
     until_op: UntilOpOpt = None,
     until_xid: UntilXidOpt = None,
+    until_mark: UntilMarkOpt = None,
+    delay: DelayOpt = None,
     target_name: _TargetNameOpt = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Apply the trail to the target: grouped, set-based, exactly once, in source order.
 
     Runs continuously (tails the trail) unless --until-caught-up. Ctrl-C or SIGTERM finishes
-    the current target transaction and exits 130. With --until-time/-op/-xid it applies up
+    the current target transaction and exits 130. With --until-time/-op/-xid/-mark it applies up
     to and including that point, says where it stopped and exits 0; a point it cannot reach
-    exits 11 (docs/recovery.md).
+    exits 11 (docs/recovery.md). --delay (or [apply] delay) keeps the target behind the
+    source by that much: a delayed replica.
     """
-    point = stop_point(until_time, until_op, until_xid)
     cfg = load_config(config, target=target, trail=trail)
+    key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
+    point = stop_point(
+        until_time, until_op, until_xid, until_mark, trail_dir=cfg.trail.dir, key=key
+    )
     tgt = cfg.target(target_name)
     options = _apply_options(
         cfg, tgt.id, collision, on_error, reject_file, skip_ddl, ignore_origin, adopt_trail
     )
+    options.delay = apply_delay(delay, cfg.apply.delay)
     n = parallel if parallel is not None else cfg.apply.parallel
     if n > 1 and point is not None:
         raise ConfigError(
-            "--until-time/-op/-xid applies in one ordered stream: drop --parallel "
+            "--until-time/-op/-xid/-mark applies in one ordered stream: drop --parallel "
             "([apply] parallel) for this run"
         )
-    key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -157,6 +174,9 @@ def apply_command(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     database = open_database(tgt.endpoint)
     outcome = PointOutcome()
+    # progress records every second, and the metrics endpoint/file when asked
+    observing = contextlib.ExitStack()
+    observing.enter_context(observe(cfg.state_dir, metrics, metrics_file))
     try:
         if n > 1:
             results = apply_parallel(
@@ -183,6 +203,7 @@ def apply_command(
                 )
             ]
     finally:
+        observing.close()
         for s, handler in old.items():
             signal.signal(s, handler)
     _report(results, json_out)
@@ -267,13 +288,55 @@ UntilXidOpt = Annotated[
 ]
 
 
-def stop_point(time: str | None, op: int | None, xid: str | None) -> StopPoint | None:
+UntilMarkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until-mark",
+        "--to-mark",
+        help="Apply through the restore point `redoline mark NAME` recorded (every "
+        "transaction committed before the mark was taken), then stop.",
+        show_default=False,
+    ),
+]
+DelayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--delay",
+        help="Delayed replica: apply a transaction only once its source commit time is this "
+        'old ("1h", "30m", "90s", seconds; 0: none). Overrides [apply] delay.',
+        show_default=False,
+    ),
+]
+
+
+def apply_delay(flag: str | None, configured: float) -> float:
+    """Seconds of apply delay: --delay, else [apply] delay."""
+    if flag is None:
+        return configured
+    try:
+        return parse_duration(flag)
+    except ValueError as exc:
+        raise ConfigError(f"--delay {flag!r}: {exc}") from None
+
+
+def stop_point(
+    time: str | None,
+    op: int | None,
+    xid: str | None,
+    mark: str | None = None,
+    *,
+    trail_dir: Path | None = None,
+    key: bytes | None = None,
+) -> StopPoint | None:
     """The --until-* point, or None; two at once is a usage error."""
-    given = [x for x in (time, op, xid) if x is not None]
+    given = [x for x in (time, op, xid, mark) if x is not None]
     if not given:
         return None
     if len(given) > 1:
-        raise ConfigError("give one of --until-time, --until-op, --until-xid")
+        raise ConfigError("give one of --until-time, --until-op, --until-xid, --until-mark")
+    if mark is not None:
+        assert trail_dir is not None
+        return mark_point(trail_dir, mark, key)
     return StopPoint(op=op, time=parse_time(time) if time is not None else None, xid=xid)
 
 
@@ -338,6 +401,12 @@ def _report(results: list[ApplyStats], json_out: bool) -> None:
                 f"({r.changes_per_second:,.0f}/s), {r.collisions} collisions, "
                 f"{r.ddl_applied} DDL applied, {r.ddl_skipped} DDL skipped, "
                 f"{r.skipped_origin} skipped by origin"
+            )
+    for r in results:
+        if r.delay_held_op:
+            (err_console if json_out else console).print(
+                f"delay: operation {r.delay_held_op} on (committed {r.delay_held_commit_time}) "
+                "is held back until the delay has passed"
             )
     if total_rejected:
         where = ", ".join(sorted({r.reject_dir or "" for r in results}))

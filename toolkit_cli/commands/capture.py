@@ -12,6 +12,7 @@ from rich.markup import escape
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from connectors.base import open_database
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import (
     ConfigOpt,
     JsonOpt,
@@ -56,6 +57,8 @@ def capture(
     ] = None,
     slot: SlotOpt = None,
     publication: PublicationOpt = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Capture the source's committed transactions into the trail, exactly once.
@@ -88,10 +91,12 @@ def capture(
         stop_event=stop,
         reader_options=src.engine_options(),
         retry_for=src.retry_budget(until_caught_up),
+        heartbeat=src.heartbeat,
     )
     previous = _install_signals(stop)
     try:
-        result = run_capture(db, cfg.trail.dir, options)
+        with observe(cfg.state_dir, metrics, metrics_file):
+            result = run_capture(db, cfg.trail.dir, options)
     finally:
         _restore_signals(previous)
     summary = {"source": src.endpoint.display, "trail": str(cfg.trail.dir), **result.to_json()}

@@ -10,6 +10,7 @@ removed at the end.
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import tempfile
@@ -50,11 +51,16 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def _workload(conn: Any, stop: threading.Event, counter: list[int], next_id: int) -> None:
+def _workload(
+    conn: Any, stop: threading.Event, counter: list[int], next_id: int, unchanged: list[int]
+) -> None:
+    """Random orders traffic; ``unchanged`` counts transactions that changed no row (an update
+    or delete of an id that is gone): they leave no row event in the binlog, so no trail entry."""
     rnd = random.Random(1)
     with conn.cursor() as cur:
         while not stop.is_set():
             cur.execute("BEGIN")
+            changed = 0
             for _ in range(rnd.randint(1, 3)):
                 r = rnd.random()
                 if r < 0.5:
@@ -71,8 +77,11 @@ def _workload(conn: Any, stop: threading.Event, counter: list[int], next_id: int
                     )
                 else:
                     cur.execute("DELETE FROM orders WHERE id = %s", (rnd.randint(1, next_id),))
+                changed += max(0, cur.rowcount)
             cur.execute("COMMIT")
             counter[0] += 1
+            if not changed:
+                unchanged[0] += 1
             time.sleep(0.002)
 
 
@@ -120,6 +129,12 @@ def demo(
     """Start MariaDB + PostgreSQL, replicate a live workload into DuckDB and PostgreSQL."""
     rows, stream_seconds = (QUICK_ROWS, QUICK_STREAM_SECONDS) if quick else (ROWS, STREAM_SECONDS)
     run = _Demo(Path(tempfile.mkdtemp(prefix="redoline-demo-")), rows, stream_seconds)
+    # the numbered report goes to stdout; the stages' progress lines would interleave with it
+    # on a terminal: only warnings unless -v asked for more
+    root = logging.getLogger()
+    saved_level = root.level
+    if root.level > logging.DEBUG:
+        root.setLevel(logging.WARNING)
     try:
         _servers(run)
         lag_ok = _replicate(run)
@@ -133,6 +148,7 @@ def demo(
         if not ok:
             raise typer.Exit(1)
     finally:
+        root.setLevel(saved_level)
         for server in reversed(run.servers):
             devservers.stop(server)
         shutil.rmtree(run.base, ignore_errors=True)
@@ -181,18 +197,21 @@ def _replicate(run: _Demo) -> dict[str, bool]:
 
     source, targets, trail = run.source, run.targets, run.base / "trail"
     stop_work, stop_all, stop_apply = threading.Event(), threading.Event(), threading.Event()
-    counter = [0]
+    counter, unchanged = [0], [0]
     work_conn = pymysql.connect(
         host="127.0.0.1", port=run.servers[0].port, user="root", database="shop", autocommit=True
     )
-    worker = threading.Thread(
-        target=_workload, args=(work_conn, stop_work, counter, run.rows + 1), daemon=True
-    )
-    worker.start()
-    # capture starts at the log's end *before* the snapshots: nothing falls in between
+    # capture starts at the log's end *before* the workload and the snapshots: every
+    # workload transaction is after it, so the figures reported add up exactly
     options = CaptureOptions(
         source_id="shop", start_position=source.end_position(), stop_event=stop_all
     )
+    worker = threading.Thread(
+        target=_workload,
+        args=(work_conn, stop_work, counter, run.rows + 1, unchanged),
+        daemon=True,
+    )
+    worker.start()
     capture_result: dict[str, Any] = {}
     cap_thread = threading.Thread(
         target=lambda: capture_result.update(r=run_capture(source, trail, options)), daemon=True
@@ -231,7 +250,9 @@ def _replicate(run: _Demo) -> dict[str, bool]:
         t.join()
     stop_all.set()
     cap_thread.join()
-    return _report_streaming(trail, counter[0], capture_result.get("r"), stats, caught)
+    return _report_streaming(
+        trail, counter[0], unchanged[0], capture_result.get("r"), stats, caught
+    )
 
 
 def _snapshots(source: Any, targets: dict[str, Any]) -> None:
@@ -279,25 +300,31 @@ def _wait_caught_up(source: Any, targets: dict[str, Any], trail: Path) -> dict[s
 def _report_streaming(
     trail: Path,
     committed: int,
+    unchanged: int,
     cap: Any,
     stats: dict[str, Any],
     caught: dict[str, float | None],
 ) -> dict[str, bool]:
     info = trail_info(trail)
+    captured = getattr(cap, "transactions", 0)
+    trail_changes = getattr(cap, "changes", 0)
     _say(
-        f"   workload committed {committed:,} transactions; capture wrote "
-        f"{getattr(cap, 'transactions', 0):,} transactions ({getattr(cap, 'changes', 0):,} "
-        f"row changes, {info.bytes_on_disk:,} bytes of trail)"
+        f"   workload committed {committed:,} transactions; {unchanged:,} of them changed no "
+        "row (an update or delete of a missing id leaves nothing in the binlog); capture wrote "
+        f"the other {captured:,} ({trail_changes:,} row changes, {info.bytes_on_disk:,} bytes "
+        "of trail)"
     )
     lag_ok: dict[str, bool] = {}
     for name, when in caught.items():
         st = stats.get(name)
         lag = info.last_op - getattr(st, "applied_op", 0)
         lag_ok[name] = lag == 0
+        applied = getattr(st, "changes", 0)
         _say(
-            f"   {name}: applied {getattr(st, 'transactions', 0):,} transactions "
-            f"({getattr(st, 'changes', 0):,} changes, {getattr(st, 'collisions', 0)} "
-            f"reconciled in the snapshot's catch-up window); lag {lag} operations"
+            f"   {name}: applied {applied:,} of the trail's {trail_changes:,} changes (the "
+            f"other {trail_changes - applied:,} were already in its snapshot, taken while the "
+            f"workload ran; {getattr(st, 'collisions', 0)} reconciled in the snapshot's "
+            f"catch-up window); lag {lag} operations"
             + (f", caught up {when:.1f} s after the workload stopped" if when else "")
         )
     return lag_ok

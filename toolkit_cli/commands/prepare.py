@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from connectors.base import Database, open_database
+from capture.heartbeat import ensure_table as ensure_heartbeat
+from connectors.base import HEARTBEAT_TABLE, Database, open_database
 from toolkit_cli.config import Config
 from toolkit_cli.options import (
     ConfigOpt,
@@ -39,10 +40,13 @@ def _source(
     trail: TrailOpt,
     slot: str | None,
     publication: str | None,
+    *,
+    heartbeat_only: bool = False,
 ) -> tuple[Database, Config]:
     cfg = load_config(config, source=source, trail=trail, slot=slot, publication=publication)
     db = open_database(cfg.source().endpoint)
-    db.descriptor.role("prepare")  # a ConfigError naming the engine before anything else
+    if not (heartbeat_only and cfg.source().heartbeat > 0):
+        db.descriptor.role("prepare")  # a ConfigError naming the engine before anything else
     return db, cfg
 
 
@@ -63,7 +67,8 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Prepare the source to capture the selected tables (PostgreSQL: create or reuse the
-    slot and publication; MySQL/MariaDB need none: see `redoline check`).
+    slot and publication; MySQL/MariaDB need none: see `redoline check`), and create the
+    heartbeat table when [source] heartbeat is set (any source engine).
 
     The publication lists the tables that [tables] include/exclude select; tables added to the
     selection later are added to it. Every selected table needs a primary key, a replica
@@ -71,16 +76,28 @@ def init(
     The slot belongs to the trail (--trail / [trail] dir), which records it; a slot of that
     name that the trail did not create is refused, not taken over.
     """
-    db, cfg = _source(config, source, trail, slot, publication)
+    db, cfg = _source(config, source, trail, slot, publication, heartbeat_only=True)
     src = cfg.source()
+    beat = src.heartbeat > 0
+    if beat:
+        ensure_heartbeat(db)
+    fields: dict[str, object] = {"heartbeat_table": str(HEARTBEAT_TABLE) if beat else None}
+    lines: list[str] = []
     tables = db.list_tables(cfg.tables.filter)
-    setup = db.prepare_source(
-        tables, src.options, trail_dir=cfg.trail.dir, source_id=src.id, timeout=timeout
-    )
+    if db.descriptor.provides("prepare"):
+        # the heartbeat table is prepared (published) with the selected tables
+        published = [*tables, HEARTBEAT_TABLE] if beat else tables
+        setup = db.prepare_source(
+            published, src.options, trail_dir=cfg.trail.dir, source_id=src.id, timeout=timeout
+        )
+        fields = {**setup.fields, **fields}
+        lines = list(setup.lines)
+    if beat:
+        lines.append(f"heartbeat table [bold]{HEARTBEAT_TABLE}[/]: ready")
     if json_out:
-        print_json(setup.fields)
+        print_json(fields)
         return
-    for line in setup.lines:
+    for line in lines:
         console.print(line)
     if not tables:
         console.print("[yellow]no table is selected yet[/]: check [tables] include/exclude")

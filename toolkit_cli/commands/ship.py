@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import threading
@@ -24,6 +25,7 @@ from ship import (
     run_ship,
     server_context,
 )
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import ConfigOpt, JsonOpt, load_config
 from toolkit_cli.output import console, print_json
 
@@ -153,6 +155,8 @@ def ship(
     token_file: TokenFileOpt = None,
     token_env: TokenEnvOpt = None,
     until_caught_up: UntilOpt = False,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Send the trail's segments to `redoline receive` on the target host, over TLS 1.3.
@@ -207,6 +211,8 @@ def ship(
                 stop.set()  # a service stops whole, so its supervisor sees the failure
 
     previous = _signals(stop)
+    observing = contextlib.ExitStack()
+    observing.enter_context(observe(cfg.state_dir, metrics, metrics_file))
     try:
         if len(options) == 1:
             one(options[0])
@@ -218,6 +224,7 @@ def ship(
                 while t.is_alive():
                     t.join(0.2)
     finally:
+        observing.close()
         _restore(previous)
     summary = {
         name: {
@@ -291,6 +298,8 @@ def receive(
             show_default=False,
         ),
     ] = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Receive shipped trails on the target host: one trail directory per source id under
@@ -338,7 +347,8 @@ def receive(
     console.print(f"receiving on {bound_host}:{bound_port} into {root}")
     previous = _signals(stop)
     try:
-        result = receiver.serve()
+        with observe(cfg.state_dir, metrics, metrics_file):
+            result = receiver.serve()
     finally:
         _restore(previous)
     if json_out:

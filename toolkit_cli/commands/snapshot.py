@@ -27,14 +27,18 @@ from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter, open_database
 from toolkit_cli.commands.apply import (
     EXIT_SKIPPED_EVERYTHING,
+    DelayOpt,
+    UntilMarkOpt,
     UntilOpOpt,
     UntilTimeOpt,
     UntilXidOpt,
+    apply_delay,
     report_point,
     stop_point,
     warn_skipped_everything,
 )
 from toolkit_cli.config import Config
+from toolkit_cli.metrics import MetricsFileOpt, MetricsOpt, observe
 from toolkit_cli.options import (
     ConfigOpt,
     JsonOpt,
@@ -166,6 +170,7 @@ def snapshot(
     existing slot). Chunks commit with their progress, so a rerun after a crash resumes.
     Without --no-follow the run then captures and catches up from the trail until caught up
     (like `redoline sync --until-caught-up`); --no-follow creates no replication slot.
+    An odbc:// source (no log to follow) needs --no-follow: docs/source-odbc.md.
     """
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
@@ -193,6 +198,7 @@ def snapshot(
                     source_options=cfg.source().engine_options(),
                     retry_for=cfg.source().retry_budget(True),
                     target_retry_for=cfg.target().retry_budget(True),
+                    heartbeat=cfg.source().heartbeat,
                 ),
             )
             report = sync_report.snapshot or SnapshotReport()
@@ -224,6 +230,10 @@ def sync(
     until_time: UntilTimeOpt = None,
     until_op: UntilOpOpt = None,
     until_xid: UntilXidOpt = None,
+    until_mark: UntilMarkOpt = None,
+    delay: DelayOpt = None,
+    metrics: MetricsOpt = None,
+    metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Snapshot what is not loaded yet, then capture and apply in one process.
@@ -231,12 +241,15 @@ def sync(
     The single-host pipeline: the trail lives in --trail, progress in the target and in the
     state directory. Continuous until Ctrl-C/SIGTERM (which finish the current transaction),
     or with --until-caught-up a cron-friendly run that exits 0 when caught up. With
-    --until-time/-op/-xid apply stops at that point and says where (exit 11 when the target
-    or its snapshot is already past it: docs/recovery.md).
+    --until-time/-op/-xid/-mark apply stops at that point and says where (exit 11 when the target
+    or its snapshot is already past it: docs/recovery.md). --delay (or [apply] delay) keeps
+    the target behind the source by that much: a delayed replica.
     """
-    point = stop_point(until_time, until_op, until_xid)
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
+    )
+    point = stop_point(
+        until_time, until_op, until_xid, until_mark, trail_dir=cfg.trail.dir, key=cfg.trail.key()
     )
     src, tgt = open_database(cfg.source().endpoint), open_database(cfg.target().endpoint)
     check_table_patterns(src, cfg.tables)
@@ -257,12 +270,14 @@ def sync(
         source_options=cfg.source().engine_options(),
         retry_for=cfg.source().retry_budget(until_caught_up),
         target_retry_for=cfg.target().retry_budget(until_caught_up),
+        heartbeat=cfg.source().heartbeat,
         apply_options={
             "batch_rows": cfg.apply.batch_rows,
             "batch_ms": cfg.apply.batch_ms,
             "skip_ddl": cfg.apply.skip_ddl,
             "rename": snapshot_options.rename,
             "ignore_origins": frozenset(cfg.apply.ignore_origins),
+            "delay": apply_delay(delay, cfg.apply.delay),
         },
         until=point,
         outcome=PointOutcome(),
@@ -271,7 +286,7 @@ def sync(
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        with _progress(options.snapshot, json_out):
+        with _progress(options.snapshot, json_out), observe(cfg.state_dir, metrics, metrics_file):
             report = run_sync(src, tgt, options)
     finally:
         for sig, handler in previous.items():
@@ -321,6 +336,8 @@ def refuse_fresh_snapshot(
         return  # loaded before: apply judges the point against its snapshot's end
     if point.time is not None:
         past = point.time < dt.datetime.now(dt.UTC)
+    elif point.position is not None:
+        past = True  # a mark names a moment that has passed
     else:
         past = any(
             point.includes(t) if point.op is not None else t.xid == point.xid

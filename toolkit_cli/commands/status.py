@@ -1,20 +1,36 @@
 """`redoline status`: where the source, the trail and each target stand, and how far behind.
 
-Lag is measured against the source's own clock and position: when the trail already holds
-the source's end position, capture is current however old the last commit is (an idle source
-is not lagging); when it does not, capture lag is the source's "now" minus the trail's last
-commit time (a stuck capture does not look current).
+Running stages write a progress record every second into the state directory
+(:mod:`capture.progress`); status reads those first, so it never opens a target that a running
+applier holds (a DuckDB file is locked by its writer). A target with no live run is opened and
+its checkpoint read.
+
+Lag in seconds is measured, when the source writes a heartbeat (``[source] heartbeat``), from
+the heartbeat each running stage last saw (:mod:`capture.heartbeat`); otherwise it is an
+estimate from positions and says so: when the trail already holds the source's end position
+and nothing is left to apply the lag is 0 (an idle source is not lagging); else it is the
+source's "now" minus the last commit time handled (a stuck stage does not look current).
+
+Exit status: 0, or 1 when any stage is failing (a failed or retrying run, a failed snapshot
+table, an error recorded by the last run) or its state cannot be read (an unreadable record,
+an unreachable source or target).
+
+The output is built as a list of sections (:func:`_lines`), one function per kind of line,
+so a new fact about a target (e.g. a replay delay) is one more entry in ``entry`` and one more
+line in :func:`_target_lines`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import typer
 
 from apply.snapshot import load_table_states
+from capture.progress import read_records
 from capture.trail import trail_info
 from connectors.base import open_database
 from connectors.checkpoint import read_checkpoints
@@ -24,6 +40,12 @@ from toolkit_cli.options import ConfigOpt, JsonOpt, SourceOpt, TargetOpt, TrailO
 from toolkit_cli.output import console, print_json, print_table
 
 __all__ = ["register"]
+
+#: what a missing value reads as
+NOT_STARTED = "not started"
+
+#: a record not rewritten for this long belongs to a run that no longer reports
+STALE_SECONDS = 10.0
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +62,33 @@ def _utc(value: Any) -> dt.datetime | None:
     return value
 
 
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _live(record: dict[str, Any], now: dt.datetime) -> bool:
+    """The record's run is going on: its process exists and it wrote the record recently."""
+    if record.get("state") not in ("starting", "running", "retrying"):
+        return False
+    updated = _utc(record.get("updated"))
+    fresh = updated is not None and (now - updated).total_seconds() < STALE_SECONDS
+    return fresh and _alive(record.get("pid"))
+
+
+def _failing(record: dict[str, Any], live: bool) -> bool:
+    """A stage is failing: unreadable, failed, or retrying right now."""
+    if "unreadable" in record:
+        return True
+    state = record.get("state")
+    return state == "failed" or (state == "retrying" and live)
+
+
 def status(
     config: ConfigOpt = None,
     source: SourceOpt = None,
@@ -47,15 +96,22 @@ def status(
     trail: TrailOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Source end position, capture checkpoint, each target's applied position and lag (in
-    operations, trail bytes and seconds), the last error, and every table's snapshot state.
-    Exits 1 when a snapshot failed or a run recorded an error."""
+    """Source end position, capture, shipping and each target: applied position, lag (in
+    operations, trail bytes and seconds: measured by the heartbeat, else an estimate), the
+    stages' state from their progress records, the last error, every table's snapshot state.
+    Never opens a target a running apply holds. Exits 1 when a stage is failing or its state
+    cannot be read."""
     cfg = load_config(config, source=source, target=target, trail=trail)
+    wall = dt.datetime.now(dt.UTC)
+    records = read_records(cfg.state_dir)
+    by_stage = {(r.get("stage"), r.get("name")): r for r in records}
+    failing = False
     out: dict[str, Any] = {
         "source": None,
         "capture": None,
         "shipping": [],
         "targets": [],
+        "stages": [],
         "last_runs": {},
     }
     src_cfg = cfg.source()
@@ -69,6 +125,7 @@ def status(
         out["source"] = {"url": src_cfg.endpoint.display, "end_position": end, "now": now}
     except ToolkitError as exc:
         out["source"] = {"url": src_cfg.endpoint.display, "error": exc.message}
+        failing = True
     info = trail_info(cfg.trail.dir, key=cfg.trail.key())
     caught_up = None
     if end is not None and info.last_position:
@@ -77,8 +134,13 @@ def status(
         except ValueError:
             caught_up = None
     last_commit = _utc(info.last_commit_time)
-    capture_lag = None
-    if caught_up:
+    capture_lag: float | None = None
+    lag_method = "estimate"
+    cap_record = by_stage.get(("capture", src_cfg.id))
+    cap_live = cap_record is not None and _live(cap_record, wall)
+    if cap_live and cap_record is not None and cap_record.get("lag_method") == "heartbeat":
+        capture_lag, lag_method = cap_record.get("lag_seconds"), "heartbeat"
+    elif caught_up:
         capture_lag = 0.0
     elif now is not None and last_commit is not None:
         capture_lag = max(0.0, (now - last_commit).total_seconds())
@@ -89,57 +151,168 @@ def status(
         "last_commit_time": last_commit,
         "caught_up": caught_up,
         "lag_seconds": capture_lag,
+        "lag_method": lag_method,
         "bytes": info.bytes_on_disk,
+        "state": _state(cap_record, cap_live),
     }
     # what each receiver (`redoline ship` destination) has not confirmed yet
     out["shipping"] = shipping_lag(cfg.trail.dir)
-    failed = False
     for name, tgt_cfg in cfg.targets.items():
-        entry: dict[str, Any] = {"name": name, "url": tgt_cfg.endpoint.display}
-        try:
-            db = open_database(tgt_cfg.endpoint)
-            writer = db.open_writer()
-            try:
-                found = read_checkpoints(db, writer.query, src_cfg.id) or []
-            finally:
-                writer.close()
-            applied_op, position, commit_time = (
-                (found[0].applied_op, found[0].position, found[0].commit_time)
-                if found
-                else (0, None, None)
+        entry = _target(name, tgt_cfg, src_cfg.id, info, caught_up, now, by_stage, wall)
+        failing |= bool(entry.get("error")) or any(
+            t.get("state") == "failed" for t in entry.get("tables", [])
+        )
+        if cfg.apply.delay > 0 and "error" not in entry:
+            entry["delay_seconds"] = cfg.apply.delay
+            entry["pending"] = _pending(
+                cfg.trail.dir, cfg.trail.key(), int(entry["applied_op"] or 0), cfg.apply.delay
             )
-            lag_ops = max(0, info.last_op - int(applied_op or 0))
-            lag_bytes = sum(s.size for s in info.segments if s.last_op > int(applied_op or 0))
-            commit = _utc(commit_time)
-            if lag_ops == 0 and caught_up:
-                lag_s: float | None = 0.0
-            elif now is not None and commit is not None:
-                lag_s = max(0.0, (now - commit).total_seconds())
-            else:
-                lag_s = None
-            tables = load_table_states(db, src_cfg.id)
-            failed |= any(t.state == "failed" for t in tables)
-            entry.update(
-                applied_op=int(applied_op or 0),
-                position=position,
-                lag_operations=lag_ops,
-                lag_bytes=lag_bytes,
-                lag_seconds=lag_s,
-                tables=[vars(t) for t in tables],
-            )
-        except ToolkitError as exc:
-            entry["error"] = exc.message
         out["targets"].append(entry)
+    for record in records:
+        live = "unreadable" not in record and _live(record, wall)
+        stage = {
+            "stage": record.get("stage"),
+            "name": record.get("name"),
+            "state": _state(record, live),
+            "failing": _failing(record, live),
+            "last_error": record.get("last_error") or record.get("unreadable"),
+            "last_error_at": record.get("last_error_at"),
+            "updated": record.get("updated"),
+        }
+        failing |= bool(stage["failing"])
+        out["stages"].append(stage)
     state_file = cfg.state_dir / "last-run.json"
     if state_file.exists():
-        out["last_runs"] = json.loads(state_file.read_text())
-        failed |= any(r.get("error") for r in out["last_runs"].values())
-        failed |= any(_retrying(r) for r in out["last_runs"].values())
+        try:
+            out["last_runs"] = json.loads(state_file.read_text())
+        except (OSError, ValueError) as exc:
+            out["last_runs"] = {"(unreadable)": {"error": f"{state_file}: {exc}"}}
+        failing |= any(r.get("error") for r in out["last_runs"].values())
+        failing |= any(_retrying(r) for r in out["last_runs"].values())
+    out["failing"] = failing
     if json_out:
         print_json(out)
     else:
-        _print(out)
-    raise typer.Exit(1 if failed else 0)
+        for line in _lines(out):
+            console.print(line, highlight=False)
+        _print_tables(out)
+    raise typer.Exit(1 if failing else 0)
+
+
+def _state(record: dict[str, Any] | None, live: bool) -> str:
+    """What a stage is doing, in words: ``not started``, ``running``, ``retrying``, ``failed``,
+    ``finished``, ``stopped``, or ``not running`` (its process went away)."""
+    if record is None:
+        return NOT_STARTED
+    if "unreadable" in record:
+        return "unreadable"
+    state = str(record.get("state") or NOT_STARTED)
+    if state in ("starting", "running", "retrying") and not live:
+        return "not running"
+    return state
+
+
+def _target(
+    name: str,
+    tgt_cfg: Any,
+    source_id: str,
+    info: Any,
+    caught_up: bool | None,
+    now: dt.datetime | None,
+    by_stage: dict[tuple[Any, Any], dict[str, Any]],
+    wall: dt.datetime,
+) -> dict[str, Any]:
+    """One target's entry: from its live apply's record, else from its checkpoint table."""
+    entry: dict[str, Any] = {"name": name, "url": tgt_cfg.endpoint.display}
+    record = by_stage.get(("apply", tgt_cfg.id))
+    live = record is not None and "unreadable" not in record and _live(record, wall)
+    entry["state"] = _state(record, live)
+    if live and record is not None:
+        # a running apply holds the target (DuckDB: locked): its record has what we need
+        applied = int(record.get("last_op") or 0)
+        entry.update(
+            source="progress record",
+            applied_op=applied,
+            position=record.get("position"),
+            lag_operations=record.get("lag_operations"),
+            lag_bytes=record.get("lag_bytes"),
+            lag_seconds=record.get("lag_seconds"),
+            lag_method=record.get("lag_method") or "estimate",
+            snapshot=record.get("snapshot"),
+            tables=[],
+        )
+        if entry["lag_operations"] is None:
+            entry["lag_operations"] = max(0, info.last_op - applied)
+        return entry
+    try:
+        db = open_database(tgt_cfg.endpoint)
+        writer = db.open_writer()
+        try:
+            found = read_checkpoints(db, writer.query, source_id) or []
+        finally:
+            writer.close()
+        applied_op, position, commit_time = (
+            (found[0].applied_op, found[0].position, found[0].commit_time)
+            if found
+            else (0, None, None)
+        )
+        lag_ops = max(0, info.last_op - int(applied_op or 0))
+        lag_bytes = sum(s.size for s in info.segments if s.last_op > int(applied_op or 0))
+        commit = _utc(commit_time)
+        if lag_ops == 0 and caught_up:
+            lag_s: float | None = 0.0
+        elif now is not None and commit is not None:
+            lag_s = max(0.0, (now - commit).total_seconds())
+        else:
+            lag_s = None
+        tables = load_table_states(db, source_id)
+        entry.update(
+            source="checkpoint",
+            applied_op=int(applied_op or 0),
+            position=position,
+            lag_operations=lag_ops,
+            lag_bytes=lag_bytes,
+            lag_seconds=lag_s,
+            lag_method="estimate",
+            tables=[vars(t) for t in tables],
+        )
+    except ToolkitError as exc:
+        entry["error"] = exc.message
+    return entry
+
+
+def _pending(trail_dir: Any, key: bytes | None, applied_op: int, delay: float) -> dict[str, Any]:
+    """What a delayed replica has not applied yet: the range after its checkpoint, and the part
+    of it the delay still holds back (by this host's clock, as apply judges it)."""
+    from apply.point import commit_utc
+    from capture.trail import TrailReader
+
+    out: dict[str, Any] = {
+        "operations": 0,
+        "first_op": None,
+        "last_op": None,
+        "first_commit_time": None,
+        "last_commit_time": None,
+        "held_operations": 0,
+        "held_from_op": None,
+        "next_due": None,
+    }
+    limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=delay)
+    start = max(applied_op + 1, trail_info(trail_dir, key=key).first_op, 1)
+    for txn in TrailReader(trail_dir, key=key).transactions(start):
+        if not txn.changes:
+            continue
+        when = commit_utc(txn)
+        out["operations"] += len(txn.changes)
+        out["first_op"] = out["first_op"] or txn.first_op
+        out["first_commit_time"] = out["first_commit_time"] or when
+        out["last_op"], out["last_commit_time"] = txn.last_op, when
+        if when > limit:
+            out["held_operations"] += len(txn.changes)
+            if out["held_from_op"] is None:
+                out["held_from_op"] = txn.first_op
+                out["next_due"] = when + dt.timedelta(seconds=delay)
+    return out
 
 
 #: a retry recorded this recently by a run that has not finished means it is failing now
@@ -154,30 +327,104 @@ def _retrying(run: dict[str, Any]) -> bool:
     return at is not None and (dt.datetime.now(dt.UTC) - at).total_seconds() < RETRY_FRESH_SECONDS
 
 
-def _print(out: dict[str, Any]) -> None:
+def _v(value: Any) -> Any:
+    return NOT_STARTED if value is None else value
+
+
+def _seconds(value: Any, method: str | None) -> str:
+    if value is None:
+        return "lag unknown"
+    text = f"lag {float(value):.3f} s"
+    return text + (" (estimate)" if method != "heartbeat" else " (heartbeat)")
+
+
+def _lines(out: dict[str, Any]) -> list[str]:
+    """The report, one fact per line (rich markup)."""
+    lines: list[str] = []
     s, c = out["source"] or {}, out["capture"] or {}
-    console.print(f"source {s.get('url')}: end {s.get('end_position') or s.get('error')}")
-    console.print(
-        f"capture: trail {c['trail']} at operation {c['last_op']}, position "
-        f"{c['last_position']}, caught up: {c['caught_up']}, lag {c['lag_seconds']} s"
-    )
+    lines.append(f"source {s.get('url')}: end {s.get('end_position') or s.get('error')}")
+    if not c.get("last_op"):
+        lines.append(
+            f"capture ({c.get('state')}): trail {c['trail']} holds no transaction yet "
+            f"({NOT_STARTED})"
+        )
+    else:
+        caught = {True: "yes", False: "no", None: "unknown"}[c["caught_up"]]
+        lines.append(
+            f"capture ({c.get('state')}): trail {c['trail']} at operation {c['last_op']}, "
+            f"position {_v(c['last_position'])}, caught up: {caught}, "
+            f"{_seconds(c['lag_seconds'], c.get('lag_method'))}"
+        )
     for x in out["shipping"]:
-        console.print(
-            f"ship to {x['receiver']} ({x['name']}): acknowledged segment {x['acked_segment']}; "
-            f"lag {x['lag_segments']} segments, {x['lag_bytes']} bytes, {x['lag_seconds']} s"
+        lines.append(
+            f"ship to {x['receiver']} ({x['name']}): acknowledged segment "
+            f"{_v(x['acked_segment'])}; lag {x['lag_segments']} segments, {x['lag_bytes']} "
+            f"bytes, {x['lag_seconds']} s"
         )
     for t in out["targets"]:
-        if "error" in t:
-            console.print(f"target {t['name']} {t['url']}: [red]{t['error']}[/]")
-            continue
-        console.print(
-            f"target {t['name']} {t['url']}: applied operation {t['applied_op']} "
-            f"({t['position']}); lag {t['lag_operations']} operations, {t['lag_bytes']} bytes, "
-            f"{t['lag_seconds']} s"
+        lines.extend(_target_lines(t))
+    for st in out["stages"]:
+        if st["failing"] or st["state"] in ("failed", "unreadable"):
+            lines.append(
+                f"[red]{st['stage']} {st['name']}: {st['state']}[/]"
+                + (f" ({st['last_error_at']}): {st['last_error']}" if st["last_error"] else "")
+            )
+    for name, run in out["last_runs"].items():
+        if _retrying(run):
+            r = run["retrying"]
+            lines.append(
+                f"[red]retrying[/] {name}: {r['stage']} attempt {r['attempt']}, failing for "
+                f"{r['failing_seconds']} s (at {r['at']}): {r['error']}"
+            )
+        if run.get("error"):
+            lines.append(f"[red]last error[/] in {name} at {run.get('error_at')}: {run['error']}")
+    return lines
+
+
+def _target_lines(t: dict[str, Any]) -> list[str]:
+    """A target's lines: where it is, how far behind, how its snapshot went."""
+    head = f"target {t['name']} {t['url']} ({t.get('state')})"
+    if "error" in t:
+        return [f"{head}: [red]{t['error']}[/]"]
+    if not t["applied_op"] and not t.get("position"):
+        applied = f"applied nothing yet ({NOT_STARTED})"
+    else:
+        applied = f"applied operation {t['applied_op']} ({_v(t['position'])})"
+    lines = [
+        f"{head}: {applied}; lag {_v(t['lag_operations'])} operations, "
+        f"{_v(t['lag_bytes'])} bytes, {_seconds(t['lag_seconds'], t.get('lag_method'))}"
+    ]
+    snap = t.get("snapshot")
+    if snap and snap.get("tables_total"):
+        lines.append(
+            f"  snapshot: {snap['tables_done']}/{snap['tables_total']} tables, "
+            f"{snap['rows']:,} of ~{snap['rows_estimate']:,} rows"
         )
-        if t["tables"]:
+    if "delay_seconds" in t:
+        p = t["pending"]
+        lines.append(
+            f"  delay {t['delay_seconds']:g} s: "
+            + (
+                f"{p['operations']} operations pending (operations {p['first_op']}.."
+                f"{p['last_op']}, committed {p['first_commit_time']} .. "
+                f"{p['last_commit_time']}); {p['held_operations']} held back by the delay"
+                + (
+                    f" from operation {p['held_from_op']}, next due at {p['next_due']}"
+                    if p["held_from_op"]
+                    else ""
+                )
+                if p["operations"]
+                else "nothing pending"
+            )
+        )
+    return lines
+
+
+def _print_tables(out: dict[str, Any]) -> None:
+    for t in out["targets"]:
+        if t.get("tables"):
             print_table(
-                "snapshot",
+                f"snapshot ({t['name']})",
                 ["table", "state", "rows", "chunks", "start", "error"],
                 [
                     [
@@ -191,12 +438,3 @@ def _print(out: dict[str, Any]) -> None:
                     for x in t["tables"]
                 ],
             )
-    for name, run in out["last_runs"].items():
-        if _retrying(run):
-            r = run["retrying"]
-            console.print(
-                f"[red]retrying[/] {name}: {r['stage']} attempt {r['attempt']}, failing for "
-                f"{r['failing_seconds']} s (at {r['at']}): {r['error']}"
-            )
-        if run.get("error"):
-            console.print(f"[red]last error[/] in {name} at {run.get('error_at')}: {run['error']}")

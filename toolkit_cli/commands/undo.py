@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from apply.point import parse_time
+from apply.point import mark_op, parse_time
 from apply.undo import UndoSelection, execute_undo, plan_undo, render_undo
-from capture.trail import load_key
+from capture.trail import load_key, trail_info
 from connectors.base import open_database
 from connectors.errors import ConfigError
 from connectors.model import TableId
@@ -65,6 +65,15 @@ def undo_command(
             "--ops", help="Reverse the changes numbered A..B (inclusive).", show_default=False
         ),
     ] = None,
+    to_mark: Annotated[
+        str | None,
+        typer.Option(
+            "--to-mark",
+            help="Reverse every transaction committed after the restore point `redoline mark "
+            "NAME` recorded.",
+            show_default=False,
+        ),
+    ] = None,
     tables: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,7 +116,8 @@ def undo_command(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Reverse selected changes from the trail: insert <-> delete, update back to its before
+    """Reverse selected changes from the trail (--to-time, --to-op, --to-mark, --xid or
+    --ops): insert <-> delete, update back to its before
     image, newest first, folded per row into set-based statements.
 
     Prints the SQL by default. --execute --on source|target runs it in one transaction after a
@@ -127,6 +137,18 @@ def undo_command(
         if not m:
             raise ConfigError(f"--ops {ops!r}: give a range A..B of operation numbers")
         span = (int(m.group(1)), int(m.group(2)))
+    cfg = load_config(config, source=source, target=target, trail=trail)
+    key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
+    if to_mark is not None:
+        if to_op is not None:
+            raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
+        described, to_op = mark_op(cfg.trail.dir, to_mark, key)
+        if to_op is None:
+            # the trail holds nothing after the mark yet: nothing in it is to be undone
+            to_op = trail_info(cfg.trail.dir, key=key).last_op
+            err_console.print(f"{described}: the trail holds no transaction after it yet")
+        else:
+            err_console.print(f"{described}: undoing the changes after operation {to_op}")
     selection = UndoSelection(
         to_op=to_op,
         to_time=parse_time(to_time) if to_time is not None else None,
@@ -134,14 +156,12 @@ def undo_command(
         ops=span,
         tables=tuple(tables or ()),
     )
-    cfg = load_config(config, source=source, target=target, trail=trail)
     rename: Callable[[TableId], TableId] | None = None  # the source: its own names
     if on == "source":
         endpoint = cfg.source(source_name).endpoint
     else:
         endpoint = cfg.target(target_name).endpoint
         rename = cfg.tables.target_name
-    key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
     plan = plan_undo(cfg.trail.dir, selection, key=key)
     if plan.filtered_out:
         err_console.print(

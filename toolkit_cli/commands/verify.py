@@ -116,7 +116,8 @@ def verify(
     Both databases checksum chunks of rows over a canonical encoding that is identical across
     engines; differing chunks are bisected down to rows, classified as missing / extra /
     different, and re-checked after replication lag so only persistent differences are
-    reported. Exit code 0: equal; 1: differences found; 2 or more: an error.
+    reported. An odbc:// source is hashed on this host (docs/source-odbc.md). Exit code 0:
+    equal; 1: differences found; 2 or more: an error.
     """
     cfg = load_config(config, source=source, target=target)
     src, tgt = _databases(cfg)
@@ -352,6 +353,8 @@ def _print_summary(result: VerifyResult) -> None:
     for t in result.tables:
         if t.error:
             continue
+        for text in t.schema_diffs:
+            console.print(f"  {escape(str(t.source_table))}: {escape(text)}")
         for d in t.diffs[:10]:
             where = d.key if d.key else {"row": d.row_hash, "copies": d.count}
             cols = f" columns {', '.join(d.columns)}" if d.columns else ""
