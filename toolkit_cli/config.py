@@ -399,25 +399,7 @@ def load(
 
     ``source_options`` (and ``slot``/``publication``) override engine-specific ``[source]``
     keys; an engine checks its own."""
-    explicit = path is not None or ENV_CONFIG in os.environ
-    file = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_FILE)
-    raw: dict[str, Any] = {}
-    doc = _Doc(None, "")
-    if file.exists():
-        text = file.read_text(encoding="utf-8")
-        doc = _Doc(file, text)
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            line = re.search(r"line (\d+)", str(exc))
-            raise ConfigError(
-                f"not valid TOML: {exc}",
-                file=str(file),
-                line=int(line.group(1)) if line else None,
-            ) from None
-    elif explicit:
-        raise ConfigError(f"the configuration file {file} does not exist")
-
+    file, raw, doc = _read_file(path)
     _check_sections(raw, doc)
     sources = _endpoints(raw, doc, "source", SourceConfig)
     targets = _endpoints(raw, doc, "target", TargetConfig)
@@ -448,22 +430,7 @@ def load(
         keep_segments=_opt_int(trail_raw, doc, "trail", "keep_segments"),
     )
     tables = _tables(_section(raw, doc, "tables"), doc)
-    apply_raw = _section(raw, doc, "apply")
-    on_error = str(apply_raw.get("on_error", "stop"))
-    if on_error not in ("stop", "skip"):
-        raise doc.error(f"on_error must be 'stop' or 'skip', not {on_error!r}", "apply", "on_error")
-    apply_cfg = ApplyConfig(
-        batch_rows=_int(apply_raw, doc, "apply", "batch_rows", ApplyConfig.batch_rows, minimum=1),
-        batch_ms=_int(apply_raw, doc, "apply", "batch_ms", ApplyConfig.batch_ms),
-        on_error=on_error,
-        reject_file=Path(apply_raw["reject_file"]) if apply_raw.get("reject_file") else None,
-        collision=_bool(apply_raw, doc, "apply", "collision", False),
-        parallel=_int(apply_raw, doc, "apply", "parallel", 1, minimum=1),
-        skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
-        source_column=apply_raw.get("source_column"),
-        ignore_origins=_origins(apply_raw, doc),
-        delay=_duration(apply_raw, doc, "apply", "delay"),
-    )
+    apply_cfg = _apply(_section(raw, doc, "apply"), doc)
     snap_raw = _section(raw, doc, "snapshot")
     verify_raw = _section(raw, doc, "verify")
     state_raw = _section(raw, doc, "state")
@@ -494,6 +461,49 @@ def load(
         receive=receive_cfg,
         state_dir=Path(str(state_raw.get("dir", ".redoline"))),
         path=file if file.exists() else None,
+    )
+
+
+def _read_file(path: Path | str | None) -> tuple[Path, dict[str, Any], _Doc]:
+    """The configuration file (``path``, ``$REDOLINE_CONFIG`` or ``./redoline.toml``) parsed;
+    an empty configuration when none exists and none was named."""
+    explicit = path is not None or ENV_CONFIG in os.environ
+    file = Path(path or os.environ.get(ENV_CONFIG) or DEFAULT_FILE)
+    raw: dict[str, Any] = {}
+    doc = _Doc(None, "")
+    if file.exists():
+        text = file.read_text(encoding="utf-8")
+        doc = _Doc(file, text)
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(
+                f"not valid TOML: {exc}",
+                file=str(file),
+                line=int(line.group(1)) if line else None,
+            ) from None
+    elif explicit:
+        raise ConfigError(f"the configuration file {file} does not exist")
+
+    return file, raw, doc
+
+
+def _apply(apply_raw: dict[str, Any], doc: _Doc) -> ApplyConfig:
+    on_error = str(apply_raw.get("on_error", "stop"))
+    if on_error not in ("stop", "skip"):
+        raise doc.error(f"on_error must be 'stop' or 'skip', not {on_error!r}", "apply", "on_error")
+    return ApplyConfig(
+        batch_rows=_int(apply_raw, doc, "apply", "batch_rows", ApplyConfig.batch_rows, minimum=1),
+        batch_ms=_int(apply_raw, doc, "apply", "batch_ms", ApplyConfig.batch_ms),
+        on_error=on_error,
+        reject_file=Path(apply_raw["reject_file"]) if apply_raw.get("reject_file") else None,
+        collision=_bool(apply_raw, doc, "apply", "collision", False),
+        parallel=_int(apply_raw, doc, "apply", "parallel", 1, minimum=1),
+        skip_ddl=_bool(apply_raw, doc, "apply", "skip_ddl", False),
+        source_column=apply_raw.get("source_column"),
+        ignore_origins=_origins(apply_raw, doc),
+        delay=_duration(apply_raw, doc, "apply", "delay"),
     )
 
 
