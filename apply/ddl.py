@@ -18,6 +18,7 @@ import sqlglot.errors
 from sqlglot import exp
 
 from apply.typemap import column_type, create_table_sql
+from connectors.engine import engine_for_dialect
 from connectors.errors import SchemaError
 from connectors.model import TableId, TableSchema
 
@@ -65,6 +66,7 @@ def translate_ddl(
             "source), or apply the statement by hand and restart with --skip-ddl",
         )
     read = source_dialect
+    engine = engine_for_dialect(target_dialect)
     if default_schema is None and schema_after is not None:
         default_schema = schema_after.table.schema
 
@@ -140,8 +142,8 @@ def translate_ddl(
         retarget(stmt)
         parts: list[exp.Expression] = [stmt]
         tables = stmt.args.get("tables") if isinstance(stmt, exp.Drop) else None
-        if target_dialect == "duckdb" and tables and len(tables) > 1:
-            # DuckDB: "Can only drop one object at a time"
+        if engine.ddl_one_change_per_statement and tables and len(tables) > 1:
+            # (DuckDB: "Can only drop one object at a time")
             parts = []
             for table in tables:
                 one = stmt.copy()
@@ -150,10 +152,10 @@ def translate_ddl(
         if isinstance(stmt, exp.Alter):
             _retype(stmt, schema_after, target_dialect, sql)
             alters = [stmt]
-            if target_dialect != "mysql":
-                alters = _without_modify(stmt, schema_after, target_dialect)
-            if target_dialect == "duckdb":
-                # DuckDB: "Only one ALTER command per statement is supported"
+            if not engine.ddl_redefines_columns:
+                alters = _without_modify(stmt, schema_after, engine.ddl_retype_using)
+            if engine.ddl_one_change_per_statement:
+                # (DuckDB: "Only one ALTER command per statement is supported")
                 alters = [one for part in alters for one in _one_action_each(part)]
             parts = list(alters)
         for part in parts:
@@ -170,9 +172,8 @@ def translate_ddl(
 
 
 def _quoted(table: TableId, dialect: str) -> str:
-    if dialect == "mysql":
-        return ".".join("`" + n.replace("`", "``") + "`" for n in (table.schema, table.name))
-    return ".".join('"' + n.replace('"', '""') + '"' for n in (table.schema, table.name))
+    quote = engine_for_dialect(dialect).database_class().quote
+    return f"{quote(table.schema)}.{quote(table.name)}"
 
 
 def _one_action_each(stmt: exp.Alter) -> list[exp.Alter]:
@@ -188,7 +189,7 @@ def _one_action_each(stmt: exp.Alter) -> list[exp.Alter]:
 
 
 def _without_modify(
-    stmt: exp.Alter, schema_after: TableSchema | None, dialect: str
+    stmt: exp.Alter, schema_after: TableSchema | None, retype_using: bool
 ) -> list[exp.Alter]:
     """MySQL's ``CHANGE [COLUMN] old new TYPE`` and ``MODIFY [COLUMN] name TYPE`` (a column
     redefined whole) as standard SQL: a RENAME COLUMN statement first when the name changes
@@ -222,7 +223,7 @@ def _without_modify(
         if isinstance(dtype, exp.DataType):
             # PostgreSQL converts only where an implicit cast exists without USING
             column = exp.column(name, quoted=True)
-            using = exp.cast(column.copy(), dtype.copy()) if dialect == "postgres" else None
+            using = exp.cast(column.copy(), dtype.copy()) if retype_using else None
             rest.append(exp.AlterColumn(this=column, dtype=dtype.copy(), using=using))
         if name not in keyed:
             not_null = any(
@@ -281,12 +282,12 @@ def _rename_tables(pairs: list[tuple[TableId, TableId]], dialect: str) -> list[s
     (a swap through a temporary name never shows half done); the others rename in order."""
     if not pairs:
         return []
-    if dialect == "mysql":
+    if engine_for_dialect(dialect).ddl_rename_tables:
         return [
             "RENAME TABLE "
             + ", ".join(f"{_quoted(s, dialect)} TO {_quoted(d, dialect)}" for s, d in pairs)
         ]
-    quote = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+    quote = engine_for_dialect(dialect).database_class().quote
     stmts = []
     for src, dst in pairs:
         stmts.append(f"ALTER TABLE {_quoted(src, dialect)} RENAME TO {quote(dst.name)}")

@@ -117,6 +117,18 @@ class EngineDescriptor:
     #: schemas of two databases on one server are distinct (PostgreSQL): the same host and
     #: port with another database name is another place
     database_scopes_schemas: bool = False
+    #: (as a target) one object per DROP and one action per ALTER TABLE statement (DuckDB:
+    #: "Only one ALTER command per statement is supported")
+    ddl_one_change_per_statement: bool = False
+    #: (as a target) MySQL's CHANGE / MODIFY COLUMN (a column redefined whole) is native;
+    #: elsewhere it becomes RENAME COLUMN plus ALTER COLUMN ... TYPE / NOT NULL
+    ddl_redefines_columns: bool = False
+    #: (as a target) ALTER COLUMN ... TYPE needs ``USING col::type`` where no implicit cast
+    #: exists (PostgreSQL)
+    ddl_retype_using: bool = False
+    #: (as a target) ``RENAME TABLE a TO b, c TO d`` renames several tables atomically (MySQL);
+    #: elsewhere each is an ALTER TABLE ... RENAME TO (plus SET SCHEMA to move it)
+    ddl_rename_tables: bool = False
 
     # ------------------------------------------------------------------ roles
 

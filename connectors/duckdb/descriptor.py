@@ -17,4 +17,5 @@ ENGINE = EngineDescriptor(
     roles={"writer": "writer", "bulk": "bulk", "types": "types", "checksum": "checksum"},
     folds_table_names=True,
     folds_column_names=True,
+    ddl_one_change_per_statement=True,
 )

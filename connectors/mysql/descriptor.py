@@ -56,4 +56,6 @@ ENGINE = EngineDescriptor(
     has_log=True,
     position_scheme="mysql-binlog",
     text_compare_ci=True,
+    ddl_redefines_columns=True,
+    ddl_rename_tables=True,
 )

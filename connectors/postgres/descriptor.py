@@ -54,4 +54,5 @@ ENGINE = EngineDescriptor(
     keeps_position=True,
     position_scheme="pg-lsn",
     database_scopes_schemas=True,
+    ddl_retype_using=True,
 )

@@ -113,7 +113,7 @@ def test_duckdb_alter_one_action_per_statement() -> None:
 def test_mysql_ddl_derivation_keeps_precision_and_explicit_null() -> None:
     import sqlglot
 
-    from connectors.mysql.binlog import _coldef_column
+    from connectors.mysql.schema import _coldef_column
 
     stmt = sqlglot.parse_one("ALTER TABLE t ADD c DECIMAL(8,3) NULL, ADD v VARCHAR(12)", "mysql")
     c, v = (_coldef_column(a) for a in stmt.args["actions"])
