@@ -796,6 +796,21 @@ class Applier:
         """
         step = self._ddl_step
         self._ddl_step += 1
+        if ddl_kind(sql, self.writer.dialect) == "alter" and (
+            already_applied(
+                sql,
+                self.writer.dialect,
+                self.writer.table_exists,
+                self.writer.column_names,  # type: ignore[attr-defined]
+                self._expected_columns(group or [change]),
+            )
+            is True
+        ):
+            # the target already has the columns the statement makes: a snapshot loaded the
+            # table after the change (a PostgreSQL column change announced after the snapshot
+            # that already holds it): running it again could only fail
+            log.info("the target already shows the effect of %s: not run again", sql)
+            return
         if self.writer.transactional_ddl:
             self.writer.execute(sql)
             return
