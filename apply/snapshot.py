@@ -148,6 +148,27 @@ class SnapshotReport:
 # --------------------------------------------------------------------------- targets
 
 
+def _drop_if_stale(tgt: BulkTarget, conn: Any, table: TableId, view: TableSchema) -> bool:
+    """Drop the target table when it lacks a column of the source's definition now (a column
+    added or renamed on the source after an earlier, interrupted run created it: its chunks
+    could not load). True: dropped, so it is created again and loaded from scratch."""
+    if not tgt.table_exists(conn, table):
+        return False
+    fold = str.lower if tgt.db.folds_column_names else str
+    have = {fold(name) for name in tgt.column_names(conn, table)}
+    lacking = [c.name for c in view.columns if fold(c.name) not in have]
+    if not lacking:
+        return False
+    log.warning(
+        "%s: the target table lacks column(s) %s of the source's definition (changed since an "
+        "earlier run created it): created again and loaded from scratch",
+        table,
+        ", ".join(lacking),
+    )
+    tgt.execute(conn, f"DROP TABLE {tgt.qt(table)}")
+    return True
+
+
 def _target(db: Database) -> BulkTarget:
     """The target engine's bulk path and progress tables (its ``bulk`` role)."""
     target: BulkTarget = db.descriptor.role("bulk").BulkTarget(db)
@@ -357,7 +378,8 @@ def _prepare(
         view = options.view.project_schema(schema) if options.view is not None else schema
         job.columns = tuple(c.name for c in view.columns if not c.generated)
         job.where = options.view.where_sql(table, source.dialect) if options.view else None
-        if not tgt.table_exists(conn, target_name):
+        recreated = _drop_if_stale(tgt, conn, target_name, view)
+        if recreated or not tgt.table_exists(conn, target_name):
             tgt.execute(conn, tgt.create_schema_sql(target_name.schema))
             tgt.execute(
                 conn,
@@ -368,6 +390,7 @@ def _prepare(
             prior is not None
             and prior.state == "loading"
             and not options.force
+            and not recreated
             # the chunks loaded before hold the earlier point: catch-up must start there, so
             # resume only when that point is known and orders against this one; otherwise
             # the table is loaded again from scratch on this snapshot

@@ -63,6 +63,18 @@ class BulkTarget:
     def table_exists(self, conn: Any, table: TableId) -> bool:
         raise NotImplementedError
 
+    def column_names(self, conn: Any, table: TableId) -> list[str]:
+        """The target table's column names (information_schema: every target has it)."""
+        rows = self.execute(
+            conn,
+            self.sql(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s"
+            ),
+            [table.schema, table.name],
+        )
+        return [str(r[0]) for r in rows]
+
     def load(
         self, conn: Any, table: TableId, schema: TableSchema, columns: tuple[str, ...], data: Any
     ) -> int:
