@@ -656,21 +656,29 @@ def catchup_transactions(
     """The trail as catch-up must apply it (see the module doc).
 
     Drops changes to a snapshotted table from transactions at or before its start position,
-    and calls ``on_window(txn)`` for each transaction still inside some table's window (at or
-    before its end position), which the caller uses to keep the applier in collision mode
+    and calls ``on_window(txn)`` for each transaction still inside some table's window (after
+    a start and at or before its end position, for tables whose start and end differ), which the caller uses to keep the applier in collision mode
     (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass through.
     """
-    ends = [w.end for w in windows.values()]
-    latest = ends[0] if ends else None
-    for end in ends[1:]:
-        if compare(end, latest or end) > 0:
-            latest = end
+    def latest(ends: list[str]) -> str | None:
+        out = ends[0] if ends else None
+        for end in ends[1:]:
+            if compare(end, out or end) > 0:
+                out = end
+        return out
+
+    # past the latest end nothing is dropped any more
+    last = latest([w.end for w in windows.values()])
+    # an exact point (start == end: MariaDB's, PostgreSQL's exported snapshots) decides every
+    # change by its position alone; only a window between two points needs collision mode,
+    # which cannot tell whether a keyless row is already there
+    collide = latest([w.end for w in windows.values() if compare(w.start, w.end) < 0])
     for txn in transactions:
-        if txn is None or latest is None:
+        if txn is None or last is None:
             yield txn
             continue
-        if compare(txn.position, latest) > 0:
-            latest = None  # past every window: from here on, plain apply
+        if compare(txn.position, last) > 0:
+            last = None  # past every window: from here on, plain apply
             yield txn
             continue
         kept = []
@@ -695,7 +703,8 @@ def catchup_transactions(
         if len(kept) != len(txn.changes):
             # keep last_op (the checkpoint) exact: the kept changes end where the txn ended
             txn = dataclasses.replace(txn, changes=kept, first_op=txn.last_op - len(kept) + 1)
-        on_window(txn)
+        if collide is not None and compare(txn.position, collide) <= 0:
+            on_window(txn)
         yield txn
 
 

@@ -40,7 +40,9 @@ import dataclasses
 import datetime as dt
 import decimal
 import logging
+import os
 import re
+import secrets
 import select
 import struct
 import time
@@ -97,6 +99,7 @@ __all__ = [
     "SlotSetup",
     "check_replica_identity",
     "converter",
+    "create_exported_slot",
     "drop_slot",
     "ensure_publication",
     "init_slot",
@@ -104,6 +107,7 @@ __all__ = [
     "parse_interval",
     "server_identity",
     "slot_info",
+    "temporary_slot_name",
 ]
 
 log = logging.getLogger("redoline.capture.postgres")
@@ -521,6 +525,88 @@ def _create_slot(conn: psycopg.Connection[Any], slot: str, timeout: float) -> st
         conn.execute("SET statement_timeout = 0")
     assert row is not None
     return str(row[0])
+
+
+def temporary_slot_name() -> str:
+    """A name for a temporary slot no other session uses (dropped with its connection)."""
+    return f"redoline_tmp_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def create_exported_slot(
+    db: PostgreSQL,
+    slot: str,
+    *,
+    timeout: float = DEFAULT_SLOT_TIMEOUT,
+    temporary: bool = False,
+    waiting: Callable[[], None] | None = None,
+) -> tuple[psycopg.Connection[Any], str, str]:
+    """Create logical slot ``slot`` with an exported snapshot over a replication connection:
+    (the connection, the slot's consistent point, the snapshot's name).
+
+    The snapshot shows exactly the transactions whose commit record ends at or before the
+    consistent point, which is a position in the sense of this module (a commit's end LSN).
+    It can be imported (``SET TRANSACTION SNAPSHOT``) until the connection runs another
+    command or closes; the caller closes it once every reader has it, which also drops a
+    ``temporary`` slot. PostgreSQL waits for every running transaction to end before the
+    slot is consistent: at most ``timeout`` seconds (the error names who blocks), calling
+    ``waiting()`` every half second meanwhile (a streaming reader keeps its walsender alive).
+    """
+    from connectors.postgres import pg_conninfo
+
+    args = pg_conninfo(db.endpoint, replication="database")
+    repl = psycopg.connect(**args, autocommit=True)
+    try:
+        pg = repl.pgconn
+        export = "(SNAPSHOT 'export')" if pg.server_version >= 150000 else "EXPORT_SNAPSHOT"
+        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
+        pg.send_query(f"CREATE_REPLICATION_SLOT {_quote(slot)} {kind} pgoutput {export}".encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            pg.consume_input()
+            if not pg.is_busy():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                repl.cancel_safe()
+                raise _slot_timeout(db, slot, timeout)
+            select.select([pg.socket], [], [], min(left, 0.5))
+            if waiting is not None:
+                waiting()
+        result = pg.get_result()
+        while pg.get_result() is not None:
+            pass
+        if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            message = (result.error_message if result is not None else b"").decode(errors="replace")
+            raise ReplicationError(
+                f"{db.endpoint.display}: creating replication slot {slot!r} failed: "
+                f"{message.strip()}",
+                hint="the role needs the REPLICATION attribute and wal_level = logical, and "
+                "max_replication_slots room for one more (see `redoline check`)",
+            )
+        return repl, _result_text(result, 1), _result_text(result, 2)
+    except BaseException:
+        repl.close()
+        raise
+
+
+def _result_text(result: Any, column: int) -> str:
+    raw = result.get_value(0, column)
+    return bytes(raw).decode() if raw is not None else ""
+
+
+def _slot_timeout(db: PostgreSQL, slot: str, timeout: float) -> ReplicationError:
+    rows = db.query(
+        "SELECT pid, xact_start, left(coalesce(query, ''), 60) FROM pg_stat_activity "
+        "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+        "ORDER BY xact_start LIMIT 5"
+    )
+    who = "; ".join(f"pid {p} open since {s:%Y-%m-%d %H:%M:%S} ({q!r})" for p, s, q in rows)
+    return ReplicationError(
+        f"creating replication slot {slot!r} timed out after {timeout:g} s: PostgreSQL "
+        f"waits for every running transaction to end first ({who or 'they have ended now'})",
+        hint="let those transactions finish (or end them with pg_terminate_backend(pid)) "
+        "and run again",
+    )
 
 
 def init_slot(
