@@ -393,6 +393,11 @@ def _prepare(
             ]
             state.chunks_total = len(rows)
             state.rows = sum(int(r[4] or 0) for r in rows if r[3])
+            if not any(r[3] for r in rows):
+                # nothing of the earlier run stayed (a keyless table is one chunk): every row
+                # comes from this point, so the table's window starts here, not before (a
+                # window makes catch-up collide, which cannot tell a keyless row is there)
+                state.start_position = point.start
         else:
             tgt.begin(conn)
             tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")

@@ -49,9 +49,7 @@ def pg_pair(request: pytest.FixtureRequest) -> Iterator[tuple[Endpoint, Endpoint
         for name in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-    src, dst = (
-        Endpoint.parse(f"postgresql://postgres@127.0.0.1:{server.port}/{n}") for n in names
-    )
+    src, dst = (Endpoint.parse(f"postgresql://postgres@127.0.0.1:{server.port}/{n}") for n in names)
     yield src, dst
     with psycopg.connect(admin, autocommit=True) as conn:
         for (slot,) in conn.execute(
@@ -162,7 +160,9 @@ def _schema(src: Endpoint) -> None:
         conn.execute("INSERT INTO acc SELECT g, 0 FROM generate_series(0, 299) g")
 
 
-def test_sync_after_capture_keyless_exact(pg_pair: tuple[Endpoint, Endpoint], tmp_path: Path) -> None:
+def test_sync_after_capture_keyless_exact(
+    pg_pair: tuple[Endpoint, Endpoint], tmp_path: Path
+) -> None:
     """capture first (the slot exists), then sync under writes: no duplicate keyless row."""
     src, dst = pg_pair
     _schema(src)
@@ -181,3 +181,71 @@ def test_sync_after_capture_keyless_exact(pg_pair: tuple[Endpoint, Endpoint], tm
     final = _run(tmp_path, "sync", "-c", config, "--until-caught-up")
     assert final.returncode == 0, final.stdout + final.stderr
     _assert_same(src, dst)
+
+
+def _wait_same(src: Endpoint, dst: Endpoint, proc: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _assert_same(src, dst)
+            return
+        except (AssertionError, psycopg.Error):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+        time.sleep(0.5)
+
+
+def test_new_table_during_continuous_sync(
+    pg_pair: tuple[Endpoint, Endpoint], tmp_path: Path
+) -> None:
+    """Tables created while `redoline sync` runs are loaded without stopping it: rows from
+    before they were noticed (the CREATE TABLE AS among them), and changes after."""
+    src, dst = pg_pair
+    _schema(src)
+    config = _config(tmp_path, src, dst)
+    proc = subprocess.Popen(
+        _cmd("sync", "-c", config),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with _Writer(src):
+            _wait_same_tables(dst, {"bag", "acc"}, proc)
+            with _connect(src) as conn:
+                conn.execute("CREATE TABLE fresh (id int PRIMARY KEY, v text)")
+                conn.execute("INSERT INTO fresh SELECT g, 'f' || g FROM generate_series(1, 500) g")
+                conn.execute(
+                    "CREATE TABLE loose AS SELECT g % 3 AS k, 'x' AS v "
+                    "FROM generate_series(1, 300) g"
+                )
+                conn.execute("ALTER TABLE loose REPLICA IDENTITY FULL")
+                # changes while capture notices, snapshots and streams them
+                for i in range(40):
+                    conn.execute("INSERT INTO fresh VALUES (%s, 'late')", (1000 + i,))
+                    conn.execute("UPDATE fresh SET v = 'u' WHERE id = %s", (i + 1,))
+                    conn.execute(
+                        "INSERT INTO loose VALUES (%s, 'dup'), (%s, 'dup')", (i % 2, i % 2)
+                    )
+                    conn.execute("DELETE FROM fresh WHERE id = %s", (400 + i,))
+                    time.sleep(0.05)
+        _wait_same(src, dst, proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    _assert_same(src, dst)
+    assert sum(_rows(dst, "fresh").values()) == 500 + 40 - 40
+    assert sum(_rows(dst, "loose").values()) == 300 + 80
+
+
+def _wait_same_tables(dst: Endpoint, tables: set[str], proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not tables <= _tables(dst):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the first snapshot never landed"
+        time.sleep(0.3)
+    time.sleep(1)
