@@ -661,10 +661,12 @@ def catchup_transactions(
     """The trail as catch-up must apply it (see the module doc).
 
     Drops changes to a snapshotted table from transactions at or before its start position,
-    and calls ``on_window(txn)`` for each transaction still inside some table's window (after
-    a start and at or before its end position, for tables whose start and end differ), which the caller uses to keep the applier in collision mode
-    (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass through.
+    and calls ``on_window(txn)`` for each transaction at or before the latest end position of
+    the tables whose start and end differ, which the caller uses to keep the applier in
+    collision mode (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass
+    through.
     """
+
     def latest(ends: list[str]) -> str | None:
         out = ends[0] if ends else None
         for end in ends[1:]:
