@@ -249,3 +249,61 @@ def _wait_same_tables(dst: Endpoint, tables: set[str], proc: subprocess.Popen[st
         assert time.monotonic() < deadline, "the first snapshot never landed"
         time.sleep(0.3)
     time.sleep(1)
+
+
+def test_resumed_snapshot_reloads_keyless_table_at_the_new_point(
+    pg_pair: tuple[Endpoint, Endpoint], tmp_path: Path
+) -> None:
+    """sync killed (-9) while the snapshot loads: a keyless table none of whose rows were
+    loaded yet is loaded whole by the next run, and the rows inserted in between are not
+    applied a second time by catch-up."""
+    src, dst = pg_pair
+    with _connect(src) as conn:
+        conn.execute("CREATE TABLE aa (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO aa SELECT g, repeat('a', 50) FROM generate_series(1, 60000) g")
+        conn.execute("CREATE TABLE zz (k int, v text)")
+        conn.execute("ALTER TABLE zz REPLICA IDENTITY FULL")
+        conn.execute("INSERT INTO zz SELECT g % 4, 'z' FROM generate_series(1, 100) g")
+    config = _config(tmp_path, src, dst)
+    text = (
+        Path(config)
+        .read_text()
+        .replace("workers = 3\nchunk_rows = 70", "workers = 1\nchunk_rows = 300")
+    )
+    Path(config).write_text(text)
+    proc = subprocess.Popen(
+        _cmd("sync", "-c", config, "--until-caught-up"),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the snapshot never loaded a chunk of aa"
+            try:
+                with _connect(dst) as conn:
+                    done = dict(
+                        conn.execute(
+                            "SELECT target_table, count(*) FILTER (WHERE done = 1) "
+                            "FROM redoline.snapshot_chunks GROUP BY target_table"
+                        ).fetchall()
+                    )
+            except psycopg.Error:
+                done = {}
+            if done.get("public.aa", 0) >= 1:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert done.get("public.zz", 0) == 0, done
+    with _connect(src) as conn:
+        conn.execute("INSERT INTO zz SELECT 7, 'between' FROM generate_series(1, 30)")
+        conn.execute("UPDATE aa SET v = 'changed' WHERE id % 1000 = 0")
+    again = _run(tmp_path, "sync", "-c", config, "--until-caught-up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    _assert_same(src, dst)
