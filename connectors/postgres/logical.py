@@ -119,6 +119,8 @@ PROBE_INTERVAL: Final = 5.0
 
 #: seconds a new table without a usable replica identity may stay so before capture stops
 NEW_TABLE_IDENTITY_WAIT: Final = 15.0
+#: the point of a new table's snapshot not taken yet: every change to it is dropped
+_NOT_TAKEN: Final = 1 << 64
 #: the trail's slot marker lists the new tables whose rows are not durable in the trail yet
 _NEW_KEY: Final = "new_tables"
 
@@ -984,6 +986,8 @@ class PgLogReader:
             # is new again: snapshot it (again) before its changes are handed out
             unloaded = {TableId.parse(t) for t in self._marker.get(_NEW_KEY, ())}
             self._published = set(selected) - unloaded
+            # (and until then, none of their changes: they are in its snapshot or after it)
+            self._pending = dict.fromkeys(unloaded & set(selected), _NOT_TAKEN)
             self._new_check = 0.0 if unloaded else time.monotonic()
             # before the end is fixed, so a column change already made is read by this run
             self._probe = schemaprobe.SchemaProbe(conn, self._column_subset)
@@ -1285,14 +1289,22 @@ class PgLogReader:
             return
         self._new_check = time.monotonic()
         assert self._catalog is not None
-        new = sorted(set(self.db.list_tables(self.tables)) - self._published, key=str)
+        listed = set(self.db.list_tables(self.tables))
+        gone = {t for t, p in self._pending.items() if p == _NOT_TAKEN and t not in listed}
+        if gone:
+            # listed by an earlier run, dropped since: nothing left to load
+            for table in gone:
+                self._pending.pop(table)
+                self._awaiting[table] = 0
+            self._loaded_new(0)
+        new = sorted(listed - self._published, key=str)
         new = [t for t in new if self._new_ready(t)]
         if not new:
             return
         names = ", ".join(map(str, new))
         if self.names.trail_dir is not None:
-            listed = set(self._marker.get(_NEW_KEY, ())) | {str(t) for t in new}
-            self._marker[_NEW_KEY] = sorted(listed)
+            recorded = set(self._marker.get(_NEW_KEY, ())) | {str(t) for t in new}
+            self._marker[_NEW_KEY] = sorted(recorded)
             write_marker(self.names.trail_dir, self._marker)
         try:
             _ensure_publication(self._catalog, self.publication, new)
