@@ -1225,6 +1225,8 @@ class PgLogReader:
                     yield Heartbeat(position, caught_up=caught, source_time=msg.commit_time)
                 if caught:
                     return
+                if end is None and time.monotonic() - self._new_check >= NEW_TABLE_CHECK:
+                    self._check_new_tables()  # a busy stream is seldom idle for a whole poll
             elif isinstance(msg, pgoutput.RelationMsg):
                 quiet = msg.namespace, msg.name
                 if self._pending and TableId(*quiet) in self._pending:
