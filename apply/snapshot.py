@@ -416,6 +416,11 @@ def _prepare(
             ]
             state.chunks_total = len(rows)
             state.rows = sum(int(r[4] or 0) for r in rows if r[3])
+            if not any(r[3] for r in rows):
+                # nothing of the earlier run stayed (a keyless table is one chunk): every row
+                # comes from this point, so the table's window starts here, not before (a
+                # window makes catch-up collide, which cannot tell a keyless row is there)
+                state.start_position = point.start
         else:
             tgt.begin(conn)
             tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")
@@ -679,21 +684,31 @@ def catchup_transactions(
     """The trail as catch-up must apply it (see the module doc).
 
     Drops changes to a snapshotted table from transactions at or before its start position,
-    and calls ``on_window(txn)`` for each transaction still inside some table's window (at or
-    before its end position), which the caller uses to keep the applier in collision mode
-    (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass through.
+    and calls ``on_window(txn)`` for each transaction at or before the latest end position of
+    the tables whose start and end differ, which the caller uses to keep the applier in
+    collision mode (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass
+    through.
     """
-    ends = [w.end for w in windows.values()]
-    latest = ends[0] if ends else None
-    for end in ends[1:]:
-        if compare(end, latest or end) > 0:
-            latest = end
+
+    def latest(ends: list[str]) -> str | None:
+        out = ends[0] if ends else None
+        for end in ends[1:]:
+            if compare(end, out or end) > 0:
+                out = end
+        return out
+
+    # past the latest end nothing is dropped any more
+    last = latest([w.end for w in windows.values()])
+    # an exact point (start == end: MariaDB's, PostgreSQL's exported snapshots) decides every
+    # change by its position alone; only a window between two points needs collision mode,
+    # which cannot tell whether a keyless row is already there
+    collide = latest([w.end for w in windows.values() if compare(w.start, w.end) < 0])
     for txn in transactions:
-        if txn is None or latest is None:
+        if txn is None or last is None:
             yield txn
             continue
-        if compare(txn.position, latest) > 0:
-            latest = None  # past every window: from here on, plain apply
+        if compare(txn.position, last) > 0:
+            last = None  # past every window: from here on, plain apply
             yield txn
             continue
         kept = []
@@ -718,7 +733,8 @@ def catchup_transactions(
         if len(kept) != len(txn.changes):
             # keep last_op (the checkpoint) exact: the kept changes end where the txn ended
             txn = dataclasses.replace(txn, changes=kept, first_op=txn.last_op - len(kept) + 1)
-        on_window(txn)
+        if collide is not None and compare(txn.position, collide) <= 0:
+            on_window(txn)
         yield txn
 
 

@@ -40,7 +40,9 @@ import dataclasses
 import datetime as dt
 import decimal
 import logging
+import os
 import re
+import secrets
 import select
 import struct
 import time
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 import psycopg
 import psycopg.errors
 import psycopg.pq
+import psycopg.sql
 
 from connectors.base import TableFilter
 from connectors.errors import (
@@ -97,6 +100,7 @@ __all__ = [
     "SlotSetup",
     "check_replica_identity",
     "converter",
+    "create_exported_slot",
     "drop_slot",
     "ensure_publication",
     "init_slot",
@@ -104,6 +108,7 @@ __all__ = [
     "parse_interval",
     "server_identity",
     "slot_info",
+    "temporary_slot_name",
 ]
 
 log = logging.getLogger("redoline.capture.postgres")
@@ -111,6 +116,13 @@ log = logging.getLogger("redoline.capture.postgres")
 NEW_TABLE_CHECK: Final = 2.0
 #: seconds between looks for column changes no row change has announced (when idle)
 PROBE_INTERVAL: Final = 5.0
+
+#: seconds a new table without a usable replica identity may stay so before capture stops
+NEW_TABLE_IDENTITY_WAIT: Final = 15.0
+#: the point of a new table's snapshot not taken yet: every change to it is dropped
+_NOT_TAKEN: Final = 1 << 64
+#: the trail's slot marker lists the new tables whose rows are not durable in the trail yet
+_NEW_KEY: Final = "new_tables"
 
 #: how long slot creation may wait for running transactions before we give up
 DEFAULT_SLOT_TIMEOUT: Final = 60.0
@@ -523,6 +535,88 @@ def _create_slot(conn: psycopg.Connection[Any], slot: str, timeout: float) -> st
     return str(row[0])
 
 
+def temporary_slot_name() -> str:
+    """A name for a temporary slot no other session uses (dropped with its connection)."""
+    return f"redoline_tmp_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def create_exported_slot(
+    db: PostgreSQL,
+    slot: str,
+    *,
+    timeout: float = DEFAULT_SLOT_TIMEOUT,
+    temporary: bool = False,
+    waiting: Callable[[], None] | None = None,
+) -> tuple[psycopg.Connection[Any], str, str]:
+    """Create logical slot ``slot`` with an exported snapshot over a replication connection:
+    (the connection, the slot's consistent point, the snapshot's name).
+
+    The snapshot shows exactly the transactions whose commit record ends at or before the
+    consistent point, which is a position in the sense of this module (a commit's end LSN).
+    It can be imported (``SET TRANSACTION SNAPSHOT``) until the connection runs another
+    command or closes; the caller closes it once every reader has it, which also drops a
+    ``temporary`` slot. PostgreSQL waits for every running transaction to end before the
+    slot is consistent: at most ``timeout`` seconds (the error names who blocks), calling
+    ``waiting()`` every half second meanwhile (a streaming reader keeps its walsender alive).
+    """
+    from connectors.postgres import pg_conninfo
+
+    args = pg_conninfo(db.endpoint, replication="database")
+    repl = psycopg.connect(**args, autocommit=True)
+    try:
+        pg = repl.pgconn
+        export = "(SNAPSHOT 'export')" if pg.server_version >= 150000 else "EXPORT_SNAPSHOT"
+        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
+        pg.send_query(f"CREATE_REPLICATION_SLOT {_quote(slot)} {kind} pgoutput {export}".encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            pg.consume_input()
+            if not pg.is_busy():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                repl.cancel_safe()
+                raise _slot_timeout(db, slot, timeout)
+            select.select([pg.socket], [], [], min(left, 0.5))
+            if waiting is not None:
+                waiting()
+        result = pg.get_result()
+        while pg.get_result() is not None:
+            pass
+        if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            message = (result.error_message if result is not None else b"").decode(errors="replace")
+            raise ReplicationError(
+                f"{db.endpoint.display}: creating replication slot {slot!r} failed: "
+                f"{message.strip()}",
+                hint="the role needs the REPLICATION attribute and wal_level = logical, and "
+                "max_replication_slots room for one more (see `redoline check`)",
+            )
+        return repl, _result_text(result, 1), _result_text(result, 2)
+    except BaseException:
+        repl.close()
+        raise
+
+
+def _result_text(result: Any, column: int) -> str:
+    raw = result.get_value(0, column)
+    return bytes(raw).decode() if raw is not None else ""
+
+
+def _slot_timeout(db: PostgreSQL, slot: str, timeout: float) -> ReplicationError:
+    rows = db.query(
+        "SELECT pid, xact_start, left(coalesce(query, ''), 60) FROM pg_stat_activity "
+        "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+        "ORDER BY xact_start LIMIT 5"
+    )
+    who = "; ".join(f"pid {p} open since {s:%Y-%m-%d %H:%M:%S} ({q!r})" for p, s, q in rows)
+    return ReplicationError(
+        f"creating replication slot {slot!r} timed out after {timeout:g} s: PostgreSQL "
+        f"waits for every running transaction to end first ({who or 'they have ended now'})",
+        hint="let those transactions finish (or end them with pg_terminate_backend(pid)) "
+        "and run again",
+    )
+
+
 def init_slot(
     db: PostgreSQL,
     tables: Sequence[TableId],
@@ -665,6 +759,15 @@ def _no_reader(buf: bytes, pos: int) -> tuple[Row, int]:
     raise pgoutput.TupleShapeError  # a relation not selected (or not announced) is never read
 
 
+@dataclass
+class _NewTables:
+    """New tables' snapshot: its exact point and the transaction that holds it."""
+
+    point: int
+    tables: tuple[TableId, ...]
+    conn: psycopg.Connection[Any]
+
+
 @dataclass(slots=True)
 class _Relation:
     """What we know about a relation id in this stream."""
@@ -751,13 +854,21 @@ class PgLogReader:
         self._stopping = False
         self._last_status = 0.0
         self._opened = False
-        #: the selected tables the publication covers (see _check_new_tables)
+        #: the selected tables whose rows the trail gets (see _check_new_tables)
         self._published: set[TableId] = set()
         self._new_check = 0.0
         #: announces column changes no row change has carried yet (see schemaprobe)
         self._probe: schemaprobe.SchemaProbe | None = None
         self._column_subset = opts.get("column_subset")
         self._probed = 0.0
+        #: snapshots of new tables waiting for the stream to reach their point
+        self._snaps: list[_NewTables] = []
+        #: new table -> its snapshot's point: changes from transactions before it are dropped
+        self._pending: dict[TableId, int] = {}
+        #: new table -> the point of the snapshot the trail carries, until confirmed durable
+        self._awaiting: dict[TableId, int] = {}
+        #: new table without a usable replica identity -> when first seen (see _new_ready)
+        self._no_identity: dict[TableId, float] = {}
 
     # ---------------------------------------------------------------- protocol
 
@@ -770,6 +881,8 @@ class PgLogReader:
 
     def confirm(self, position: str) -> None:
         lsn = parse_lsn(position)
+        if self._awaiting and lsn >= min(self._awaiting.values()):
+            self._loaded_new(lsn)
         if lsn <= self._confirmed:
             return
         if lsn > self._last_commit and self._marker_path is not None:
@@ -793,13 +906,14 @@ class PgLogReader:
                 self._send_status()  # hand the server the last confirmation before leaving
             except (ToolkitError, psycopg.Error):
                 pass
-        for conn in (self._stream, self._catalog):
+        for conn in (self._stream, self._catalog, *(s.conn for s in self._snaps)):
             if conn is not None:
                 try:
                     conn.close()
                 except psycopg.Error:
                     pass
         self._stream = self._catalog = None
+        self._snaps = []
 
     # ---------------------------------------------------------------- opening
 
@@ -868,8 +982,13 @@ class PgLogReader:
                         ", ".join(map(str, added)),
                         self.publication,
                     )
-            self._published = set(selected)
-            self._new_check = time.monotonic()
+            # a new table whose snapshot had not reached the trail when the last run ended
+            # is new again: snapshot it (again) before its changes are handed out
+            unloaded = {TableId.parse(t) for t in self._marker.get(_NEW_KEY, ())}
+            self._published = set(selected) - unloaded
+            # (and until then, none of their changes: they are in its snapshot or after it)
+            self._pending = dict.fromkeys(unloaded & set(selected), _NOT_TAKEN)
+            self._new_check = 0.0 if unloaded else time.monotonic()
             # before the end is fixed, so a column change already made is read by this run
             self._probe = schemaprobe.SchemaProbe(conn, self._column_subset)
             self._run_probe()
@@ -1019,6 +1138,7 @@ class PgLogReader:
         skip = False
         end = self._end
         poll = 0.5 if end is not None else 1.0
+        drop: set[TableId] = set()  # new tables whose changes this transaction must not carry
         if end is not None and self._last >= end:
             yield Heartbeat(format_lsn(self._last), caught_up=True)
             return
@@ -1048,6 +1168,8 @@ class PgLogReader:
             kind = frame[0]
             if kind == 0x6B:  # 'k' primary keepalive: wal_end, time, reply requested
                 wal_end, _ts, reply = struct.unpack_from(">QqB", frame, 1)
+                if self._snaps and not in_txn and wal_end >= self._snaps[0].point:
+                    yield from self._emit_new(wal_end)
                 if not in_txn and wal_end > self._last:
                     self._last = wal_end
                     caught = end is not None and wal_end >= end
@@ -1066,7 +1188,7 @@ class PgLogReader:
                 if skip:
                     continue
                 rel = relations[unpack_relid(frame, 26)[0]]
-                if not rel.selected:
+                if not rel.selected or (drop and rel.table in drop):
                     continue
                 change = self._fast_change(rel, frame)
                 if not begun:
@@ -1076,6 +1198,11 @@ class PgLogReader:
                 continue
             msg = decode(frame[25:])
             if isinstance(msg, pgoutput.BeginMsg):
+                if self._snaps and msg.final_lsn >= self._snaps[0].point:
+                    # the stream passed a new table's snapshot point: its rows come first
+                    yield from self._emit_new(msg.final_lsn)
+                # in a new table's snapshot already (its commit ends before the point)
+                drop = {t for t, p in self._pending.items() if msg.final_lsn < p}
                 in_txn, begun, origin = True, False, None
                 xid = str(msg.xid)
                 # a transaction already in the trail (commit before our position) is skipped;
@@ -1098,7 +1225,14 @@ class PgLogReader:
                     yield Heartbeat(position, caught_up=caught, source_time=msg.commit_time)
                 if caught:
                     return
+                if end is None and time.monotonic() - self._new_check >= NEW_TABLE_CHECK:
+                    self._check_new_tables()  # a busy stream is seldom idle for a whole poll
             elif isinstance(msg, pgoutput.RelationMsg):
+                quiet = msg.namespace, msg.name
+                if self._pending and TableId(*quiet) in self._pending:
+                    # its definition is announced with its snapshot's rows
+                    self._relation_quiet(msg)
+                    continue
                 for event in self._relation(msg, xid, begun):
                     if not begun:
                         begun = True
@@ -1109,7 +1243,7 @@ class PgLogReader:
                     continue
                 for relid in msg.relids:
                     rel = self._relations[relid]
-                    if rel.selected:
+                    if rel.selected and not (drop and rel.table in drop):
                         if not begun:
                             begun = True
                             yield Begin(xid)
@@ -1139,27 +1273,187 @@ class PgLogReader:
             self._probe.run(self._published, self._announced)
 
     def _check_new_tables(self) -> None:
-        """Stop when a table created since the start matches ``[tables]``.
+        """Snapshot the tables created since the start that match ``[tables]``, at an exact
+        point of the stream, without stopping (called while idle between transactions).
 
-        The publication lists tables, so a new one is not decoded; adding it now would decode
-        only the changes after the ALTER PUBLICATION, and the rows inserted before are in no
-        log we read. Capture stops (nothing is half-handed out: the stream is idle between
-        transactions) and names the table: the next `redoline sync` snapshots tables not loaded
-        yet and adds them to the publication at its start point, so nothing is missed.
+        The publication lists tables, so a new one is not decoded until it is added, and the
+        rows inserted before that are in no log we read. So: the marker records the tables
+        first (a run that dies before their rows are in the trail takes them again), they
+        are added to the publication, then a temporary slot exports a snapshot whose
+        consistent point P is exact (:func:`create_exported_slot`). Changes to them from
+        transactions committed before P are dropped (the snapshot holds them); when the
+        stream reaches P, :meth:`_emit_new` hands out one transaction at P with each table's
+        definition, a TRUNCATE (the target may hold an older copy) and its rows; later
+        changes follow as usual. A MariaDB source's CREATE TABLE and inserts travel the same
+        way: in the trail, in commit order.
         """
-        if time.monotonic() - self._new_check < NEW_TABLE_CHECK:
+        if self._snaps or time.monotonic() - self._new_check < NEW_TABLE_CHECK:
             return
         self._new_check = time.monotonic()
-        new = sorted(set(self.db.list_tables(self.tables)) - self._published, key=str)
-        if new:
-            names = ", ".join(map(str, new))
-            raise SchemaError(
-                f"{len(new)} new table(s) match [tables] but are not in publication "
-                f"{self.publication}, so none of their rows would be captured: {names}",
-                hint="run `redoline sync` again: it snapshots tables not loaded yet (all their "
-                "rows) and captures them from there; with separate commands, `redoline snapshot "
-                f"--tables {new[0]}` then restart capture",
+        assert self._catalog is not None
+        listed = set(self.db.list_tables(self.tables))
+        gone = {t for t, p in self._pending.items() if p == _NOT_TAKEN and t not in listed}
+        if gone:
+            # listed by an earlier run, dropped since: nothing left to load
+            for table in gone:
+                self._pending.pop(table)
+                self._awaiting[table] = 0
+            self._loaded_new(0)
+        new = sorted(listed - self._published, key=str)
+        new = [t for t in new if self._new_ready(t)]
+        if not new:
+            return
+        names = ", ".join(map(str, new))
+        if self.names.trail_dir is not None:
+            recorded = set(self._marker.get(_NEW_KEY, ())) | {str(t) for t in new}
+            self._marker[_NEW_KEY] = sorted(recorded)
+            write_marker(self.names.trail_dir, self._marker)
+        try:
+            _ensure_publication(self._catalog, self.publication, new)
+        except psycopg.errors.UndefinedTable:
+            return  # dropped again meanwhile: the next look decides
+        repl, point, snapshot = create_exported_slot(
+            self.db,
+            temporary_slot_name(),
+            timeout=self.slot_timeout,
+            temporary=True,
+            waiting=self._send_status,
+        )
+        try:
+            conn = self.db.connect(options=_SESSION_OPTIONS)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute(
+                psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot))
             )
+        finally:
+            repl.close()  # drops the temporary slot; the transaction keeps its snapshot
+        at = parse_lsn(point)
+        self._snaps.append(_NewTables(at, tuple(new), conn))
+        for table in new:
+            self._pending[table] = at
+        log.warning(
+            "new table(s) %s: added to publication %s, snapshot at %s; their rows follow in "
+            "the trail at that point",
+            names,
+            self.publication,
+            point,
+        )
+        self._send_status(reply=True)  # the server's answer tells when the stream is there
+
+    def _new_ready(self, table: TableId) -> bool:
+        """Whether a new table can be streamed; one without a usable replica identity gets a
+        moment (CREATE TABLE, then ALTER TABLE ... REPLICA IDENTITY FULL), then stops us."""
+        assert self._catalog is not None
+        try:
+            check_replica_identity(self._catalog, [table])
+        except MissingObjectError:
+            return False  # dropped again meanwhile
+        except SchemaError:
+            first = self._no_identity.setdefault(table, time.monotonic())
+            if time.monotonic() - first < NEW_TABLE_IDENTITY_WAIT:
+                return False
+            raise
+        self._no_identity.pop(table, None)
+        return True
+
+    def _emit_new(self, reached: int) -> Iterator[LogEvent]:
+        """The snapshots of new tables whose point the stream has reached, each as one
+        transaction at that point: definition, TRUNCATE, rows."""
+        while self._snaps and self._snaps[0].point <= reached:
+            snap = self._snaps.pop(0)
+            xid = f"snapshot@{format_lsn(snap.point)}"
+            try:
+                yield Begin(xid)
+                for table in snap.tables:
+                    yield from self._snapshot_rows(snap, table, xid)
+                yield Commit(xid, format_lsn(snap.point), dt.datetime.now(dt.UTC))
+            finally:
+                snap.conn.close()
+            self._last = self._last_commit = max(self._last, snap.point)
+            for table in snap.tables:
+                self._pending.pop(table, None)
+                self._published.add(table)
+                self._awaiting[table] = snap.point
+            log.info("new table(s) %s loaded at %s", ", ".join(map(str, snap.tables)), xid)
+
+    def _snapshot_rows(self, snap: _NewTables, table: TableId, xid: str) -> Iterator[RowEvent]:
+        conn = snap.conn
+        rows = conn.execute(
+            "SELECT c.oid, c.relreplident, a.attname, a.atttypid, a.atttypmod, "
+            "c.relreplident = 'f' OR coalesce(a.attnum = ANY (SELECT unnest(i.indkey::int2[]) "
+            "FROM pg_index i WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND "
+            "i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), false) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+            "AND NOT a.attisdropped AND a.attgenerated = '' "
+            "WHERE n.nspname = %s AND c.relname = %s ORDER BY a.attnum",
+            (table.schema, table.name),
+        ).fetchall()
+        if not rows:
+            log.warning("new table %s was gone at its snapshot point: nothing to load", table)
+            return
+        # the shape pgoutput announces (live, stored columns in attnum order)
+        msg = pgoutput.RelationMsg(
+            int(rows[0][0]),
+            table.schema,
+            table.name,
+            str(rows[0][1]),
+            tuple(
+                pgoutput.RelationColumn(str(name), int(oid), int(mod), bool(key))
+                for _relid, _ident, name, oid, mod, key in rows
+            ),
+        )
+        yield from self._relation(msg, xid, True)
+        rel = self._relations[msg.relid]
+        assert rel.schema is not None
+        version = rel.schema.version
+        yield RowEvent(xid, Change(Op.TRUNCATE, table, schema_version=version))
+        select_list = ", ".join(_quote(c.name) for c in msg.columns)
+        pg = conn.pgconn
+        conn.execute(
+            f"DECLARE redoline_new NO SCROLL CURSOR FOR SELECT {select_list} "
+            f"FROM {_qualified(table)}"
+        )
+        ident, pick = rel.identity, rel.pick
+        width = len(msg.columns)
+        while True:
+            # text results straight from libpq: the same output functions pgoutput uses
+            res = pg.exec_(b"FETCH 2000 FROM redoline_new")
+            if res.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                message = res.error_message.decode(errors="replace").strip()
+                raise _map(psycopg.OperationalError(message), self.db)
+            if res.ntuples == 0:
+                break
+            for i in range(res.ntuples):
+                values: list[pgoutput.TupleValue] = []
+                for j in range(width):
+                    raw = res.get_value(i, j)
+                    values.append(None if raw is None else bytes(raw))
+                after = self._row(rel, values)
+                key = pick(after) if ident else None
+                yield RowEvent(xid, Change(Op.INSERT, table, version, key, None, after))
+        conn.execute("CLOSE redoline_new")
+
+    def _relation_quiet(self, msg: pgoutput.RelationMsg) -> None:
+        """Take a new table's shape without announcing it (its snapshot will)."""
+        announced = dict(self._announced)
+        for _ in self._relation(msg, "", False):
+            pass
+        self._announced = announced
+
+    def _loaded_new(self, lsn: int) -> None:
+        """New tables whose snapshot is durable in the trail leave the marker's list."""
+        done = {t for t, p in self._awaiting.items() if p <= lsn}
+        for table in done:
+            del self._awaiting[table]
+        if self.names.trail_dir is None:
+            return
+        left = sorted(set(self._marker.get(_NEW_KEY, ())) - {str(t) for t in done})
+        if left:
+            self._marker[_NEW_KEY] = left
+        else:
+            self._marker.pop(_NEW_KEY, None)
+        write_marker(self.names.trail_dir, self._marker)
 
     # ---------------------------------------------------------------- decoding
 

@@ -36,9 +36,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import select
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -51,9 +49,11 @@ from connectors.model import Column, TableId, TableSchema
 from connectors.postgres.logical import (
     DEFAULT_SLOT_TIMEOUT,
     check_replica_identity,
+    create_exported_slot,
     ensure_publication,
     server_identity,
     slot_info,
+    temporary_slot_name,
 )
 from connectors.postgres.ownership import (
     SlotNames,
@@ -183,7 +183,8 @@ class PgSnapshot:
             ensure_publication(control, names.publication, tables)
             if info is None:
                 return self._open_exported(names, database, system, timeout)
-        start = info.confirmed_flush if info is not None else None
+            return self._open_temporary(timeout)
+        # a one-off copy (no capture follows): no slot, one shared REPEATABLE READ snapshot
         control.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = control.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
@@ -191,11 +192,8 @@ class PgSnapshot:
             self._import(conn, str(row[0]))
         ((end,),) = self.db.query("SELECT pg_current_wal_insert_lsn()::text")
         end = str(end)
-        if start is None or parse_lsn(start) > parse_lsn(end):
-            start = end
-        method = "repeatable read after the slot" if names else "repeatable read (no slot)"
-        log.info("snapshot %s .. %s (%s, %d workers)", start, end, method, self.workers)
-        return SnapshotPoint(start, end, 0.0, method)
+        log.info("snapshot at %s (repeatable read, no slot, %d workers)", end, self.workers)
+        return SnapshotPoint(end, end, 0.0, "repeatable read (no slot)")
 
     def _import(self, conn: psycopg.Connection[Any], snapshot: str) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -206,43 +204,9 @@ class PgSnapshot:
     ) -> SnapshotPoint:
         """Create the slot with an exported snapshot, record it in the trail's marker, and
         import the snapshot into every worker."""
-        from connectors.postgres import pg_conninfo
-
         slot = names.slot
-        args = pg_conninfo(self.db.endpoint, replication="database")
-        repl = psycopg.connect(**args, autocommit=True)
+        repl, point, snapshot = create_exported_slot(self.db, slot, timeout=timeout)
         try:
-            pg = repl.pgconn
-            export = "(SNAPSHOT 'export')" if pg.server_version >= 150000 else "EXPORT_SNAPSHOT"
-            command = f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput {export}'
-            pg.send_query(command.encode())
-            deadline = time.monotonic() + timeout
-            # the server waits for every running transaction to end before the slot is
-            # consistent: bound that wait, and say who blocks it
-            while True:
-                pg.consume_input()
-                if not pg.is_busy():
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    repl.cancel_safe()
-                    raise self._slot_timeout(slot, timeout)
-                select.select([pg.socket], [], [], min(left, 0.5))
-            result = pg.get_result()
-            while pg.get_result() is not None:
-                pass
-            if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-                message = (result.error_message if result is not None else b"").decode(
-                    errors="replace"
-                )
-                raise ReplicationError(
-                    f"{self.db.endpoint.display}: creating replication slot {slot!r} failed: "
-                    f"{message.strip()}",
-                    hint="the role needs the REPLICATION attribute and wal_level = logical "
-                    "(see `redoline check`)",
-                )
-            point = _value(result, 1)
-            snapshot = _value(result, 2)
             if names.trail_dir is not None:
                 # at once: the slot is this trail's from its first instant, and its creation
                 # point is what capture compares the slot with before the trail has data
@@ -255,19 +219,25 @@ class PgSnapshot:
         log.info("created slot %s at %s with an exported snapshot", slot, point)
         return SnapshotPoint(point, point, 0.0, "exported snapshot of the new slot")
 
-    def _slot_timeout(self, slot: str, timeout: float) -> ReplicationError:
-        rows = self.db.query(
-            "SELECT pid, xact_start, left(coalesce(query, ''), 60) FROM pg_stat_activity "
-            "WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
-            "ORDER BY xact_start LIMIT 5"
+    def _open_temporary(self, timeout: float) -> SnapshotPoint:
+        """The pipeline's slot exists: take the snapshot from a temporary slot's export.
+
+        Its ``consistent_point`` is exact (every transaction whose commit ends at or before it
+        is in the snapshot, none after), and the pipeline's slot, which is behind it, streams
+        every transaction after it, so catch-up drops what is at or before the point and
+        applies the rest: no window where a change's presence in the snapshot is unknown.
+        The temporary slot goes away with its connection, once every worker has the
+        snapshot."""
+        repl, point, snapshot = create_exported_slot(
+            self.db, temporary_slot_name(), timeout=timeout, temporary=True
         )
-        who = "; ".join(f"pid {p} open since {s:%Y-%m-%d %H:%M:%S} ({q!r})" for p, s, q in rows)
-        return ReplicationError(
-            f"creating replication slot {slot!r} timed out after {timeout:g} s: PostgreSQL "
-            f"waits for every running transaction to end first ({who or 'they have ended now'})",
-            hint="let those transactions finish (or end them with pg_terminate_backend(pid)) "
-            "and run again",
-        )
+        try:
+            for conn in self.conns:
+                self._import(conn, snapshot)
+        finally:
+            repl.close()
+        log.info("snapshot at %s (exported by a temporary slot, %d workers)", point, self.workers)
+        return SnapshotPoint(point, point, 0.0, "exported snapshot of a temporary slot")
 
     def close(self) -> None:
         for conn in self.conns:
@@ -403,11 +373,6 @@ class PgSnapshot:
         if fmt == "tsv" and (b"\\f" in data or b"\\v" in data):
             data = _MYSQL_UNKNOWN_ESCAPES.sub(lambda m: _MYSQL_ESCAPE_MAP[m.group(0)], data)
         return data
-
-
-def _value(result: Any, column: int) -> str:
-    raw = result.get_value(0, column)
-    return bytes(raw).decode() if raw is not None else ""
 
 
 def _text_literal(text: str) -> str:

@@ -13,12 +13,44 @@ __all__ = ["TABLE_OPTIONS", "column_type", "source_type"]
 TABLE_OPTIONS: Final = ""
 
 
+#: built-in types of kind "other" recreated verbatim from a PostgreSQL source: self-contained
+#: (no user-defined type behind them), printed and read back the same whatever the server's
+#: settings (money is not: lc_monetary), and with an equality operator (a keyless row is found
+#: by its full image; point and xml have none)
+_VERBATIM: Final = frozenset(
+    {
+        "inet",
+        "cidr",
+        "macaddr",
+        "macaddr8",
+        "tsvector",
+        "tsquery",
+        "pg_lsn",
+        "int4range",
+        "int8range",
+        "numrange",
+        "daterange",
+        "tsrange",
+        "tstzrange",
+        "int4multirange",
+        "int8multirange",
+        "nummultirange",
+        "datemultirange",
+        "tsmultirange",
+        "tstzmultirange",
+    }
+)
+
+
 def source_type(col: Column, in_key: bool = False) -> str | None:
     """The source column's own type, when a PostgreSQL source's declaration stands alone here
-    (an enum or another named type does not: it lives in the source's catalog)."""
-    if col.source_type and col.kind not in ("enum", "other"):
-        return col.source_type
-    return None
+    (an enum or another named type does not: it lives in the source's catalog; of the
+    "other" kind only the built-ins in ``_VERBATIM``)."""
+    if not col.source_type or col.kind == "enum":
+        return None
+    if col.kind == "other" and col.source_type.strip().lower() not in _VERBATIM:
+        return None
+    return col.source_type
 
 
 def _int_type(col: Column) -> str:

@@ -24,13 +24,7 @@ from tests.campaign.schedule import PAIRS, generate
 pytestmark = [pytest.mark.campaign, pytest.mark.mariadb, pytest.mark.postgres, pytest.mark.slow]
 
 #: open bugs the CI seeds must not step on yet (the lead trims this as fixes land)
-KNOWN_OPEN: dict[str, str] = {
-    "postgresql:ddl_create_table": (
-        "a table created on a PostgreSQL source while a continuous sync runs now stops sync "
-        "loudly (exit 6 naming the table; the next sync snapshots it, nothing is lost), where the "
-        "campaign expects 130 on SIGTERM: loading it without stopping is open (seeds 5006, 5008)"
-    ),
-}
+KNOWN_OPEN: dict[str, str] = {}
 
 PROFILES = ("tuned", "stock")
 #: one seed per pair x profile; small schedules keep the whole set within 5 minutes
