@@ -24,6 +24,8 @@ def check_target_names(
     one name on ``target``. ``tables`` pairs each target table name with its definition."""
     seen: dict[tuple[str, str], TableId] = {}
     for name, schema in tables:
+        if isinstance(target, Database):
+            target.check_schema_name(name.schema)
         if target.folds_table_names:
             folded = (name.schema.lower(), name.name.lower())
             other = seen.setdefault(folded, name)

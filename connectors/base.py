@@ -141,6 +141,11 @@ class Database(abc.ABC):
     def qualified(self, table: TableId) -> str:
         return f"{self.quote(table.schema)}.{self.quote(table.name)}"
 
+    def check_schema_name(self, schema: str) -> None:
+        """Raise :class:`SchemaError` when this target cannot hold a schema called ``schema``
+        (default: it can)."""
+        return None
+
     @abc.abstractmethod
     def list_tables(self, table_filter: TableFilter | None = None) -> list[TableId]:
         """Base tables visible on this endpoint that pass ``table_filter``."""

@@ -14,7 +14,7 @@ import duckdb
 
 from connectors.base import CheckItem, Database, TableFilter
 from connectors.duckdb.descriptor import ENGINE
-from connectors.errors import ConnectError, MissingObjectError, ToolkitError
+from connectors.errors import ConnectError, MissingObjectError, SchemaError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
 
 __all__ = ["DuckDB"]
@@ -57,6 +57,19 @@ class DuckDB(Database):
     @property
     def path(self) -> str:
         return self.endpoint.path
+
+    def check_schema_name(self, schema: str) -> None:
+        # DuckDB names the file's catalog after the file name up to its first dot; a schema of
+        # that name makes every "schema"."table" ambiguous ("Ambiguous reference to catalog or
+        # schema"), so the load would fail half way
+        catalog = "memory" if self.path == ":memory:" else os.path.basename(self.path).split(".")[0]
+        if schema.lower() == catalog.lower():
+            raise SchemaError(
+                f"the target schema {schema!r} has the name DuckDB gives the file {self.path} "
+                f"itself (its catalog {catalog!r}): DuckDB cannot tell the two apart",
+                hint=f"name the file differently (e.g. {catalog}_replica.duckdb), or map the "
+                f'schema: [tables.rename] "{schema}" = "{schema}_data"',
+            )
 
     def connect(self, **kwargs: Any) -> duckdb.DuckDBPyConnection:
         path = self.path
