@@ -278,6 +278,7 @@ def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -
             if s.state == "loaded"
         }
         tables = source.list_tables(options.tables)
+        _forget_gone(tgt, control, source, tables, options.source_id)
         todo = [t for t in tables if options.force or str(t) not in done]
         report.skipped = [str(t) for t in tables if t not in todo]
         if not todo:
@@ -516,6 +517,33 @@ def _earliest(session: Any, a: str | None, b: str) -> str | None:
         return a if session.compare_positions(a, b) < 0 else b
     except ValueError:
         return None
+
+
+def _forget_gone(
+    tgt: BulkTarget, conn: Any, source: Database, tables: list[TableId], source_id: str
+) -> None:
+    """Forget the unfinished snapshot of a table the source no longer has (renamed or dropped
+    after an interrupted run): nothing can finish it, and apply would refuse the target for it
+    forever. The trail's RENAME or DROP deals with what the target holds of it."""
+    selected = {str(t) for t in tables}
+    for state in _read_states(tgt, conn, source_id):
+        if state.state == "loaded" or state.source_table in selected:
+            continue
+        table = TableId.parse(state.source_table)
+        if source.list_tables(TableFilter((f"{table.schema}.{table.name}",))):
+            continue  # still there, only outside this run's selection
+        log.warning(
+            "%s: its interrupted snapshot is forgotten: the source no longer has the table",
+            state.source_table,
+        )
+        for name in (TABLES, CHUNKS):
+            tgt.execute(
+                conn,
+                tgt.sql(
+                    f"DELETE FROM {tgt.state(name)} WHERE source_id = %s AND target_table = %s"
+                ),
+                [source_id, state.target_table],
+            )
 
 
 def _save_table(tgt: BulkTarget, conn: Any, source_id: str, s: TableState) -> None:
