@@ -45,7 +45,7 @@ from capture.filters import CaptureFilter
 from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, DefinitionChangedError, SchemaError, ToolkitError
-from connectors.model import Change, Op, TableId, TableSchema, Transaction
+from connectors.model import ROW_KEY, Change, Op, TableId, TableSchema, Transaction
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -148,22 +148,35 @@ class SnapshotReport:
 # --------------------------------------------------------------------------- targets
 
 
-def _drop_if_stale(tgt: BulkTarget, conn: Any, table: TableId, view: TableSchema) -> bool:
-    """Drop the target table when it lacks a column of the source's definition now (a column
-    added or renamed on the source after an earlier, interrupted run created it: its chunks
-    could not load). True: dropped, so it is created again and loaded from scratch."""
+def _drop_if_stale(
+    tgt: BulkTarget, conn: Any, table: TableId, view: TableSchema, resuming: bool
+) -> bool:
+    """Drop the target table when its columns are not the source's definition now: it lacks
+    one (a column added or renamed on the source after an earlier, interrupted run created
+    it: its chunks could not load), or, when it is loaded from scratch anyway, it has one the
+    source no longer has (apply created it before a column was dropped: catch-up drops that
+    DDL as already in the snapshot). True: dropped, so it is created again and loaded."""
     if not tgt.table_exists(conn, table):
         return False
     fold = str.lower if tgt.db.folds_column_names else str
     have = {fold(name) for name in tgt.column_names(conn, table)}
-    lacking = [c.name for c in view.columns if fold(c.name) not in have]
-    if not lacking:
+    wanted = {fold(c.name) for c in view.columns}
+    lacking = sorted(wanted - have)
+    extra = [] if resuming else sorted(have - wanted - {fold(ROW_KEY)})
+    if not lacking and not extra:
         return False
     log.warning(
-        "%s: the target table lacks column(s) %s of the source's definition (changed since an "
-        "earlier run created it): created again and loaded from scratch",
+        "%s: the target table's columns differ from the source's definition (%s): created "
+        "again and loaded from scratch",
         table,
-        ", ".join(lacking),
+        "; ".join(
+            part
+            for part in (
+                f"lacks {', '.join(lacking)}" if lacking else "",
+                f"has {', '.join(extra)} the source dropped" if extra else "",
+            )
+            if part
+        ),
     )
     tgt.execute(conn, f"DROP TABLE {tgt.qt(table)}")
     return True
@@ -379,7 +392,8 @@ def _prepare(
         view = options.view.project_schema(schema) if options.view is not None else schema
         job.columns = tuple(c.name for c in view.columns if not c.generated)
         job.where = options.view.where_sql(table, source.dialect) if options.view else None
-        recreated = _drop_if_stale(tgt, conn, target_name, view)
+        resuming = prior is not None and prior.state == "loading" and not options.force
+        recreated = _drop_if_stale(tgt, conn, target_name, view, resuming)
         if recreated or not tgt.table_exists(conn, target_name):
             tgt.execute(conn, tgt.create_schema_sql(target_name.schema))
             tgt.execute(

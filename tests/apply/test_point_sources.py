@@ -257,10 +257,12 @@ def _scenario(src: Source, src_ep: Endpoint, tgt: Target, tmp: Path, seed: int) 
 
     def env_for(copy: str) -> tuple[dict[str, str], str]:
         """A configuration whose target is a fresh copy (its own id and schema; MariaDB keeps
-        checkpoints server-wide, so the id carries the test's own database name)."""
+        checkpoints and snapshot states server-wide, so both ids carry the test's own database
+        name: another test's states under the default source id were read as this one's)."""
         schema = tgt.schema(src.schema, copy)
         cfg = tmp / f"{copy}.toml"
         cfg.write_text(
+            f'[source]\nid = "{src_ep.database}"\n'
             f'[target]\nurl = "{tgt.url(copy)}"\nid = "{src_ep.database}-{copy}"\n'
             f'[tables]\ninclude = ["{src.schema}.*"]\n'
             f'[tables.rename]\n"{src.schema}" = "{schema}"\n'
