@@ -325,3 +325,29 @@ def test_column_ddl_with_no_row_change_after_it(
         res = _run(["sync", *args, "--until-caught-up"], tmp_path)
         assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(_run(stats, tmp_path).stdout)["last_op"] == before
+
+
+def test_a_column_added_and_dropped_between_two_runs(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A column added with a row change (announced by its Relation) then dropped with none,
+    both before one `sync --until-caught-up`: the start-up look saw the trail and the catalog
+    agree (neither had it), the stream then announced the ADD, and nothing the DROP (campaign
+    seed 34094). The run looks again once it reaches its end."""
+    target = _pg_target(postgres_server, "tgt_add_drop")
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
+        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 5) i")
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    args += ["--tables", "public.*"]
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN c2 TIMESTAMP(6)")
+        conn.execute("UPDATE t SET c2 = '2001-02-03 04:05:06' WHERE id = 2")
+        conn.execute("ALTER TABLE t DROP COLUMN c2")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "a"]
+    assert _target("postgresql", target) == want
