@@ -262,7 +262,7 @@ def _scenario(src: Source, src_ep: Endpoint, tgt: Target, tmp: Path, seed: int) 
         schema = tgt.schema(src.schema, copy)
         cfg = tmp / f"{copy}.toml"
         cfg.write_text(
-            f'[source]\nid = "{src_ep.database}"\n'
+            f'[source]\nurl = "{src_ep.url()}"\nid = "{src_ep.database}"\n'
             f'[target]\nurl = "{tgt.url(copy)}"\nid = "{src_ep.database}-{copy}"\n'
             f'[tables]\ninclude = ["{src.schema}.*"]\n'
             f'[tables.rename]\n"{src.schema}" = "{schema}"\n'
