@@ -77,6 +77,23 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _prepared(pg_db: Endpoint, target: str, tmp_path: Path, *statements: str) -> list[str]:
+    """Run ``statements`` on the source; the sync arguments for ``target``."""
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
+    return [*args, "--tables", "public.*"]
+
+
+def _synced(pg_db: Endpoint, target: str, tmp_path: Path, *statements: str) -> list[str]:
+    """:func:`_prepared`, then a first `sync --until-caught-up` (snapshot) that must succeed."""
+    args = _prepared(pg_db, target, tmp_path, *statements)
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return args
+
+
 def _pg_target(server: devservers.DevServer, name: str) -> str:
     dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -114,13 +131,13 @@ def test_column_ddl_between_cron_runs(
     """add / rename (confirmed by attnum) / drop + add at the same position / retype, each
     with rows before and after, between two `sync --until-caught-up` runs."""
     target = _target_url(kind, request, tmp_path, "cron")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT, c TEXT)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i, i, 'c' || i FROM generate_series(1, 20) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
-    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT, c TEXT)",
+        "INSERT INTO t SELECT i, 'a' || i, i, 'c' || i FROM generate_series(1, 20) i",
+    )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("INSERT INTO t VALUES (21, 'a21', 21, 'c21')")
         conn.execute("ALTER TABLE t ADD COLUMN d INT")
@@ -148,11 +165,13 @@ def test_column_ddl_during_continuous_sync(
 ) -> None:
     """A continuous `redoline sync` sees add, rename and drop while it runs; SIGTERM ends it."""
     target = _pg_target(postgres_server, "tgt_cont")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 10) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
+    args = _prepared(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)",
+        "INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 10) i",
+    )
     proc = subprocess.Popen(
         [*CLI, "sync", *args],
         cwd=tmp_path,
@@ -202,11 +221,13 @@ def test_table_created_during_continuous_sync(
     to stop with exit 6); later runs keep it, and tables created between cron runs are
     snapshotted by the next run."""
     target = _pg_target(postgres_server, "tgt_newtable")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
+    args = _prepared(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
+        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+    )
     proc = subprocess.Popen(
         [*CLI, "sync", *args],
         cwd=tmp_path,
@@ -269,13 +290,13 @@ def test_column_added_before_the_first_captured_change(
     """The table's rows came by snapshot, so the trail's first definition of it already has
     the new column: apply adds what the target lacks (campaign seed 110)."""
     target = _pg_target(postgres_server, "tgt_first")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
-    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
+        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+    )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE t ADD COLUMN d TIMESTAMP(6)")
         conn.execute("UPDATE t SET d = '1970-01-01 00:00:00.000001' WHERE id = 4")
@@ -293,14 +314,14 @@ def test_column_ddl_with_no_row_change_after_it(
     every cron run ended "caught up" (campaign seed 30007). Capture now writes the table's
     definition into the WAL itself, under a lock that holds ALTER back."""
     target = _target_url(kind, request, tmp_path, "quiet")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)")
-        conn.execute("CREATE TABLE busy (id INT PRIMARY KEY)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 5) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
-    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b INT)",
+        "CREATE TABLE busy (id INT PRIMARY KEY)",
+        "INSERT INTO t SELECT i, 'a' || i, i FROM generate_series(1, 5) i",
+    )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE t DROP COLUMN b")
         conn.execute("INSERT INTO busy VALUES (1)")  # other tables keep changing
@@ -335,13 +356,13 @@ def test_a_column_added_and_dropped_between_two_runs(
     agree (neither had it), the stream then announced the ADD, and nothing the DROP (campaign
     seed 34094). The run looks again once it reaches its end."""
     target = _pg_target(postgres_server, "tgt_add_drop")
-    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id INT PRIMARY KEY, a TEXT)")
-        conn.execute("INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 5) i")
-    args = ["--source", pg_db.url(), "--target", target, "--trail", str(tmp_path / "trail")]
-    args += ["--tables", "public.*"]
-    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
+        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 5) i",
+    )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE t ADD COLUMN c2 TIMESTAMP(6)")
         conn.execute("UPDATE t SET c2 = '2001-02-03 04:05:06' WHERE id = 2")
