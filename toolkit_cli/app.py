@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -154,8 +156,21 @@ def main() -> None:
         _internal_error()
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _importing(frame):
+        # an exception cannot unwind through a C extension's module initialisation (DuckDB's
+        # aborts the process: CI seed 102 died with -6); ask again once the import is over
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise KeyboardInterrupt
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _print_error(exc: ToolkitError) -> None:
