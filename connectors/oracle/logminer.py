@@ -36,7 +36,7 @@ from connectors.base import TableFilter
 from connectors.errors import ReplicationError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
 from connectors.model import Change, Op, TableId, TableSchema
-from connectors.oracle import current_position, redo
+from connectors.oracle import checks, current_position, redo
 from connectors.oracle.descriptor import OracleOptions
 from connectors.oracle.logfiles import logs_for_range
 from connectors.oracle.positions import OraclePosition, parse_rs_id
@@ -376,6 +376,12 @@ class _Assembly:
         if ident and source is not None and all(c in source for c in ident):
             key = {c: source[c] for c in ident}
         row_id = rec.row_id or parsed.row_id or None
+        if parsed.op is not Op.INSERT and key is None and (ident or not row_id):
+            raise self._stop(
+                rec,
+                "its redo does not carry the columns that identify the row; enable "
+                f"supplemental logging: {checks.table_logging_fix(tid, bool(ident))}",
+            )
         change = Change(
             parsed.op,
             tid,

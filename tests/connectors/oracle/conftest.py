@@ -8,6 +8,7 @@ import pytest
 
 from connectors.base import open_database
 from connectors.endpoint import Endpoint
+from connectors.model import TableId
 from connectors.oracle import Oracle
 from connectors.oracle.session import use_sessions
 from tests.connectors.oracle.fake import FakeOracle
@@ -29,6 +30,9 @@ def fake() -> Iterator[FakeOracle]:
     db.tables_keyless = db.create(  # type: ignore[attr-defined]
         "SHOP", "NOTES", [("BODY", "VARCHAR2", 100, 100, None, None, "Y")], []
     )
+    # as `redoline init` leaves them
+    db.tables[TableId("SHOP", "ITEMS")].log_groups.add("PRIMARY KEY LOGGING")
+    db.tables[TableId("SHOP", "NOTES")].log_groups.add("ALL COLUMN LOGGING")
     with use_sessions(db.session):
         yield db
 

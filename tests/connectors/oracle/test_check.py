@@ -23,6 +23,8 @@ def _items(oracle: Oracle) -> dict[str, tuple[bool, bool, str, str]]:
 def test_check_names_each_missing_prerequisite_with_its_fix(
     oracle: Oracle, fake: FakeOracle
 ) -> None:
+    fake.tables[ITEMS].log_groups.clear()
+    fake.tables[NOTES].log_groups.clear()
     fake.log_mode = "NOARCHIVELOG"
     fake.sup["MIN"] = "NO"
     fake.privs.discard("LOGMINING")
@@ -51,6 +53,8 @@ def test_check_names_each_missing_prerequisite_with_its_fix(
 
 def test_init_enables_table_logging_then_check_passes(oracle: Oracle, fake: FakeOracle) -> None:
     fake.sup["MIN"] = "NO"
+    fake.tables[ITEMS].log_groups.clear()
+    fake.tables[NOTES].log_groups.clear()
     fake.privs.add("FLASHBACK ANY TABLE")
     setup = oracle.prepare_source([ITEMS, NOTES], None, trail_dir=Path("/x"), source_id="s")
     assert setup.fields["minimal_logging_enabled"] is True
@@ -83,6 +87,8 @@ def test_definitions_and_full_before_image(oracle: Oracle, fake: FakeOracle) -> 
         ("PRICE", "decimal"),
     ]
     assert items.column("PRICE").scale == 2 and not items.full_before_image
+    fake.tables[NOTES].log_groups.clear()
+    assert not oracle.table_schema(NOTES).full_before_image
     fake.tables[NOTES].log_groups.add("ALL COLUMN LOGGING")
     assert oracle.table_schema(NOTES).full_before_image
     assert oracle.list_tables() == [ITEMS, NOTES]

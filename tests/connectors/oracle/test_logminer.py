@@ -1,0 +1,227 @@
+"""The LogMiner reader against the fake: commit order, rollbacks, CSF, RAC, resume, gaps."""
+
+from __future__ import annotations
+
+import decimal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capture.filters import CaptureFilter
+from capture.runner import CaptureOptions, run_capture
+from capture.trail import TrailReader
+from connectors.base import TableFilter
+from connectors.errors import ReplicationError
+from connectors.log import Commit, Heartbeat, RowEvent
+from connectors.model import Op, TableId, Transaction
+from connectors.oracle import Oracle
+from connectors.oracle.positions import OraclePosition, compare
+from tests.connectors.oracle.fake import FakeOracle
+
+ITEMS = TableId("SHOP", "ITEMS")
+
+
+def capture(oracle: Oracle, trail: Path, **reader: Any) -> list[Transaction]:
+    options = CaptureOptions(
+        source_id="src",
+        filters=CaptureFilter(TableFilter(("SHOP.*",))),
+        until_caught_up=True,
+        stop_event=threading.Event(),
+        max_retries=0,
+        reader_options=reader,
+    )
+    run_capture(oracle, trail, options)
+    return list(TrailReader(trail).transactions())
+
+
+def rows(txns: list[Transaction]) -> list[list[tuple[str, Any, Any]]]:
+    out = []
+    for t in txns:
+        got = []
+        for ch in t.changes:
+            if ch.op is Op.DDL:
+                continue
+            image = ch.after if ch.op is not Op.DELETE else ch.before
+            assert image is not None
+            got.append((ch.op.value, image.get("ID"), image.get("NAME")))
+        if got:
+            out.append(got)
+    return out
+
+
+def test_commit_order_rollbacks_and_savepoints(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    assert capture(oracle, trail) == []  # fixes the start
+    a, b, c = fake.txn(), fake.txn(), fake.txn()
+    a.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "first", "PRICE": decimal.Decimal("1.50")})
+    b.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "second"})
+    c.insert("SHOP", "ITEMS", {"ID": 3, "NAME": "never"})
+    b.savepoint("s")
+    b.insert("SHOP", "ITEMS", {"ID": 4, "NAME": "undone"})
+    b.update("SHOP", "ITEMS", {"ID": 2}, NAME="undone too")
+    b.rollback_to("s")
+    b.update("SHOP", "ITEMS", {"ID": 2}, NAME="kept")
+    c.rollback()
+    b.commit()  # b commits before a although a began first
+    a.commit()
+    got = capture(oracle, trail)
+    assert rows(got) == [
+        [("insert", 2, "second"), ("update", 2, "kept")],
+        [("insert", 1, "first")],
+    ]
+    first = got[1].changes[-1]
+    assert first.after == {"ID": 1, "NAME": "first", "PRICE": decimal.Decimal("1.50")}
+    assert first.key == {"ID": 1}
+    assert compare(got[0].position, got[1].position) < 0
+    # the announcement of the table precedes its first row
+    assert got[0].changes[0].op is Op.DDL and got[0].changes[0].table_schema is not None
+
+
+def test_resume_is_exact_with_a_transaction_open_across_runs(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    long = fake.txn()
+    long.insert("SHOP", "ITEMS", {"ID": 10, "NAME": "long"})
+    short = fake.txn()
+    short.insert("SHOP", "ITEMS", {"ID": 11, "NAME": "short"})
+    short.commit()
+    first = capture(oracle, trail)
+    assert rows(first) == [[("insert", 11, "short")]]
+    pos = OraclePosition.parse(first[-1].position)
+    assert pos.restart < pos.scn  # the open transaction holds the restart back
+    long.insert("SHOP", "ITEMS", {"ID": 12, "NAME": "long"})
+    long.commit()
+    again = capture(oracle, trail)
+    assert rows(again) == [
+        [("insert", 11, "short")],
+        [("insert", 10, "long"), ("insert", 12, "long")],
+    ]
+    assert [t.first_op for t in again] == [1, 3]  # 1: announcement + row; nothing twice
+
+
+def test_long_sql_redo_continues_over_csf_rows(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    fake.tables[ITEMS].columns[1] = ("NAME", "VARCHAR2", 32767, 32767, None, None, "Y")
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    text = "é'x" * 3000  # > 4000 bytes of SQL_REDO
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": text})
+    t.commit()
+    log = fake.current(1)
+    assert sum(r["CSF"] for r in log.records) >= 2  # the fake really split it
+    assert rows(capture(oracle, trail)) == [[("insert", 1, text)]]
+
+
+def test_rac_threads_merge_by_scn_and_equal_scns_keep_positions_increasing(
+    tmp_path: Path,
+) -> None:
+    from connectors.base import open_database
+    from connectors.endpoint import Endpoint
+    from connectors.oracle.session import use_sessions
+
+    fake = FakeOracle(threads=2)
+    fake.create(
+        "SHOP",
+        "ITEMS",
+        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
+        ["ID"],
+    )
+    with use_sessions(fake.session):
+        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+        trail = tmp_path / "t"
+        capture(oracle, trail)
+        t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
+        t1.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "one"})
+        t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "two"})
+        fake.switch(1)  # thread 1's log is archived in between
+        t2.commit()
+        t1.insert("SHOP", "ITEMS", {"ID": 3, "NAME": "one"})
+        t1.commit()
+        got = capture(oracle, trail)
+    assert rows(got) == [[("insert", 2, "two")], [("insert", 1, "one"), ("insert", 3, "one")]]
+    added = [s for s in fake.statements if "ADD_LOGFILE" in s]
+    assert added  # logs of both threads were added
+    assert compare(got[0].position, got[1].position) < 0
+
+
+def test_a_missing_archived_log_is_terminal_and_named(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
+    gone = fake.current(1)
+    fake.switch(1)
+    fake.switch(1)
+    t.commit()
+    gone.deleted = True  # RMAN deleted it
+    with pytest.raises(ReplicationError, match=rf"thread 1 sequence {gone.sequence} is missing"):
+        capture(oracle, trail)
+
+
+def test_unsupported_operation_stops_naming_table_operation_and_scn(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    t._rec(255, SQL_REDO="Unsupported", SEG_OWNER="SHOP", TABLE_NAME="ITEMS", INFO="XMLType")
+    scn = fake.scn
+    t.commit()
+    with pytest.raises(ReplicationError, match=rf"UNSUPPORTED on SHOP.ITEMS at SCN {scn}"):
+        capture(oracle, trail)
+
+
+def test_big_transactions_spill_and_keep_partial_rollbacks(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    reader = oracle.open_log(
+        None, tables=TableFilter(("SHOP.*",)), until_caught_up=False, options={"spill_bytes": 2000}
+    )
+    t = fake.txn()
+    for i in range(40):
+        t.insert("SHOP", "ITEMS", {"ID": i, "NAME": f"n{i}"})
+    t.savepoint("s")
+    t.delete("SHOP", "ITEMS", {"ID": 5})
+    t.rollback_to("s")
+    t.delete("SHOP", "ITEMS", {"ID": 6})
+    t.commit()
+    got: list[Any] = []
+    for ev in reader.events():
+        if isinstance(ev, RowEvent) and ev.change.op is not Op.DDL:
+            got.append((ev.change.op.value, (ev.change.after or ev.change.before or {})["ID"]))
+        if isinstance(ev, Commit):
+            reader.stop()
+        if isinstance(ev, Heartbeat) and got:
+            break
+    reader.close()
+    assert reader.buffer.spills >= 1  # type: ignore[attr-defined]
+    assert got == [("insert", i) for i in range(40)] + [("delete", 6)]
+
+
+def test_an_update_whose_redo_lacks_the_key_stops_capture(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
+    t.commit()
+    fake.tables[ITEMS].log_groups.clear()  # supplemental logging dropped behind our back
+    t = fake.txn()
+    t.update("SHOP", "ITEMS", {"ID": 1}, NAME="b")
+    t.commit()
+    with pytest.raises(
+        ReplicationError, match=r"UPDATE on SHOP.ITEMS .*ADD SUPPLEMENTAL LOG DATA \(PRIMARY KEY\)"
+    ):
+        capture(oracle, trail)
+    assert rows(list(TrailReader(trail).transactions())) == [[("insert", 1, "a")]]
