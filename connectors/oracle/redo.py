@@ -28,7 +28,7 @@ import decimal
 import re
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlglot
 from sqlglot import exp
@@ -70,7 +70,7 @@ def _fail(what: str, sql: str) -> UnsupportedRedo:
 
 def _parse(sql: str) -> exp.Expression:
     try:
-        tree: exp.Expression = sqlglot.parse_one(sql.strip().rstrip(";"), read="oracle")
+        tree = cast(exp.Expression, sqlglot.parse_one(sql.strip().rstrip(";"), read="oracle"))
     except sqlglot.errors.ParseError as exc:
         raise _fail(f"unparsable statement ({str(exc).splitlines()[0]})", sql) from None
     return tree
@@ -271,9 +271,8 @@ def _plain(text: str, col: Column, sql: str) -> Value:
     try:
         if kind == "int":
             d = decimal.Decimal(text)
-            if d != d.to_integral_value():
-                raise _fail(f"a fraction {text!r} in integer column {col.name}", sql)
-            return int(d)
+            if d == d.to_integral_value():
+                return int(d)
         if kind == "decimal":
             return decimal.Decimal(text)
         if kind in ("float", "double"):
@@ -281,6 +280,8 @@ def _plain(text: str, col: Column, sql: str) -> Value:
             return word if word is not None else float(text)
     except (decimal.InvalidOperation, ValueError):
         raise _fail(f"a non-numeric value {text!r} for column {col.name}", sql) from None
+    if kind == "int":
+        raise _fail(f"a fraction {text!r} in integer column {col.name}", sql)
     if kind == "str":
         return text
     raise _fail(f"a plain literal for column {col.name} of type {col.source_type}", sql)
