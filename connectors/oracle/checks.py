@@ -30,7 +30,14 @@ LIVE_NOTICE: Final = CheckItem(
 )
 
 #: V$ views the reader and the checks query -> the grant that opens each
-VIEWS: Final = ("V$DATABASE", "V$LOG", "V$LOGFILE", "V$ARCHIVED_LOG", "V$TRANSACTION")
+VIEWS: Final = (
+    "V$DATABASE",
+    "V$LOG",
+    "V$LOGFILE",
+    "V$ARCHIVED_LOG",
+    "V$TRANSACTION",
+    "V$THREAD",
+)
 _PRIVS: Final = ("LOGMINING", "SELECT ANY TRANSACTION")
 
 

@@ -101,6 +101,7 @@ def test_update_and_delete_images_and_rowid() -> None:
     assert row.op is Op.UPDATE and row.row_id == "AAAHSeAABAAAY+CAAX"
     assert row.before == {"ID": 1, "NAME": "old", "AMOUNT": None}
     before, after = redo.images(row, T)
+    assert before == row.before
     assert after is not None and after["NAME"] == "new" and after["AMOUNT"] is None
     assert after["ID"] == 1 and after["DOC"] is UNCHANGED
     row = redo.parse_row(
