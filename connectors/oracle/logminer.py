@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from connectors.base import TableFilter
 from connectors.errors import ReplicationError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
-from connectors.model import Change, Op, TableId, TableSchema
+from connectors.model import UNCHANGED, Change, Op, TableId, TableSchema
 from connectors.oracle import checks, current_position, redo
 from connectors.oracle.descriptor import OracleOptions
 from connectors.oracle.logfiles import logs_for_range
@@ -408,8 +408,6 @@ class _Assembly:
             if index is None or self.out[index].op is Op.DELETE:
                 # the LOB of a row this transaction did not otherwise change: an update of
                 # that column alone
-                from connectors.model import UNCHANGED
-
                 after = {c: op.key.get(c, UNCHANGED) for c in schema.column_names}
                 ident = schema.identity
                 key = (
@@ -438,4 +436,4 @@ class _Assembly:
         index, column = self.lob
         image = self.out[index].after
         assert image is not None
-        image[column] = redo.apply_lob(after.get(column), op)
+        image[column] = redo.apply_lob(image.get(column), op)

@@ -346,8 +346,9 @@ class Txn:
             self._redo(ch, rollback=True)
         del self.changes[keep:]
 
-    def commit(self) -> int:
-        scn = self.db.next_scn()
+    def commit(self, scn: int | None = None) -> int:
+        """Commit; ``scn`` forces the commit SCN (two RAC instances may commit at one SCN)."""
+        scn = self.db.next_scn() if scn is None else scn
         if self.started:
             self._emit(7, scn, SQL_REDO="commit;")
         for ch in self.changes:

@@ -225,3 +225,104 @@ def test_an_update_whose_redo_lacks_the_key_stops_capture(
     ):
         capture(oracle, trail)
     assert rows(list(TrailReader(trail).transactions())) == [[("insert", 1, "a")]]
+
+
+def test_small_windows_keep_transactions_open_across_them(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail, mine_window=2)
+    a, b = fake.txn(), fake.txn()
+    for i in range(5):
+        a.insert("SHOP", "ITEMS", {"ID": i, "NAME": "a"})
+        b.insert("SHOP", "ITEMS", {"ID": 100 + i, "NAME": "b"})
+    a.rollback()
+    b.commit()
+    got = capture(oracle, trail, mine_window=2)
+    assert rows(got) == [[("insert", 100 + i, "b") for i in range(5)]]
+    starts = [s for s in fake.statements if "START_LOGMNR" in s]
+    assert len(starts) >= 8  # many windows
+
+
+def test_commits_sharing_an_scn_on_two_threads_leave_in_redo_order(tmp_path: Path) -> None:
+    from connectors.base import open_database
+    from connectors.endpoint import Endpoint
+    from connectors.oracle.session import use_sessions
+
+    fake = FakeOracle(threads=2)
+    fake.create(
+        "SHOP",
+        "ITEMS",
+        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
+        ["ID"],
+    )
+    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
+    with use_sessions(fake.session):
+        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+        trail = tmp_path / "t"
+        capture(oracle, trail)
+        t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
+        t1.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "one"})
+        t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "two"})
+        same = fake.next_scn()
+        t2.commit(scn=same)  # the fake returns thread 2 first within one SCN
+        t1.commit(scn=same)
+        got = capture(oracle, trail)
+        # a resume from the first of the two takes the second and only it
+        again = capture(oracle, trail)
+    assert rows(got) == [[("insert", 1, "one")], [("insert", 2, "two")]]
+    p1, p2 = (OraclePosition.parse(t.position) for t in got)
+    assert p1.scn == p2.scn == same and compare(got[0].position, got[1].position) < 0
+    assert p1.record is not None and p1.record[0] == 1
+    assert len(again) == 2
+
+
+def test_keyless_rows_carry_their_rowid(oracle: Oracle, fake: FakeOracle, tmp_path: Path) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    rid = t.insert("SHOP", "NOTES", {"BODY": "x"})
+    t.update("SHOP", "NOTES", {"BODY": "x"}, BODY="y")
+    t.delete("SHOP", "NOTES", {"BODY": "y"})
+    t.commit()
+    (txn,) = capture(oracle, trail)
+    changes = [c for c in txn.changes if c.op is not Op.DDL]
+    # V$LOGMNR_CONTENTS.ROW_ID names the row for every operation: apply's rowid map key
+    assert [(c.op.value, c.row_id, c.key) for c in changes] == [
+        ("insert", rid, None),
+        ("update", rid, None),
+        ("delete", rid, None),
+    ]
+    assert changes[1].before == {"BODY": "x"} and changes[1].after == {"BODY": "y"}
+    assert changes[2].before == {"BODY": "y"}
+
+
+def test_lob_written_over_several_rows_joins_its_insert(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    fake.tables[ITEMS].columns.append(("DOC", "CLOB", 4000, None, None, None, "Y"))
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    rid = t.insert("SHOP", "ITEMS", {"ID": 7, "NAME": "lob", "DOC": None})
+    # LogMiner's rendering of an insert whose CLOB follows: EMPTY_CLOB(), then the locator
+    # selection and the writes (Oracle Database Utilities, LogMiner examples)
+    log = fake.current(1).records
+    log[-1]["SQL_REDO"] = log[-1]["SQL_REDO"].replace("NULL)", "EMPTY_CLOB())")
+    where = f"where \"ID\" = '7' and ROWID = '{rid}' for update;"
+    common = {"SEG_OWNER": "SHOP", "TABLE_NAME": "ITEMS", "ROW_ID": rid}
+    t._rec(
+        9,
+        SQL_REDO='DECLARE \n loc_c CLOB; \n buf_c VARCHAR2(6156); \nBEGIN\n select "DOC" into '
+        f'loc_c from "SHOP"."ITEMS" {where}',
+        **common,
+    )
+    t._rec(10, SQL_REDO=" buf_c := 'Hello, '; \n  dbms_lob.write(loc_c, 7, 1, buf_c);", **common)
+    t._rec(
+        10, SQL_REDO=" buf_c := 'world'; \n  dbms_lob.write(loc_c, 5, 8, buf_c);\nEND;", **common
+    )
+    t.commit()
+    (txn,) = capture(oracle, trail)
+    (insert,) = [c for c in txn.changes if c.op is Op.INSERT]
+    assert insert.after is not None and insert.after["DOC"] == "Hello, world"
+    assert len([c for c in txn.changes if c.op is not Op.DDL]) == 1
