@@ -35,8 +35,12 @@ T = TableSchema(
 
 
 def ins(col: str, literal: str) -> object:
-    row = redo.parse_row(f'insert into "HR"."ALLTYPES"("ID","{col}") values (1,{literal});', T)
+    sql = f'insert into "HR"."ALLTYPES"("ID","{col}") values (1,{literal});'
+    assert redo._scan(sql) is not None  # LogMiner's shape: the fast scanner takes it
+    row = redo.parse_row(sql, T)
     assert row.op is Op.INSERT and row.owner == "HR" and row.table == "ALLTYPES"
+    slow = redo.parse_row_sqlglot(sql, T)  # and sqlglot agrees
+    assert slow == row or (slow.after[col] != slow.after[col] and row.after[col] != row.after[col])
     return row.after[col]
 
 
@@ -99,6 +103,11 @@ def test_update_and_delete_images_and_rowid() -> None:
         T,
     )
     assert row.op is Op.UPDATE and row.row_id == "AAAHSeAABAAAY+CAAX"
+    assert row == redo.parse_row_sqlglot(
+        'update "HR"."ALLTYPES" set "NAME" = \'new\', "AMOUNT" = NULL where "ID" = \'1\' and '
+        "\"NAME\" = 'old' and \"AMOUNT\" IS NULL and ROWID = 'AAAHSeAABAAAY+CAAX';",
+        T,
+    )
     assert row.before == {"ID": 1, "NAME": "old", "AMOUNT": None}
     before, after = redo.images(row, T)
     assert before == row.before
@@ -131,6 +140,29 @@ def test_update_and_delete_images_and_rowid() -> None:
 def test_what_cannot_be_parsed_is_refused(sql: str, why: str) -> None:
     with pytest.raises(redo.UnsupportedRedo, match=why):
         redo.parse_row(sql, T)
+    with pytest.raises(redo.UnsupportedRedo, match=why):
+        redo.parse_row_sqlglot(sql, T)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'update "HR"."ALLTYPES" set "NAME" = \'a\' where ID = \'1\';',  # an unquoted name
+        'insert into "HR"."ALLTYPES"("ID","NAME") values (1,\'a\' || \'b\');',
+        'delete from "HR"."ALLTYPES" where ("ID" = \'1\');',
+    ],
+)
+def test_other_shapes_fall_back_to_sqlglot(sql: str) -> None:
+    assert redo._scan(sql) is None
+    try:
+        fast: object = redo.parse_row(sql, T)
+    except redo.UnsupportedRedo as exc:
+        fast = str(exc)
+    try:
+        slow: object = redo.parse_row_sqlglot(sql, T)
+    except redo.UnsupportedRedo as exc:
+        slow = str(exc)
+    assert fast == slow
 
 
 def test_lob_pieces() -> None:
