@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import TableFilter
-from connectors.errors import ReplicationError
+from connectors.errors import MissingObjectError, ReplicationError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
 from connectors.model import UNCHANGED, Change, Op, TableId, TableSchema
 from connectors.oracle import checks, current_position, redo
@@ -107,6 +107,7 @@ class LogMinerReader:
         self._catalog: dict[TableId, TableSchema] = dict(options.get("catalog") or {})
         self._current: dict[TableId, TableSchema] = {}
         self.buffer = TxBuffer(self.options.spill_bytes)
+        self._unknown_seen: set[str] = set()
         self.session: Session = db.session()
         try:
             self._prepare_session()
@@ -203,7 +204,8 @@ class LogMinerReader:
             return CONTENTS_SQL, {}
         names = {f"o{i}": o for i, o in enumerate(sorted(owners))}
         marks = ", ".join(f":{k}" for k in names)
-        where = f" WHERE (OPERATION_CODE IN (6, 7, 34, 36) OR SEG_OWNER IN ({marks}))"
+        # UNKNOWN: a change of a table dropped since, which the online catalog cannot name
+        where = f" WHERE (OPERATION_CODE IN (6, 7, 34, 36) OR SEG_OWNER IN ({marks}, 'UNKNOWN'))"
         return CONTENTS_SQL + where, names
 
     # ------------------------------------------------------------------ rows
@@ -246,6 +248,9 @@ class LogMinerReader:
                 )
             if op in _IGNORED or not owner or not table:
                 continue
+            if owner == "UNKNOWN" and op in _ROW_OPS | _LOB_OPS:
+                self._unknown(scn, str(table), xid)
+                continue
             if not self.tables(TableId(str(owner), str(table))):
                 continue
             self.buffer.add(
@@ -271,6 +276,22 @@ class LogMinerReader:
             )
         for _, events in sorted(pending, key=lambda p: p[0]):
             yield from events
+
+    def _unknown(self, scn: int, obj: str, xid: str) -> None:
+        """A change LogMiner cannot name: its table was dropped before this redo was mined
+        (the online catalog no longer knows it). It cannot be decoded; say so, once per
+        object, rather than drop it without a word."""
+        if obj in self._unknown_seen:
+            return
+        self._unknown_seen.add(obj)
+        log.warning(
+            "capture: a change at SCN %d (transaction %s) is to %s, a table dropped since; "
+            "LogMiner's online catalog cannot name or decode it. If that was a captured "
+            "table, its last changes before the drop are not in the trail (the drop is)",
+            scn,
+            xid,
+            obj,
+        )
 
     # ------------------------------------------------------------------ commit
 
@@ -311,6 +332,11 @@ class LogMinerReader:
         self._catalog[tid] = schema
         return schema, Change(Op.DDL, tid, version, table_schema=schema)
 
+    def drop(self, tid: TableId) -> TableSchema | None:
+        """``tid`` no longer exists: forget it; the definition the trail held, if any."""
+        self._current.pop(tid, None)
+        return self._catalog.pop(tid, None)
+
     def forget(self, tid: TableId) -> None:
         """A DDL row: the table's definition is read again before its next row."""
         self._current.pop(tid, None)
@@ -349,9 +375,7 @@ class _Assembly:
         for rec in records:
             tid = TableId(rec.owner, rec.table)
             if rec.op == 5:
-                self.reader.forget(tid)
-                self.schemas.pop(tid, None)
-                self._schema(tid)
+                self._ddl(rec, tid)
                 continue
             if rec.status != 0 and rec.op in _ROW_OPS | _LOB_OPS:
                 raise self._stop(rec, f"LogMiner could not render it ({rec.info or rec.status})")
@@ -362,6 +386,23 @@ class _Assembly:
             else:
                 raise self._stop(rec, rec.info or "LogMiner does not support this operation")
         return self.out
+
+    def _ddl(self, rec: Record, tid: TableId) -> None:
+        """A DDL row: TRUNCATE empties the table; otherwise its definition is read again and
+        announced when it changed, or the table is gone (DROP, RENAME away)."""
+        words = rec.sql.split(None, 2)
+        if words and words[0].upper() == "TRUNCATE":
+            schema = self._schema(tid)
+            self.out.append(Change(Op.TRUNCATE, tid, schema.version))
+            return
+        self.reader.forget(tid)
+        self.schemas.pop(tid, None)
+        try:
+            self._schema(tid)
+        except MissingObjectError:
+            known = self.reader.drop(tid)
+            if known is not None:
+                self.out.append(Change(Op.DDL, tid, known.version + 1))
 
     def _row(self, rec: Record, tid: TableId) -> None:
         schema = self._schema(tid)

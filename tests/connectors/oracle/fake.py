@@ -275,6 +275,7 @@ class Txn:
             SQL_REDO=sql,
             ROLLBACK=int(rollback),
             ROW_ID=ch.rowid,
+            OBJ=t.obj,
             SEG_OWNER=t.owner,
             TABLE_NAME=t.name,
         )
@@ -551,11 +552,14 @@ class FakeSession:
             f for f in self.db.logs if f.archived_name in self.added or f.online_name in self.added
         ]
         owners = {v for k, v in p.items() if k.startswith("o")}
+        if "'UNKNOWN'" in sql:
+            owners.add("UNKNOWN")
         rows = []
         for f in files:
-            for rec in f.records:
-                if not lo <= rec["SCN"] <= hi:
+            for raw in f.records:
+                if not lo <= raw["SCN"] <= hi:
                     continue
+                rec = self._rendered(raw)  # the filter sees what the view shows
                 if (
                     owners
                     and rec["OPERATION_CODE"] not in (6, 7, 34, 36)
@@ -566,6 +570,23 @@ class FakeSession:
         # merged by SCN; within one SCN the higher thread first (LogMiner promises no order)
         rows.sort(key=lambda r: (r["SCN"], -r["THREAD"]))
         return [tuple(r[c] for c in _CONTENTS_COLUMNS) for r in rows]
+
+    def _rendered(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """DICT_FROM_ONLINE_CATALOG renders redo with today's dictionary: a row change of a
+        table dropped since shows as ``"UNKNOWN"."OBJ# n"`` with hex column values (Oracle
+        Database Utilities: LogMiner without a dictionary for the object)."""
+        owner, name = rec["SEG_OWNER"], rec["TABLE_NAME"]
+        if owner is None or rec["OPERATION_CODE"] == 5 or TableId(owner, name) in self.db.tables:
+            return rec
+        obj = f"OBJ# {rec.get('OBJ', 0)}"
+        return {
+            **rec,
+            "SEG_OWNER": "UNKNOWN",
+            "TABLE_NAME": obj,
+            "SQL_REDO": f'insert into "UNKNOWN"."{obj}"("COL 1") values (HEXTORAW(\'6e\'));',
+            "STATUS": 2,
+            "INFO": "Dictionary Version Mismatch",
+        }
 
     def _flashback(self, sql: str, p: dict[str, Any]) -> list[tuple[Any, ...]]:
         m = re.match(r'SELECT (.+) FROM "(.+)"\."(.+)" AS OF SCN :scn(?: WHERE (.+))?$', sql)
@@ -612,6 +633,20 @@ class FakeCursor:
         )
         if m:
             FakeSession(db).execute(text)
+            return
+        m = re.match(r'(TRUNCATE|DROP) TABLE "(.+)"\."(.+)"$', text)
+        if m:
+            self.conn.commit()
+            tid = TableId(m.group(2), m.group(3))
+            if m.group(1) == "DROP":
+                del db.tables[tid]
+            txn = Txn(db, self.conn.thread)
+            txn._rec(5, SQL_REDO=text.lower(), SEG_OWNER=tid.schema, TABLE_NAME=tid.name)
+            scn = txn.commit()
+            if m.group(1) == "TRUNCATE":
+                t = db.tables[tid]
+                for rid in t.rows_as_of(scn):
+                    t.history.append((scn, rid, None))
             return
         tree = sqlglot.parse_one(text, read="oracle")
         if isinstance(tree, exp.Create):

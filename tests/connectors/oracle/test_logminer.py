@@ -326,3 +326,31 @@ def test_lob_written_over_several_rows_joins_its_insert(
     (insert,) = [c for c in txn.changes if c.op is Op.INSERT]
     assert insert.after is not None and insert.after["DOC"] == "Hello, world"
     assert len([c for c in txn.changes if c.op is not Op.DDL]) == 1
+
+
+def test_truncate_and_drop_are_captured_not_skipped(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.connectors.oracle.fake import FakeConnection
+
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    conn = FakeConnection(fake)
+    conn.cursor().execute('INSERT INTO "SHOP"."ITEMS" VALUES (%s, %s, %s)', (1, "a", None))
+    conn.cursor().execute('INSERT INTO "SHOP"."NOTES" VALUES (%s)', ("n",))
+    conn.commit()
+    first = capture(oracle, trail)
+    conn.cursor().execute('TRUNCATE TABLE "SHOP"."ITEMS"')
+    conn.cursor().execute('INSERT INTO "SHOP"."NOTES" VALUES (%s)', ("lost",))
+    conn.commit()
+    conn.cursor().execute('DROP TABLE "SHOP"."NOTES"')
+    txns = capture(oracle, trail)[len(first) :]
+    ops = [(c.op.value, c.table.name, c.table_schema is None) for t in txns for c in t.changes]
+    assert ops == [
+        ("truncate", "ITEMS", True),
+        ("ddl", "NOTES", True),  # gone: apply drops it
+    ]
+    gone = txns[-1].changes[-1]
+    assert gone.ddl is None and gone.schema_version == 2
+    # the insert into NOTES before its drop cannot be decoded any more, and says so
+    assert any("a table dropped since" in r.getMessage() for r in caplog.records)
