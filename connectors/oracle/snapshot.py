@@ -14,9 +14,10 @@ Rows are fetched as values and written in the target's bulk format in Python
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import SchemaError
@@ -117,7 +118,13 @@ class OracleSnapshot:
     def select_sql(
         self, schema: TableSchema, columns: Sequence[str], chunk: KeyRange, where: str | None
     ) -> tuple[str, dict[str, Any]]:
-        cols = ", ".join(self.db.quote(c) for c in columns)
+        # python-oracledb drops a TIMESTAMP WITH TIME ZONE's zone: read the instant in UTC
+        cols = ", ".join(
+            f"SYS_EXTRACT_UTC({self.db.quote(c)})"
+            if schema.column(c).kind == "timestamptz"
+            else self.db.quote(c)
+            for c in columns
+        )
         conds: list[str] = []
         params: dict[str, Any] = {"scn": self.scn}
         key = self._int_key(schema)
@@ -157,6 +164,9 @@ class OracleSnapshot:
                 )
         sql, params = self.select_sql(schema, columns, chunk, where)
         write = row_writer([schema.column(c) for c in columns], fmt)
+        utc = [i for i, c in enumerate(columns) if schema.column(c).kind == "timestamptz"]
+        if utc:
+            write = _in_utc(write, utc)
         with self._locks[worker]:
             parts: list[str] = []
             size = rows = 0
@@ -170,6 +180,20 @@ class OracleSnapshot:
                     parts, size, rows = [], 0, 0
             if rows:
                 yield "".join(parts).encode(), rows
+
+
+def _in_utc(write: Callable[[Sequence[Any]], str], at: list[int]) -> Callable[[Sequence[Any]], str]:
+    """``write`` with the naive UTC values of ``SYS_EXTRACT_UTC`` made aware."""
+
+    def wrapped(row: Sequence[Any]) -> str:
+        values = list(row)
+        for i in at:
+            v = values[i]
+            if isinstance(v, dt.datetime) and v.tzinfo is None:
+                values[i] = v.replace(tzinfo=dt.UTC)
+        return write(values)
+
+    return wrapped
 
 
 def open_snapshot(

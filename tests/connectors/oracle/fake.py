@@ -603,8 +603,20 @@ class FakeSession:
         if agg:
             keys = [r[agg.group(1)] for r in rows]
             return [(min(keys, default=None), max(keys, default=None), len(keys))]
-        cols = [c.strip('"') for c in m.group(1).split(", ")]
-        return [tuple(r[c] for c in cols) for r in rows]
+        out = []
+        for r in rows:
+            values = []
+            for item in m.group(1).split(", "):
+                fn = re.match(r'SYS_EXTRACT_UTC\("(.+)"\)$', item)
+                if fn:
+                    v = r[fn.group(1)]
+                    values.append(None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None))
+                else:
+                    v = r[item.strip('"')]
+                    # python-oracledb returns a TIMESTAMP WITH TIME ZONE without its zone
+                    values.append(v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v)
+            out.append(tuple(values))
+        return out
 
 
 __all__ = ["FakeOracle", "FakeSession", "Table", "Txn", "literal"]

@@ -64,3 +64,50 @@ def test_snapshot_point_and_catch_up_meet_exactly(
         if c.op.value != "ddl"
     ]
     assert got == [("update", 1, "late"), ("insert", 100, "in flight")]
+
+
+def test_snapshot_values_in_bulk_text(oracle: Oracle, fake: FakeOracle) -> None:
+    import datetime as dt
+    import decimal
+
+    fake.create(
+        "SHOP",
+        "KINDS",
+        [
+            ("ID", "NUMBER", 22, None, 10, 0, "N"),
+            ("AMOUNT", "NUMBER", 22, None, 12, 2, "Y"),
+            ("AT", "DATE", 7, None, None, None, "Y"),
+            ("TZ", "TIMESTAMP(6) WITH TIME ZONE", 13, None, None, 6, "Y"),
+            ("RAWV", "RAW", 8, None, None, None, "Y"),
+            ("DBL", "BINARY_DOUBLE", 8, None, None, None, "Y"),
+            ("TXT", "VARCHAR2", 20, 20, None, None, "Y"),
+        ],
+        ["ID"],
+    )
+    t = fake.txn()
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    t.insert(
+        "SHOP",
+        "KINDS",
+        {
+            "ID": 1,
+            "AMOUNT": decimal.Decimal("12.50"),
+            "AT": dt.datetime(2024, 1, 2, 3, 4, 5),
+            "TZ": dt.datetime(2024, 1, 2, 3, 4, 5, 600, tzinfo=plus2),
+            "RAWV": b"\x00\xff",
+            "DBL": 1.5,
+            "TXT": "tab\there",
+        },
+    )
+    t.insert("SHOP", "KINDS", {"ID": 2})
+    t.commit()
+    snap = open_snapshot(oracle, 1, tables=[TableId("SHOP", "KINDS")])
+    schema = oracle.table_schema(TableId("SHOP", "KINDS"))
+    (chunk,) = snap.plan_chunks(schema, 100)
+    text = b"".join(b for b, _ in snap.read_chunk(0, schema, chunk, "pgcopy", schema.column_names))
+    snap.close()
+    assert text.decode().splitlines() == [
+        "1\t12.50\t2024-01-02 03:04:05\t2024-01-02 01:04:05.000600+00:00"  # the instant, in UTC
+        "\t\\\\x00ff\t1.5\ttab\\there",
+        "2\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
+    ]
