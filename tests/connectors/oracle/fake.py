@@ -137,6 +137,8 @@ class FakeOracle:
         self.rowids = itertools.count(1)
         self.tz = dt.timezone(dt.timedelta(hours=2))
         self.may_alter = True
+        #: the connection drops after this many V$LOGMNR_CONTENTS rows (once)
+        self.drop_connection_after: int | None = None
         self.sessions = 0
 
     # ------------------------------------------------------------------ DDL / setup
@@ -463,7 +465,17 @@ class FakeSession:
         for view in self.db.denied_views:
             if f"FROM {view} " in sql + " ":
                 raise SessionError("ORA-00942", "table or view does not exist")
-        return iter(self._answer(sql, p))
+        rows = self._answer(sql, p)
+        cut = self.db.drop_connection_after
+        if cut is not None and "FROM V$LOGMNR_CONTENTS" in sql and len(rows) > cut:
+            self.db.drop_connection_after = None
+            return self._cut(rows, cut)
+        return iter(rows)
+
+    @staticmethod
+    def _cut(rows: list[tuple[Any, ...]], n: int) -> Iterator[tuple[Any, ...]]:
+        yield from rows[:n]
+        raise SessionError("ORA-03113", "end-of-file on communication channel")
 
     def _answer(self, sql: str, p: dict[str, Any]) -> list[tuple[Any, ...]]:
         db = self.db

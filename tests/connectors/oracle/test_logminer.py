@@ -23,13 +23,14 @@ from tests.connectors.oracle.fake import FakeOracle
 ITEMS = TableId("SHOP", "ITEMS")
 
 
-def capture(oracle: Oracle, trail: Path, **reader: Any) -> list[Transaction]:
+def capture(oracle: Oracle, trail: Path, retries: int = 0, **reader: Any) -> list[Transaction]:
     options = CaptureOptions(
         source_id="src",
         filters=CaptureFilter(TableFilter(("SHOP.*",))),
         until_caught_up=True,
         stop_event=threading.Event(),
-        max_retries=0,
+        max_retries=retries,
+        backoff=(0.01, 0.01),
         reader_options=reader,
     )
     run_capture(oracle, trail, options)
@@ -354,3 +355,18 @@ def test_truncate_and_drop_are_captured_not_skipped(
     assert gone.ddl is None and gone.schema_version == 2
     # the insert into NOTES before its drop cannot be decoded any more, and says so
     assert any("a table dropped since" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dropped_connection_mid_mining_resumes_exactly(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    for n in range(6):
+        t = fake.txn()
+        t.insert("SHOP", "ITEMS", {"ID": n, "NAME": f"r{n}"})
+        t.commit()
+    fake.drop_connection_after = 9  # inside the fourth transaction's rows
+    got = capture(oracle, trail, retries=3)
+    assert rows(got) == [[("insert", n, f"r{n}")] for n in range(6)]
+    assert fake.drop_connection_after is None  # it did drop
