@@ -93,3 +93,17 @@ def test_definitions_and_full_before_image(oracle: Oracle, fake: FakeOracle) -> 
     assert oracle.table_schema(NOTES).full_before_image
     assert oracle.list_tables() == [ITEMS, NOTES]
     assert "secret" not in repr(oracle)
+
+
+def test_source_keys_are_typed(tmp_path: Path) -> None:
+    from connectors.errors import ConfigError
+    from toolkit_cli.config import load
+
+    path = tmp_path / "redoline.toml"
+    path.write_text('[source]\nurl = "oracle://capture@db/ORCL"\nmine_window = 5000\n')
+    src = load(path).source()
+    assert src.options.mine_window == 5000 and src.endpoint.port == 1521
+    path.write_text('[source]\nurl = "oracle://capture@db/ORCL"\nspill_bytes = 0\n')
+    with pytest.raises(ConfigError, match="must be a positive whole number") as info:
+        load(path)
+    assert info.value.key == "source.spill_bytes"
