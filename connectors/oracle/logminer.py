@@ -33,10 +33,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import TableFilter
-from connectors.errors import MissingObjectError, ReplicationError
+from connectors.errors import ReplicationError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
-from connectors.model import UNCHANGED, Change, Op, TableId, TableSchema
-from connectors.oracle import checks, current_position, redo
+from connectors.model import Change, Op, TableId, TableSchema
+from connectors.oracle import current_position, redo
+from connectors.oracle.assembly import Assembly
 from connectors.oracle.descriptor import OracleOptions
 from connectors.oracle.logfiles import logs_for_range
 from connectors.oracle.positions import OraclePosition, parse_rs_id
@@ -211,7 +212,7 @@ class LogMinerReader:
     # ------------------------------------------------------------------ rows
 
     def _rows(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[LogEvent]:
-        pending: list[tuple[tuple[int, ...], list[LogEvent]]] = []  # commits at one SCN
+        pending: list[tuple[tuple[int, ...], Iterator[LogEvent]]] = []  # commits at one SCN
         piece: list[str] = []
         for row in rows:
             (scn, ts, thread, usn, slt, sqn, op, rollback, csf, rs_id, ssn, row_id, owner,
@@ -297,19 +298,27 @@ class LogMinerReader:
 
     def _commit(
         self, xid: str, scn: int, key: tuple[int, ...], when: dt.datetime | None
-    ) -> list[LogEvent]:
+    ) -> Iterator[LogEvent]:
+        """The transaction's events, produced as they are consumed: a spilled transaction
+        streams from its file through parsing into capture, never whole in memory."""
         records = self.buffer.pop(xid)
         oldest = self.buffer.oldest_scn()
         restart = scn if oldest is None else min(oldest, scn)
         t, seq, blk, off, ssn = key[2:]
         position = OraclePosition(scn, restart, (t, seq, blk, off, ssn))
-        changes = _Assembly(self, scn).build(records)
-        if not changes:
-            return []
-        events: list[LogEvent] = [Begin(xid)]
-        events += [RowEvent(xid, c) for c in changes]
-        events.append(Commit(xid, str(position), when or dt.datetime.now(dt.UTC)))
-        return events
+        return self._events(xid, records, position, when)
+
+    def _events(
+        self,
+        xid: str,
+        records: Iterator[Record],
+        position: OraclePosition,
+        when: dt.datetime | None,
+    ) -> Iterator[LogEvent]:
+        yield Begin(xid)
+        for change in Assembly(self, position.scn).build(records):
+            yield RowEvent(xid, change)
+        yield Commit(xid, str(position), when or dt.datetime.now(dt.UTC))
 
     def schema_of(self, owner: str, table: str) -> TableSchema:
         tid = TableId(owner, table)
@@ -340,141 +349,3 @@ class LogMinerReader:
     def forget(self, tid: TableId) -> None:
         """A DDL row: the table's definition is read again before its next row."""
         self._current.pop(tid, None)
-
-
-class _Assembly:
-    """One committed transaction's records as changes (LOB pieces folded into their row)."""
-
-    def __init__(self, reader: LogMinerReader, commit_scn: int) -> None:
-        self.reader = reader
-        self.commit_scn = commit_scn
-        self.out: list[Change] = []
-        self.schemas: dict[TableId, TableSchema] = {}
-        self.by_row: dict[tuple[TableId, str], int] = {}
-        self.lob: tuple[int, str] | None = None  # (change index, column)
-
-    def _schema(self, tid: TableId) -> TableSchema:
-        schema = self.schemas.get(tid)
-        if schema is None:
-            schema, announcement = self.reader.announce(tid)
-            if announcement is not None:
-                self.out.append(announcement)
-            self.schemas[tid] = schema
-        return schema
-
-    def _stop(self, rec: Record, why: str) -> ReplicationError:
-        name = OPERATIONS.get(rec.op, str(rec.op))
-        return ReplicationError(
-            f"cannot capture a {name} on {rec.owner}.{rec.table} at SCN {rec.scn} "
-            f"(committed at SCN {self.commit_scn}): {why}",
-            hint="exclude the table ([tables] exclude) and re-snapshot it after the change, "
-            "or change how the application writes it; capture stopped rather than skip it",
-        )
-
-    def build(self, records: Iterator[Record]) -> list[Change]:
-        for rec in records:
-            tid = TableId(rec.owner, rec.table)
-            if rec.op == 5:
-                self._ddl(rec, tid)
-                continue
-            if rec.status != 0 and rec.op in _ROW_OPS | _LOB_OPS:
-                raise self._stop(rec, f"LogMiner could not render it ({rec.info or rec.status})")
-            if rec.op in _ROW_OPS:
-                self._row(rec, tid)
-            elif rec.op in _LOB_OPS:
-                self._lob(rec, tid)
-            else:
-                raise self._stop(rec, rec.info or "LogMiner does not support this operation")
-        return self.out
-
-    def _ddl(self, rec: Record, tid: TableId) -> None:
-        """A DDL row: TRUNCATE empties the table; otherwise its definition is read again and
-        announced when it changed, or the table is gone (DROP, RENAME away)."""
-        words = rec.sql.split(None, 2)
-        if words and words[0].upper() == "TRUNCATE":
-            schema = self._schema(tid)
-            self.out.append(Change(Op.TRUNCATE, tid, schema.version))
-            return
-        self.reader.forget(tid)
-        self.schemas.pop(tid, None)
-        try:
-            self._schema(tid)
-        except MissingObjectError:
-            known = self.reader.drop(tid)
-            if known is not None:
-                self.out.append(Change(Op.DDL, tid, known.version + 1))
-
-    def _row(self, rec: Record, tid: TableId) -> None:
-        schema = self._schema(tid)
-        try:
-            parsed = redo.parse_row(rec.sql, schema)
-        except redo.UnsupportedRedo as exc:
-            raise self._stop(rec, str(exc)) from None
-        before, after = redo.images(parsed, schema)
-        ident = schema.identity
-        source = before if parsed.op is not Op.INSERT else after
-        key = None
-        if ident and source is not None and all(c in source for c in ident):
-            key = {c: source[c] for c in ident}
-        row_id = rec.row_id or parsed.row_id or None
-        if parsed.op is not Op.INSERT and key is None and (ident or not row_id):
-            raise self._stop(
-                rec,
-                "its redo does not carry the columns that identify the row; enable "
-                f"supplemental logging: {checks.table_logging_fix(tid, bool(ident))}",
-            )
-        change = Change(
-            parsed.op,
-            tid,
-            schema.version,
-            key=key,
-            before=before,
-            after=after,
-            row_id=None if ident else row_id,
-        )
-        self.lob = None
-        if row_id:
-            self.by_row[(tid, row_id)] = len(self.out)
-        self.out.append(change)
-
-    def _lob(self, rec: Record, tid: TableId) -> None:
-        try:
-            op = redo.parse_lob(rec.op, rec.sql, self.reader.schema_of)
-        except redo.UnsupportedRedo as exc:
-            raise self._stop(rec, str(exc)) from None
-        if op.kind == "locator":
-            schema = self._schema(tid)
-            row_id = op.row_id or rec.row_id
-            index = self.by_row.get((tid, row_id)) if row_id else None
-            if index is None or self.out[index].op is Op.DELETE:
-                # the LOB of a row this transaction did not otherwise change: an update of
-                # that column alone
-                after = {c: op.key.get(c, UNCHANGED) for c in schema.column_names}
-                ident = schema.identity
-                key = (
-                    {c: op.key[c] for c in ident}
-                    if ident and all(c in op.key for c in ident)
-                    else None
-                )
-                self.out.append(
-                    Change(
-                        Op.UPDATE,
-                        tid,
-                        schema.version,
-                        key=key,
-                        before=dict(op.key),
-                        after=after,
-                        row_id=None if ident else row_id,
-                    )
-                )
-                index = len(self.out) - 1
-                if row_id:
-                    self.by_row[(tid, row_id)] = index
-            self.lob = (index, op.column)
-            return
-        if self.lob is None:
-            raise self._stop(rec, "a LOB piece without the locator row that names its column")
-        index, column = self.lob
-        image = self.out[index].after
-        assert image is not None
-        image[column] = redo.apply_lob(image.get(column), op)
