@@ -65,9 +65,14 @@ def log_groups(session: Session, tables: Sequence[TableId]) -> dict[TableId, set
     return out
 
 
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def table_logging_fix(table: TableId, keyed: bool) -> str:
+    """The statement that gives ``table`` the supplemental logging capture needs."""
     what = "PRIMARY KEY" if keyed else "ALL"
-    return f'ALTER TABLE "{table.schema}"."{table.name}" ADD SUPPLEMENTAL LOG DATA ({what}) COLUMNS'
+    return f"ALTER TABLE {_q(table.schema)}.{_q(table.name)} ADD SUPPLEMENTAL LOG DATA ({what}) COLUMNS"
 
 
 def table_logging_ok(groups: set[str], keyed: bool, db_pk: bool, db_all: bool) -> bool:
@@ -80,7 +85,7 @@ def check_source(
     session: Session, user: str, tables: Sequence[TableId], keyed: dict[TableId, bool]
 ) -> list[CheckItem]:
     """Every prerequisite, with the statement that fixes it; ``keyed``: has a primary key."""
-    u = f'"{user.upper()}"' if user else "<capture user>"
+    u = _q(user.upper()) if user else "<capture user>"
     items = [LIVE_NOTICE]
     missing = {v: code for v in VIEWS if (code := _probe(session, v)) is not None}
     for view in VIEWS:

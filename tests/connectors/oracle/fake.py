@@ -65,7 +65,10 @@ class LogFile:
     next_scn: int | None = None  # None: CURRENT
     records: list[dict[str, Any]] = field(default_factory=list)
     archived: bool = False
+    #: deleted through RMAN: V$ARCHIVED_LOG says so (DELETED = 'YES')
     deleted: bool = False
+    #: removed from disk behind the database's back: listed as available, cannot be opened
+    lost: bool = False
     group: int = 0
 
     @property
@@ -444,7 +447,7 @@ class FakeSession:
 
     def _add_logfile(self, name: str, new: bool) -> None:
         for f in self.db.logs:
-            if name == f.archived_name and f.archived and not f.deleted:
+            if name == f.archived_name and f.archived and not f.deleted and not f.lost:
                 break
             if name == f.online_name and not f.archived:
                 break

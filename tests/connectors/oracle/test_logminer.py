@@ -370,3 +370,19 @@ def test_a_dropped_connection_mid_mining_resumes_exactly(
     got = capture(oracle, trail, retries=3)
     assert rows(got) == [[("insert", n, f"r{n}")] for n in range(6)]
     assert fake.drop_connection_after is None  # it did drop
+
+
+def test_an_archived_log_gone_from_disk_is_terminal(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    trail = tmp_path / "t"
+    capture(oracle, trail)
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
+    gone = fake.current(1)
+    fake.switch(1)
+    t.commit()
+    gone.lost = True  # still listed in V$ARCHIVED_LOG, but ADD_LOGFILE cannot open it
+    with pytest.raises(ReplicationError, match=r"cannot be opened.*ORA-01284.*seq_1\.arc"):
+        capture(oracle, trail, retries=2)
+    assert list(TrailReader(trail).transactions()) == []
