@@ -72,7 +72,8 @@ def _q(name: str) -> str:
 def table_logging_fix(table: TableId, keyed: bool) -> str:
     """The statement that gives ``table`` the supplemental logging capture needs."""
     what = "PRIMARY KEY" if keyed else "ALL"
-    return f"ALTER TABLE {_q(table.schema)}.{_q(table.name)} ADD SUPPLEMENTAL LOG DATA ({what}) COLUMNS"
+    name = f"{_q(table.schema)}.{_q(table.name)}"
+    return f"ALTER TABLE {name} ADD SUPPLEMENTAL LOG DATA ({what}) COLUMNS"
 
 
 def table_logging_ok(groups: set[str], keyed: bool, db_pk: bool, db_all: bool) -> bool:
