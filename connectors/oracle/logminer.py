@@ -167,6 +167,8 @@ class LogMinerReader:
                 continue
             hi = min(end, self._next_scn + self.options.mine_window - 1)
             yield from self._mine(self._next_scn, hi)
+            if self._stop.is_set():
+                return  # mid-window: the trail's last commit is where the next run resumes
             self._next_scn = hi + 1
             yield self._heartbeat(hi)
             if self.target is not None and hi >= self.target:
@@ -228,6 +230,8 @@ class LogMinerReader:
                 for _, events in sorted(pending, key=lambda p: p[0]):
                     yield from events
                 pending = []
+                if self._stop.is_set():
+                    return  # after whole transactions only
             xid = _xid(usn, slt, sqn)
             if op == 7:
                 seq, blk, off = parse_rs_id(str(rs_id))

@@ -386,3 +386,29 @@ def test_an_archived_log_gone_from_disk_is_terminal(
     with pytest.raises(ReplicationError, match=r"cannot be opened.*ORA-01284.*seq_1\.arc"):
         capture(oracle, trail, retries=2)
     assert list(TrailReader(trail).transactions()) == []
+
+
+def test_stop_returns_after_a_whole_transaction_and_the_next_run_resumes(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+) -> None:
+    start = oracle.end_position()
+    for n in range(4):
+        t = fake.txn()
+        t.insert("SHOP", "ITEMS", {"ID": n, "NAME": "s"})
+        t.commit()
+    reader = oracle.open_log(start, tables=TableFilter(("SHOP.*",)), options={})
+    seen: list[str] = []
+    for ev in reader.events():
+        if isinstance(ev, Commit):
+            seen.append(ev.position)
+            reader.stop()
+    reader.close()
+    assert len(seen) == 1  # the reader returned after the first transaction
+    again = oracle.open_log(seen[0], tables=TableFilter(("SHOP.*",)), until_caught_up=True)
+    ids = [
+        ev.change.after["ID"]
+        for ev in again.events()
+        if isinstance(ev, RowEvent) and ev.change.after and ev.change.op is Op.INSERT
+    ]
+    again.close()
+    assert ids == [1, 2, 3]
