@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import TableFilter
@@ -84,6 +85,18 @@ CONTENTS_SQL: Final = (
 
 def _xid(usn: Any, slt: Any, sqn: Any) -> str:
     return f"{int(usn)}.{int(slt)}.{int(sqn)}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A committed transaction waiting for the end of its commit SCN."""
+
+    key: tuple[int, ...]
+    xid: str
+    #: the SCN of its first change
+    first: int
+    records: Iterator[Record]
+    when: dt.datetime | None
 
 
 class LogMinerReader:
@@ -214,7 +227,7 @@ class LogMinerReader:
     # ------------------------------------------------------------------ rows
 
     def _rows(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[LogEvent]:
-        pending: list[tuple[tuple[int, ...], Iterator[LogEvent]]] = []  # commits at one SCN
+        pending: list[_Pending] = []  # commits at one SCN
         piece: list[str] = []
         for row in rows:
             (scn, ts, thread, usn, slt, sqn, op, rollback, csf, rs_id, ssn, row_id, owner,
@@ -226,9 +239,8 @@ class LogMinerReader:
                 sql = "".join(piece) + (sql or "")
                 piece = []
             scn, op = int(scn), int(op)
-            if pending and scn > pending[0][0][0]:
-                for _, events in sorted(pending, key=lambda p: p[0]):
-                    yield from events
+            if pending and scn > pending[0].key[0]:
+                yield from self._flush(pending)
                 pending = []
                 if self._stop.is_set():
                     return  # after whole transactions only
@@ -240,7 +252,9 @@ class LogMinerReader:
                     self.buffer.drop(xid)
                     continue
                 when = ts.replace(tzinfo=self._tz) if isinstance(ts, dt.datetime) else None
-                pending.append((key, self._commit(xid, scn, key, when)))
+                first = self.buffer.first_scn(xid)
+                assert first is not None
+                pending.append(_Pending(key, xid, first, self.buffer.pop(xid), when))
                 continue
             if op == 36:
                 self.buffer.drop(xid)
@@ -279,8 +293,23 @@ class LogMinerReader:
                 "a SQL_REDO continued (CSF = 1) past the end of the mined range",
                 hint="report this: LogMiner should return a statement's pieces together",
             )
-        for _, events in sorted(pending, key=lambda p: p[0]):
-            yield from events
+        yield from self._flush(pending)
+
+    def _flush(self, pending: list[_Pending]) -> Iterator[LogEvent]:
+        """Committed transactions sharing one SCN, in the order of their commit records.
+
+        Each one's restart SCN also covers the ones emitted after it: a run stopped between
+        two of them must mine the later one's changes again.
+        """
+        pending.sort(key=lambda p: p.key)
+        oldest = self.buffer.oldest_scn()
+        for i, p in enumerate(pending):
+            starts = [p.key[0], *(q.first for q in pending[i + 1 :])]
+            if oldest is not None:
+                starts.append(oldest)
+            t, seq, blk, off, ssn = p.key[2:]
+            position = OraclePosition(p.key[0], min(starts), (t, seq, blk, off, ssn))
+            yield from self._events(p.xid, p.records, position, p.when)
 
     def _unknown(self, scn: int, obj: str, xid: str) -> None:
         """A change LogMiner cannot name: its table was dropped before this redo was mined
@@ -299,18 +328,6 @@ class LogMinerReader:
         )
 
     # ------------------------------------------------------------------ commit
-
-    def _commit(
-        self, xid: str, scn: int, key: tuple[int, ...], when: dt.datetime | None
-    ) -> Iterator[LogEvent]:
-        """The transaction's events, produced as they are consumed: a spilled transaction
-        streams from its file through parsing into capture, never whole in memory."""
-        records = self.buffer.pop(xid)
-        oldest = self.buffer.oldest_scn()
-        restart = scn if oldest is None else min(oldest, scn)
-        t, seq, blk, off, ssn = key[2:]
-        position = OraclePosition(scn, restart, (t, seq, blk, off, ssn))
-        return self._events(xid, records, position, when)
 
     def _events(
         self,

@@ -77,6 +77,11 @@ class TxBuffer:
         """The first SCN of any open transaction's records (where mining must restart)."""
         return min((t.first_scn for t in self._open.values()), default=None)
 
+    def first_scn(self, xid: str) -> int | None:
+        """The SCN of the first record held for ``xid`` (None: nothing held)."""
+        txn = self._open.get(xid)
+        return None if txn is None else txn.first_scn
+
     def add(self, xid: str, rec: Record) -> None:
         txn = self._open.get(xid)
         if txn is None:

@@ -265,6 +265,7 @@ def test_commits_sharing_an_scn_on_two_threads_leave_in_redo_order(tmp_path: Pat
         t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
         t1.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "one"})
         t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "two"})
+        t2_first = fake.current(2).records[-1]["SCN"]  # its insert
         same = fake.next_scn()
         t2.commit(scn=same)  # the fake returns thread 2 first within one SCN
         t1.commit(scn=same)
@@ -275,6 +276,8 @@ def test_commits_sharing_an_scn_on_two_threads_leave_in_redo_order(tmp_path: Pat
     p1, p2 = (OraclePosition.parse(t.position) for t in got)
     assert p1.scn == p2.scn == same and compare(got[0].position, got[1].position) < 0
     assert p1.record is not None and p1.record[0] == 1
+    # a run stopped between the two must mine the second one's changes again
+    assert p1.restart <= t2_first < same
     assert len(again) == 2
 
 
