@@ -415,3 +415,44 @@ def test_stop_returns_after_a_whole_transaction_and_the_next_run_resumes(
     ]
     again.close()
     assert ids == [1, 2, 3]
+
+
+def test_resume_between_two_commits_sharing_an_scn(tmp_path: Path) -> None:
+    from connectors.base import open_database
+    from connectors.endpoint import Endpoint
+    from connectors.oracle.session import use_sessions
+
+    fake = FakeOracle(threads=2)
+    fake.create(
+        "SHOP",
+        "ITEMS",
+        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
+        ["ID"],
+    )
+    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
+    with use_sessions(fake.session):
+        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+        start = oracle.end_position()
+        t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
+        t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "early"})
+        t1.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "one"})
+        t2.insert("SHOP", "ITEMS", {"ID": 3, "NAME": "late"})
+        same = fake.next_scn()
+        t1.commit(scn=same)
+        t2.commit(scn=same)
+        reader = oracle.open_log(start, tables=TableFilter(("SHOP.*",)))
+        first = None
+        for ev in reader.events():
+            if isinstance(ev, Commit):
+                first = ev.position
+                reader.stop()  # "crash" after the first of the two
+        reader.close()
+        assert first is not None
+        again = oracle.open_log(first, tables=TableFilter(("SHOP.*",)), until_caught_up=True)
+        ids = [
+            ev.change.after["ID"]
+            for ev in again.events()
+            if isinstance(ev, RowEvent) and ev.change.after and ev.change.op is Op.INSERT
+        ]
+        again.close()
+    assert ids == [2, 3]  # the second transaction whole, its early change included
