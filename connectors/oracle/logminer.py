@@ -310,6 +310,8 @@ class LogMinerReader:
             t, seq, blk, off, ssn = p.key[2:]
             position = OraclePosition(p.key[0], min(starts), (t, seq, blk, off, ssn))
             yield from self._events(p.xid, p.records, position, p.when)
+            if self._stop.is_set():
+                return  # the rest are read again from this restart SCN by the next run
 
     def _unknown(self, scn: int, obj: str, xid: str) -> None:
         """A change LogMiner cannot name: its table was dropped before this redo was mined

@@ -442,12 +442,14 @@ def test_resume_between_two_commits_sharing_an_scn(tmp_path: Path) -> None:
         t2.commit(scn=same)
         reader = oracle.open_log(start, tables=TableFilter(("SHOP.*",)))
         first = None
+        commits = 0
         for ev in reader.events():
             if isinstance(ev, Commit):
+                commits += 1
                 first = ev.position
                 reader.stop()  # "crash" after the first of the two
         reader.close()
-        assert first is not None
+        assert first is not None and commits == 1
         again = oracle.open_log(first, tables=TableFilter(("SHOP.*",)), until_caught_up=True)
         ids = [
             ev.change.after["ID"]
