@@ -427,6 +427,7 @@ class FakeSession:
                 )
             assert "COMMITTED_DATA_ONLY" not in sql
             self.mining = (int(p["lo"]), int(p["hi"]))
+            self._check_coverage(*self.mining)
             return
         if "DBMS_LOGMNR.END_LOGMNR" in sql:
             self.mining, self.added = None, []
@@ -444,6 +445,24 @@ class FakeSession:
             self.db.sup["MIN"] = "YES"
             return
         raise AssertionError(f"the fake does not know the statement {sql!r}")
+
+    def _check_coverage(self, lo: int, hi: int) -> None:
+        """LogMiner refuses a log set with a hole in a thread's sequence over the range
+        (ORA-01291: missing logfile)."""
+        added = [f for f in self.db.logs if {f.archived_name, f.online_name} & set(self.added)]
+        for thread in sorted({f.thread for f in self.db.logs}):
+            mine = sorted((f for f in added if f.thread == thread), key=lambda f: f.sequence)
+            first_ever = min(f.first_scn for f in self.db.logs if f.thread == thread)
+            needed = first_ever <= hi
+            if not mine:
+                if needed:
+                    raise SessionError("ORA-01291", f"missing logfile for thread {thread}")
+                continue
+            ok = mine[0].first_scn <= max(lo, first_ever)
+            ok = ok and all(b.sequence == a.sequence + 1 for a, b in itertools.pairwise(mine))
+            ok = ok and (mine[-1].next_scn is None or mine[-1].next_scn > hi)
+            if not ok:
+                raise SessionError("ORA-01291", f"missing logfile for thread {thread}")
 
     def _add_logfile(self, name: str, new: bool) -> None:
         for f in self.db.logs:
