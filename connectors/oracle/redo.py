@@ -170,7 +170,7 @@ def _col(schema: TableSchema, name: str, sql: str) -> Column:
 
 _DATE_FMT: Final = "%Y-%m-%d %H:%M:%S"
 _TS_TEXT: Final = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{0,9}))?"
     r"(?: (?:([+-])(\d{1,2}):(\d{2})|([A-Za-z_/]+[A-Za-z_/+-]*)))?$"
 )
 _UNISTR: Final = re.compile(r"\\([0-9A-Fa-f]{4})|\\\\")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import zoneinfo
 
 import pytest
 
@@ -71,6 +72,19 @@ def ins(col: str, literal: str) -> object:
             "TS",
             "TO_TIMESTAMP('2024-01-02 03:04:05.123456789', 'YYYY-MM-DD HH24:MI:SS.FF')",
             dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+        ),
+        (
+            "TS",  # TIMESTAMP(0) under the FF format: nothing after the dot
+            "TO_TIMESTAMP('2024-01-02 03:04:05.', 'YYYY-MM-DD HH24:MI:SS.FF')",
+            dt.datetime(2024, 1, 2, 3, 4, 5),
+        ),
+        (
+            "TSTZ",
+            "TO_TIMESTAMP_TZ('2024-01-02 03:04:05.000001 Europe/Paris', 'YYYY-MM-DD HH24:MI:SS.FF "
+            "TZR')",
+            dt.datetime(
+                2024, 1, 2, 3, 4, 5, 1, tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Paris")
+            ),
         ),
         (
             "TSTZ",
