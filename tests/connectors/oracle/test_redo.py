@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import zoneinfo
 
 import pytest
 
@@ -81,9 +82,7 @@ def ins(col: str, literal: str) -> object:
             "TSTZ",
             "TO_TIMESTAMP_TZ('2024-01-02 03:04:05.000001 Europe/Paris', 'YYYY-MM-DD HH24:MI:SS.FF "
             "TZR')",
-            dt.datetime(
-                2024, 1, 2, 3, 4, 5, 1, tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Paris")
-            ),
+            dt.datetime(2024, 1, 2, 3, 4, 5, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
         ),
         (
             "TSTZ",
