@@ -208,10 +208,14 @@ class LogMinerReader:
             "OPTIONS => DBMS_LOGMNR.DICT_FROM_ONLINE_CATALOG); END;",
             {"lo": lo, "hi": hi},
         )
+        sql, params = self._contents_query()
+        rows = s.stream(sql, params)
         try:
-            sql, params = self._contents_query()
-            yield from self._rows(s.stream(sql, params))
+            yield from self._rows(rows)
         finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()  # the query's cursor first (a stop may leave rows unread)
             s.execute("BEGIN DBMS_LOGMNR.END_LOGMNR; END;")
 
     def _contents_query(self) -> tuple[str, dict[str, Any]]:

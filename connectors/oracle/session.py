@@ -102,12 +102,17 @@ class OracleSession:
     def stream(self, sql: str, params: Params = None) -> Iterator[tuple[Any, ...]]:
         try:
             cur = self._cursor()
+        except self._oracledb.Error as exc:
+            raise _session_error(exc) from None
+        try:
             cur.execute(sql, dict(params or {}))
             while rows := cur.fetchmany():
                 yield from rows
-            cur.close()
         except self._oracledb.Error as exc:
             raise _session_error(exc) from None
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()  # also when the caller stops reading early
 
     def execute(self, sql: str, params: Params = None) -> None:
         try:
