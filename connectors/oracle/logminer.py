@@ -127,13 +127,19 @@ class LogMinerReader:
             self._prepare_session()
             begin = OraclePosition.parse(start) if start else current_position(self.session)
             self.target = current_position(self.session).scn if until_caught_up else None
+            self._tz = self._server_tz()
         except SessionError as exc:
             self.session.close()
             raise map_error(exc, db.endpoint, "opening the log") from None
+        except ValueError as exc:  # a position this engine did not write
+            self.session.close()
+            raise TrailError(
+                f"cannot resume Oracle capture: {exc}",
+                hint="the trail was written from another source; capture into a new trail",
+            ) from None
         self.start = begin
         self._skip = begin.key
         self._next_scn = begin.restart
-        self._tz = self._server_tz()
 
     def _prepare_session(self) -> None:
         for name, value in redo.NLS.items():

@@ -458,3 +458,10 @@ def test_resume_between_two_commits_sharing_an_scn(tmp_path: Path) -> None:
         ]
         again.close()
     assert ids == [2, 3]  # the second transaction whole, its early change included
+
+
+def test_a_position_of_another_engine_is_a_trail_error(oracle: Oracle, fake: FakeOracle) -> None:
+    from connectors.errors import TrailError
+
+    with pytest.raises(TrailError, match="not an Oracle position"):
+        oracle.open_log("mysql-bin.000003:1234", tables=TableFilter(("SHOP.*",)))
