@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import TableFilter
-from connectors.errors import ReplicationError
+from connectors.errors import ReplicationError, TrailError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
 from connectors.model import Change, Op, TableId, TableSchema
 from connectors.oracle import current_position, redo
