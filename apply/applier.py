@@ -1157,7 +1157,7 @@ def apply_trail(
     parallel groups report to one shared consumer). ``follow`` tails the trail until
     ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from apply.snapshot import load_table_states, table_windows
+    from apply.snapshot import load_snapshot_scope, load_table_states, table_windows
     from capture.trail import TrailReader, trail_info
     from connectors.base import position_comparator
 
@@ -1184,8 +1184,9 @@ def apply_trail(
             "it resumes where it stopped",
         )
     windows = table_windows(states)
+    scope = load_snapshot_scope(writer.database, options.source_id)
     compare: Callable[[str, str], int] | None = None
-    if windows:
+    if windows or scope:
         if not info.source_engine:
             raise TrailError(
                 f"the target holds snapshot catch-up windows, but the trail {trail_dir} was "
@@ -1225,6 +1226,7 @@ def apply_trail(
             options,
             windows,
             compare,
+            scope=scope,
             key=key,
             follow=follow,
             stop=stop,
@@ -1274,6 +1276,7 @@ def _apply_trail(
     windows: Any,
     compare: Callable[[str, str], int] | None,
     *,
+    scope: Any = None,
     key: bytes | None,
     follow: bool,
     stop: Callable[[], bool] | None,
@@ -1350,7 +1353,7 @@ def _apply_trail(
                 applier.options.collision_until_op, txn.first_op
             )
 
-        txns = catchup_transactions(txns, windows, compare, in_window)
+        txns = catchup_transactions(txns, windows, compare, in_window, scope)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
     st.done(stopped=should_stop())
