@@ -135,16 +135,9 @@ class DdlApplier(TargetTables):
         """
         step = self._ddl_step
         self._ddl_step += 1
-        if ddl_kind(sql, self.writer.dialect) == "alter" and (
-            already_applied(
-                sql,
-                self.writer.dialect,
-                self.writer.table_exists,
-                self.writer.column_names,  # type: ignore[attr-defined]
-                self._expected_columns(group or [change]),
-            )
-            is True
-        ):
+        alter = ddl_kind(sql, self.writer.dialect) == "alter"
+        done = self._shows_effect(sql, group or [change]) if alter else None
+        if done is True:
             # the target already has the columns the statement makes: a snapshot loaded the
             # table after the change (a PostgreSQL column change announced after the snapshot
             # that already holds it): running it again could only fail
@@ -171,13 +164,8 @@ class DdlApplier(TargetTables):
                     "hand if it is missing, then delete the row of redoline."
                     "redoline_ddl_progress for this source and target and restart",
                 )
-            done = already_applied(
-                sql,
-                self.writer.dialect,
-                self.writer.table_exists,
-                self.writer.column_names,  # type: ignore[attr-defined]
-                self._expected_columns(group or [change]),
-            )
+            if not alter:  # an ALTER's was looked at above, and nothing ran since
+                done = self._shows_effect(sql, group or [change])
             if done is None:
                 raise ApplyError(
                     f"apply was interrupted while the target ran {sql!r} (operation "
@@ -198,6 +186,17 @@ class DdlApplier(TargetTables):
         self.writer.mark_ddl(self.options.source_id, self.options.target_id, txn.last_op, step, sql)
         self._ddl_marked = True
         self.writer.execute(sql)
+
+    def _shows_effect(self, sql: str, group: list[Change]) -> bool | None:
+        """Whether the target already shows the effect of ``sql``: True, False, or None when it
+        cannot tell (:func:`apply.ddl.already_applied`)."""
+        return already_applied(
+            sql,
+            self.writer.dialect,
+            self.writer.table_exists,
+            self.writer.column_names,  # type: ignore[attr-defined]
+            self._expected_columns(group),
+        )
 
     def _expected_columns(self, group: list[Change]) -> Callable[[TableId], set[str] | None]:
         """Target table -> its columns in the trail's definitions after the statement."""
