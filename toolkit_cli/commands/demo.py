@@ -33,7 +33,7 @@ from connectors.endpoint import Endpoint
 from connectors.model import TableId
 from toolkit_cli.output import console
 from verify import TablePair, VerifyOptions, run_verify
-from verify.engine import wait_for_apply
+from verify.catchup import wait_for_apply
 
 __all__ = ["register"]
 
