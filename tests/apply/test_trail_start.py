@@ -528,7 +528,8 @@ def test_checkpoint_from_before_trail_ids_is_bound_or_refused(tmp_path: Path) ->
     """A checkpoint written before checkpoints named their trail: the trail that holds its
     operation at its position is adopted silently; another trail (whose numbers also reach
     that far) is refused instead of being skipped up to the checkpoint."""
-    from apply.applier import ApplyOptions, apply_trail
+    from apply.options import ApplyOptions
+    from apply.trail_apply import apply_trail
     from capture.trail import TrailWriter
     from connectors.base import open_database
     from connectors.errors import TrailError
