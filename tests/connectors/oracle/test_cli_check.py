@@ -8,13 +8,13 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.connectors.oracle.fake import FakeOracle
-from toolkit_cli.app import app
+from toolkit_cli.app import wire
 
 
 def test_check_says_it_has_not_run_against_a_live_server(fake: FakeOracle, tmp_path: Path) -> None:
     fake.tables[next(iter(fake.tables))].log_groups.clear()
     out = CliRunner().invoke(
-        app,
+        wire("check"),
         ["check", "--source", "oracle://capture@db.example/ORCL", "--json"],
         catch_exceptions=False,
         env={"REDOLINE_TRAIL": str(tmp_path / "trail")},

@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.rowid import ROW_KEY
+from apply.trail_apply import apply_trail
 from connectors.base import open_database
 from connectors.endpoint import Endpoint
 from connectors.model import TableId
