@@ -15,6 +15,7 @@ Rows are fetched as values and written in the target's bulk format in Python
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["OracleSnapshot", "open_snapshot"]
 
 _BATCH_BYTES: Final = 1 << 20
+
+log = logging.getLogger("redoline.snapshot")
 
 
 class OracleSnapshot:
@@ -96,6 +99,14 @@ class OracleSnapshot:
         return None
 
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        if not schema.identity:
+            log.warning(
+                "snapshot: %s has no primary or unique key: its rows are loaded, but the "
+                "target's rowid map is not built from a snapshot yet, so a later UPDATE or "
+                "DELETE of one of these rows stops apply naming it (inserts replicate). Give "
+                "the table a key to replicate every change (docs/capture-oracle.md)",
+                schema.table,
+            )
         key = self._int_key(schema)
         if key is None:
             return [KeyRange(0, None, None)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import TrailReader
@@ -111,3 +113,12 @@ def test_snapshot_values_in_bulk_text(oracle: Oracle, fake: FakeOracle) -> None:
         "\t\\\\x00ff\t1.5\ttab\\there",
         "2\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
     ]
+
+
+def test_a_keyless_table_in_a_snapshot_is_warned_about(
+    oracle: Oracle, fake: FakeOracle, caplog: pytest.LogCaptureFixture
+) -> None:
+    snap = open_snapshot(oracle, 1, tables=[TableId("SHOP", "NOTES")])
+    snap.plan_chunks(oracle.table_schema(TableId("SHOP", "NOTES")), 100)
+    snap.close()
+    assert any("rowid map is not built from a snapshot" in r.getMessage() for r in caplog.records)
