@@ -66,18 +66,22 @@ class SqlServer(Database):
     # ------------------------------------------------------------------ connecting
 
     def connect(self, **kwargs: Any) -> Any:
-        """A pyodbc connection (autocommit unless ``autocommit=False``)."""
+        """A pyodbc connection (autocommit unless ``autocommit=False``) that reads
+        ``datetimeoffset`` (pyodbc has no converter of its own for it)."""
+        conn = self.open_driver(autocommit=bool(kwargs.pop("autocommit", True)))
+        conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, datetimeoffset)
+        return conn
+
+    def open_driver(self, *, autocommit: bool) -> Any:
+        """The driver's connection: the one place pyodbc is asked to log in."""
         import pyodbc
 
-        autocommit = bool(kwargs.pop("autocommit", True))
         try:
-            conn = pyodbc.connect(
+            return pyodbc.connect(
                 connection_string(self.endpoint), autocommit=autocommit, timeout=LOGIN_TIMEOUT
             )
         except pyodbc.Error as exc:
             raise map_error(exc, self.endpoint, "connecting") from None
-        conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, datetimeoffset)
-        return conn
 
     def run(
         self, conn: Any, statement: str, params: Sequence[Any] = (), *, what: str = ""
