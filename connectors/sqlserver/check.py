@@ -42,7 +42,13 @@ def check_source(query: Query, tables: Sequence[TableId], *, database: str) -> l
             hint=LIVE_NOTE,
             blocking=False,
         ),
-        CheckItem("SQL Server version", str(version), "2016 SP2 or later", True, blocking=False),
+        CheckItem(
+            "SQL Server version",
+            str(version),
+            "2016 SP2 (13.0.5026) or later",
+            _version(str(version)) >= (13, 0, 5026),
+            hint="capture and snapshot read sys.dm_db_log_stats, which came with 2016 SP2",
+        ),
         CheckItem(
             "CDC on the database",
             "enabled" if cdc_on else "disabled",
@@ -72,6 +78,13 @@ def check_source(query: Query, tables: Sequence[TableId], *, database: str) -> l
     items += _job_items(query)
     items += _table_items(query, tables)
     return items
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(".")[:3])
+    except ValueError:
+        return ()
 
 
 def _job_items(query: Query) -> list[CheckItem]:

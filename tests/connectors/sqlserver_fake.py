@@ -149,6 +149,7 @@ class FakeServer:
         self.lsn = 0x0000_0027_0000_0100_0001
         self.cdc_enabled = False
         self.snapshot_isolation = 1
+        self.version = "16.0.4135.4"
         self.sysadmin = 1
         self.db_owner = 1
         self.capture_running = True
@@ -729,7 +730,7 @@ def _database(cur: FakeCursor, p: list[Any]) -> list[tuple[Any, ...]]:
             s.database,
             int(s.cdc_enabled),
             s.snapshot_isolation,
-            "16.0.4135.4",
+            s.version,
             s.sysadmin,
             s.db_owner,
         )

@@ -47,6 +47,7 @@ def items(result: Any) -> dict[str, dict[str, Any]]:
 
 def test_check_names_each_missing_piece_and_its_fix(server: FakeServer, tmp_path: Path) -> None:
     server.snapshot_isolation = 0
+    server.version = "13.0.4001.0"  # 2016 SP1
     out = cli("check", "--source", URL, "--trail", str(tmp_path / "t"), "--json")
     assert out.exit_code == 1, out.output
     got = items(out)
@@ -56,6 +57,8 @@ def test_check_names_each_missing_piece_and_its_fix(server: FakeServer, tmp_path
     assert (
         "ALTER DATABASE [shop] SET ALLOW_SNAPSHOT_ISOLATION ON" in got["snapshot isolation"]["hint"]
     )
+    assert got["SQL Server version"]["ok"] is False
+    assert "13.0.5026" in got["SQL Server version"]["expected"]
     live = got["live server tested"]
     assert live["ok"] is False and live["blocking"] is False and live["hint"] == LIVE_NOTE
     # nothing about jobs or tables before CDC exists on the database
