@@ -11,6 +11,8 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.base import TableFilter, open_database
 from connectors.endpoint import Endpoint
@@ -365,3 +367,110 @@ def test_idle_source_heartbeats_and_until_caught_up_ends(server: FakeServer, db:
     events = read(db, end)
     assert events == [Heartbeat(end, caught_up=True)]
     assert Position.parse(end).whole
+
+
+def test_continuous_reader_polls_and_stops_between_transactions(
+    server: FakeServer, db: SqlServer
+) -> None:
+    table(server, "a")
+    reader = db.open_log(
+        db.end_position(), tables=TableFilter(("dbo.*",)), options={"poll_interval": 0.01}
+    )
+    events = reader.events()
+    idle = next(events)
+    assert isinstance(idle, Heartbeat) and not idle.caught_up
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (1, "x")))
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (2, "y")))
+    got = [next(events) for _ in range(4)]  # Begin, definition, insert, Commit
+    assert isinstance(got[0], Begin) and isinstance(got[3], Commit)
+    assert isinstance(got[2], RowEvent) and got[2].change.after == {"id": 1, "v": "x"}
+    reader.stop()  # asked between the two transactions: the second is not started
+    assert list(events) == []
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    script=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),  # session
+            st.sampled_from(["ins", "upd", "del", "commit", "rollback"]),
+            st.sampled_from(["t1", "t2"]),
+            st.integers(0, 4),
+        ),
+        max_size=40,
+    ),
+    batch=st.integers(2, 6),
+    lag=st.integers(0, 3),
+)
+def test_random_sessions_arrive_as_committed(
+    monkeypatch: pytest.MonkeyPatch, script: list[tuple[str, str, str, int]], batch: int, lag: int
+) -> None:
+    """Two sessions run random statements on two tables, commit or roll back; the capture
+    job lags by ``lag`` transactions. The oracle is what the sessions committed, in commit
+    order; the reader must give exactly that, whatever the page size, and resume after any
+    of its commits with exactly the rest."""
+    server = FakeServer()
+    install(monkeypatch, server)
+    server.enable_db()
+    for name in ("t1", "t2"):
+        table(server, name)
+    db = open_database(Endpoint.parse("sqlserver://reader@db.example/shop"))
+    assert isinstance(db, SqlServer)
+    start = db.end_position()
+    server.auto_capture = False
+    state: dict[str, dict[int, str]] = {"t1": {}, "t2": {}}
+    conns = {s: server.connect() for s in "ab"}
+    pending: dict[str, list[tuple[Any, ...]]] = {"a": [], "b": []}
+    mine: dict[str, dict[str, dict[int, str]]] = {}
+    expected: list[list[tuple[Any, ...]]] = []
+    for n, (session, action, name, key) in enumerate(script):
+        conn = conns[session]
+        conn.autocommit = False
+        view = mine.setdefault(session, {t: dict(r) for t, r in state.items()})
+        cur = conn.cursor()
+        if action in ("commit", "rollback"):
+            if action == "commit":
+                conn.commit()
+                if pending[session]:
+                    expected.append(pending[session])
+                    own = session == "b"  # the parity of this session's keys
+                    for t, r in view.items():
+                        kept = {k: v for k, v in state[t].items() if k % 2 != own}
+                        state[t] = kept | {k: v for k, v in r.items() if k % 2 == own}
+            else:
+                conn.rollback()
+            pending[session] = []
+            mine.pop(session)
+            if lag == 0:
+                server.capture_job()
+            continue
+        rows = view[name]
+        # keep the sessions off each other's rows (the fake does not model locks)
+        key = key * 2 + (session == "b")
+        if action == "ins" and key not in rows:
+            cur.execute(f"INSERT INTO [dbo].[{name}] VALUES (?, ?)", key, f"v{n}")
+            rows[key] = f"v{n}"
+            pending[session].append(("insert", name, None, {"id": key, "v": f"v{n}"}))
+        elif action == "upd" and key in rows:
+            cur.execute(f"UPDATE [dbo].[{name}] SET [v] = ? WHERE [id] = ?", f"u{n}", key)
+            pending[session].append(
+                ("update", name, {"id": key, "v": rows[key]}, {"id": key, "v": f"u{n}"})
+            )
+            rows[key] = f"u{n}"
+        elif action == "del" and key in rows:
+            cur.execute(f"DELETE FROM [dbo].[{name}] WHERE [id] = ?", key)
+            pending[session].append(("delete", name, {"id": key, "v": rows.pop(key)}, None))
+    for conn in conns.values():
+        conn.rollback()
+    harvested = max(0, len(server.unharvested) - lag)
+    server.capture_job(transactions=harvested)
+    got = transactions(read(db, start, batch=batch))
+    assert [rows for _, rows in got] == expected[: len(got)]
+    assert len(got) == len(expected) - min(lag, len(expected)) or lag == 0
+    server.capture_job()
+    got = transactions(read(db, start, batch=batch))
+    assert [rows for _, rows in got] == expected
+    for i, (position, _) in enumerate(got):
+        assert transactions(read(db, position, batch=batch)) == got[i + 1 :]
