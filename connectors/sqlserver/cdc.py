@@ -250,7 +250,9 @@ class CdcReader:
                 high = min(high, to)
                 if high < first:
                     continue  # a newer instance covers everything after the cursor
-                low = self._low(inst, first, table)
+                # only the oldest instance answers for the changes right after the cursor; a
+                # newer one starts where it was created
+                low = self._low(inst, first, table) if n == 0 else max(inst.start_lsn, first)
                 if low > high:
                     continue
                 schema, lobs, columns = self._instance(inst)
@@ -263,7 +265,7 @@ class CdcReader:
         low = Lsn.from_bytes(rows[0][0]) if rows else None
         if low is None:
             raise ReplicationError(f"capture instance {inst.name} of {table} disappeared")
-        if low > first and table in self._catalog:
+        if low > first and (table in self._catalog or self._cleaned(inst, low)):
             raise ReplicationError(
                 f"changes of {table} after position {self._cursor} are gone: capture instance "
                 f"{inst.name} now starts at LSN {low} (the CDC cleanup job removed older "
@@ -273,6 +275,18 @@ class CdcReader:
                 "@retention = <minutes>) above the longest time capture may stop",
             )
         return max(low, first)
+
+    def _cleaned(self, inst: CaptureInstance, low: Lsn) -> bool:
+        """Whether ``inst`` existed before its low endpoint's commit, so the cleanup job (not
+        its creation) put the endpoint there: a table whose changes never reached the trail
+        has lost some too. The cleanup job's low water mark is a commit of
+        cdc.lsn_time_mapping; an instance that has not been cleaned starts at its creation,
+        after the last commit before it."""
+        if inst.created is None:
+            return False
+        rows = self._run(sql.LSN_TIME, (low.to_bytes(),))
+        at = rows[0][0] if rows else None
+        return at is not None and bool(inst.created < at)
 
     def _instance(self, inst: CaptureInstance) -> tuple[TableSchema, tuple[int, ...], list[str]]:
         found = self._schemas.get(inst.name)

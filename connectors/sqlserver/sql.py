@@ -22,6 +22,7 @@ __all__ = [
     "INSTANCES",
     "KEYS",
     "LOG_END",
+    "LSN_TIME",
     "MAX_LSN",
     "MIN_LSN",
     "TABLES",
@@ -97,6 +98,8 @@ INDEX_COLUMNS: Final = (
 MIN_LSN: Final = "SELECT sys.fn_cdc_get_min_lsn(?)"
 #: high endpoint of every capture instance's validity interval
 MAX_LSN: Final = "SELECT sys.fn_cdc_get_max_lsn()"
+#: commit time of the last commit at or before an LSN (param), server local time
+LSN_TIME: Final = "SELECT sys.fn_cdc_map_lsn_to_time(?)"
 #: the last log record's LSN (SQL Server 2016 SP2+)
 LOG_END: Final = "SELECT log_end_lsn FROM sys.dm_db_log_stats(DB_ID())"
 #: commits in an LSN range (params: from, to inclusive): commit LSN, transaction id, end time

@@ -261,7 +261,11 @@ class FakeServer:
         if low_water is None:
             cutoff = self.clock - dt.timedelta(minutes=self.retention)
             kept = [m for m in self.mapping if m[2] >= cutoff]
-            low_water = kept[0][0] if kept else self.lsn
+            # the low water mark is a commit of the mapping (the newest one when every
+            # commit is older than the retention)
+            if not self.mapping:
+                return 0
+            low_water = kept[0][0] if kept else self.mapping[-1][0]
         self.mapping = [m for m in self.mapping if m[0] >= low_water]
         for inst in self.instances.values():
             inst.rows = [r for r in inst.rows if r[0] >= low_water]
@@ -618,6 +622,12 @@ def _max_lsn(cur: FakeCursor, p: list[Any]) -> list[tuple[Any, ...]]:
     return [(lsn_bytes(m) if m is not None else None,)]
 
 
+def _lsn_time(cur: FakeCursor, p: list[Any]) -> list[tuple[Any, ...]]:
+    lsn = int.from_bytes(p[0], "big")
+    times = [t for a, _tran, t in cur.server.mapping if a <= lsn]
+    return [(times[-1] if times else None,)]
+
+
 def _log_end(cur: FakeCursor, p: list[Any]) -> list[tuple[Any, ...]]:
     n = cur.server.lsn
     return [(f"{n >> 48:08x}:{(n >> 16) & 0xFFFFFFFF:08x}:{n & 0xFFFF:04x}",)]
@@ -687,6 +697,7 @@ _EXACT: dict[str, Any] = {
     sql.MIN_LSN: _min_lsn,
     sql.MAX_LSN: _max_lsn,
     sql.LOG_END: _log_end,
+    sql.LSN_TIME: _lsn_time,
     sql.TIME_MAPPING: _mapping,
     sql.UTC_OFFSET: _offset,
     sql.CDC_JOBS: _jobs,

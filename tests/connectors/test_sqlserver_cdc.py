@@ -474,3 +474,60 @@ def test_random_sessions_arrive_as_committed(
     assert [rows for _, rows in got] == expected
     for i, (position, _) in enumerate(got):
         assert transactions(read(db, position, batch=batch)) == got[i + 1 :]
+
+
+def test_second_instance_with_the_table_already_in_the_trail(
+    server: FakeServer, db: SqlServer
+) -> None:
+    """The newer instance starts where it was created: not a loss, whatever the catalog."""
+    table(server, "a")
+    start = db.end_position()
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (1, "old")))
+    first = read(db, start)
+    catalog = {
+        e.change.table: e.change.table_schema
+        for e in first
+        if isinstance(e, RowEvent) and e.change.op is Op.DDL
+    }
+    position = transactions(first)[-1][0]
+    run(server, "ALTER TABLE [dbo].[a] ADD [n] INT")
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?, ?)", (2, "between", 5)))
+    server.enable_table("dbo", "a", "dbo_a_v2")
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?, ?)", (3, "new", 7)))
+    events = read(db, position, catalog=catalog)
+    assert [rows[0][3] for _, rows in transactions(events)] == [
+        {"id": 2, "v": "between"},
+        {"id": 3, "v": "new", "n": 7},
+    ]
+    ddl = [e.change for e in events if isinstance(e, RowEvent) and e.change.op is Op.DDL]
+    assert [c.schema_version for c in ddl] == [2]
+
+
+def test_a_table_enabled_after_our_position_starts_at_its_creation(
+    server: FakeServer, db: SqlServer
+) -> None:
+    table(server, "a")
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (1, "x")))
+    start = db.end_position()
+    table(server, "late")  # its instance starts after our position: nothing is missing
+    run(server, ("INSERT INTO [dbo].[late] VALUES (?, ?)", (1, "first")))
+    got = transactions(read(db, start))
+    assert [rows for _, rows in got] == [[("insert", "late", None, {"id": 1, "v": "first"})]]
+
+
+def test_cleanup_past_a_table_not_yet_in_the_trail_is_a_loss_too(
+    server: FakeServer, db: SqlServer
+) -> None:
+    """A tracked table whose first change never reached the trail (capture stopped longer
+    than the retention) lost that change: the instance existed before the cleanup's low
+    water mark, so it was the cleanup job that moved its start."""
+    table(server, "a")
+    start = db.end_position()
+    server.tick(600)
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (1, "lost")))
+    server.tick(600)
+    run(server, ("INSERT INTO [dbo].[a] VALUES (?, ?)", (2, "kept")))
+    server.retention = 5
+    server.cleanup_job()
+    with pytest.raises(ReplicationError, match=r"dbo\.a .*gone"):
+        read(db, start)
