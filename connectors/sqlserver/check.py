@@ -4,10 +4,9 @@ fixes it (docs/capture-sqlserver.md#setup)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from connectors.base import CheckItem
-from connectors.errors import ToolkitError
+from connectors.errors import SchemaError, ToolkitError
 from connectors.model import TableId
 from connectors.sqlserver import sql
 from connectors.sqlserver.catalog import Query, capture_instances, instance_schema
@@ -152,8 +151,15 @@ def _table_items(query: Query, tables: Sequence[TableId]) -> list[CheckItem]:
             )
             continue
         newest = found[-1]
-        items.append(_drift_item(query, table, newest))
-        if not instance_schema(query, newest).primary_key:
+        try:
+            schema = instance_schema(query, newest)
+        except SchemaError as exc:
+            items.append(
+                CheckItem(f"types of {table}", exc.message, "replicable", False, exc.hint or "")
+            )
+            continue
+        items.append(_drift_item(query, table, schema.column_names, newest.name))
+        if not schema.primary_key:
             items.append(
                 CheckItem(
                     f"row identity of {table}",
@@ -168,17 +174,16 @@ def _table_items(query: Query, tables: Sequence[TableId]) -> list[CheckItem]:
     return items
 
 
-def _drift_item(query: Query, table: TableId, instance: Any) -> CheckItem:
+def _drift_item(query: Query, table: TableId, captured: Sequence[str], instance: str) -> CheckItem:
     """Columns of the table its newest capture instance does not deliver."""
-    captured = {c.name for c in instance_schema(query, instance).columns}
     current = {str(r[0]) for r in query(sql.COLUMNS, (table.schema, table.name))}
-    missing = sorted(current - captured)
+    missing = sorted(current - set(captured))
     return CheckItem(
         f"CDC columns of {table}",
         "all" if not missing else "missing " + ", ".join(missing),
         "every column",
         not missing,
-        hint=f"columns added after capture instance {instance.name} was created are not "
+        hint=f"columns added after capture instance {instance} was created are not "
         f"captured: create a second instance, EXEC sys.sp_cdc_enable_table @source_schema = "
         f"N'{table.schema}', @source_name = N'{table.name}', @role_name = NULL, "
         f"@capture_instance = N'{table.schema}_{table.name}_v2', then disable the old one "

@@ -105,6 +105,14 @@ def test_check_passes_when_ready_and_sees_uncaptured_columns(
     assert drift["value"] == "missing qty" and drift["blocking"] is False
     assert "@capture_instance = N'dbo_orders_v2'" in drift["hint"]
     assert got["row identity of dbo.notes"]["ok"] is False
+    server.connect().cursor().execute(
+        "CREATE TABLE [dbo].[odd] ([id] INT PRIMARY KEY, [anything] SQL_VARIANT)"
+    )
+    server.enable_table("dbo", "odd", None)
+    got = items(cli("check", "--source", URL, "--trail", str(tmp_path / "t"), "--json"))
+    odd = got["types of dbo.odd"]
+    assert odd["ok"] is False and "anything (sql_variant)" in odd["value"]
+    assert "[tables.columns]" in odd["hint"] and "CDC columns of dbo.orders" in got
     human = cli("check", "--source", URL, "--trail", str(tmp_path / "t"))
     assert "never yet against a live SQL Server" in " ".join(human.stdout.split())
 
