@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from connectors.errors import (
     AuthError,
+    ConfigError,
     ConnectError,
     MissingObjectError,
     PrerequisiteError,
@@ -65,8 +66,9 @@ def map_error(exc: BaseException, endpoint: Any, what: str = "") -> ToolkitError
     setup = connect_setup_error(where, text)
     if setup is not None:
         return setup
-    if state == "IM002":
-        return ToolkitError(
+    if state == "IM002" or "Can't open lib" in text:
+        # unixODBC: no such driver section (IM002), or its library is missing (01000)
+        return ConfigError(
             f"{where}: the ODBC driver is not installed: {text}",
             hint="install Microsoft's msodbcsql18 or FreeTDS's tdsodbc and name it with "
             "?driver=... (odbcinst -q -d lists the installed ones)",
