@@ -9,7 +9,7 @@ rows of an update). This reader:
 * asks ``sys.fn_cdc_get_max_lsn()`` how far the capture job has come and reads the window
   from just after its position up to there, through every selected table's
   ``cdc.fn_cdc_get_all_changes_<instance>(from, to, N'all update old')``, a page of
-  ``batch_rows`` rows at a time per instance (cursor: commit LSN, seqval, operation);
+  ``page_rows`` rows at a time per instance (cursor: commit LSN, seqval, operation);
 * merges the instances' pages in (commit LSN, seqval, operation) order, so a transaction
   that touched several tables comes out whole and every transaction in commit order: the
   rows sharing a commit LSN are one transaction (``Begin`` .. ``Commit``), however the pages
@@ -111,7 +111,7 @@ class CdcReader:
 
     ``options`` (all optional): ``catalog`` (the definitions the trail holds, so versions
     continue and nothing is announced twice), ``poll_interval`` (seconds between reads when
-    nothing is new), ``batch_rows`` (change rows per query and instance).
+    nothing is new), ``page_rows`` (change rows per query and instance).
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class CdcReader:
         self._filter = tables
         self._catalog: dict[TableId, TableSchema] = dict(options.get("catalog") or {})
         self._poll = float(options.get("poll_interval") or 1.0)
-        self._batch = int(options.get("batch_rows") or 5000)
+        self._batch = int(options.get("page_rows") or 5000)
         self._stop = threading.Event()
         self._conn: Any = db.connect()
         self._schemas: dict[str, tuple[TableSchema, tuple[int, ...], list[str]]] = {}

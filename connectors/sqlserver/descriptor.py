@@ -22,7 +22,7 @@ class SqlServerOptions:
     #: seconds between two reads of the change tables when nothing new was there
     poll_interval: float = 1.0
     #: change rows read per query and capture instance (bounds memory, not transactions)
-    batch_rows: int = 5000
+    page_rows: int = 5000
     #: gating role ``redoline init`` gives sys.sp_cdc_enable_table (None: no gating role;
     #: readers then need SELECT on the source table)
     cdc_role: str | None = None
@@ -32,10 +32,10 @@ class SqlServerOptions:
             yield "poll_interval", f"must be a number of seconds, not {self.poll_interval!r}"
         elif not 0 < self.poll_interval <= 3600:
             yield "poll_interval", "must be more than 0 and at most 3600 seconds"
-        if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, int):
-            yield "batch_rows", f"must be a whole number, not {self.batch_rows!r}"
-        elif self.batch_rows < 2:
-            yield "batch_rows", "must be at least 2 (an update is two change rows)"
+        if isinstance(self.page_rows, bool) or not isinstance(self.page_rows, int):
+            yield "page_rows", f"must be a whole number, not {self.page_rows!r}"
+        elif self.page_rows < 1:
+            yield "page_rows", "must be at least 1"
         if self.cdc_role is not None and (
             not isinstance(self.cdc_role, str) or not self.cdc_role.strip()
         ):

@@ -175,3 +175,23 @@ def test_url_and_password_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     assert type(err).__name__ == "AuthError" and "s3cr" not in str(err)
     lost = map_error(pyodbc.Error("08S01", "[08S01] Communication link failure (10054)"), ep)
     assert type(lost).__name__ == "ConnectError"
+
+
+def test_source_keys_are_typed(tmp_path: Path) -> None:
+    from connectors.errors import ConfigError
+    from toolkit_cli.config import load
+
+    path = tmp_path / "redoline.toml"
+    path.write_text(
+        '[source]\nurl = "sqlserver://app@db/shop"\npoll_interval = 0.5\npage_rows = 100\n'
+        'cdc_role = "cdc_reader"\n'
+    )
+    assert load(path).source().engine_options() == {
+        "poll_interval": 0.5,
+        "page_rows": 100,
+        "cdc_role": "cdc_reader",
+    }
+    path.write_text('[source]\nurl = "sqlserver://app@db/shop"\npage_rows = 0\n')
+    with pytest.raises(ConfigError, match="at least 1") as info:
+        load(path)
+    assert info.value.key == "source.page_rows"
