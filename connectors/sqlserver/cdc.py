@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import TableFilter
-from connectors.errors import ConnectError, ReplicationError, ToolkitError
+from connectors.errors import ConnectError, PrerequisiteError, ReplicationError, ToolkitError
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, RowEvent
 from connectors.model import Change, Op, Row, TableId, TableSchema
 from connectors.sqlserver import sql
@@ -137,10 +137,31 @@ class CdcReader:
         try:
             self._cursor = Position.parse(start or end_position(db))
             self._end = _max_lsn(db, self._conn) if until_caught_up else None
+            self._require_tracked()
         except BaseException:
             self.close()
             raise
         self._until = until_caught_up
+
+    def _require_tracked(self) -> None:
+        """Every selected table has a capture instance: CDC records nothing for one that has
+        none, and a table silently left out is not replication."""
+        untracked = [
+            TableId(str(schema), str(name))
+            for schema, name, tracked in self._run(sql.TABLES, ())
+            if not tracked and self._filter(TableId(str(schema), str(name)))
+        ]
+        if untracked:
+            names = ", ".join(map(str, untracked))
+            first = untracked[0]
+            raise PrerequisiteError(
+                f"{self._db.endpoint.display}: CDC does not track {names}: their changes "
+                "cannot be captured",
+                hint="run `redoline init` (it enables CDC on the selected tables), or EXEC "
+                f"sys.sp_cdc_enable_table @source_schema = N'{first.schema}', @source_name = "
+                f"N'{first.name}', @role_name = NULL for each, then snapshot them; or leave "
+                "them out with [tables] exclude",
+            )
 
     # ------------------------------------------------------------------ protocol
 

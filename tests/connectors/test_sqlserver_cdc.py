@@ -531,3 +531,17 @@ def test_cleanup_past_a_table_not_yet_in_the_trail_is_a_loss_too(
     server.cleanup_job()
     with pytest.raises(ReplicationError, match=r"dbo\.a .*gone"):
         read(db, start)
+
+
+def test_a_selected_table_cdc_does_not_track_is_refused(server: FakeServer, db: SqlServer) -> None:
+    from connectors.errors import PrerequisiteError
+
+    table(server, "a")
+    run(server, "CREATE TABLE [dbo].[plain] ([id] INT PRIMARY KEY)")
+    with pytest.raises(PrerequisiteError, match=r"CDC does not track dbo\.plain") as info:
+        read(db, db.end_position())
+    assert "redoline init" in str(info.value)
+    reader = db.open_log(
+        db.end_position(), tables=TableFilter(("dbo.*",), ("dbo.plain",)), until_caught_up=True
+    )
+    assert len(list(reader.events())) == 1  # excluded: capture runs
