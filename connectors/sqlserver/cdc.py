@@ -35,7 +35,7 @@ import datetime as dt
 import heapq
 import logging
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -104,6 +104,13 @@ class _Source:
     low: Lsn
     high: Lsn
     columns: list[str] = field(default_factory=list)
+    #: fetched values -> change-model values, in ``columns`` order
+    convert: Callable[[tuple[Any, ...]], list[Any]] | None = None
+
+    def values(self, row: tuple[Any, ...]) -> list[Any]:
+        if self.convert is None:
+            self.convert = row_converter(list(self.schema.columns))
+        return self.convert(row)
 
 
 class CdcReader:
@@ -328,7 +335,7 @@ class CdcReader:
         schema = replace(source.schema, version=version)
         self._catalog[table] = schema
         self._schemas[source.instance.name] = (schema, source.lobs, source.columns)
-        source.schema = schema
+        source.schema, source.convert = schema, None
         return Change(Op.DDL, table, version, table_schema=schema)
 
     # ------------------------------------------------------------------ rows
@@ -369,8 +376,7 @@ class CdcReader:
     def _change(self, source: _Source, row: _ChangeRow, before_row: _ChangeRow | None) -> Change:
         schema = source.schema
         names = schema.column_names
-        convert = row_converter(list(schema.columns))
-        image: Row = dict(zip(names, convert(row.values), strict=True))
+        image: Row = dict(zip(names, source.values(row.values), strict=True))
         op = row.key[2]
         identity = schema.identity
         if op == _INSERT:
@@ -387,7 +393,7 @@ class CdcReader:
                 "does not follow the documented update pairs (3 then 4)",
                 hint="report this with the change table's rows for that LSN",
             )
-        before: Row = dict(zip(names, convert(before_row.values), strict=True))
+        before: Row = dict(zip(names, source.values(before_row.values), strict=True))
         for ordinal in source.lobs:
             if not _bit(before_row.mask, ordinal):
                 name = names[ordinal - 1]
