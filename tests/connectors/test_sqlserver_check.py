@@ -33,9 +33,9 @@ def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
 
 
 def cli(*args: str) -> Any:
-    from toolkit_cli.app import app
+    from toolkit_cli.app import wire
 
-    return CliRunner().invoke(app, list(args))
+    return CliRunner().invoke(wire(), list(args))
 
 
 def items(result: Any) -> dict[str, dict[str, Any]]:

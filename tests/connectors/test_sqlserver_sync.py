@@ -18,10 +18,10 @@ URL = "sqlserver://reader@db.example/shop"
 
 
 def sync(tmp_path: Path) -> Any:
-    from toolkit_cli.app import app
+    from toolkit_cli.app import wire
 
     return CliRunner().invoke(
-        app,
+        wire(),
         [
             "sync",
             "--source",
