@@ -44,9 +44,6 @@ class Harness:
     connect: Callable[[], Any]
     #: the placeholder of its driver
     mark: str = "%s"
-    #: the statement that makes the source log whole row images of ``{table}`` (None:
-    #: PostgreSQL's REPLICA IDENTITY FULL where a schema is not a database, else nothing)
-    full_images: str | None = None
 
     @property
     def db(self) -> Database:
@@ -77,9 +74,7 @@ class Harness:
         stmts = [
             f"CREATE TABLE {self.qt(name)} ({q('id')} INT PRIMARY KEY, {q('v')} VARCHAR(20){extra})"
         ]
-        if self.full_images is not None:
-            stmts.append(self.full_images.format(table=self.qt(name)))
-        elif not self.db.schema_is_database:
+        if not self.db.schema_is_database:
             stmts.append(f"ALTER TABLE {self.qt(name)} REPLICA IDENTITY FULL")
         self.run(*stmts)
 

@@ -35,28 +35,9 @@ def postgres(request: pytest.FixtureRequest) -> Harness:
     )
 
 
-def oracle_fake(request: pytest.FixtureRequest) -> Harness:
-    """Oracle through LogMiner, against the scripted fake of the documented views (no Oracle
-    server can run here: tests/connectors/oracle/fake.py)."""
-    from connectors.oracle.session import use_sessions
-    from tests.connectors.oracle.fake import FakeConnection, FakeOracle
-
-    fake = FakeOracle()
-    scope = use_sessions(fake.session)
-    scope.__enter__()
-    request.addfinalizer(lambda: scope.__exit__(None, None, None))
-    return Harness(
-        Endpoint.parse("oracle://capture@fake-oracle/ORCL"),
-        "SHOP",
-        lambda: FakeConnection(fake),
-        full_images="ALTER TABLE {table} ADD SUPPLEMENTAL LOG DATA (ALL) COLUMNS",
-    )
-
-
 SOURCES: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
     "mariadb": mariadb,
     "postgresql": postgres,
-    "oracle-fake": oracle_fake,
 }
 
 

@@ -694,6 +694,8 @@ class FakeCursor:
                 for rid in t.rows_as_of(scn):
                     t.history.append((scn, rid, None))
             return
+        if re.match(r"ALTER TABLE .* ADD COLUMN ", text, re.I):
+            raise SessionError("ORA-00904", ": invalid identifier")  # Oracle spells it ADD (...)
         tree = sqlglot.parse_one(text, read="oracle")
         if isinstance(tree, exp.Create):
             self._ddl(tree, text)
@@ -731,23 +733,29 @@ class FakeCursor:
             cols: list[ColumnDef] = []
             pk: list[str] = []
             for cd in tree.this.expressions:
-                kind = cd.args["kind"].sql("oracle").upper()
-                if kind.startswith(("INT", "NUMBER")):
-                    cols.append((cd.name, "NUMBER", 22, None, None, 0, "Y"))
-                else:
-                    size = int(re.sub(r"\D", "", kind) or 4000)
-                    cols.append((cd.name, "VARCHAR2", size, size, None, None, "Y"))
+                cols.append(_column_def(cd))
                 if any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in cd.constraints):
                     pk.append(cd.name)
             db.create(owner, name, cols, pk)
         else:
             t = db.tables[TableId(owner, name)]
             for action in tree.args["actions"]:
-                cd = action if isinstance(action, exp.ColumnDef) else action.find(exp.ColumnDef)
-                t.columns.append((cd.name, "NUMBER", 22, None, None, 0, "Y"))
+                for cd in action.find_all(exp.ColumnDef):
+                    t.columns.append(_column_def(cd))
         txn = Txn(db, self.conn.thread)
         txn._rec(5, SQL_REDO=text, SEG_OWNER=owner, TABLE_NAME=name)
         txn.commit()
+
+
+def _column_def(cd: Any) -> ColumnDef:
+    """ALL_TAB_COLS' view of a column definition: INT is NUMBER(*,0) (no precision)."""
+    kind = cd.args["kind"].sql("oracle").upper()
+    size = re.findall(r"\d+", kind)
+    if kind.startswith(("INT", "NUMBER", "SMALLINT")):
+        precision = int(size[0]) if size and kind.startswith("NUMBER") else None
+        return (cd.name, "NUMBER", 22, None, precision, int(size[1]) if len(size) > 1 else 0, "Y")
+    length = int(size[0]) if size else 4000
+    return (cd.name, "VARCHAR2", length, length, None, None, "Y")
 
 
 def _bind(value: Any) -> str:
