@@ -20,7 +20,8 @@ from connectors.endpoint import Endpoint
 from connectors.model import Op
 from connectors.oracle.session import use_sessions
 from tests.connectors import source_cases
-from tests.connectors.oracle.fake import FakeConnection, FakeOracle
+from tests.connectors.oracle.fake import FakeOracle
+from tests.connectors.oracle.fake_user import FakeConnection
 from tests.connectors.source_cases import Harness, capture
 
 

@@ -335,7 +335,7 @@ def test_lob_written_over_several_rows_joins_its_insert(
 def test_truncate_and_drop_are_captured_not_skipped(
     oracle: Oracle, fake: FakeOracle, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.connectors.oracle.fake import FakeConnection
+    from tests.connectors.oracle.fake_user import FakeConnection
 
     trail = tmp_path / "t"
     capture(oracle, trail)
