@@ -86,9 +86,20 @@ def check_source(
     session: Session, user: str, tables: Sequence[TableId], keyed: dict[TableId, bool]
 ) -> list[CheckItem]:
     """Every prerequisite, with the statement that fixes it; ``keyed``: has a primary key."""
-    u = _q(user.upper()) if user else "<capture user>"
     items = [LIVE_NOTICE]
     missing = {v: code for v in VIEWS if (code := _probe(session, v)) is not None}
+    items += _grants(session, user, tables, missing)
+    if "V$DATABASE" not in missing:
+        items += _logging(session, tables, keyed)
+    return items
+
+
+def _grants(
+    session: Session, user: str, tables: Sequence[TableId], missing: dict[str, str]
+) -> list[CheckItem]:
+    """The capture user's grants: V$ views, LOGMINING, DBMS_LOGMNR, FLASHBACK."""
+    u = _q(user.upper()) if user else "<capture user>"
+    items = []
     for view in VIEWS:
         items.append(
             CheckItem(
@@ -140,8 +151,14 @@ def check_source(
             f"GRANT FLASHBACK ANY TABLE TO {u} (or GRANT FLASHBACK ON each table)",
         )
     )
-    if "V$DATABASE" in missing:
-        return items
+    return items
+
+
+def _logging(
+    session: Session, tables: Sequence[TableId], keyed: dict[TableId, bool]
+) -> list[CheckItem]:
+    """ARCHIVELOG mode, minimal and per-table supplemental logging."""
+    items = []
     ((log_mode, sup_min, sup_pk, sup_all),) = session.query(
         "SELECT LOG_MODE, SUPPLEMENTAL_LOG_DATA_MIN, SUPPLEMENTAL_LOG_DATA_PK, "
         "SUPPLEMENTAL_LOG_DATA_ALL FROM V$DATABASE"
