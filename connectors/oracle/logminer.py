@@ -238,6 +238,7 @@ class LogMinerReader:
 
     def _rows(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[LogEvent]:
         pending: list[_Pending] = []  # commits at one SCN
+        last_scn = 0
         piece: list[str] = []
         for row in rows:
             (scn, ts, thread, usn, slt, sqn, op, rollback, csf, rs_id, ssn, row_id, owner,
@@ -249,6 +250,15 @@ class LogMinerReader:
                 sql = "".join(piece) + (sql or "")
                 piece = []
             scn, op = int(scn), int(op)
+            if scn < last_scn:
+                raise ReplicationError(
+                    f"V$LOGMNR_CONTENTS returned SCN {scn} (thread {thread}) after SCN "
+                    f"{last_scn}: its rows are not in SCN order, so commit order cannot be "
+                    "trusted; capture stopped before writing anything out of order",
+                    hint="report this with the Oracle version and whether the database is RAC "
+                    "(docs/capture-oracle.md, what a first live run must confirm)",
+                )
+            last_scn = scn
             if pending and scn > pending[0].key[0]:
                 yield from self._flush(pending)
                 pending = []

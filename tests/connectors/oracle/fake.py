@@ -140,6 +140,8 @@ class FakeOracle:
         self.rowids = itertools.count(1)
         self.tz = dt.timezone(dt.timedelta(hours=2))
         self.may_alter = True
+        #: V$LOGMNR_CONTENTS merges the threads by SCN (False: what a first live run rules out)
+        self.merge_threads = True
         #: the connection drops after this many V$LOGMNR_CONTENTS rows (once)
         self.drop_connection_after: int | None = None
         self.sessions = 0
@@ -602,7 +604,10 @@ class FakeSession:
                     continue
                 rows.append(rec)
         # merged by SCN; within one SCN the higher thread first (LogMiner promises no order)
-        rows.sort(key=lambda r: (r["SCN"], -r["THREAD"]))
+        if self.db.merge_threads:
+            rows.sort(key=lambda r: (r["SCN"], -r["THREAD"]))
+        else:  # a LogMiner that would not merge RAC threads: one thread after the other
+            rows.sort(key=lambda r: (r["THREAD"], r["SCN"]))
         return [tuple(r[c] for c in _CONTENTS_COLUMNS) for r in rows]
 
     def _rendered(self, rec: dict[str, Any]) -> dict[str, Any]:

@@ -465,3 +465,31 @@ def test_a_position_of_another_engine_is_a_trail_error(oracle: Oracle, fake: Fak
 
     with pytest.raises(TrailError, match="not an Oracle position"):
         oracle.open_log("mysql-bin.000003:1234", tables=TableFilter(("SHOP.*",)))
+
+
+def test_rows_out_of_scn_order_stop_capture_before_anything_is_written(tmp_path: Path) -> None:
+    from connectors.base import open_database
+    from connectors.endpoint import Endpoint
+    from connectors.oracle.session import use_sessions
+
+    fake = FakeOracle(threads=2)
+    fake.create(
+        "SHOP",
+        "ITEMS",
+        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
+        ["ID"],
+    )
+    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
+    fake.merge_threads = False
+    with use_sessions(fake.session):
+        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+        trail = tmp_path / "t"
+        capture(oracle, trail)
+        t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
+        t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "two"})
+        t2.commit()
+        t1.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "one"})
+        t1.commit()
+        with pytest.raises(ReplicationError, match="not in SCN order"):
+            capture(oracle, trail)
+    assert list(TrailReader(trail).transactions()) == []
