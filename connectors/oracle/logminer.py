@@ -238,7 +238,7 @@ class LogMinerReader:
 
     def _rows(self, rows: Iterator[tuple[Any, ...]]) -> Iterator[LogEvent]:
         pending: list[_Pending] = []  # commits at one SCN
-        last_scn = 0
+        last_commit = 0
         piece: list[str] = []
         for row in rows:
             (scn, ts, thread, usn, slt, sqn, op, rollback, csf, rs_id, ssn, row_id, owner,
@@ -250,15 +250,6 @@ class LogMinerReader:
                 sql = "".join(piece) + (sql or "")
                 piece = []
             scn, op = int(scn), int(op)
-            if scn < last_scn:
-                raise ReplicationError(
-                    f"V$LOGMNR_CONTENTS returned SCN {scn} (thread {thread}) after SCN "
-                    f"{last_scn}: its rows are not in SCN order, so commit order cannot be "
-                    "trusted; capture stopped before writing anything out of order",
-                    hint="report this with the Oracle version and whether the database is RAC "
-                    "(docs/capture-oracle.md, what a first live run must confirm)",
-                )
-            last_scn = scn
             if pending and scn > pending[0].key[0]:
                 yield from self._flush(pending)
                 pending = []
@@ -266,6 +257,16 @@ class LogMinerReader:
                     return  # after whole transactions only
             xid = _xid(usn, slt, sqn)
             if op == 7:
+                if scn < last_commit:
+                    raise ReplicationError(
+                        f"V$LOGMNR_CONTENTS returned a COMMIT at SCN {scn} (thread {thread}) "
+                        f"after one at SCN {last_commit}: its rows are not in SCN order, so "
+                        "commit order cannot be trusted; capture stopped before writing "
+                        "anything out of order",
+                        hint="report this with the Oracle version and whether the database is "
+                        "RAC (docs/capture-oracle.md, what a first live run must confirm)",
+                    )
+                last_commit = scn
                 seq, blk, off = parse_rs_id(str(rs_id))
                 key = (scn, 0, int(thread), seq, blk, off, int(ssn or 0))
                 if key <= self._skip or xid not in self.buffer:

@@ -86,6 +86,8 @@ class TxBuffer:
         txn = self._open.get(xid)
         if txn is None:
             txn = self._open[xid] = _Open(rec.scn)
+        elif rec.scn < txn.first_scn:
+            txn.first_scn = rec.scn  # RAC threads merged by SCN: not strictly ordered rows
         if rec.rollback and rec.op in _DATA_OPS:
             self._cancel(txn, rec)
             return
