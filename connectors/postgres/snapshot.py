@@ -46,15 +46,6 @@ from psycopg import sql
 
 from connectors.errors import ReplicationError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
-from connectors.postgres.logical import (
-    DEFAULT_SLOT_TIMEOUT,
-    check_replica_identity,
-    create_exported_slot,
-    ensure_publication,
-    server_identity,
-    slot_info,
-    temporary_slot_name,
-)
 from connectors.postgres.ownership import (
     SlotNames,
     check_owner,
@@ -63,6 +54,16 @@ from connectors.postgres.ownership import (
     write_marker,
 )
 from connectors.postgres.pgoutput import parse_lsn
+from connectors.postgres.slots import (
+    DEFAULT_SLOT_TIMEOUT,
+    check_replica_identity,
+    create_exported_slot,
+    ensure_publication,
+    server_identity,
+    slot_info,
+    temporary_slot_name,
+)
+from connectors.postgres.values import SESSION_OPTIONS
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 
 if TYPE_CHECKING:
@@ -72,11 +73,6 @@ __all__ = ["PgSnapshot", "column_expression", "open_snapshot"]
 
 log = logging.getLogger("redoline.snapshot")
 
-#: the same text conventions as the pgoutput reader (connectors/postgres/logical.py)
-_SESSION_OPTIONS: Final = (
-    "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c bytea_output=hex "
-    "-c extra_float_digits=3"
-)
 #: bytes handed to the loader at a time
 _BATCH_BYTES: Final = 1 << 20
 #: COPY text escapes MySQL LOAD DATA does not know (it would read ``\f`` as ``f``)
@@ -148,7 +144,7 @@ class PgSnapshot:
     # ------------------------------------------------------------------ opening
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return self.db.connect(options=_SESSION_OPTIONS)
+        return self.db.connect(options=SESSION_OPTIONS)
 
     def _open(
         self, tables: Sequence[TableId], names: SlotNames | None, timeout: float
