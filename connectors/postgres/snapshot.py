@@ -34,9 +34,7 @@ text is the same whatever the server's defaults.
 from __future__ import annotations
 
 import logging
-import math
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -64,7 +62,14 @@ from connectors.postgres.slots import (
     temporary_slot_name,
 )
 from connectors.postgres.values import SESSION_OPTIONS
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.snapshot import (
+    FORMATS,
+    KeyRange,
+    SnapshotConnections,
+    SnapshotPoint,
+    chunks_between,
+    even_chunks,
+)
 
 if TYPE_CHECKING:
     from connectors.postgres import PostgreSQL
@@ -109,7 +114,7 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
     return ref
 
 
-class PgSnapshot:
+class PgSnapshot(SnapshotConnections):
     """``workers`` connections in REPEATABLE READ transactions on one exported snapshot."""
 
     def __init__(
@@ -124,9 +129,7 @@ class PgSnapshot:
         timeout: float = DEFAULT_SLOT_TIMEOUT,
     ) -> None:
         self.db = db
-        self.workers = max(1, workers)
-        self.conns: list[psycopg.Connection[Any]] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(max(1, workers))
         self._trail_position = parse_lsn(trail_position) if trail_position else None
         try:
             if capture and names is None:
@@ -235,20 +238,6 @@ class PgSnapshot:
         log.info("snapshot at %s (exported by a temporary slot, %d workers)", point, self.workers)
         return SnapshotPoint(point, point, 0.0, "exported snapshot of a temporary slot")
 
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.close()  # ends the snapshot transaction
-            except Exception:  # closing is best effort
-                pass
-        self.conns = []
-
-    def __enter__(self) -> PgSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def compare_positions(self, a: str, b: str) -> int:
         x, y = parse_lsn(a), parse_lsn(b)
         return (x > y) - (x < y)
@@ -262,12 +251,6 @@ class PgSnapshot:
             (schema.table.schema, schema.table.name),
         )
         return max(0, int(rows[0][0] or 0)) if rows else 0
-
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
 
     def _table(self, schema: TableSchema) -> str:
         return f"{self.db.quote(schema.table.schema)}.{self.db.quote(schema.table.name)}"
@@ -286,11 +269,9 @@ class PgSnapshot:
                 row = conn.execute(f"SELECT min({q}), max({q}), count(*) FROM {table}").fetchone()
                 assert row is not None
                 lo, hi, count = row
-                if lo is None or int(count) <= chunk_rows:
+                if lo is None:
                     return [KeyRange(0, None, None)]
-                pieces = math.ceil(int(count) / max(1, chunk_rows))
-                step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-                bounds = [(b,) for b in range(int(lo) + step, int(hi) + 1, step)]
+                return even_chunks(int(lo), int(hi), int(count), chunk_rows)
             else:
                 cols = ", ".join(self.db.quote(c) for c in key)
                 texts = ", ".join(f"{self.db.quote(c)}::text" for c in key)
@@ -302,8 +283,7 @@ class PgSnapshot:
                     (chunk_rows,),
                 ).fetchall()
                 bounds = [tuple(r) for r in rows]
-        edges: list[Any] = [None, *bounds, None]
-        return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        return chunks_between(bounds)
 
     # ------------------------------------------------------------------ reading
 
