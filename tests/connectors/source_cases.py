@@ -293,7 +293,9 @@ def check_every_column_kind(h: Harness, trail: Path) -> None:
                 schema = ch.table_schema
             else:
                 assert ch.op is Op.INSERT and ch.after is not None, ch
-                after[ch.after["id"]] = ch.after
+                rid = ch.after["id"]
+                assert isinstance(rid, int), ch.after
+                after[rid] = ch.after
     assert schema is not None
     kinds = {c.name: c.kind for c in schema.columns}
     assert kinds == {"id": "int", **{c.name: c.kind for c in h.kinds}}, kinds
@@ -315,8 +317,11 @@ def _beats(txns: list[Transaction], since_us: int) -> list[int]:
     for txn in txns:
         for ch in txn.changes:
             image = ch.after if ch.table == HEARTBEAT_TABLE else None
-            if image is not None and image["source_id"] == "src" and image["beat_us"] >= since_us:
-                out.append(int(image["beat_us"]))
+            if image is not None and image["source_id"] == "src":
+                beat = image["beat_us"]
+                assert isinstance(beat, int), image
+                if beat >= since_us:
+                    out.append(beat)
     return out
 
 
@@ -368,11 +373,13 @@ def check_snapshot_continuity(h: Harness, trail: Path) -> None:
     written: list[int] = []
 
     def write() -> None:
-        i = 51
-        while not done.is_set() or i < 101:
+        after = 0  # rows committed once the snapshot is closed
+        for i in itertools.count(51):
             h.run(h.insert("s", (i, "during")))
             written.append(i)
-            i += 1
+            after += done.is_set()
+            if after >= 20:
+                return
             time.sleep(0.005)
 
     writer = threading.Thread(target=write, daemon=True)
@@ -402,8 +409,9 @@ def check_snapshot_continuity(h: Harness, trail: Path) -> None:
     for txn in txns:
         for ch in txn.changes:
             if ch.table == table and ch.op is Op.INSERT and ch.after is not None:
-                assert ch.after["id"] not in in_trail, ch.after["id"]
-                in_trail[ch.after["id"]] = txn.position
+                rid = ch.after["id"]
+                assert isinstance(rid, int) and rid not in in_trail, rid
+                in_trail[rid] = txn.position
     everything = set(range(1, 51)) | set(written)
     assert set(snapped) | set(in_trail) == everything
     assert set(snapped) < everything and in_trail, "the writes did not straddle the snapshot"
