@@ -27,7 +27,6 @@ import decimal
 import logging
 import math
 import re
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -35,7 +34,13 @@ from typing import TYPE_CHECKING, Any, Final
 from connectors.errors import ConfigError, SchemaError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
 from connectors.odbc.url import own_param
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.snapshot import (
+    FORMATS,
+    KeyRange,
+    SnapshotConnections,
+    SnapshotPoint,
+    even_chunks,
+)
 
 if TYPE_CHECKING:
     from connectors.odbc import ODBC
@@ -181,7 +186,7 @@ def row_writer(columns: Sequence[Column], fmt: str) -> Callable[[Sequence[Any]],
     return write
 
 
-class OdbcSnapshot:
+class OdbcSnapshot(SnapshotConnections):
     """Reader connections on the source: one transaction, or ``workers`` plain reads."""
 
     def __init__(self, db: ODBC, workers: int, consistency: str) -> None:
@@ -197,9 +202,7 @@ class OdbcSnapshot:
                 consistency,
                 workers,
             )
-        self.workers = 1 if consistent else max(1, workers)
-        self.conns: list[Any] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(1 if consistent else max(1, workers))
         start = _now()
         try:
             if consistent:
@@ -231,21 +234,10 @@ class OdbcSnapshot:
             raise
         self.point = SnapshotPoint(start, start, 0.0, method)
 
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                if not conn.autocommit:
-                    conn.rollback()  # the snapshot only read
-                conn.close()
-            except Exception:  # closing is best effort
-                pass
-        self.conns = []
-
-    def __enter__(self) -> OdbcSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _end(self, conn: Any) -> None:
+        if not conn.autocommit:
+            conn.rollback()  # the snapshot only read
+        conn.close()
 
     def compare_positions(self, a: str, b: str) -> int:
         return (a > b) - (a < b)
@@ -265,12 +257,6 @@ class OdbcSnapshot:
     def estimate_rows(self, schema: TableSchema) -> int:
         return 0  # ODBC has no portable statistics; progress shows rows without a total
 
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
-
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
         key = self._int_key(schema)
         if key is None:
@@ -281,12 +267,9 @@ class OdbcSnapshot:
                 0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {self.db.source_table(schema.table)}"
             ).fetchone()
         lo, hi, count = row
-        if lo is None or int(count) <= chunk_rows:
+        if lo is None:
             return [KeyRange(0, None, None)]
-        pieces = math.ceil(int(count) / max(1, chunk_rows))
-        step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-        bounds: list[Any] = [None, *((b,) for b in range(int(lo) + step, int(hi) + 1, step)), None]
-        return [KeyRange(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        return even_chunks(int(lo), int(hi), int(count), chunk_rows)
 
     # ------------------------------------------------------------------ reading
 
