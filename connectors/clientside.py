@@ -166,8 +166,9 @@ class _Scratch:
         empty = pa.Table.from_batches([], schema=arrow_schema)  # noqa: F841 (DuckDB scans it)
         self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT {names} FROM empty")
         rows = 0
+        batches = self.owner.fetch(schema)
         try:
-            for fetched in self.owner.fetch(schema):
+            for fetched in batches:
                 arrays = []
                 for i, norm in enumerate(norms):
                     values = [r[i] for r in fetched]
@@ -179,6 +180,11 @@ class _Scratch:
                 rows += len(fetched)
         except (ValueError, TypeError, pa.ArrowException, decimal.InvalidOperation) as exc:
             raise SchemaError(f"{table}: a value cannot be compared: {exc}") from None
+        finally:
+            # a generator stopped early releases the engine's connection now, not at GC
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
         log.info("verify read %d rows of %s (%s)", rows, table, self.owner.engine_name)
 
     def close(self) -> None:
