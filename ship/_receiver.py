@@ -87,6 +87,9 @@ class ReceiveOptions:
     token: Token
     until_caught_up: bool = False
     stop_event: threading.Event = field(default_factory=threading.Event)
+    #: ``until_caught_up``: seconds to wait with no sender connected before giving up
+    #: (:attr:`ReceiveResult.timed_out`); None: forever
+    wait_for: float | None = None
 
 
 @dataclass
@@ -95,6 +98,10 @@ class ReceiveResult:
     bytes: int = 0
     sessions: int = 0
     stopped: bool = False
+    #: ``until_caught_up``: a sender finished caught up and none was left connected
+    caught_up: bool = False
+    #: ``until_caught_up``: ``wait_for`` passed with no sender connected
+    timed_out: bool = False
     #: per source id: the last sealed segment held
     sources: dict[str, int | None] = field(default_factory=dict)
 
@@ -352,11 +359,13 @@ class Receiver:
         assert self._sock is not None
         stop = self.opts.stop_event
         threads: list[threading.Thread] = []
+        waiting_since = time.monotonic()
         try:
             while not stop.is_set():
                 try:
                     conn, addr = self._sock.accept()
                 except TimeoutError:
+                    waiting_since = self._check_wait(waiting_since)
                     continue
                 peer = f"{addr[0]}:{addr[1]}"
                 t = threading.Thread(target=self._session, args=(conn, peer), daemon=True)
@@ -376,6 +385,19 @@ class Receiver:
                 t.join(timeout=10)
         return self.result
 
+    def _check_wait(self, since: float) -> float:
+        """A cron receiver gives up after ``wait_for`` seconds without a connected sender;
+        a connected one restarts the wait. Returns when the current wait began."""
+        with self._lock:
+            busy = bool(self._active)
+        now = time.monotonic()
+        if busy or not self.opts.until_caught_up:
+            return now
+        if self.opts.wait_for is not None and now - since > self.opts.wait_for:
+            self.result.timed_out = True
+            self.opts.stop_event.set()
+        return since
+
     # ------------------------------------------------------------------ one session
 
     def _session(self, conn: socket.socket, peer: str) -> None:
@@ -388,6 +410,7 @@ class Receiver:
                 self._active.discard(conn)
                 idle = not self._active
             if caught_up and self.opts.until_caught_up and idle:
+                self.result.caught_up = True
                 self.opts.stop_event.set()
 
     def _handshake(self, conn: socket.socket, peer: str) -> ssl.SSLSocket | None:
