@@ -262,12 +262,15 @@ def ship(
     """
     cfg = load_config(config, trail=trail)
     trail_dir = cfg.trail.dir
-    source_id = _source_id(trail_dir, next(iter(cfg.sources.values())).id if cfg.sources else None)
     stop = threading.Event()
     tls = TlsFlags(cert, key, ca, token_file, token_env)
     options = ship_options(
-        cfg, stop, source_id, until_caught_up=until_caught_up, to=to, name=name, tls=tls
+        cfg, stop, "", until_caught_up=until_caught_up, to=to, name=name, tls=tls
     )
+    # flags and addresses are checked before the trail is looked at
+    source_id = _source_id(trail_dir, next(iter(cfg.sources.values())).id if cfg.sources else None)
+    for opts in options:
+        opts.source_id = source_id
     previous = _signals(stop)
     try:
         with observe(cfg.state_dir, metrics, metrics_file):
