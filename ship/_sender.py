@@ -72,6 +72,10 @@ CHUNK = 1 << 20
 #: sealed segments in flight before the sender waits for their acknowledgement
 UNACKED_MAX = 4
 POLL = 0.02
+#: a receiver that takes no byte and sends none for this long is gone (a partition): the
+#: connection is dropped and made again. TCP alone would wait for its next retransmission,
+#: which after a long outage comes up to two minutes after the link is back.
+IO_TIMEOUT = 15.0
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
 #: ``<trail>/ship-<name>.json``: what the receiver confirmed, for ``redoline status``
@@ -211,7 +215,7 @@ class _Session:
         except OSError as exc:
             raw.close()
             raise ConnectError(f"connection to the receiver {self.peer} lost: {exc}") from None
-        tls.settimeout(60)
+        tls.settimeout(IO_TIMEOUT)
         return w.Channel(tls, f"receiver {self.peer}")
 
     def expect(self, *kinds: int) -> tuple[int, dict[str, Any]]:
