@@ -72,10 +72,8 @@ CHUNK = 1 << 20
 #: sealed segments in flight before the sender waits for their acknowledgement
 UNACKED_MAX = 4
 POLL = 0.02
-#: a receiver that takes no byte and sends none for this long is gone (a partition): the
-#: connection is dropped and made again. TCP alone would wait for its next retransmission,
-#: which after a long outage comes up to two minutes after the link is back.
-IO_TIMEOUT = 15.0
+#: a receiver that takes no byte and sends none for this long is gone: reconnect
+IO_TIMEOUT = 60.0
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
 #: ``<trail>/ship-<name>.json``: what the receiver confirmed, for ``redoline status``
