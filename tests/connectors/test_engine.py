@@ -23,7 +23,7 @@ def test_every_engine_package_has_a_descriptor() -> None:
     assert {"mysql", "postgresql", "duckdb"} <= names
     assert len(packages) == len(names)
     sources = {e.name for e in all_engines() if e.provides("log_reader")}
-    assert sources == {"mysql", "postgresql"}
+    assert sources == {"mysql", "postgresql", "sqlserver"}
     targets = {e.name for e in all_engines() if e.provides("writer")}
     assert targets == {"mysql", "postgresql", "duckdb"}
     for engine in all_engines():
