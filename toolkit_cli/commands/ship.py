@@ -128,9 +128,10 @@ def parse_address(text: str, what: str) -> tuple[str, int]:
     return host, port
 
 
-def _signals(stop: threading.Event) -> dict[int, Any]:
+def _signals(*events: threading.Event) -> dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
-        stop.set()
+        for event in events:
+            event.set()
 
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -472,31 +473,24 @@ def sync_half(half: str, args: HalfArgs, refused: list[str]) -> None:
             "`redoline apply --until-...` on the target host",
         )
     stop = threading.Event()
+    receiving: ReceiveOptions | None = None
     if half == "source":
-        report, cfg = _source_half(args, stop), None
+        report = _source_half(args, stop)
     else:
-        report, cfg = _target_half(args, stop)
+        report, receiving = _target_half(args, stop)
     if args.json_out:
         print_json(report.to_json())
     else:
         _print_half(report)
     if report.caught_up:
         return
-    if cfg is not None and report.receive.get("timed_out") and not stop.is_set():
-        raise no_sender_error(cfg)
+    if receiving is not None and report.receive.get("timed_out") and not stop.is_set():
+        raise no_sender_error(receiving)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _half_signals(*events: threading.Event) -> dict[int, Any]:
-    def handler(signum: int, frame: Any) -> None:
-        for event in events:
-            event.set()
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
 def _run_half(cfg: Config, args: HalfArgs, events: tuple[threading.Event, ...], run: Any) -> Any:
-    previous = _half_signals(*events)
+    previous = _signals(*events)
     try:
         with observe(cfg.state_dir, args.metrics, args.metrics_file):
             return run()
@@ -541,7 +535,7 @@ def _source_half(args: HalfArgs, stop: threading.Event) -> HalfReport:
     return report
 
 
-def _target_half(args: HalfArgs, stop: threading.Event) -> tuple[HalfReport, Any]:
+def _target_half(args: HalfArgs, stop: threading.Event) -> tuple[HalfReport, ReceiveOptions]:
     """Receive + apply."""
     from toolkit_cli.commands.apply import apply_delay
     from toolkit_cli.sync import SyncOptions
