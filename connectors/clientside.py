@@ -35,6 +35,7 @@ from connectors.base import Database
 from connectors.duckdb.checksum import Checksum as DuckDBChecksum
 from connectors.errors import ConfigError, MissingObjectError, SchemaError, ToolkitError
 from connectors.model import Column, Json, TableId, TableSchema
+from connectors.rowtext import as_bool
 
 __all__ = ["ClientSideChecksum", "Session"]
 
@@ -74,17 +75,6 @@ def _arrow_type(col: Column) -> pa.DataType:
     return pa.large_string()
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "t", "true", "y", "yes"):
-            return True
-        if text in ("0", "f", "false", "n", "no"):
-            return False
-        raise ValueError(f"{value!r} is not a boolean")
-    return bool(value)
-
-
 def _instant(value: Any) -> dt.datetime:
     """An instant as aware UTC; a naive value is taken as UTC already (the engine's
     fetch extracted it so)."""
@@ -107,7 +97,7 @@ def _normaliser(col: Column) -> Callable[[Any], Any] | None:
     """Driver value -> value Arrow takes for the column's type (None when none is needed)."""
     kind = col.kind
     if kind == "bool":
-        return _bool
+        return as_bool
     if kind == "int":
         return lambda v: v if isinstance(v, int) else int(v)
     if kind == "uuid":
