@@ -56,6 +56,7 @@ def fill(fake: FakeOracle) -> None:
             ("ID", "NUMBER", 22, None, 10, 0, "N"),
             ("AMOUNT", "NUMBER", 22, None, 12, 2, "Y"),
             ("BIG", "NUMBER", 22, None, 38, 4, "Y"),
+            ("FREE", "NUMBER", 22, None, None, None, "Y"),  # unconstrained: any scale
             ("AT", "DATE", 7, None, None, None, "Y"),
             ("TZ", "TIMESTAMP(6) WITH TIME ZONE", 13, None, None, 6, "Y"),
             ("RAWV", "RAW", 8, None, None, None, "Y"),
@@ -74,6 +75,7 @@ def fill(fake: FakeOracle) -> None:
                 "ID": i,
                 "AMOUNT": decimal.Decimal(i * 137) / 100 - 5,
                 "BIG": decimal.Decimal(f"-{i}1234567890123456789012345678901.{i:04d}"),
+                "FREE": decimal.Decimal(f"{i}.{'7' * i}"),
                 "AT": dt.datetime(2024, 1, 2, 3, 4, 5) + dt.timedelta(days=i),
                 "TZ": dt.datetime(2024, 3, 31, 1, 59, 59, i, tzinfo=zones[i % 2]),
                 "RAWV": bytes([0, i, 255]),
