@@ -35,6 +35,7 @@ from capture.trail import (
     sealed_name,
 )
 from capture.trail._format import (
+    BLOCK_CATALOG,
     BLOCK_CONT_NEXT,
     BLOCK_MAGIC,
     FRAME,
@@ -151,7 +152,12 @@ def _last_op(path: Path) -> int:
 
 def _boundary(data: bytes, base: int) -> int:
     """Offset (file-relative) of the end of the last complete transaction in ``data``, which
-    starts at file offset ``base`` on a frame (or file) boundary; ``base`` when none."""
+    starts at file offset ``base`` on a frame (or file) boundary; ``base`` when none.
+
+    The header and the catalog block never end a shipped range on their own: capture's
+    recovery deletes an open segment holding nothing else and writes it anew (other bytes),
+    which a receiver holding the old ones refused as a conflict for ever (a kill -9 of the
+    source host between a segment's catalog and its first transaction)."""
     at = 0
     good = base
     if base == 0:
@@ -160,7 +166,7 @@ def _boundary(data: bytes, base: int) -> int:
         (hlen,) = struct.unpack_from("<I", data, 8)
         if len(data) < hlen:
             return 0
-        at = good = hlen
+        at = hlen  # the header goes with the segment's first transaction
     while len(data) - at >= FRAME_SIZE:
         magic, flags, stored, _raw, _last = FRAME.unpack_from(data, at)
         if magic != BLOCK_MAGIC:
@@ -169,7 +175,7 @@ def _boundary(data: bytes, base: int) -> int:
         if end > len(data):
             break
         at = end
-        if not flags & BLOCK_CONT_NEXT:
+        if not flags & (BLOCK_CONT_NEXT | BLOCK_CATALOG):
             good = base + at
     return good
 
