@@ -163,10 +163,9 @@ def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     from toolkit_cli.sync import SyncOptions, run_sync
 
     t = fake.txn()
+    rows = [("a1", "dup"), ("a2", "dup"), ("b1", "twin"), ("b2", "twin"), ("solo", "solo")]
     rid = {
-        name: t.insert("SHOP", "NOTES", {"BODY": body})
-        for name, body in [("a1", "dup"), ("a2", "dup"), ("b1", "twin"), ("b2", "twin")]
-        + [("solo", "solo"), ("gone", "gone")]
+        name: t.insert("SHOP", "NOTES", {"BODY": body}) for name, body in [*rows, ("gone", "gone")]
     }
     t.commit()
     if kind == "duckdb":
