@@ -151,7 +151,7 @@ def test_sync_snapshot_then_catch_up_into_duckdb(
     assert Counter(b for (b,) in notes) == Counter({"dup": 2, "third": 1})
 
 
-@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+@pytest.mark.parametrize("kind", ["duckdb", "postgres", "mariadb"])
 def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     oracle: Oracle, fake: FakeOracle, tmp_path: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
@@ -171,7 +171,8 @@ def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     if kind == "duckdb":
         target = open_database(Endpoint.parse(f"duckdb://{tmp_path}/t.duckdb"))
     else:
-        target = open_database(request.getfixturevalue("pg_db"))
+        fixture = {"postgres": "pg_db", "mariadb": "mysql_db"}[kind]
+        target = open_database(request.getfixturevalue(fixture))
     options = SyncOptions(
         trail_dir=tmp_path / "trail",
         state_dir=tmp_path / "state",
