@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from apply.typemap import create_table_sql, ensure_table
 from connectors.base import RowRejected, TableBatch
 from connectors.model import ROW_KEY, Change, Column, Op, TableId, TableSchema
-from connectors.odbc.snapshot import row_writer
+from connectors.rowtext import row_writer
 
 if TYPE_CHECKING:
     from connectors._bulk import BulkTarget

@@ -76,9 +76,9 @@ def _normaliser(col: Column) -> Any:
     """Driver value -> value Arrow takes for the column's type (None when none is needed)."""
     kind = col.kind
     if kind == "bool":
-        from connectors.odbc.snapshot import _bool
+        from connectors.rowtext import as_bool
 
-        return _bool
+        return as_bool
     if kind == "uuid":
         return lambda v: str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
     if kind == "decimal" and not (col.precision and col.precision <= 38):

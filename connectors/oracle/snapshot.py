@@ -9,7 +9,7 @@ FLASHBACK ANY TABLE) and enough undo to reach back to the SCN for the whole copy
 (``UNDO_RETENTION``); ORA-01555 / ORA-08181 otherwise, which stop the run (redo the snapshot).
 
 Rows are fetched as values and written in the target's bulk format in Python
-(:func:`connectors.odbc.snapshot.row_writer`, the engine-neutral formatter). A keyless table
+(:func:`connectors.rowtext.row_writer`, the engine-neutral formatter). A keyless table
 is read with each row's ROWID where the target has :data:`~connectors.model.ROW_KEY`: the
 caller's ``row_ids`` turns it into the row's surrogate key and records it in the target's
 rowid map, which the ROWIDs of later changes then find (apply/rowid.py).
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import SchemaError
 from connectors.model import ROW_KEY, Column, TableId, TableSchema
-from connectors.odbc.snapshot import row_writer
 from connectors.oracle.positions import OraclePosition
 from connectors.oracle.session import Session, SessionError, map_error
+from connectors.rowtext import row_writer
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 
 if TYPE_CHECKING:

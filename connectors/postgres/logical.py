@@ -202,6 +202,9 @@ class PgLogReader:
         self._shapes = Relations(tables, known)
         self._marker_path = Path(trail_dir) / MARKER_NAME if trail_dir else None
         self._marker_written = 0.0
+        #: a heartbeat past the trail's last transaction not confirmed yet (marker written
+        #: under a second before): close() confirms it, so a short run still moves the slot
+        self._unconfirmed = 0
         self._marker: dict[str, Any] = dict(self.names.marker or {})
         self._catalog: psycopg.Connection[Any] | None = None
         self._stream: psycopg.Connection[Any] | None = None
@@ -248,7 +251,9 @@ class PgLogReader:
             # a heartbeat past the trail's last transaction: remember it in the trail's slot
             # marker first, or the next start would see the slot ahead of the trail and stop
             if time.monotonic() - self._marker_written < MARKER_INTERVAL:
-                return  # a later heartbeat confirms it; keeps fsyncs rare under filtered load
+                # a later heartbeat (or close) confirms it; keeps fsyncs rare under filtered load
+                self._unconfirmed = max(self._unconfirmed, lsn)
+                return
             self._write_marker(lsn)
         self._confirmed = lsn
         # the server learns it with the next status message (at least every status_interval,
@@ -262,8 +267,11 @@ class PgLogReader:
     def close(self) -> None:
         if self._stream is not None and not self._stream.closed:
             try:
+                if self._unconfirmed > self._confirmed and self._marker_path is not None:
+                    self._write_marker(self._unconfirmed)
+                    self._confirmed = self._unconfirmed
                 self._send_status()  # hand the server the last confirmation before leaving
-            except (ToolkitError, psycopg.Error):
+            except (ToolkitError, psycopg.Error, OSError):
                 pass
         for conn in (self._stream, self._catalog, *(s.conn for s in self._snaps)):
             if conn is not None:
