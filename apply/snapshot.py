@@ -659,10 +659,11 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
     # DuckDB: readers hand finished chunks to the one loader thread
     handoff: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
 
-    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any, keys: Any) -> None:
+    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any, keys: SnapshotKeys | None) -> None:
         tgt.begin(conn)
         try:
-            n = tgt.load(conn, job.target, job.keyed or job.schema, job.columns, data)
+            schema = job.schema if job.keyed is None else job.keyed
+            n = tgt.load(conn, job.target, schema, job.columns, data)
             if keys is not None:
                 keys.load(tgt, conn)
             tgt.execute(
