@@ -58,7 +58,10 @@ def _decimal(col: Column) -> Format:
         exponent = d.as_tuple().exponent
         assert isinstance(exponent, int)
         # the driver reported the column's precision; a value it cannot hold would be
-        # rounded or refused by the target: say so instead
+        # rounded or refused by the target: say so instead (an unconstrained decimal, such
+        # as Oracle's NUMBER or FLOAT, holds any value)
+        if col.precision is None and col.scale is None:
+            return format(d, "f")
         if -exponent > scale or (col.precision and d.adjusted() >= digits and d != 0):
             raise SchemaError(
                 f"column {col.name!r}: value {d} does not fit the DECIMAL({col.precision},"
