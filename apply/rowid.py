@@ -250,12 +250,16 @@ class SnapshotKeys:
         self.pairs.append((row_id, key))
         return key
 
-    def forget_table(self, tgt: BulkTarget, conn: Any) -> None:
-        """Drop the table's mappings (it is loaded from scratch), creating the map table if
-        it is missing; call in the transaction that empties the target table."""
+    @staticmethod
+    def create_map(tgt: BulkTarget, conn: Any) -> None:
+        """Create the map table if it is missing (DDL: outside a data transaction)."""
         if not tgt.table_exists(conn, MAP_TABLE):
             tgt.execute(conn, tgt.create_schema_sql(MAP_TABLE.schema))
             tgt.execute(conn, create_table_sql(_MAP_SCHEMA, tgt.dialect))
+
+    def forget_table(self, tgt: BulkTarget, conn: Any) -> None:
+        """Drop the table's mappings (it is loaded from scratch); call in the transaction
+        that empties the target table."""
         tgt.execute(
             conn,
             tgt.sql(

@@ -453,6 +453,8 @@ def _prepare(
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
             job.created = True
+        if job.keyed is not None:
+            SnapshotKeys.create_map(tgt, conn)
         resumable = (
             prior is not None
             and prior.state == "loading"
