@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from apply.names import check_target_names
+from apply.rowid import SnapshotKeys, with_row_key
 from apply.typemap import create_table_sql
 from capture.filters import CaptureFilter
 from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
@@ -78,6 +79,8 @@ class SnapshotOptions:
     """What to snapshot and how."""
 
     source_id: str = "default"
+    #: the applier's target id: keys the rowid map of keyless tables of row-id sources
+    target_id: str = "default"
     workers: int = 2
     chunk_rows: int = 50_000
     tables: TableFilter = field(default_factory=TableFilter)
@@ -299,6 +302,9 @@ class _Job:
     changed: bool = False
     #: this run created the target table (so it may drop it to follow a changed definition)
     created: bool = False
+    #: the target's definition when it differs from ``schema``: keyless on a source with row
+    #: ids, its rows are read with their row id as :data:`ROW_KEY` (apply/rowid.py)
+    keyed: TableSchema | None = None
 
 
 def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
@@ -434,6 +440,8 @@ def _prepare(
     try:
         # the filtered view: only its columns are read and created, only its rows are read
         view = options.view.project_schema(schema) if options.view is not None else schema
+        if source.has_row_ids and not view.identity:
+            view = job.keyed = with_row_key(view)
         job.columns = tuple(c.name for c in view.columns if not c.generated)
         job.where = options.view.where_sql(table, source.dialect) if options.view else None
         resuming = prior is not None and prior.state == "loading" and not options.force
@@ -445,6 +453,8 @@ def _prepare(
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
             job.created = True
+        if job.keyed is not None:
+            SnapshotKeys.create_map(tgt, conn)
         resumable = (
             prior is not None
             and prior.state == "loading"
@@ -483,6 +493,8 @@ def _prepare(
         else:
             tgt.begin(conn)
             tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")
+            if job.keyed is not None:
+                _keys(options, job, 0).forget_table(tgt, conn)
             tgt.execute(
                 conn,
                 tgt.sql(
@@ -649,10 +661,13 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
     # DuckDB: readers hand finished chunks to the one loader thread
     handoff: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
 
-    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any) -> None:
+    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any, keys: SnapshotKeys | None) -> None:
         tgt.begin(conn)
         try:
-            n = tgt.load(conn, job.target, job.schema, job.columns, data)
+            schema = job.schema if job.keyed is None else job.keyed
+            n = tgt.load(conn, job.target, schema, job.columns, data)
+            if keys is not None:
+                keys.load(tgt, conn)
             tgt.execute(
                 conn,
                 tgt.sql(
@@ -682,11 +697,17 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 if job.state.state == "failed":
                     continue
                 try:
-                    data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns, job.where)
+                    args = (w, job.schema, chunk, tgt.fmt, job.columns, job.where)
+                    keys = None if job.keyed is None else _keys(options, job, chunk.number)
+                    data = (
+                        session.read_chunk(*args)
+                        if keys is None
+                        else session.read_chunk(*args, row_ids=keys)
+                    )
                     if conn is not None:
-                        finish(job, chunk, conn, data)
+                        finish(job, chunk, conn, data, keys)
                     else:
-                        handoff.put((job, chunk, list(data)))
+                        handoff.put((job, chunk, list(data), keys))
                 except ToolkitError as exc:
                     job.state.state, job.state.error = "failed", exc.message
                     job.changed = isinstance(exc, DefinitionChangedError)
@@ -708,11 +729,11 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 item = handoff.get()
                 if item is None:
                     return
-                job, chunk, data = item
+                job, chunk, data, keys = item
                 if job.state.state == "failed":
                     continue
                 try:
-                    finish(job, chunk, conn, data)
+                    finish(job, chunk, conn, data, keys)
                 except Exception as exc:
                     job.state.state = "failed"
                     job.state.error = str(exc).strip().splitlines()[0]
@@ -739,6 +760,10 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
         load_thread.join()
     if errors:
         raise errors[0]
+
+
+def _keys(options: SnapshotOptions, job: _Job, chunk: int) -> SnapshotKeys:
+    return SnapshotKeys(options.target_id, options.source_id, job.schema.table, chunk)
 
 
 # --------------------------------------------------------------------------- catch-up

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
@@ -112,10 +112,16 @@ class SnapshotSession(Protocol):
         fmt: str,
         columns: tuple[str, ...],
         where: str | None = None,
+        row_ids: Callable[[str], int] | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         """The rows of ``chunk`` seen by worker ``worker``'s snapshot, in ``fmt``, as
         (bytes, row count) batches; each batch ends with a newline. ``where`` (SQL of this
-        engine, ``[tables.where]``) keeps only the rows it is true for."""
+        engine, ``[tables.where]``) keeps only the rows it is true for.
+
+        ``row_ids`` (given only by a source with ``has_row_ids``, for a keyless table):
+        ``columns`` starts with :data:`~connectors.model.ROW_KEY`, which the engine reads as
+        the row's source row id (as its log reader writes ``Change.row_id``) and writes as
+        ``row_ids(row id)``, the row's surrogate key (apply/rowid.py)."""
         ...
 
     def compare_positions(self, a: str, b: str) -> int:

@@ -270,6 +270,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                         dataclasses.replace(
                             options.snapshot,
                             source_id=options.source_id,
+                            target_id=options.target_id,
                             source_options=source_options,
                         ),
                         options.target_id,

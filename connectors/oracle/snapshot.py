@@ -9,7 +9,10 @@ FLASHBACK ANY TABLE) and enough undo to reach back to the SCN for the whole copy
 (``UNDO_RETENTION``); ORA-01555 / ORA-08181 otherwise, which stop the run (redo the snapshot).
 
 Rows are fetched as values and written in the target's bulk format in Python
-(:func:`connectors.rowtext.row_writer`, the engine-neutral formatter).
+(:func:`connectors.rowtext.row_writer`, the engine-neutral formatter). A keyless table
+is read with each row's ROWID where the target has :data:`~connectors.model.ROW_KEY`: the
+caller's ``row_ids`` turns it into the row's surrogate key and records it in the target's
+rowid map, which the ROWIDs of later changes then find (apply/rowid.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import SchemaError
-from connectors.model import TableId, TableSchema
+from connectors.model import ROW_KEY, Column, TableId, TableSchema
 from connectors.oracle.positions import OraclePosition
 from connectors.oracle.session import Session, SessionError, map_error
 from connectors.rowtext import row_writer
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
 __all__ = ["OracleSnapshot", "open_snapshot"]
 
 _BATCH_BYTES: Final = 1 << 20
+#: the surrogate key column as the bulk formatter writes it
+_KEY: Final = Column(ROW_KEY, "int", "", nullable=False, bits=64)
+#: the ROWID as LogMiner's ROW_ID writes it (extended, 18 characters)
+_ROWID: Final = "ROWIDTOCHAR(ROWID)"
 
 log = logging.getLogger("redoline.snapshot")
 
@@ -99,14 +106,6 @@ class OracleSnapshot:
         return None
 
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
-        if not schema.identity:
-            log.warning(
-                "snapshot: %s has no primary or unique key: its rows are loaded, but the "
-                "target's rowid map is not built from a snapshot yet, so a later UPDATE or "
-                "DELETE of one of these rows stops apply naming it (inserts replicate). Give "
-                "the table a key to replicate every change (docs/capture-oracle.md)",
-                schema.table,
-            )
         key = self._int_key(schema)
         if key is None:
             return [KeyRange(0, None, None)]
@@ -131,7 +130,9 @@ class OracleSnapshot:
     ) -> tuple[str, dict[str, Any]]:
         # python-oracledb drops a TIMESTAMP WITH TIME ZONE's zone: read the instant in UTC
         cols = ", ".join(
-            f"SYS_EXTRACT_UTC({self.db.quote(c)})"
+            _ROWID
+            if c == ROW_KEY
+            else f"SYS_EXTRACT_UTC({self.db.quote(c)})"
             if schema.column(c).kind == "timestamptz"
             else self.db.quote(c)
             for c in columns
@@ -162,10 +163,17 @@ class OracleSnapshot:
         fmt: str,
         columns: tuple[str, ...],
         where: str | None = None,
+        row_ids: Callable[[str], int] | None = None,
     ) -> Iterator[tuple[bytes, int]]:
+        """The chunk's rows (``SnapshotSession.read_chunk``); a :data:`ROW_KEY` in ``columns``
+        reads the ROWID, written as ``row_ids(rowid)``."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown snapshot format {fmt!r}")
+        if (ROW_KEY in columns) != (row_ids is not None) or ROW_KEY in columns[1:]:
+            raise ValueError(f"{ROW_KEY} must be the first column, and only with row_ids")
         for name in columns:
+            if name == ROW_KEY:
+                continue
             col = schema.column(name)
             if col.kind == "other":
                 raise SchemaError(
@@ -174,10 +182,13 @@ class OracleSnapshot:
                     hint="leave it out with [tables.columns]",
                 )
         sql, params = self.select_sql(schema, columns, chunk, where)
-        write = row_writer([schema.column(c) for c in columns], fmt)
-        utc = [i for i, c in enumerate(columns) if schema.column(c).kind == "timestamptz"]
+        types = [_KEY if c == ROW_KEY else schema.column(c) for c in columns]
+        write = row_writer(types, fmt)
+        utc = [i for i, c in enumerate(types) if c.kind == "timestamptz"]
         if utc:
             write = _in_utc(write, utc)
+        if row_ids is not None:
+            write = _keyed(write, row_ids)
         with self._locks[worker]:
             parts: list[str] = []
             size = rows = 0
@@ -203,6 +214,17 @@ def _in_utc(write: Callable[[Sequence[Any]], str], at: list[int]) -> Callable[[S
             if isinstance(v, dt.datetime) and v.tzinfo is None:
                 values[i] = v.replace(tzinfo=dt.UTC)
         return write(values)
+
+    return wrapped
+
+
+def _keyed(
+    write: Callable[[Sequence[Any]], str], row_ids: Callable[[str], int]
+) -> Callable[[Sequence[Any]], str]:
+    """``write`` with the leading ROWID replaced by its surrogate key."""
+
+    def wrapped(row: Sequence[Any]) -> str:
+        return write((row_ids(str(row[0])), *row[1:]))
 
     return wrapped
 

@@ -93,6 +93,7 @@ def _snapshot_options(
     view = CaptureFilter.from_config(cfg.tables, table_filter=table_filter)
     return SnapshotOptions(
         source_id=cfg.source().id,
+        target_id=cfg.target().id,
         workers=workers or cfg.snapshot.workers,
         chunk_rows=chunk_rows or cfg.snapshot.chunk_rows,
         tables=table_filter,

@@ -345,6 +345,21 @@ class Txn:
             self.changes.append(ch)
             self._redo(ch)
 
+    def update_row(self, owner: str, name: str, rowid: str, **sets: Any) -> None:
+        """UPDATE ... WHERE ROWID = ``rowid`` (one of several identical rows)."""
+        t = self._table(owner, name)
+        row = self._live(t)[rowid]
+        ch = _Change(t, 3, rowid, dict(row), {**row, **sets})
+        self.changes.append(ch)
+        self._redo(ch)
+
+    def delete_row(self, owner: str, name: str, rowid: str) -> None:
+        """DELETE ... WHERE ROWID = ``rowid``."""
+        t = self._table(owner, name)
+        ch = _Change(t, 2, rowid, dict(self._live(t)[rowid]), None)
+        self.changes.append(ch)
+        self._redo(ch)
+
     def savepoint(self, name: str) -> None:
         self.savepoints[name] = len(self.changes)
 
@@ -636,7 +651,8 @@ class FakeSession:
         if t is None:
             raise SessionError("ORA-00942", "table or view does not exist")
         # without AS OF: the committed state now (a statement-consistent read)
-        rows = list(t.rows_as_of(int(p.get("scn", self.db.scn))).values())
+        now = t.rows_as_of(int(p.get("scn", self.db.scn)))
+        rows = [{**r, "ROWIDTOCHAR(ROWID)": rid} for rid, r in now.items()]
         cond = m.group(4) or ""
         for op, bind in ((">=", "lo"), ("<", "hi")):
             cm = re.search(rf'"(\w+)" {op} :{bind}', cond)
@@ -656,7 +672,7 @@ class FakeSession:
                     v = r[fn.group(1)]
                     values.append(None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None))
                 else:
-                    v = r[item.strip('"')]
+                    v = r[item if item == "ROWIDTOCHAR(ROWID)" else item.strip('"')]
                     # python-oracledb returns a TIMESTAMP WITH TIME ZONE without its zone
                     values.append(v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v)
             out.append(tuple(values))

@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from apply.options import ApplyOptions
 from apply.rowid import ROW_KEY
 from apply.trail_apply import apply_trail
@@ -147,3 +149,62 @@ def test_sync_snapshot_then_catch_up_into_duckdb(
     assert {(int(i), n, p) for i, n, p in items} == want and len(items) == len(want) == 38
     assert (1, "in flight", decimal.Decimal(1)) in want
     assert Counter(b for (b,) in notes) == Counter({"dup": 2, "third": 1})
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres", "mariadb"])
+def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
+    oracle: Oracle, fake: FakeOracle, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Rows of a keyless table that came by snapshot, then updated and deleted on the source
+    (one of two identical rows each time): apply finds each through its ROWID, as it finds
+    rows it inserted itself. Judged against the fake's own rows, ROWID by ROWID."""
+    from apply.snapshot import SnapshotOptions
+    from connectors.base import TableFilter
+    from toolkit_cli.sync import SyncOptions, run_sync
+
+    t = fake.txn()
+    rows = [("a1", "dup"), ("a2", "dup"), ("b1", "twin"), ("b2", "twin"), ("solo", "solo")]
+    rid = {
+        name: t.insert("SHOP", "NOTES", {"BODY": body}) for name, body in [*rows, ("gone", "gone")]
+    }
+    t.commit()
+    if kind == "duckdb":
+        target = open_database(Endpoint.parse(f"duckdb://{tmp_path}/t.duckdb"))
+    else:
+        fixture = {"postgres": "pg_db", "mariadb": "mysql_db"}[kind]
+        target = open_database(request.getfixturevalue(fixture))
+    options = SyncOptions(
+        trail_dir=tmp_path / "trail",
+        state_dir=tmp_path / "state",
+        target_id="dw",
+        until_caught_up=True,
+        snapshot=SnapshotOptions(tables=TableFilter(("SHOP.NOTES",)), workers=2),
+        capture_filter=None,
+    )
+    report = run_sync(oracle, target, options)
+    assert report.snapshot is not None and report.snapshot.rows == 6
+    t = fake.txn()
+    t.update_row("SHOP", "NOTES", rid["a1"], BODY="changed")  # one of two identical rows
+    t.delete_row("SHOP", "NOTES", rid["b2"])  # one of two identical rows
+    t.delete_row("SHOP", "NOTES", rid["gone"])
+    rid["new"] = t.insert("SHOP", "NOTES", {"BODY": "dup"})
+    t.commit()
+    t = fake.txn()
+    t.update_row("SHOP", "NOTES", rid["solo"], BODY=None)
+    t.update_row("SHOP", "NOTES", rid["new"], BODY="newer")
+    t.commit()
+    report = run_sync(oracle, target, options)
+    assert report.apply is not None
+    writer = target.open_writer()
+    q = target.quote
+    got = writer.query(
+        f"SELECT m.row_id, n.{q('BODY')} FROM {q('redoline')}.{q('rowid_map')} m "
+        f"JOIN {q('SHOP')}.{q('NOTES')} n ON n.{q(ROW_KEY)} = m.target_key"
+    )
+    rows = writer.query(f"SELECT COUNT(*) FROM {q('SHOP')}.{q('NOTES')}")
+    writer.commit()
+    writer.close()
+    want = {r: v["BODY"] for r, v in fake.tables[NOTES].rows_as_of(fake.scn).items()}
+    assert dict(got) == want and len(got) == rows[0][0] == len(want) == 5
+    assert want[rid["a1"]] == "changed" and want[rid["a2"]] == "dup"
+    assert Counter(want.values()) == Counter(["changed", "dup", "twin", None, "newer"])

@@ -11,7 +11,7 @@ from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import TrailReader
 from connectors.base import TableFilter
-from connectors.model import TableId
+from connectors.model import ROW_KEY, TableId
 from connectors.oracle import Oracle
 from connectors.oracle.positions import OraclePosition
 from connectors.snapshot import open_snapshot
@@ -115,10 +115,23 @@ def test_snapshot_values_in_bulk_text(oracle: Oracle, fake: FakeOracle) -> None:
     ]
 
 
-def test_a_keyless_table_in_a_snapshot_is_warned_about(
-    oracle: Oracle, fake: FakeOracle, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_keyless_table_is_read_with_its_rowids_as_keys(oracle: Oracle, fake: FakeOracle) -> None:
+    t = fake.txn()
+    rids = [t.insert("SHOP", "NOTES", {"BODY": "dup"}) for _ in range(2)]
+    t.commit()
+    seen: list[str] = []
+
+    def key(rowid: str) -> int:
+        seen.append(rowid)
+        return 100 + len(seen)
+
     snap = open_snapshot(oracle, 1, tables=[TableId("SHOP", "NOTES")])
-    snap.plan_chunks(oracle.table_schema(TableId("SHOP", "NOTES")), 100)
+    schema = oracle.table_schema(TableId("SHOP", "NOTES"))
+    (chunk,) = snap.plan_chunks(schema, 100)
+    cols = (ROW_KEY, "BODY")
+    text = b"".join(b for b, _ in snap.read_chunk(0, schema, chunk, "csv", cols, row_ids=key))
+    with pytest.raises(ValueError, match="first column"):
+        list(snap.read_chunk(0, schema, chunk, "csv", cols))
     snap.close()
-    assert any("rowid map is not built from a snapshot" in r.getMessage() for r in caplog.records)
+    assert sorted(seen) == sorted(rids)
+    assert text.decode().splitlines() == ['"101","dup"', '"102","dup"']
