@@ -344,6 +344,10 @@ def _run_once(
                 if not assembler.open_xids:
                     reader.confirm(event.position)
                     st.ok()
+                    # read through here with everything before it in the trail: a reader of
+                    # the record (verify's re-check) learns that WAL past the last captured
+                    # commit holds nothing to apply
+                    st.position = event.position
                     # nothing is open: the trail holds everything the source had then (a
                     # keepalive: now), so an idle source's estimate does not grow
                     st.commit_time = event.source_time or time.time()

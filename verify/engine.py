@@ -39,7 +39,7 @@ from typing import Any
 
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
-from connectors.checkpoint import read_checkpoints
+from connectors.checkpoint import Checkpoint, read_checkpoints
 from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
 from connectors.model import ROW_KEY, Column, TableId, TableSchema
@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("redoline.verify")
+
+#: ``settled(end_position, checkpoints)``: nothing before the position is left to apply
+Settled = Callable[[str, Sequence[Checkpoint]], bool]
 
 _MOD = 1 << 64
 #: range mode keeps key arithmetic inside signed 64 bits on every engine
@@ -771,12 +774,14 @@ def run_verify(
     *,
     progress: Progress | None = None,
     wait_for_target: Callable[[Database, dt.datetime, float], Any] | None = None,
+    settled: Settled | None = None,
 ) -> VerifyResult:
     """Compare every pair; re-check differences once the target has caught up.
 
     ``wait_for_target(target, first_pass_started, recheck_wait)`` blocks until the target has
     applied past the first pass (default: :func:`wait_for_apply` on the apply checkpoint, with
-    the source's end position taken just before the first pass).
+    the source's end position taken just before the first pass, and ``settled`` to tell that
+    nothing before that position is left to apply: :func:`verify.pending.capture_settled`).
     """
     options = options or VerifyOptions()
     end_position = source_end_position(source) if options.recheck else None
@@ -806,7 +811,7 @@ def run_verify(
             if wait_for_target is not None:
                 wait_for_target(target, started, options.recheck_wait)
             else:
-                wait_for_apply(source, target, end_position, options.recheck_wait)
+                wait_for_apply(source, target, end_position, options.recheck_wait, settled)
             for pair, table in differing:
                 t1 = time.monotonic()
                 try:
@@ -835,27 +840,36 @@ def source_end_position(source: Database) -> str | None:
 
 
 def wait_for_apply(
-    source: Database, target: Database, end_position: str | None, wait: float
+    source: Database,
+    target: Database,
+    end_position: str | None,
+    wait: float,
+    settled: Settled | None = None,
 ) -> bool:
     """Wait until apply has written the target past ``end_position``; True when it has.
 
     Apply records the source position of the last transaction it applied in the target's
     checkpoint table (``redoline.redoline_checkpoint``, one row per applier). When that table
     exists and the source could tell its end position at the start of the first pass, this
-    polls until every applier's position is at or past it (at most ``max(60, 12 * wait)``
-    seconds). Otherwise — no replication into this target, or a source without a log — it
-    simply waits ``wait`` seconds.
+    polls until every applier's position is at or past it, or ``settled(end_position,
+    checkpoints)`` says nothing before it is left to apply (a source's log moves on with
+    records no replicated table holds, which apply never "reaches"), at most ``max(60, 12 *
+    wait)`` seconds. Otherwise — no replication into this target, or a source without a log —
+    it simply waits ``wait`` seconds.
     """
-    positions = _checkpoint_positions(target)
-    if end_position is None or positions is None:
+    found = _checkpoints(target)
+    if end_position is None or found is None:
         time.sleep(wait)
         return False
     deadline = time.monotonic() + max(60.0, 12 * wait)
     while True:
+        positions = [c.position for c in found]
         try:
             if positions and all(
                 p is not None and source.compare_positions(p, end_position) >= 0 for p in positions
             ):
+                return True
+            if settled is not None and settled(end_position, found):
                 return True
         except (ValueError, NotImplementedError, ToolkitError):
             time.sleep(wait)  # positions of another format: cannot decide, just wait
@@ -869,20 +883,19 @@ def wait_for_apply(
             )
             return False
         time.sleep(0.5)
-        positions = _checkpoint_positions(target) or []
+        found = _checkpoints(target) or []
 
 
-def _checkpoint_positions(target: Database) -> list[str | None] | None:
-    """Every applier's last applied position on ``target``; None without a checkpoint."""
+def _checkpoints(target: Database) -> list[Checkpoint] | None:
+    """Every applier's checkpoint on ``target``; None without a checkpoint table."""
     try:
         session = checksum_sql(target).session()
     except ToolkitError:
         return None
     try:
-        found = read_checkpoints(target, session.query)
+        return read_checkpoints(target, session.query)
     finally:
         session.close()
-    return None if found is None else [c.position for c in found]
 
 
 def raise_for_errors(result: VerifyResult) -> None:
