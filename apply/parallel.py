@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from apply.applier import ApplyOptions, ApplyStats, apply_trail, register_target
+from apply.options import ApplyOptions, ApplyStats
+from apply.trail_apply import apply_trail, register_target
 from connectors.base import Database
 from connectors.model import TableId
 
@@ -65,7 +66,7 @@ def apply_parallel(
 ) -> list[ApplyStats]:
     """Run ``n`` appliers over the trail in threads, one table group each.
 
-    Retention sees one consumer for the target (:func:`apply.applier.consumer_name`): the
+    Retention sees one consumer for the target (:func:`apply.trail_apply.consumer_name`): the
     slowest group's progress, registered once every group has reported its start.
     """
     probe = database.open_writer()

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from apply.applier import ApplyOptions, ApplyStats, apply_trail
+from apply.options import ApplyOptions, ApplyStats
 from apply.point import PointOutcome, StopPoint
+from apply.trail_apply import apply_trail
 from capture import progress
 from capture.retry import Retry
 from connectors.base import Database
@@ -54,7 +55,7 @@ def apply_reconnecting(
     until: StopPoint | None = None,
     outcome: PointOutcome | None = None,
 ) -> ApplyStats:
-    """:func:`apply.applier.apply_trail` on a writer of ``database``, reconnecting when the
+    """:func:`apply.trail_apply.apply_trail` on a writer of ``database``, reconnecting when the
     target drops or cannot be reached (see the module doc)."""
     should_stop = stop or (lambda: False)
     total: ApplyStats | None = None

@@ -168,6 +168,19 @@ def _compile(node: Any) -> Callable[[Mapping[str, Value]], Any]:
 
 
 def _compile_node(node: Any) -> Callable[[Mapping[str, Value]], Any]:
+    for part in (_compile_logic, _compile_test, _compile_value):
+        compiled = part(node)
+        if compiled is not None:
+            return compiled
+    raise _Unsupported(node.key.upper() if node.key else type(node).__name__)
+
+
+#: a compiled (sub)expression: row -> value, None for SQL NULL / unknown
+_Compiled = Callable[[Mapping[str, Value]], Any]
+
+
+def _compile_logic(node: Any) -> _Compiled | None:
+    """Parentheses, AND, OR and NOT (three-valued); None: not one of them."""
     if isinstance(node, exp.Paren):
         return _compile(node.this)
     if isinstance(node, exp.And | exp.Or):
@@ -203,6 +216,11 @@ def _compile_node(node: Any) -> Callable[[Mapping[str, Value]], Any]:
             return None if v is None else not v
 
         return not_
+    return None
+
+
+def _compile_test(node: Any) -> _Compiled | None:
+    """Comparisons, IS, IN, BETWEEN and LIKE; None: not one of them."""
     ci = _CASE.get()
     if type(node) in _CMP:
         op = _CMP[type(node)]
@@ -274,6 +292,11 @@ def _compile_node(node: Any) -> Callable[[Mapping[str, Value]], Any]:
             return rx.fullmatch(a if isinstance(a, str) else str(a)) is not None
 
         return like
+    return None
+
+
+def _compile_value(node: Any) -> _Compiled | None:
+    """Columns, literals, NULL and negation; None: not one of them."""
     if isinstance(node, exp.Column):
         name = node.name
 
@@ -304,7 +327,7 @@ def _compile_node(node: Any) -> Callable[[Mapping[str, Value]], Any]:
     if isinstance(node, exp.Neg):
         inner = _compile(node.this)
         return lambda row: None if inner(row) is None else -inner(row)
-    raise _Unsupported(node.key.upper() if node.key else type(node).__name__)
+    return None
 
 
 def _match(patterns: Mapping[str, Any], table: TableId) -> Any:

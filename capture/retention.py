@@ -122,7 +122,7 @@ def plan_retention(
 
 
 #: prefixes of the consumer names this version registers: one per apply target
-#: (``apply.applier.consumer_name``) and one per shipper; anything else is a name an earlier
+#: (``apply.trail_apply.consumer_name``) and one per shipper; anything else is a name an earlier
 #: version used, which nothing updates any more
 CURRENT_PREFIXES = ("target.", "ship.")
 

@@ -16,7 +16,7 @@ Order of events, so nothing is lost between the snapshot and the log:
    the snapshot, from the slot, so the two are continuous.
 2. Tables not loaded yet are snapshotted (:func:`apply.snapshot.run_snapshot`).
 3. Capture runs (a thread; or, ``until_caught_up``, to the source's end position first).
-4. Apply (:func:`apply.applier.apply_trail`, the same path as ``redoline apply``) reads
+4. Apply (:func:`apply.trail_apply.apply_trail`, the same path as ``redoline apply``) reads
    the trail through :func:`apply.snapshot.catchup_transactions`: changes the snapshot
    already holds are dropped, the undecidable window is applied in collision mode, then
    plain apply. ``until_caught_up`` stops at the end of the trail; otherwise it follows
@@ -79,7 +79,7 @@ class SyncOptions:
     source_id: str = "default"
     target_id: str = "default"
     snapshot: SnapshotOptions = field(default_factory=SnapshotOptions)
-    #: passed to :class:`apply.applier.ApplyOptions` (ids are filled in)
+    #: passed to :class:`apply.options.ApplyOptions` (ids are filled in)
     apply_options: dict[str, Any] = field(default_factory=dict)
     #: capture filters (``capture.filters.CaptureFilter``); None: the snapshot's tables
     capture_filter: Any = None
@@ -167,8 +167,8 @@ def record_status(state_dir: Path, name: str, **fields: Any) -> None:
 def _apply(
     target: Database, options: SyncOptions, on_retry: Callable[[int, float, str], None]
 ) -> Any:
-    """The one apply path (:func:`apply.applier.apply_trail`) over the trail into ``target``."""
-    from apply.applier import ApplyOptions
+    """The one apply path (:func:`apply.trail_apply.apply_trail`) over the trail into ``target``."""
+    from apply.options import ApplyOptions
     from apply.reconnect import apply_reconnecting
 
     apply_options = ApplyOptions(

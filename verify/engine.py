@@ -24,27 +24,25 @@ engines' types are. The online re-check re-reads only the differing rows.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import datetime as dt
-import decimal
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from capture.filters import CaptureFilter
 from connectors.base import Database, TableFilter
-from connectors.checkpoint import Checkpoint, read_checkpoints
 from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
-from connectors.model import ROW_KEY, Column, TableId, TableSchema
+from connectors.model import ROW_KEY, TableId, TableSchema
+from verify._rows import Side, compare_rows, read_rows
+from verify.catchup import Settled, source_end_position, wait_for_apply
 from verify.dialect import canonical_kind
-from verify.model import DIFFERENT, EXTRA, MISSING, RowDiff, TableResult, VerifyResult
+from verify.model import RowDiff, TableResult, VerifyResult
 
 __all__ = [
     "TablePair",
@@ -55,9 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("redoline.verify")
-
-#: ``settled(end_position, checkpoints)``: nothing before the position is left to apply
-Settled = Callable[[str, Sequence[Checkpoint]], bool]
 
 _MOD = 1 << 64
 #: range mode keeps key arithmetic inside signed 64 bits on every engine
@@ -175,50 +170,6 @@ class _Connections:
             self._all.clear()
 
 
-@dataclass
-class _Side:
-    """One side of a table pair: how to read its rows canonically."""
-
-    name: str  # "source" | "target"
-    cs: ChecksumSQL
-    table_sql: str
-    columns: list[Column]
-    pieces: list[str]
-    key: list[str]  # quoted key columns
-    key_columns: list[Column]
-    where: str | None
-    table: TableId
-    row_text: str = ""
-    key_text: str = ""
-    #: positions of the columns whose texts are JSON documents on either side
-    json_columns: frozenset[int] = frozenset()
-
-    def sql_where(self, *preds: str) -> str:
-        parts = [f"({self.where})"] if self.where else []
-        parts += [p for p in preds if p]
-        return " WHERE " + " AND ".join(parts) if parts else ""
-
-    def select_rows(self, *preds: str) -> str:
-        cols = [self.cs.raw(self.quoted(c.name), c) for c in self.columns]
-        return (
-            f"SELECT {', '.join(cols + self.pieces)}, {self.cs.hash_hex(self.row_text)} "
-            f"FROM {self.table_sql}{self.sql_where(*preds)}"
-        )
-
-    def quoted(self, name: str) -> str:
-        return self._quote(name)
-
-    _quote: Callable[[str], str] = field(default=str)
-
-
-@dataclass
-class _Row:
-    key: tuple[str, ...]
-    canon: tuple[str, ...]
-    raw: dict[str, Any]
-    hash: str
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -245,15 +196,15 @@ class _Run:
 
     # -- query helpers
 
-    def _query(self, side: _Side, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, side: Side, sql: str) -> list[tuple[Any, ...]]:
         log.debug("%s: %s", side.name, sql)
         return self.conns.get(side.name, side.cs).query(sql)
 
-    def submit(self, side: _Side, sql: str) -> cf.Future[list[tuple[Any, ...]]]:
+    def submit(self, side: Side, sql: str) -> cf.Future[list[tuple[Any, ...]]]:
         return self.pool.submit(self._query, side, sql)
 
     def both(
-        self, src: _Side, tgt: _Side, sql_s: str, sql_t: str
+        self, src: Side, tgt: Side, sql_s: str, sql_t: str
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         fs, ft = self.submit(src, sql_s), self.submit(tgt, sql_t)
         return fs.result(), ft.result()
@@ -286,7 +237,7 @@ class _Run:
 
     def _sides(
         self, pair: TablePair, sschema: TableSchema, tschema: TableSchema, result: TableResult
-    ) -> tuple[_Side, _Side]:
+    ) -> tuple[Side, Side]:
         names = list(pair.columns or sschema.column_names)
         key = list(sschema.identity or tschema.identity)
         for k in key:
@@ -331,7 +282,7 @@ class _Run:
                 for c, (canon, scale) in zip(cols, canons, strict=True)
             ]
             table_sql = db.qualified(pair.source if name == "source" else pair.target)
-            side = _Side(
+            side = Side(
                 name=name,
                 cs=cs,
                 table_sql=table_sql,
@@ -360,7 +311,7 @@ class _Run:
 
     # -- range mode
 
-    def _range(self, src: _Side, tgt: _Side, result: TableResult, diffs: list[RowDiff]) -> None:
+    def _range(self, src: Side, tgt: Side, result: TableResult, diffs: list[RowDiff]) -> None:
         k_s, k_t = src.key[0], tgt.key[0]
         # MIN/MAX come from the index; the row count from the catalog's estimate, because
         # COUNT(*) scans the whole table on InnoDB (exact counts come from the chunks).
@@ -445,19 +396,19 @@ class _Run:
         if budget.exhausted:
             result.truncated = True
 
-    def _digest_sql(self, side: _Side, pred: str) -> str:
+    def _digest_sql(self, side: Side, pred: str) -> str:
         return side.cs.digest_sql(
             side.row_text, f"FROM {side.table_sql}{side.sql_where(pred)}", side.key
         )
 
-    def _checksum_sql(self, side: _Side, pred: str) -> str:
+    def _checksum_sql(self, side: Side, pred: str) -> str:
         return (
             f"SELECT COUNT(*), SUM({side.cs.hash64(side.row_text)}) "
             f"FROM {side.table_sql}{side.sql_where(pred)}"
         )
 
     def _bisect(
-        self, src: _Side, tgt: _Side, a: int, b: int, rows: int, budget: _Budget
+        self, src: Side, tgt: Side, a: int, b: int, rows: int, budget: _Budget
     ) -> list[RowDiff]:
         """The differing rows of key range [a, b) that holds about ``rows`` rows.
 
@@ -508,15 +459,15 @@ class _Run:
             out += self._bisect(src, tgt, lo, hi, n, budget)
         return out
 
-    def _fetch_ranges(self, src: _Side, tgt: _Side, ranges: list[tuple[int, int]]) -> list[RowDiff]:
+    def _fetch_ranges(self, src: Side, tgt: Side, ranges: list[tuple[int, int]]) -> list[RowDiff]:
         pred_s = "(" + " OR ".join(_between(src.key[0], a, b) for a, b in ranges) + ")"
         pred_t = "(" + " OR ".join(_between(tgt.key[0], a, b) for a, b in ranges) + ")"
         srows, trows = self.both(src, tgt, src.select_rows(pred_s), tgt.select_rows(pred_t))
-        return _compare(src, _rows(src, srows), _rows(tgt, trows))
+        return compare_rows(src, read_rows(src, srows), read_rows(tgt, trows))
 
     # -- hash and keyless modes
 
-    def _hashed(self, src: _Side, tgt: _Side, result: TableResult, diffs: list[RowDiff]) -> None:
+    def _hashed(self, src: Side, tgt: Side, result: TableResult, diffs: list[RowDiff]) -> None:
         (srow,), (trow,) = self.both(
             src,
             tgt,
@@ -563,8 +514,8 @@ class _Run:
 
     def _fetch_buckets(
         self,
-        src: _Side,
-        tgt: _Side,
+        src: Side,
+        tgt: Side,
         bits: int,
         batch: list[int],
         result: TableResult,
@@ -577,7 +528,7 @@ class _Run:
             src.select_rows(f"{src.cs.bucket(src.key_text, bits)} IN ({in_list})"),
             tgt.select_rows(f"{tgt.cs.bucket(tgt.key_text, bits)} IN ({in_list})"),
         )
-        self._add(diffs, _compare(src, _rows(src, srows), _rows(tgt, trows)), result)
+        self._add(diffs, compare_rows(src, read_rows(src, srows), read_rows(tgt, trows)), result)
 
     # -- bookkeeping
 
@@ -626,13 +577,13 @@ class _Run:
                     src.select_rows("(" + " OR ".join(preds_s) + ")"),
                     tgt.select_rows("(" + " OR ".join(preds_t) + ")"),
                 )
-                now.extend(_compare(src, _rows(src, srows), _rows(tgt, trows)))
+                now.extend(compare_rows(src, read_rows(src, srows), read_rows(tgt, trows)))
             transient = len(before) - len(now)
         result.diffs = now
         result.transient = max(0, transient)
         result.rechecked = True
 
-    def _key_pred(self, side: _Side, diff: RowDiff, which: str) -> str:
+    def _key_pred(self, side: Side, diff: RowDiff, which: str) -> str:
         row = (diff.target if which == "target" else diff.source) or diff.source or diff.target
         assert row is not None
         parts = [
@@ -680,90 +631,6 @@ def _digested(future: cf.Future[list[tuple[Any, ...]]]) -> tuple[int, Any]:
         return 0, None
     count = int(row[0] or 0)
     return count, row[1] if count else ""
-
-
-def _rows(side: _Side, rows: list[tuple[Any, ...]]) -> list[_Row]:
-    n = len(side.columns)
-    nkey = len(side.key)
-    out = []
-    for row in rows:
-        raw = {c.name: v for c, v in zip(side.columns, row[:n], strict=True)}
-        canon = tuple("~" if v is None else str(v) for v in row[n : 2 * n])
-        key = canon[:nkey] if nkey else ()
-        out.append(_Row(key, canon, raw, str(row[2 * n])))
-    return out
-
-
-def _compare(side: _Side, srows: list[_Row], trows: list[_Row]) -> list[RowDiff]:
-    """Classify the differences between two sets of rows that should be equal."""
-    names = [c.name for c in side.columns]
-    keys = [c.name for c in side.key_columns]
-    diffs: list[RowDiff] = []
-    if not keys:
-        scount = collections.Counter(r.hash for r in srows)
-        tcount = collections.Counter(r.hash for r in trows)
-        sample = {r.hash: r for r in srows}
-        tsample = {r.hash: r for r in trows}
-        for h in sorted(set(scount) | set(tcount)):
-            delta = scount[h] - tcount[h]
-            if delta > 0:
-                diffs.append(RowDiff(MISSING, None, sample[h].raw, None, count=delta, row_hash=h))
-            elif delta < 0:
-                diffs.append(RowDiff(EXTRA, None, None, tsample[h].raw, count=-delta, row_hash=h))
-        return diffs
-    tmap: dict[tuple[str, ...], list[_Row]] = collections.defaultdict(list)
-    for r in trows:
-        tmap[r.key].append(r)
-    for s in srows:
-        matches = tmap.get(s.key)
-        if not matches:
-            diffs.append(
-                RowDiff(MISSING, {k: s.raw[k] for k in keys}, s.raw, None, row_hash=s.hash)
-            )
-            continue
-        t = matches.pop(0)
-        if not matches:
-            del tmap[s.key]
-        if t.hash != s.hash:
-            cols = [
-                n
-                for i, (n, a, b) in enumerate(zip(names, s.canon, t.canon, strict=True))
-                if a != b and not (i in side.json_columns and _same_document(a, b))
-            ]
-            if not cols:
-                continue  # only the spelling of JSON documents differs (jsonb vs json)
-            diffs.append(
-                RowDiff(DIFFERENT, {k: s.raw[k] for k in keys}, s.raw, t.raw, cols, row_hash=s.hash)
-            )
-    for rest in tmap.values():
-        for t in rest:
-            diffs.append(RowDiff(EXTRA, {k: t.raw[k] for k in keys}, None, t.raw, row_hash=t.hash))
-    return diffs
-
-
-def _same_document(a: str, b: str) -> bool:
-    """Whether two canonical texts (``<length>:<text>``) hold the same JSON document: key
-    order, spacing, escapes and number spelling aside (a ``jsonb`` column normalises them)."""
-    try:
-        return _document(a.partition(":")[2]) == _document(b.partition(":")[2])
-    except ValueError:
-        return False
-
-
-def _document(text: str) -> Any:
-    def norm(v: Any) -> Any:
-        # tagged, so true never equals 1 and "1" never equals 1
-        if isinstance(v, bool) or v is None:
-            return ("c", v)
-        if isinstance(v, decimal.Decimal):
-            return ("n", v.normalize())
-        if isinstance(v, str):
-            return ("s", v)
-        if isinstance(v, list):
-            return ("a", tuple(norm(x) for x in v))
-        return ("o", tuple(sorted((k, norm(x)) for k, x in v.items())))
-
-    return norm(json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal))
 
 
 def run_verify(
@@ -824,78 +691,6 @@ def run_verify(
         run.close()
     result.seconds = time.monotonic() - t0
     return result
-
-
-def source_end_position(source: Database) -> str | None:
-    """The source's end-of-log position now (None when it has no log or cannot say)."""
-    if not source.has_log:
-        return None
-    try:
-        return source.end_position()
-    except (ToolkitError, NotImplementedError):
-        return None
-    except Exception:  # a source without binlog/slot rights: fall back to waiting
-        log.debug("cannot read the source's end position", exc_info=True)
-        return None
-
-
-def wait_for_apply(
-    source: Database,
-    target: Database,
-    end_position: str | None,
-    wait: float,
-    settled: Settled | None = None,
-) -> bool:
-    """Wait until apply has written the target past ``end_position``; True when it has.
-
-    Apply records the source position of the last transaction it applied in the target's
-    checkpoint table (``redoline.redoline_checkpoint``, one row per applier). When that table
-    exists and the source could tell its end position at the start of the first pass, this
-    polls until every applier's position is at or past it, or ``settled(end_position,
-    checkpoints)`` says nothing before it is left to apply (a source's log moves on with
-    records no replicated table holds, which apply never "reaches"), at most ``max(60, 12 *
-    wait)`` seconds. Otherwise — no replication into this target, or a source without a log —
-    it simply waits ``wait`` seconds.
-    """
-    found = _checkpoints(target)
-    if end_position is None or found is None:
-        time.sleep(wait)
-        return False
-    deadline = time.monotonic() + max(60.0, 12 * wait)
-    while True:
-        positions = [c.position for c in found]
-        try:
-            if positions and all(
-                p is not None and source.compare_positions(p, end_position) >= 0 for p in positions
-            ):
-                return True
-            if settled is not None and settled(end_position, found):
-                return True
-        except (ValueError, NotImplementedError, ToolkitError):
-            time.sleep(wait)  # positions of another format: cannot decide, just wait
-            return False
-        if time.monotonic() >= deadline:
-            log.warning(
-                "apply has not reached %s on %s after %.0f s; re-checking anyway",
-                end_position,
-                target.endpoint.display,
-                max(60.0, 12 * wait),
-            )
-            return False
-        time.sleep(0.5)
-        found = _checkpoints(target) or []
-
-
-def _checkpoints(target: Database) -> list[Checkpoint] | None:
-    """Every applier's checkpoint on ``target``; None without a checkpoint table."""
-    try:
-        session = checksum_sql(target).session()
-    except ToolkitError:
-        return None
-    try:
-        return read_checkpoints(target, session.query)
-    finally:
-        session.close()
 
 
 def raise_for_errors(result: VerifyResult) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
+from apply.trail_apply import apply_trail
 from capture.trail import TrailReader, TrailWriter
 from connectors import devservers
 from connectors.base import Database, open_database

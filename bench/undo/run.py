@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
+from apply.trail_apply import apply_trail
 from apply.undo import UndoSelection, execute_undo, plan_undo
 from capture.trail import TrailReader, TrailWriter
 from connectors import devservers

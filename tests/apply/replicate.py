@@ -23,8 +23,9 @@ import psycopg
 import pymysql
 import pytest
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.snapshot import SnapshotOptions, run_snapshot
+from apply.trail_apply import apply_trail
 from apply.typemap import ensure_table
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from apply.applier import Applier, ApplyOptions
+from apply.applier import Applier
+from apply.options import ApplyOptions
 from connectors.base import Writer
 from connectors.model import TableId
 from tests.apply.workload import KEYED, KEYLESS, Workload

@@ -433,7 +433,8 @@ def test_crash_after_the_ddl_before_its_checkpoint(
     the restarted applier sees its mark and the column, and does not run it again."""
     from dataclasses import replace
 
-    from apply.applier import Applier, ApplyOptions
+    from apply.applier import Applier
+    from apply.options import ApplyOptions
     from connectors.model import Change, Column, Op, TableId, TableSchema, Transaction
     from tests.apply.test_applier import content
 

@@ -14,7 +14,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
+from apply.trail_apply import apply_trail
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from connectors.base import Database, TableFilter, open_database

@@ -3,7 +3,7 @@
 MariaDB (binlog) and PostgreSQL (pgoutput) sources run a workload of inserts, updates (key
 changes included) and deletes on a keyed table with every common type, a keyless table full of
 identical rows, and a table whose identity is a unique NOT NULL key without a primary key.
-``capture.runner.run_capture`` writes the trail; ``apply.applier.apply_trail`` applies it to
+``capture.runner.run_capture`` writes the trail; ``apply.trail_apply.apply_trail`` applies it to
 the three target engines (the source's own engine in another database). The check reads both
 sides with their own drivers and compares row by row after a per-type normalisation — not
 through ``verify``.
@@ -28,7 +28,8 @@ import psycopg
 import pymysql
 import pytest
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
+from apply.trail_apply import apply_trail
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from connectors.base import Database, TableFilter, open_database

@@ -6,8 +6,9 @@ import datetime as dt
 import random
 from pathlib import Path
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.parallel import TableGroups, apply_parallel
+from apply.trail_apply import apply_trail
 from capture.trail import TrailWriter
 from connectors.base import open_database
 from connectors.endpoint import Endpoint

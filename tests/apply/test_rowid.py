@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from apply.applier import Applier, ApplyOptions, apply_trail
+from apply.applier import Applier
+from apply.options import ApplyOptions
 from apply.rowid import MAP_TABLE, ROW_KEY
+from apply.trail_apply import apply_trail
 from capture.trail import TrailWriter
 from connectors.base import Writer
 from connectors.errors import ApplyError

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.point import PointError, PointOutcome, StopPoint, parse_time
+from apply.trail_apply import apply_trail
 from apply.undo import UndoConflict, UndoSelection, execute_undo, plan_undo, render_undo
 from capture.trail import TrailWriter
 from connectors.base import Writer, open_database

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.point import PointOutcome, mark_op, mark_point
+from apply.trail_apply import apply_trail
 from capture.trail import (
     Mark,
     TrailStart,

@@ -306,7 +306,7 @@ def test_recheck_waits_for_the_apply_checkpoint(mysql_db: Endpoint, pg_db: Endpo
     import threading
     import time
 
-    from verify.engine import source_end_position, wait_for_apply
+    from verify.catchup import source_end_position, wait_for_apply
 
     source, target = database(mysql_db), database(pg_db)
     assert wait_for_apply(source, target, "anything", 0.05) is False  # no checkpoint table

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from apply.applier import ApplyOptions, ApplyStats
+from apply.options import ApplyOptions, ApplyStats
 from apply.parallel import apply_parallel
 from apply.point import (
     PointError,

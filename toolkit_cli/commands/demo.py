@@ -22,8 +22,9 @@ from typing import Annotated, Any
 
 import typer
 
-from apply.applier import ApplyOptions, apply_trail
+from apply.options import ApplyOptions
 from apply.snapshot import SnapshotOptions, run_snapshot
+from apply.trail_apply import apply_trail
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import trail_info
 from connectors import devservers
@@ -32,7 +33,7 @@ from connectors.endpoint import Endpoint
 from connectors.model import TableId
 from toolkit_cli.output import console
 from verify import TablePair, VerifyOptions, run_verify
-from verify.engine import wait_for_apply
+from verify.catchup import wait_for_apply
 
 __all__ = ["register"]
 

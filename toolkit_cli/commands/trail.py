@@ -8,6 +8,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,10 +16,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from apply.point import commit_utc, parse_time
+from apply.point import parse_time
 from capture.codec import to_jsonable
 from capture.retention import RetentionPolicy, apply_retention, consumer_holds
 from capture.trail import (
+    Mark,
+    TrailInfo,
     TrailReader,
     check_trail,
     consumers,
@@ -29,7 +32,8 @@ from capture.trail import (
 )
 from connectors.base import position_comparator
 from connectors.errors import ConfigError, TrailError
-from connectors.model import Change, Op, TableId, Transaction, Value
+from connectors.model import Change, Op, Transaction
+from toolkit_cli.commands._trail_history import key_values, row_history, table_counts
 from toolkit_cli.options import ConfigOpt, JsonOpt, load_config
 from toolkit_cli.output import console, print_json, print_table
 
@@ -175,11 +179,34 @@ def stats(
     with the operation each follows (reads the whole trail)."""
     directory, key = _trail(config, trail, key_file, key_env)
     info = trail_info(directory, key=key)
+    marks = list_marks(directory)
+    scan = _scan(directory, key, info, marks)
+    summary = _stats_summary(directory, info, scan, marks)
+    if json_out:
+        print_json(summary)
+        return
+    _print_stats(directory, info, scan, summary, marks)
+
+
+@dataclass
+class _Scanned:
+    """What `trail stats` found reading the whole trail."""
+
+    #: table -> operation -> changes
+    tables: dict[str, dict[str, int]]
+    changes: int
+    transactions: int
+    first: Transaction | None
+    last: Transaction | None
+    #: mark name -> the operation it follows (None: not in the trail yet)
+    after_mark: dict[str, int | None]
+
+
+def _scan(directory: Path, key: bytes | None, info: TrailInfo, marks: list[Mark]) -> _Scanned:
     per_table: Counter[tuple[str, str]] = Counter()
     txns = 0
     first: Transaction | None = None
     last: Transaction | None = None
-    marks = list_marks(directory)
     # a position mark resolves at the first transaction after it (see apply.point.mark_op)
     after_mark: dict[str, int | None] = {m.name: m.op for m in marks}
     waiting = [m for m in marks if m.position is not None]
@@ -199,7 +226,14 @@ def stats(
     tables: dict[str, dict[str, int]] = {}
     for (table, op), n in sorted(per_table.items()):
         tables.setdefault(table, {})[op] = n
-    summary = {
+    return _Scanned(tables, sum(per_table.values()), txns, first, last, after_mark)
+
+
+def _stats_summary(
+    directory: Path, info: TrailInfo, scan: _Scanned, marks: list[Mark]
+) -> dict[str, Any]:
+    first, last = scan.first, scan.last
+    return {
         "trail": str(directory),
         "source_id": info.source_id,
         "trail_id": info.trail_id or None,
@@ -211,8 +245,8 @@ def stats(
         "encrypted": info.encrypted,
         "segments": info.segment_count,
         "sealed_segments": info.sealed_count,
-        "transactions": txns,
-        "changes": sum(per_table.values()),
+        "transactions": scan.transactions,
+        "changes": scan.changes,
         "first_op": info.first_op,
         "last_op": info.last_op,
         "first_position": first.position if first else None,
@@ -221,12 +255,14 @@ def stats(
         "last_commit_time": last.commit_time.isoformat() if last else None,
         "bytes_on_disk": info.bytes_on_disk,
         "bytes_uncompressed": info.raw_bytes,
-        "tables": tables,
-        "marks": [{**m.to_json(), "after_op": after_mark[m.name]} for m in marks],
+        "tables": scan.tables,
+        "marks": [{**m.to_json(), "after_op": scan.after_mark[m.name]} for m in marks],
     }
-    if json_out:
-        print_json(summary)
-        return
+
+
+def _print_stats(
+    directory: Path, info: TrailInfo, scan: _Scanned, summary: dict[str, Any], marks: list[Mark]
+) -> None:
     ratio = info.raw_bytes / info.bytes_on_disk if info.bytes_on_disk else 0.0
     grid = Table.grid(padding=(0, 2))
     for label, value in (
@@ -239,7 +275,7 @@ def stats(
             f"{info.position_scheme or '-'}{', row ids' if info.row_ids else ''})",
         ),
         ("segments", f"{info.segment_count} ({info.sealed_count} sealed)"),
-        ("transactions", f"{txns:,}"),
+        ("transactions", f"{scan.transactions:,}"),
         ("changes", f"{summary['changes']:,}  (operations {info.first_op}..{info.last_op})"),
         ("first", f"{summary['first_position']}  {summary['first_commit_time']}"),
         ("last", f"{summary['last_position']}  {summary['last_commit_time']}"),
@@ -252,10 +288,11 @@ def stats(
         grid.add_row(f"[bold]{label}[/]", escape(str(value)))
     console.print(grid)
     ops = [str(o) for o in Op]
-    rows = [[t, *(f"{counts.get(o, 0):,}" for o in ops)] for t, counts in tables.items()]
+    rows = [[t, *(f"{counts.get(o, 0):,}" for o in ops)] for t, counts in scan.tables.items()]
     if rows:
         print_table("changes per table", ["table", *ops], rows)
     if marks:
+        after_mark = scan.after_mark
         print_table(
             "marks (restore points)",
             ["name", "marked at", "point", "after operation"],
@@ -650,206 +687,6 @@ def history(
     if key:
         if table is None or any(ch in table for ch in "*?["):
             raise ConfigError("--key needs one table (schema.table), not a pattern")
-        _row_history(directory, tkey, table, _key_values(key), start, end, json_out)
+        row_history(directory, tkey, table, key_values(key), start, end, json_out)
     else:
-        _counts(directory, tkey, table or "*", start, end, json_out)
-
-
-def _key_values(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        col, sep, value = pair.partition("=")
-        if not sep or not col:
-            raise ConfigError(f"--key {pair!r}: give col=value")
-        out[col] = value
-    return out
-
-
-def _in_range(txn: Transaction, start: dt.datetime | None, end: dt.datetime | None) -> bool:
-    when = commit_utc(txn)
-    return (start is None or when >= start) and (end is None or when <= end)
-
-
-def _text(value: Value) -> set[str]:
-    """How a DBA may type ``value`` on the command line."""
-    jsonable = to_jsonable(value)
-    forms = {str(value), str(jsonable)}
-    if isinstance(value, bool):
-        forms |= {str(value).lower(), str(int(value))}
-    return forms
-
-
-def _matches(image: dict[str, Value] | None, wanted: dict[str, str]) -> bool:
-    return image is not None and all(c in image and v in _text(image[c]) for c, v in wanted.items())
-
-
-def _changed(change: Change) -> list[str]:
-    before, after = change.before or {}, change.after or {}
-    if change.op is Op.UPDATE:
-        return [c for c in after if c not in before or before[c] != after[c]]
-    return list(after or before)
-
-
-def _table_id(text: str) -> TableId:
-    schema, dot, name = text.rpartition(".")
-    if not dot:
-        raise ConfigError(f"table {text!r}: give schema.table as the source names it")
-    return TableId(schema, name)
-
-
-def _row_history(
-    directory: Path,
-    key: bytes | None,
-    table_text: str,
-    wanted: dict[str, str],
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    json_out: bool,
-) -> None:
-    table = _table_id(table_text)
-    asked = dict(wanted)
-    info = trail_info(directory, key=key)
-    reader = TrailReader(directory, key=key)
-    seen_table = False
-    found: list[dict[str, Any]] = []
-    for txn in reader.transactions(info.first_op or 1):
-        for number, change in enumerate(txn.changes, txn.first_op):
-            if change.table != table:
-                continue
-            if not seen_table:
-                seen_table = True
-                columns = {c.name for c in reader.schema(table, change.schema_version).columns}
-                unknown = sorted(set(wanted) - columns)
-                if unknown:
-                    raise ConfigError(
-                        f"{table} has no column {', '.join(unknown)} (columns: "
-                        f"{', '.join(sorted(columns))})"
-                    )
-            if change.op is Op.DDL:
-                continue
-            if change.op is Op.TRUNCATE:
-                hit = True
-            else:
-                hit = _matches(change.before, wanted) or _matches(change.after, wanted)
-            if not hit:
-                continue
-            if change.op is Op.UPDATE and change.after is not None:
-                # a key change: the row lives on under its new values
-                wanted = {c: str(to_jsonable(change.after.get(c))) for c in wanted}
-            if _in_range(txn, start, end):
-                found.append(
-                    {
-                        "op_number": number,
-                        "op": str(change.op),
-                        "xid": txn.xid,
-                        "commit_time": txn.commit_time.isoformat(),
-                        "position": txn.position,
-                        "origin": txn.origin,
-                        "before": to_jsonable(change.before),
-                        "after": to_jsonable(change.after),
-                        "changed": _changed(change),
-                    }
-                )
-    if not seen_table:
-        raise ConfigError(
-            f"table {table} has no change in the retained trail (operations "
-            f"{info.first_op}..{info.last_op})",
-            hint="`redoline trail stats` lists the tables the trail holds",
-        )
-    if json_out:
-        # key: as asked; now: where key changes took the row
-        print_json({"table": str(table), "key": asked, "now": wanted, "changes": found})
-        return
-    if not found:
-        console.print(f"no change of that row of {table} in the trail")
-        return
-    for item in found:
-        head = (
-            f"[bold]#{item['op_number']}[/] {escape(item['commit_time'])} "
-            f"xid={escape(item['xid'])} [cyan]{item['op'].upper()}[/]"
-        )
-        before, after = item["before"] or {}, item["after"] or {}
-        if item["op"] == "update":
-            parts = [
-                f"  {escape(c)}: {escape(_show(before.get(c)))} -> {escape(_show(after.get(c)))}"
-                for c in item["changed"]
-            ]
-        elif item["op"] == "insert":
-            parts = [f"  {escape(c)} = {escape(_show(v))}" for c, v in after.items()]
-        elif item["op"] == "delete":
-            parts = [f"  {escape(c)} was {escape(_show(v))}" for c, v in before.items()]
-        else:
-            parts = ["  every row of the table removed"]
-        console.print("\n".join([head, *parts]), highlight=False, soft_wrap=True)
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value, default=str)
-
-
-def _counts(
-    directory: Path,
-    key: bytes | None,
-    pattern: str,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    json_out: bool,
-) -> None:
-    info = trail_info(directory, key=key)
-    per: dict[str, dict[str, Any]] = {}
-    for txn in TrailReader(directory, key=key).transactions(info.first_op or 1):
-        if not _in_range(txn, start, end):
-            continue
-        touched: set[str] = set()
-        for change in txn.changes:
-            name = str(change.table)
-            if not fnmatch.fnmatchcase(name, pattern):
-                continue
-            entry = per.setdefault(
-                name, {"ops": Counter(), "transactions": 0, "first": None, "last": None}
-            )
-            entry["ops"][str(change.op)] += 1
-            if name not in touched:
-                touched.add(name)
-                entry["transactions"] += 1
-                when = commit_utc(txn).isoformat()
-                entry["first"] = entry["first"] or when
-                entry["last"] = when
-    rows = {
-        name: {
-            **{str(o): e["ops"].get(str(o), 0) for o in Op},
-            "transactions": e["transactions"],
-            "first_commit_time": e["first"],
-            "last_commit_time": e["last"],
-        }
-        for name, e in sorted(per.items())
-    }
-    if json_out:
-        print_json(
-            {
-                "since": start.isoformat() if start else None,
-                "until": end.isoformat() if end else None,
-                "tables": rows,
-            }
-        )
-        return
-    if not rows:
-        console.print("no change in that range")
-        return
-    ops = [str(o) for o in Op]
-    print_table(
-        "changes per table"
-        + (f" since {start.isoformat()}" if start else "")
-        + (f" until {end.isoformat()}" if end else ""),
-        ["table", *ops, "transactions", "first", "last"],
-        [
-            [
-                t,
-                *(f"{r[o]:,}" for o in ops),
-                f"{r['transactions']:,}",
-                r["first_commit_time"],
-                r["last_commit_time"],
-            ]
-            for t, r in rows.items()
-        ],
-    )
+        table_counts(directory, tkey, table or "*", start, end, json_out)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from apply.point import mark_op, parse_time
-from apply.undo import UndoSelection, execute_undo, plan_undo, render_undo
+from apply.undo import (
+    UndoPlan,
+    UndoResult,
+    UndoSelection,
+    execute_undo,
+    plan_undo,
+    render_undo,
+)
 from capture.trail import load_key, trail_info
 from connectors.base import open_database
 from connectors.errors import ConfigError
@@ -27,93 +35,116 @@ def register(app: typer.Typer) -> None:
 _RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
 
 
+ToTimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to-time",
+        help="Reverse every transaction committed after this time. ISO-8601 with a zone "
+        "(2026-12-02T14:01:00+01:00, ...Z); a time without a zone is UTC; or relative: "
+        "-15m, -2h, -1d.",
+        show_default=False,
+    ),
+]
+
+ToOpOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--to-op",
+        min=0,
+        help="Reverse every change after this operation number.",
+        show_default=False,
+    ),
+]
+
+XidOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--xid",
+        help="Reverse this source transaction (repeatable); later ones are kept.",
+        show_default=False,
+    ),
+]
+
+OpsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ops", help="Reverse the changes numbered A..B (inclusive).", show_default=False
+    ),
+]
+
+ToMarkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--to-mark",
+        help="Reverse every transaction committed after the restore point `redoline mark "
+        "NAME` recorded.",
+        show_default=False,
+    ),
+]
+
+TablesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tables",
+        help="Only changes on these source tables (schema.table, * allowed; repeatable).",
+        show_default=False,
+    ),
+]
+
+OnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on",
+        help="source or target: where the undo applies (its SQL dialect, and where "
+        "--execute runs it). No default: say which.",
+        show_default=False,
+    ),
+]
+
+ExecuteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--execute",
+        help="Run the undo in one transaction after checking every row still holds what "
+        "the trail recorded (default: print the SQL).",
+    ),
+]
+
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="With --execute: overwrite rows that changed since (each is reported).",
+    ),
+]
+
+SourceNameOpt = Annotated[
+    str | None,
+    typer.Option("--source-name", help="Which [sources.NAME] to use.", show_default=False),
+]
+
+TargetNameOpt = Annotated[
+    str | None,
+    typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
+]
+
+
 def undo_command(
     config: ConfigOpt = None,
     source: SourceOpt = None,
     target: TargetOpt = None,
     trail: TrailOpt = None,
-    to_time: Annotated[
-        str | None,
-        typer.Option(
-            "--to-time",
-            help="Reverse every transaction committed after this time. ISO-8601 with a zone "
-            "(2026-12-02T14:01:00+01:00, ...Z); a time without a zone is UTC; or relative: "
-            "-15m, -2h, -1d.",
-            show_default=False,
-        ),
-    ] = None,
-    to_op: Annotated[
-        int | None,
-        typer.Option(
-            "--to-op",
-            min=0,
-            help="Reverse every change after this operation number.",
-            show_default=False,
-        ),
-    ] = None,
-    xid: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--xid",
-            help="Reverse this source transaction (repeatable); later ones are kept.",
-            show_default=False,
-        ),
-    ] = None,
-    ops: Annotated[
-        str | None,
-        typer.Option(
-            "--ops", help="Reverse the changes numbered A..B (inclusive).", show_default=False
-        ),
-    ] = None,
-    to_mark: Annotated[
-        str | None,
-        typer.Option(
-            "--to-mark",
-            help="Reverse every transaction committed after the restore point `redoline mark "
-            "NAME` recorded.",
-            show_default=False,
-        ),
-    ] = None,
-    tables: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--tables",
-            help="Only changes on these source tables (schema.table, * allowed; repeatable).",
-            show_default=False,
-        ),
-    ] = None,
-    on: Annotated[
-        str | None,
-        typer.Option(
-            "--on",
-            help="source or target: where the undo applies (its SQL dialect, and where "
-            "--execute runs it). No default: say which.",
-            show_default=False,
-        ),
-    ] = None,
-    execute: Annotated[
-        bool,
-        typer.Option(
-            "--execute",
-            help="Run the undo in one transaction after checking every row still holds what "
-            "the trail recorded (default: print the SQL).",
-        ),
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="With --execute: overwrite rows that changed since (each is reported).",
-        ),
-    ] = False,
-    source_name: Annotated[
-        str | None,
-        typer.Option("--source-name", help="Which [sources.NAME] to use.", show_default=False),
-    ] = None,
-    target_name: Annotated[
-        str | None,
-        typer.Option("--target-name", help="Which [targets.NAME] to use.", show_default=False),
-    ] = None,
+    to_time: ToTimeOpt = None,
+    to_op: ToOpOpt = None,
+    xid: XidOpt = None,
+    ops: OpsOpt = None,
+    to_mark: ToMarkOpt = None,
+    tables: TablesOpt = None,
+    on: OnOpt = None,
+    execute: ExecuteOpt = False,
+    force: ForceOpt = False,
+    source_name: SourceNameOpt = None,
+    target_name: TargetNameOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Reverse selected changes from the trail (--to-time, --to-op, --to-mark, --xid or
@@ -131,24 +162,11 @@ def undo_command(
         raise ConfigError("--on source|target is required: say where the undo applies (no default)")
     if force and not execute:
         raise ConfigError("--force only applies with --execute")
-    span = None
-    if ops is not None:
-        m = _RANGE.match(ops.strip())
-        if not m:
-            raise ConfigError(f"--ops {ops!r}: give a range A..B of operation numbers")
-        span = (int(m.group(1)), int(m.group(2)))
+    span = _span(ops)
     cfg = load_config(config, source=source, target=target, trail=trail)
     key = load_key(file=cfg.trail.key_file, env=cfg.trail.key_env)
     if to_mark is not None:
-        if to_op is not None:
-            raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
-        described, to_op = mark_op(cfg.trail.dir, to_mark, key)
-        if to_op is None:
-            # the trail holds nothing after the mark yet: nothing in it is to be undone
-            to_op = trail_info(cfg.trail.dir, key=key).last_op
-            err_console.print(f"{described}: the trail holds no transaction after it yet")
-        else:
-            err_console.print(f"{described}: undoing the changes after operation {to_op}")
+        to_op = _mark_op(cfg.trail.dir, to_mark, to_op, key)
     selection = UndoSelection(
         to_op=to_op,
         to_time=parse_time(to_time) if to_time is not None else None,
@@ -180,6 +198,37 @@ def undo_command(
         result = execute_undo(plan, writer, rename=rename, force=force)
     finally:
         writer.close()
+    _report(on, selection, plan, result, json_out)
+
+
+def _span(ops: str | None) -> tuple[int, int] | None:
+    """``--ops A..B`` as (A, B)."""
+    if ops is None:
+        return None
+    m = _RANGE.match(ops.strip())
+    if not m:
+        raise ConfigError(f"--ops {ops!r}: give a range A..B of operation numbers")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _mark_op(trail_dir: Path, to_mark: str, to_op: int | None, key: bytes | None) -> int:
+    """The operation ``--to-mark`` undoes back to (the trail's last when nothing follows it)."""
+    if to_op is not None:
+        raise ConfigError("give exactly one of --to-time, --to-op, --to-mark, --xid, --ops")
+    described, op = mark_op(trail_dir, to_mark, key)
+    if op is None:
+        # the trail holds nothing after the mark yet: nothing in it is to be undone
+        last = trail_info(trail_dir, key=key).last_op
+        err_console.print(f"{described}: the trail holds no transaction after it yet")
+        return last
+    err_console.print(f"{described}: undoing the changes after operation {op}")
+    return op
+
+
+def _report(
+    on: str, selection: UndoSelection, plan: UndoPlan, result: UndoResult, json_out: bool
+) -> None:
+    """What an executed undo did, as JSON or a sentence; overwritten conflicts on stderr."""
     if json_out:
         print_json(
             {

@@ -32,7 +32,7 @@ from verify import (
     raise_for_errors,
     run_verify,
 )
-from verify.engine import Settled
+from verify.catchup import Settled
 from verify.report import render_html, render_json, render_markdown
 
 __all__ = ["register"]
