@@ -11,7 +11,8 @@ each direction (MariaDB -> PostgreSQL, PostgreSQL -> MariaDB):
    mixed OLTP load for ``--minutes``: new order (insert + account update), payment (two
    updates), event log (two inserts), cancel (delete), in 40/30/20/10 proportions;
 3. every second reads ``redoline_lag_seconds{stage="apply"}`` from the metrics endpoint
-   over HTTP (the heartbeat's measure: it must say ``redoline_lag_estimated 0``) and
+   over HTTP (the heartbeat's measure: a sample that says ``redoline_lag_estimated 1``,
+   taken before the first beat arrived, is counted apart, not as a lag) and
    ``{stage="capture"}`` beside it (how much of the lag is before the trail), the sync
    process's RSS, and the CPU time of the sync process, the source server and the target
    server (``/proc``: the server's whole process tree);
@@ -405,14 +406,14 @@ def _sample(
         m = _scrape(port)
         lag = _metric(m, "redoline_lag_seconds", stage="apply")
         if _metric(m, "redoline_lag_estimated", stage="apply") != 0:
-            out.estimated += 1
-        if lag is not None:
+            out.estimated += 1  # before the first beat arrived: counted, not a lag figure
+        elif lag is not None:
             out.lags.append(lag)
         captured = _metric(m, "redoline_lag_seconds", stage="capture")
         if captured is not None:
             out.capture_lags.append(captured)
         out.rss.append((time.monotonic() - started, _rss_mb(pid)))
-        if len(out.lags) % 30 == 0:
+        if len(out.rss) % 30 == 0:
             say(
                 f"  {time.monotonic() - started:5.0f} s: {sum(counts):,} transactions, "
                 f"lag {lag} s, rss {out.rss[-1][1]:.0f} MB"
