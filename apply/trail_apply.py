@@ -61,9 +61,10 @@ def prefetch(
 ) -> Iterator[Transaction | None]:
     """Read ``source`` in a thread so trail decoding overlaps target I/O.
 
-    Yields the transactions in order, and ``None`` as "idle": right after the last
-    transaction read before ``source``'s reader reached the trail's end (``tail``, its
-    ``idle`` callback), and whenever none arrived for ``tick`` seconds. :meth:`Applier.run`
+    Yields the transactions in order, and ``None`` as "idle": when the consumer has taken
+    every transaction read before ``source``'s reader reached the trail's end (``tail``, its
+    ``idle`` callback) and nothing was read since, and whenever none arrived for ``tick``
+    seconds. :meth:`Applier.run`
     commits its group on ``None``: under a steady load a batch is what the trail received
     since the last commit, so the heartbeat's lag is not a batch window, while a backlog (the
     reader never at the end) still fills batches by size and time. At most ``depth``
@@ -104,7 +105,13 @@ def prefetch(
             if failure:
                 raise failure[0]
             return
-        yield None if item is _IDLE else item
+        if item is not _IDLE:
+            yield item
+        elif q.empty():
+            yield None
+        # else: the reader found more since that mark, so the trail was not idle for apply;
+        # the group grows to what arrived while the target was busy (a slow target gets
+        # bigger groups, not one commit per capture flush)
 
 
 def consumer_name(target_id: str) -> str:
