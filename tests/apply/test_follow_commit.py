@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 
 from apply.options import ApplyOptions
-from apply.trail_apply import apply_trail
+from apply.trail_apply import TailSignal, apply_trail, prefetch
 from capture.trail import TrailWriter
 from connectors.base import open_database
 from connectors.endpoint import Endpoint
+from connectors.model import Transaction
 from tests.apply.workload import Workload
+from tests.capture.helpers import make_txn
 
 
 def _count(pg_db: Endpoint) -> int:
@@ -81,3 +84,37 @@ def test_follow_commits_when_the_trail_tail_is_idle(pg_db: Endpoint, tmp_path: P
     assert not failure, failure
     # the reader looks every 50 ms; the commit follows at once, not after batch_ms
     assert took < 5, took
+
+
+def test_an_idle_mark_with_more_queued_behind_it_is_dropped() -> None:
+    """The reader reached the trail's end twice before apply looked: apply sees one idle,
+    after everything, so a busy target gets one bigger group, not one per capture flush."""
+    tail = TailSignal()
+    release = threading.Event()
+
+    def source() -> Iterator[Transaction]:
+        for i in range(1, 4):
+            yield make_txn(i)
+        tail()  # the end of the trail: a flush's worth read
+        for i in range(4, 7):
+            yield make_txn(i)
+        tail()
+        release.wait(10)  # the reader waits for the trail to grow
+
+    items = prefetch(source(), tick=60, tail=tail)
+    first = next(items)
+    time.sleep(0.3)  # the target is busy: the reader has read both flushes meanwhile
+    rest: list[Transaction | None] = []
+    for item in items:
+        rest.append(item)
+        if item is None:
+            release.set()
+    assert first.xid == "x1"
+    assert [t.xid if t is not None else None for t in rest] == [
+        "x2",
+        "x3",
+        "x4",
+        "x5",
+        "x6",
+        None,
+    ]
