@@ -64,12 +64,11 @@ def prefetch(
     Yields the transactions in order, and ``None`` as "idle": when the consumer has taken
     every transaction read before ``source``'s reader reached the trail's end (``tail``, its
     ``idle`` callback) and nothing was read since, and whenever none arrived for ``tick``
-    seconds. :meth:`Applier.run`
-    commits its group on ``None``: under a steady load a batch is what the trail received
-    since the last commit, so the heartbeat's lag is not a batch window, while a backlog (the
-    reader never at the end) still fills batches by size and time. At most ``depth``
-    transactions are read ahead. An exception in the reader is raised here, in the
-    consumer, once the transactions read before it are consumed.
+    seconds. :meth:`Applier.run` commits its group on ``None``: under a steady load a group
+    is what the trail received since the last commit, so the heartbeat's lag is not a batch
+    window, while a backlog (the reader never at the end) still fills groups by size and
+    time. At most ``depth`` transactions are read ahead. An exception in the reader is
+    raised here, in the consumer, once the transactions read before it are consumed.
     """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     failure: list[BaseException] = []
@@ -350,8 +349,8 @@ def _apply_trail(
 
     report(start)
     # a following reader looks for new trail bytes every 50 ms (a read of what was appended):
-    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag
-    # and says when it has read everything, the moment apply commits what it batched
+    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag. It
+    # says (``tail``) when it has read everything: the moment apply commits what it batched
     tail = TailSignal()
     source: Iterator[Transaction] = reader.transactions(
         start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL, idle=tail
