@@ -57,7 +57,14 @@ from connectors.errors import (
 from ship import _wire as w
 from ship._tls import Token
 
-__all__ = ["STATE_PREFIX", "ShipOptions", "ShipResult", "consumer_name", "run_ship"]
+__all__ = [
+    "STATE_PREFIX",
+    "ShipOptions",
+    "ShipResult",
+    "consumer_name",
+    "run_ship",
+    "run_ship_all",
+]
 
 log = logging.getLogger("redoline.ship")
 
@@ -65,6 +72,8 @@ CHUNK = 1 << 20
 #: sealed segments in flight before the sender waits for their acknowledgement
 UNACKED_MAX = 4
 POLL = 0.02
+#: a receiver that takes no byte and sends none for this long is gone: reconnect
+IO_TIMEOUT = 60.0
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
 #: ``<trail>/ship-<name>.json``: what the receiver confirmed, for ``redoline status``
@@ -204,7 +213,7 @@ class _Session:
         except OSError as exc:
             raw.close()
             raise ConnectError(f"connection to the receiver {self.peer} lost: {exc}") from None
-        tls.settimeout(60)
+        tls.settimeout(IO_TIMEOUT)
         return w.Channel(tls, f"receiver {self.peer}")
 
     def expect(self, *kinds: int) -> tuple[int, dict[str, Any]]:
@@ -587,3 +596,34 @@ def run_ship(opts: ShipOptions) -> ShipResult:
         raise
     finally:
         os.close(lock_fd)
+
+
+def run_ship_all(
+    options: list[ShipOptions], stop: threading.Event
+) -> tuple[dict[str, ShipResult], dict[str, ToolkitError]]:
+    """:func:`run_ship` to every destination at once (a thread each): results and errors by
+    destination name.
+
+    A continuous run stops whole (``stop``) when one destination fails, so its supervisor
+    sees the failure; a cron run lets the others finish."""
+    results: dict[str, ShipResult] = {}
+    errors: dict[str, ToolkitError] = {}
+
+    def one(opts: ShipOptions) -> None:
+        try:
+            results[opts.name] = run_ship(opts)
+        except ToolkitError as exc:
+            errors[opts.name] = exc
+            if not opts.until_caught_up:
+                stop.set()
+
+    if len(options) == 1:
+        one(options[0])
+        return results, errors
+    threads = [threading.Thread(target=one, args=(o,), daemon=True) for o in options]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # short joins: the calling thread stays responsive to signals
+    return results, errors

@@ -48,6 +48,8 @@ ENGINE = EngineDescriptor(
         "positions": "positions",
         "snapshot": "snapshot",
         "prepare": "prepare",
+        # verify hashes the rows on this host (checksum.py): no engine SQL digest
+        "checksum": "checksum",
     },
     options=OracleOptions,
     has_log=True,

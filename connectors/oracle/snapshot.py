@@ -9,7 +9,7 @@ FLASHBACK ANY TABLE) and enough undo to reach back to the SCN for the whole copy
 (``UNDO_RETENTION``); ORA-01555 / ORA-08181 otherwise, which stop the run (redo the snapshot).
 
 Rows are fetched as values and written in the target's bulk format in Python
-(:func:`connectors.odbc.snapshot.row_writer`, the engine-neutral formatter).
+(:func:`connectors.rowtext.row_writer`, the engine-neutral formatter).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import SchemaError
 from connectors.model import TableId, TableSchema
-from connectors.odbc.snapshot import row_writer
 from connectors.oracle.positions import OraclePosition
 from connectors.oracle.session import Session, SessionError, map_error
+from connectors.rowtext import row_writer
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 
 if TYPE_CHECKING:

@@ -55,6 +55,8 @@ ENGINE = EngineDescriptor(
         "positions": "positions",
         "snapshot": "snapshot",
         "prepare": "prepare",
+        # verify hashes the rows on this host (checksum.py): no engine SQL digest
+        "checksum": "checksum",
     },
     options=SqlServerOptions,
     has_log=True,

@@ -11,7 +11,7 @@ window between in collision mode (connectors/snapshot.py: SnapshotPoint); when n
 logged between the two reads the point is exact.
 
 Rows are fetched by the driver, converted by :mod:`connectors.sqlserver.values`, and written
-in the target's bulk text by the generic ODBC formatter (``connectors.odbc.snapshot``), with
+in the target's bulk text by the driver-row formatter (``connectors.rowtext``), with
 ``datetimeoffset`` values given as UTC.
 """
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import PrerequisiteError, SchemaError
 from connectors.model import Column, TableId, TableSchema
-from connectors.odbc.snapshot import row_writer
+from connectors.rowtext import row_writer
 from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
 from connectors.sqlserver import sql
 from connectors.sqlserver.positions import Position, compare, lsn_from_text

@@ -51,7 +51,7 @@ from toolkit_cli.options import (
     load_config,
 )
 from toolkit_cli.output import console, err_console, print_json
-from toolkit_cli.sync import SyncOptions, run_sync
+from toolkit_cli.sync import SyncOptions, SyncReport, run_sync
 
 __all__ = ["register"]
 
@@ -240,6 +240,16 @@ def sync(
     until_xid: UntilXidOpt = None,
     until_mark: UntilMarkOpt = None,
     delay: DelayOpt = None,
+    half: Annotated[
+        str | None,
+        typer.Option(
+            "--half",
+            help="Run one half of a pipeline split across two hosts: `source` (capture + ship "
+            "to [ship] to) or `target` (receive on [receive] listen + apply). --trail is then "
+            "the receiving root ([receive] dir). docs/ship.md.",
+            show_default=False,
+        ),
+    ] = None,
     metrics: MetricsOpt = None,
     metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
@@ -251,8 +261,28 @@ def sync(
     or with --until-caught-up a cron-friendly run that exits 0 when caught up. With
     --until-time/-op/-xid/-mark apply stops at that point and says where (exit 11 when the target
     or its snapshot is already past it: docs/recovery.md). --delay (or [apply] delay) keeps
-    the target behind the source by that much: a delayed replica.
+    the target behind the source by that much: a delayed replica. --half source|target runs
+    capture + ship on the source host, receive + apply on the target host (exit 0 with
+    --until-caught-up only once the receiver confirmed, or applied, everything).
     """
+    if half is not None:
+        from toolkit_cli.commands.ship import HalfArgs, sync_half
+
+        given = {
+            "--tables": tables,
+            "--workers": workers,
+            "--chunk-rows": chunk_rows,
+            "--until-time": until_time,
+            "--until-op": until_op,
+            "--until-xid": until_xid,
+            "--until-mark": until_mark,
+        }
+        args = HalfArgs(
+            config, source, target, trail, slot, publication, until_caught_up, delay, metrics,
+            metrics_file, json_out,
+        )  # fmt: skip
+        sync_half(half, args, [flag for flag, value in given.items() if value is not None])
+        return
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
     )
@@ -265,7 +295,30 @@ def sync(
         refuse_fresh_snapshot(point, tgt, cfg.source().id, cfg.trail.dir, cfg.trail.key())
     stop = threading.Event()
     snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows, pipeline=True)
-    options = SyncOptions(
+    options = _sync_options(cfg, snapshot_options, until_caught_up, stop, delay, point)
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with _progress(options.snapshot, json_out), observe(cfg.state_dir, metrics, metrics_file):
+            report = run_sync(src, tgt, options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _finish(report, options, cfg, point, json_out)
+    if point is None and stop.is_set() and not until_caught_up:
+        raise typer.Exit(130)
+
+
+def _sync_options(
+    cfg: Config,
+    snapshot_options: SnapshotOptions,
+    until_caught_up: bool,
+    stop: threading.Event,
+    delay: str | None,
+    point: StopPoint | None,
+) -> SyncOptions:
+    return SyncOptions(
         trail_dir=cfg.trail.dir,
         state_dir=cfg.state_dir,
         source_id=cfg.source().id,
@@ -290,15 +343,16 @@ def sync(
         until=point,
         outcome=PointOutcome(),
     )
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        with _progress(options.snapshot, json_out), observe(cfg.state_dir, metrics, metrics_file):
-            report = run_sync(src, tgt, options)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+
+def _finish(
+    report: SyncReport,
+    options: SyncOptions,
+    cfg: Config,
+    point: StopPoint | None,
+    json_out: bool,
+) -> None:
+    """Print what the run did; exit 10/11 when the loop guard or a point says so."""
     app = report.apply
     skipped_everything = app.get("skipped_origin", 0) > 0 and app.get(
         "skipped_origin", 0
@@ -328,9 +382,6 @@ def sync(
         raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
     if point is not None:
         report_point(point, options.outcome, app.get("applied_op", 0))
-        return
-    if stop.is_set() and not until_caught_up:
-        raise typer.Exit(130)
 
 
 def refuse_fresh_snapshot(

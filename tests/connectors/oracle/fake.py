@@ -572,7 +572,7 @@ class FakeSession:
             ]
         if "FROM V$THREAD" in sql:
             return sorted({(f.thread, 0) for f in db.logs})
-        if " AS OF SCN :scn" in sql:
+        if " AS OF SCN :scn" in sql or re.fullmatch(r'SELECT .+ FROM "[^"]+"\."[^"]+"', sql):
             return self._flashback(sql, p)
         raise AssertionError(f"the fake does not know the query {sql!r}")
 
@@ -628,10 +628,15 @@ class FakeSession:
         }
 
     def _flashback(self, sql: str, p: dict[str, Any]) -> list[tuple[Any, ...]]:
-        m = re.match(r'SELECT (.+) FROM "(.+)"\."(.+)" AS OF SCN :scn(?: WHERE (.+))?$', sql)
+        m = re.match(
+            r'SELECT (.+) FROM "([^"]+)"\."([^"]+)"(?: AS OF SCN :scn)?(?: WHERE (.+))?$', sql
+        )
         assert m, sql
-        t = self.db.tables[TableId(m.group(2), m.group(3))]
-        rows = list(t.rows_as_of(int(p["scn"])).values())
+        t = self.db.tables.get(TableId(m.group(2), m.group(3)))
+        if t is None:
+            raise SessionError("ORA-00942", "table or view does not exist")
+        # without AS OF: the committed state now (a statement-consistent read)
+        rows = list(t.rows_as_of(int(p.get("scn", self.db.scn))).values())
         cond = m.group(4) or ""
         for op, bind in ((">=", "lo"), ("<", "hi")):
             cm = re.search(rf'"(\w+)" {op} :{bind}', cond)
