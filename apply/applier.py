@@ -1,7 +1,8 @@
 """The ordered applier: source transactions in, grouped set-based target transactions out.
 
 Consecutive source transactions are grouped into one target transaction, bounded by
-``batch_rows`` changes and ``batch_ms`` milliseconds. Inside a group each table's changes
+``batch_rows`` changes and ``batch_ms`` milliseconds, and committed as soon as the trail has
+nothing more to read (:func:`apply.trail_apply.prefetch`). Inside a group each table's changes
 are folded to their net effect (:mod:`apply.collapse`) and written by the target's
 :class:`connectors.base.Writer` set-based; the checkpoint row is updated in the same target
 transaction, so a crash at any instant loses nothing and applies nothing twice.
@@ -181,9 +182,10 @@ class Applier(DdlApplier):
         stop: Callable[[], bool] | None = None,
         on_commit: Callable[[int], None] | None = None,
     ) -> ApplyStats:
-        """Apply ``transactions`` (``None`` items are idle ticks that let a group close on
-        time). Returns when the iterable ends or ``stop()`` is true between transactions;
-        the group in progress is committed first."""
+        """Apply ``transactions``; a ``None`` item says the trail has nothing more for now,
+        so the group in progress commits at once (a follower never holds applied work back
+        waiting for the next transaction). Returns when the iterable ends or ``stop()`` is
+        true between transactions; the group in progress is committed first."""
         started = time.monotonic()
         should_stop = stop or (lambda: False)
         self._on_commit = on_commit
@@ -192,7 +194,7 @@ class Applier(DdlApplier):
             for txn in transactions:
                 if txn is not None:
                     self._take(txn)
-                if self._group and self._group_due():
+                if self._group and (txn is None or self._group_due()):
                     self._flush()
                 self._progress()
                 if should_stop():

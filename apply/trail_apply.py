@@ -37,25 +37,55 @@ FOLLOW_POLL: Final = 0.05
 
 
 _END = object()
+_IDLE = object()
+
+
+class TailSignal:
+    """Passed as a following reader's ``idle`` callback: :func:`prefetch` hears through it
+    that the reader has handed out everything the trail holds."""
+
+    def __init__(self) -> None:
+        self.notify: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        if self.notify is not None:
+            self.notify()
 
 
 def prefetch(
-    source: Iterator[Transaction], *, tick: float, depth: int = 20_000
+    source: Iterator[Transaction],
+    *,
+    tick: float,
+    depth: int = 20_000,
+    tail: TailSignal | None = None,
 ) -> Iterator[Transaction | None]:
     """Read ``source`` in a thread so trail decoding overlaps target I/O.
 
-    Yields the transactions in order, and ``None`` whenever none arrived for ``tick`` seconds:
-    :meth:`Applier.run` takes ``None`` as "idle", the moment to commit a partial batch, so a
-    following reader never holds applied work back waiting for the next transaction. At most
-    ``depth`` transactions are read ahead. An exception in the reader is raised here, in the
-    consumer, once the transactions read before it are consumed.
+    Yields the transactions in order, and ``None`` as "idle": when the consumer has taken
+    every transaction read before ``source``'s reader reached the trail's end (``tail``, its
+    ``idle`` callback) and nothing was read since, and whenever none arrived for ``tick``
+    seconds. :meth:`Applier.run` commits its group on ``None``: under a steady load a group
+    is what the trail received since the last commit, so the heartbeat's lag is not a batch
+    window, while a backlog (the reader never at the end) still fills groups by size and
+    time. At most ``depth`` transactions are read ahead. An exception in the reader is
+    raised here, in the consumer, once the transactions read before it are consumed.
     """
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     failure: list[BaseException] = []
+    told = [True]  # an idle mark is queued and no transaction since: do not queue another
+
+    def at_tail() -> None:  # in the pump thread, from inside the reader
+        if not told[0]:
+            told[0] = True
+            q.put(_IDLE)
+
+    if tail is not None:
+        tail.notify = at_tail
 
     def pump() -> None:
         try:
             for txn in source:
+                told[0] = False
                 q.put(txn)
         except BaseException as exc:  # handed to the consumer
             failure.append(exc)
@@ -74,7 +104,13 @@ def prefetch(
             if failure:
                 raise failure[0]
             return
-        yield item
+        if item is not _IDLE:
+            yield item
+        elif q.empty():
+            yield None
+        # else: the reader found more since that mark, so the trail was not idle for apply;
+        # the group grows to what arrived while the target was busy (a slow target gets
+        # bigger groups, not one commit per capture flush)
 
 
 def consumer_name(target_id: str) -> str:
@@ -313,9 +349,11 @@ def _apply_trail(
 
     report(start)
     # a following reader looks for new trail bytes every 50 ms (a read of what was appended):
-    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag
+    # at the reader's default 0.2 s that wait was a visible part of the heartbeat lag. It
+    # says (``tail``) when it has read everything: the moment apply commits what it batched
+    tail = TailSignal()
     source: Iterator[Transaction] = reader.transactions(
-        start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL
+        start + 1, follow=follow, stop=should_stop, poll=FOLLOW_POLL, idle=tail
     )
     held: list[Transaction] = []
     if options.delay > 0:
@@ -335,7 +373,7 @@ def _apply_trail(
             yield txn
 
     txns: Iterable[Transaction | None] = without_heartbeat(
-        prefetch(source, tick=max(0.01, options.batch_ms / 4000))
+        prefetch(source, tick=max(0.01, options.batch_ms / 4000), tail=tail)
     )
     if compare is not None:
 

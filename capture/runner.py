@@ -343,10 +343,7 @@ def _run_once(
                 flusher.flush()  # the log is idle here: make what we have durable now
                 if not assembler.open_xids:
                     reader.confirm(event.position)
-                    st.ok()
-                    # nothing is open: the trail holds everything the source had then (a
-                    # keepalive: now), so an idle source's estimate does not grow
-                    st.commit_time = event.source_time or time.time()
+                    _read_through(st, event)
                 ticker.tick(result, st)
                 if event.caught_up:
                     result.caught_up = True
@@ -358,6 +355,15 @@ def _run_once(
         watcher.cancel()
         assembler.close()
         reader.close()
+
+
+def _read_through(st: progress.StageProgress, event: Heartbeat) -> None:
+    """Nothing is open at ``event``: the trail holds everything the source had up to it."""
+    st.ok()
+    # the record says so (verify's re-check learns that log past the last captured commit
+    # holds nothing to apply), and an idle source's estimate does not grow (a keepalive: now)
+    st.position = event.position
+    st.commit_time = event.source_time or time.time()
 
 
 def _write(

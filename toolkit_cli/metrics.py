@@ -66,115 +66,142 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def collect(stages: list[StageProgress] | None = None) -> list[Any]:
     """The metric families of ``stages`` (default: every stage of this process)."""
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-    stages = registry() if stages is None else stages
+    families = _Families()
     now = time.time()
-    base = ["stage", "target"]
+    for st in registry() if stages is None else stages:
+        families.add(st, now)
+    return families.in_order()
 
-    def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
-        return GaugeMetricFamily(f"redoline_{name}", doc, labels=[*base, *extra])
 
-    def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
-        return CounterMetricFamily(f"redoline_{name}", doc, labels=[*base, *extra])
+class _Families:
+    """One Prometheus family per metric (labels ``stage``, ``target`` first), filled stage by
+    stage; :meth:`in_order` lists them in the order docs/operations.md names them."""
 
-    lag = gauge(
-        "lag_seconds",
-        "Seconds this stage is behind the source: from the heartbeat when the source "
-        "writes one, else estimated from the last commit time (redoline_lag_estimated = 1).",
-    )
-    estimated = gauge(
-        "lag_estimated",
-        "1 when redoline_lag_seconds is an estimate, not measured by the heartbeat.",
-    )
-    lag_ops = gauge("lag_operations", "Operations in the trail this stage has not applied.")
-    lag_bytes = gauge("lag_bytes", "Bytes of trail segments holding unapplied operations.")
-    rows = counter("rows", "Row changes handled, per table and operation.", ("table", "op"))
-    txns = counter(
-        "transactions",
-        "Transactions handled that touch a table with an operation.",
-        ("table", "op"),
-    )
-    all_txns = counter("stage_transactions", "Transactions handled by the stage.")
-    errors = counter("errors", "Errors by class (retried or fatal).", ("class",))
-    success = gauge(
-        "last_success_timestamp_seconds", "When the stage last did its job (Unix time)."
-    )
-    beat = gauge(
-        "heartbeat_timestamp_seconds", "The newest heartbeat this stage has seen (Unix time)."
-    )
-    op = gauge("operation", "The last operation number the stage handled.")
-    segments = gauge("trail_segments", "Trail segments on disk.")
-    trail_bytes = gauge("trail_bytes", "Bytes of trail segments on disk.")
-    state = gauge("stage_state", "1 for the stage's current state.", ("state",))
-    snap_tables = gauge("snapshot_tables", "Snapshot tables, by state (done, total).", ("state",))
-    snap_rows = gauge("snapshot_rows", "Snapshot rows copied, and estimated in total.", ("kind",))
-    shipped = counter(
-        "shipped_segments",
-        "Segments acknowledged by the receiver (ship) or received and made durable (receive).",
-    )
-    shipped_bytes = counter("shipped_bytes", "Trail bytes sent (ship) or received (receive).")
-    for st in stages:
+    def __init__(self) -> None:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        base = ["stage", "target"]
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
+            return GaugeMetricFamily(f"redoline_{name}", doc, labels=[*base, *extra])
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
+            return CounterMetricFamily(f"redoline_{name}", doc, labels=[*base, *extra])
+
+        self.lag = gauge(
+            "lag_seconds",
+            "Seconds this stage is behind the source: from the heartbeat when the source "
+            "writes one, else estimated from the last commit time (redoline_lag_estimated = 1).",
+        )
+        self.estimated = gauge(
+            "lag_estimated",
+            "1 when redoline_lag_seconds is an estimate, not measured by the heartbeat.",
+        )
+        self.lag_ops = gauge(
+            "lag_operations", "Operations in the trail this stage has not applied."
+        )
+        self.lag_bytes = gauge("lag_bytes", "Bytes of trail segments holding unapplied operations.")
+        self.rows = counter(
+            "rows", "Row changes handled, per table and operation.", ("table", "op")
+        )
+        self.txns = counter(
+            "transactions",
+            "Transactions handled that touch a table with an operation.",
+            ("table", "op"),
+        )
+        self.all_txns = counter("stage_transactions", "Transactions handled by the stage.")
+        self.errors = counter("errors", "Errors by class (retried or fatal).", ("class",))
+        self.success = gauge(
+            "last_success_timestamp_seconds", "When the stage last did its job (Unix time)."
+        )
+        self.beat = gauge(
+            "heartbeat_timestamp_seconds", "The newest heartbeat this stage has seen (Unix time)."
+        )
+        self.op = gauge("operation", "The last operation number the stage handled.")
+        self.segments = gauge("trail_segments", "Trail segments on disk.")
+        self.trail_bytes = gauge("trail_bytes", "Bytes of trail segments on disk.")
+        self.state = gauge("stage_state", "1 for the stage's current state.", ("state",))
+        self.snap_tables = gauge(
+            "snapshot_tables", "Snapshot tables, by state (done, total).", ("state",)
+        )
+        self.snap_rows = gauge(
+            "snapshot_rows", "Snapshot rows copied, and estimated in total.", ("kind",)
+        )
+        self.shipped = counter(
+            "shipped_segments",
+            "Segments acknowledged by the receiver (ship) or received and made durable (receive).",
+        )
+        self.shipped_bytes = counter(
+            "shipped_bytes", "Trail bytes sent (ship) or received (receive)."
+        )
+
+    def in_order(self) -> list[Any]:
+        return [
+            self.lag,
+            self.estimated,
+            self.lag_ops,
+            self.lag_bytes,
+            self.rows,
+            self.txns,
+            self.all_txns,
+            self.errors,
+            self.success,
+            self.beat,
+            self.op,
+            self.segments,
+            self.trail_bytes,
+            self.state,
+            self.snap_tables,
+            self.snap_rows,
+            self.shipped,
+            self.shipped_bytes,
+        ]
+
+    def add(self, st: StageProgress, now: float) -> None:
         labels = [st.kind, st.name]
-        if st.kind in ("ship", "receive"):
-            extra = st.extra
-            shipped.add_metric(
-                labels, extra.get("segments_acknowledged", extra.get("segments_received", 0))
-            )
-            shipped_bytes.add_metric(
-                labels, extra.get("bytes_sent", extra.get("bytes_received", 0))
-            )
         seconds, method = st.lag_seconds(now)
         if seconds is not None:
-            lag.add_metric(labels, seconds)
-            estimated.add_metric(labels, 1.0 if method == "estimate" else 0.0)
+            self.lag.add_metric(labels, seconds)
+            self.estimated.add_metric(labels, 1.0 if method == "estimate" else 0.0)
         if st.lag_operations is not None:
-            lag_ops.add_metric(labels, st.lag_operations)
+            self.lag_ops.add_metric(labels, st.lag_operations)
         if st.lag_bytes is not None:
-            lag_bytes.add_metric(labels, st.lag_bytes)
+            self.lag_bytes.add_metric(labels, st.lag_bytes)
         for (table, opname), n in sorted(named(st.rows).items()):
-            rows.add_metric([*labels, table, opname], n)
+            self.rows.add_metric([*labels, table, opname], n)
         for (table, opname), n in sorted(named(st.txns).items()):
-            txns.add_metric([*labels, table, opname], n)
-        all_txns.add_metric(labels, st.transactions)
+            self.txns.add_metric([*labels, table, opname], n)
+        self.all_txns.add_metric(labels, st.transactions)
         for cls, n in sorted(dict(st.errors).items()):
-            errors.add_metric([*labels, cls], n)
+            self.errors.add_metric([*labels, cls], n)
         if st.last_success is not None:
-            success.add_metric(labels, st.last_success)
+            self.success.add_metric(labels, st.last_success)
         if st.heartbeat_time is not None:
-            beat.add_metric(labels, st.heartbeat_time)
+            self.beat.add_metric(labels, st.heartbeat_time)
         if st.last_op is not None:
-            op.add_metric(labels, st.last_op)
+            self.op.add_metric(labels, st.last_op)
         if st.trail_segments is not None:
-            segments.add_metric(labels, st.trail_segments)
-            trail_bytes.add_metric(labels, st.trail_bytes or 0)
+            self.segments.add_metric(labels, st.trail_segments)
+            self.trail_bytes.add_metric(labels, st.trail_bytes or 0)
         for name in _STATES:
-            state.add_metric([*labels, name], 1.0 if st.state == name else 0.0)
+            self.state.add_metric([*labels, name], 1.0 if st.state == name else 0.0)
+        self._add_stage_specific(st, labels)
+
+    def _add_stage_specific(self, st: StageProgress, labels: list[str]) -> None:
+        if st.kind in ("ship", "receive"):
+            extra = st.extra
+            self.shipped.add_metric(
+                labels, extra.get("segments_acknowledged", extra.get("segments_received", 0))
+            )
+            self.shipped_bytes.add_metric(
+                labels, extra.get("bytes_sent", extra.get("bytes_received", 0))
+            )
         if st.snapshot:
-            snap_tables.add_metric([*labels, "done"], st.snapshot.get("tables_done", 0))
-            snap_tables.add_metric([*labels, "total"], st.snapshot.get("tables_total", 0))
-            snap_rows.add_metric([*labels, "copied"], st.snapshot.get("rows", 0))
-            snap_rows.add_metric([*labels, "estimated"], st.snapshot.get("rows_estimate", 0))
-    return [
-        lag,
-        estimated,
-        lag_ops,
-        lag_bytes,
-        rows,
-        txns,
-        all_txns,
-        errors,
-        success,
-        beat,
-        op,
-        segments,
-        trail_bytes,
-        state,
-        snap_tables,
-        snap_rows,
-        shipped,
-        shipped_bytes,
-    ]
+            snap = st.snapshot
+            self.snap_tables.add_metric([*labels, "done"], snap.get("tables_done", 0))
+            self.snap_tables.add_metric([*labels, "total"], snap.get("tables_total", 0))
+            self.snap_rows.add_metric([*labels, "copied"], snap.get("rows", 0))
+            self.snap_rows.add_metric([*labels, "estimated"], snap.get("rows_estimate", 0))
 
 
 class _Collector:

@@ -40,7 +40,7 @@ from connectors.checksum import ChecksumSQL, Session, checksum_sql
 from connectors.errors import SchemaError, Terminal, ToolkitError
 from connectors.model import ROW_KEY, TableId, TableSchema
 from verify._rows import Side, compare_rows, read_rows
-from verify.catchup import source_end_position, wait_for_apply
+from verify.catchup import Settled, source_end_position, wait_for_apply
 from verify.dialect import canonical_kind
 from verify.model import RowDiff, TableResult, VerifyResult
 
@@ -643,12 +643,14 @@ def run_verify(
     *,
     progress: Progress | None = None,
     wait_for_target: Callable[[Database, dt.datetime, float], Any] | None = None,
+    settled: Settled | None = None,
 ) -> VerifyResult:
     """Compare every pair; re-check differences once the target has caught up.
 
     ``wait_for_target(target, first_pass_started, recheck_wait)`` blocks until the target has
     applied past the first pass (default: :func:`wait_for_apply` on the apply checkpoint, with
-    the source's end position taken just before the first pass).
+    the source's end position taken just before the first pass, and ``settled`` to tell that
+    nothing before that position is left to apply: :func:`verify.pending.capture_settled`).
     """
     options = options or VerifyOptions()
     end_position = source_end_position(source) if options.recheck else None
@@ -678,7 +680,7 @@ def run_verify(
             if wait_for_target is not None:
                 wait_for_target(target, started, options.recheck_wait)
             else:
-                wait_for_apply(source, target, end_position, options.recheck_wait)
+                wait_for_apply(source, target, end_position, options.recheck_wait, settled)
             for pair, table in differing:
                 t1 = time.monotonic()
                 try:

@@ -11,7 +11,9 @@ each direction (MariaDB -> PostgreSQL, PostgreSQL -> MariaDB):
    mixed OLTP load for ``--minutes``: new order (insert + account update), payment (two
    updates), event log (two inserts), cancel (delete), in 40/30/20/10 proportions;
 3. every second reads ``redoline_lag_seconds{stage="apply"}`` from the metrics endpoint
-   over HTTP (the heartbeat's measure: it must say ``redoline_lag_estimated 0``), the sync
+   over HTTP (the heartbeat's measure: a sample that says ``redoline_lag_estimated 1``,
+   taken before the first beat arrived, is counted apart, not as a lag) and
+   ``{stage="capture"}`` beside it (how much of the lag is before the trail), the sync
    process's RSS, and the CPU time of the sync process, the source server and the target
    server (``/proc``: the server's whole process tree);
 4. stops the load, waits until apply has a heartbeat written after the load stopped, stops
@@ -22,7 +24,12 @@ each direction (MariaDB -> PostgreSQL, PostgreSQL -> MariaDB):
 Prints, per direction: achieved source transactions/s, lag p50 / p99 / max (seconds), RSS at
 the first sample after warm-up (``--warmup``, default 60 s or a fifth of the run) and at the
 end, CPU used by the source, the target and the sync process (cores, averaged over the load),
-and whether the replica is equal. The last line is JSON.
+whether the replica is equal, and the machine's load average at the end (the benchmark
+shares its cores with whatever else runs). The last line is JSON.
+
+The servers are throwaway ones with fsync off; PostgreSQL commits synchronously as in
+production (``--pg-async-commit`` for the test servers' ``synchronous_commit=off``, which
+delays each commit's arrival in logical decoding until the WAL writer flushes it).
 
 Aims (issue 17): p99 lag < 0.5 s, RSS growth < 10 % after warm-up, replica equal.
 Not run by the test suite (it takes minutes); the machine's load from other work shows up in
@@ -48,6 +55,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +70,7 @@ ACCOUNTS = 10_000
 ORDERS = 10_000
 TABLES = ("accounts", "orders", "events")
 TICK = os.sysconf("SC_CLK_TCK")
+Say = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- source SQL
@@ -288,25 +297,39 @@ def _rows(engine: str, port: int, db: str, schema: str, table: str) -> list[tupl
 # --------------------------------------------------------------------------- one direction
 
 
-def run_direction(
-    name: str,
-    servers: dict[str, devservers.DevServer],
-    base: Path,
-    *,
-    seconds: float,
-    tps: float,
-    threads: int,
-    warmup: float,
-    say: Callable[[str], None],
-    batch_ms: int | None = None,
-) -> dict[str, Any]:
-    src_engine, tgt_engine = (
-        ("mariadb", "postgresql") if name == "maria-pg" else ("postgresql", "mariadb")
-    )
-    src, tgt = servers[src_engine], servers[tgt_engine]
+@dataclass
+class Plan:
+    """One direction's endpoints, config and oracle (engine, port, database, schema)."""
+
+    name: str
+    source: Source
+    work: Path
+    config: Path
+    oracle_src: tuple[str, int, str, str]
+    oracle_tgt: tuple[str, int, str, str]
+
+
+@dataclass
+class Samples:
+    """What the one-second sampler saw while the load ran."""
+
+    lags: list[float] = field(default_factory=list)
+    capture_lags: list[float] = field(default_factory=list)
+    estimated: int = 0
+    #: (seconds since the load started, sync RSS in MB)
+    rss: list[tuple[float, float]] = field(default_factory=list)
+
+
+def _plan(
+    name: str, servers: dict[str, devservers.DevServer], base: Path, batch_ms: int | None
+) -> Plan:
+    """Create the source tables (seeded) and the empty target database; write soak.toml."""
+    maria_first = name == "maria-pg"
+    src = servers["mariadb" if maria_first else "postgresql"]
+    tgt = servers["postgresql" if maria_first else "mariadb"]
     work = base / name
     work.mkdir()
-    if src_engine == "mariadb":
+    if maria_first:
         source = Source("mariadb", src.port, "shop")
         src_url = f"mariadb://root@127.0.0.1:{src.port}/shop"
         # the target: PostgreSQL database soak_replica, tables in schema shop
@@ -337,104 +360,87 @@ def run_direction(
         f'[state]\ndir = "{work}/state"\n[tables]\ninclude = ["{include}"]\n{rename}'
         + (f"[apply]\nbatch_ms = {batch_ms}\n" if batch_ms is not None else "")
     )
-    port = _free_port()
+    return Plan(name, source, work, cfg, oracle_src, oracle_tgt)
+
+
+def _start_sync(plan: Plan, port: int) -> subprocess.Popen[str]:
+    """``redoline sync`` the way a DBA runs it; waits until apply follows the trail."""
+    log = plan.work / "sync.log"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "from toolkit_cli.app import main; main()",
-            "sync",
-            "-c",
-            str(cfg),
-            "--metrics",
-            f"127.0.0.1:{port}",
-            "-q",
+            *("sync", "-c", str(plan.config), "--metrics", f"127.0.0.1:{port}", "-q"),
         ],
-        cwd=work,
+        cwd=plan.work,
         stdout=subprocess.PIPE,
-        stderr=open(work / "sync.log", "w"),  # noqa: SIM115
+        stderr=open(log, "w"),  # noqa: SIM115
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while True:  # the snapshot, then apply follows the trail
-            if proc.poll() is not None:
-                raise SystemExit(
-                    f"sync exited {proc.returncode}: {(work / 'sync.log').read_text()}"
-                )
-            try:
-                m = _scrape(port)
-                if _metric(m, "redoline_stage_state", stage="apply", state="running") == 1.0:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("sync did not start applying within 300 s")
-            time.sleep(0.5)
-        say(f"{name}: sync applying; load {tps:.0f} tps for {seconds:.0f} s")
-        stop = threading.Event()
-        counts = [0] * threads
-        errors: list[str] = []
-        workers = [
-            threading.Thread(
-                target=_worker, args=(source, i, tps / threads, stop, counts, errors), daemon=True
+    deadline = time.monotonic() + 300
+    while True:  # the snapshot, then apply follows the trail
+        if proc.poll() is not None:
+            raise SystemExit(f"sync exited {proc.returncode}: {log.read_text()}")
+        try:
+            m = _scrape(port)
+            if _metric(m, "redoline_stage_state", stage="apply", state="running") == 1.0:
+                return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.send_signal(signal.SIGTERM)
+            raise SystemExit("sync did not start applying within 300 s")
+        time.sleep(0.5)
+
+
+def _sample(
+    port: int, pid: int, started: float, seconds: float, counts: list[int], say: Say
+) -> Samples:
+    """Every second until ``seconds`` after ``started``: lag (apply, capture) and RSS."""
+    out = Samples()
+    next_sample = started + 1
+    while time.monotonic() - started < seconds:
+        time.sleep(max(0.0, next_sample - time.monotonic()))
+        next_sample += 1
+        m = _scrape(port)
+        lag = _metric(m, "redoline_lag_seconds", stage="apply")
+        if _metric(m, "redoline_lag_estimated", stage="apply") != 0:
+            out.estimated += 1  # before the first beat arrived: counted, not a lag figure
+        elif lag is not None:
+            out.lags.append(lag)
+        captured = _metric(m, "redoline_lag_seconds", stage="capture")
+        if captured is not None:
+            out.capture_lags.append(captured)
+        out.rss.append((time.monotonic() - started, _rss_mb(pid)))
+        if len(out.rss) % 30 == 0:
+            say(
+                f"  {time.monotonic() - started:5.0f} s: {sum(counts):,} transactions, "
+                f"lag {lag} s, rss {out.rss[-1][1]:.0f} MB"
             )
-            for i in range(threads)
-        ]
-        src_pids, tgt_pids = _tree(src.pid), _tree(tgt.pid)
-        cpu0 = (_cpu_seconds(src_pids), _cpu_seconds(tgt_pids), _cpu_seconds([proc.pid]))
-        started = time.monotonic()
-        for w in workers:
-            w.start()
-        lags: list[float] = []
-        estimated = 0
-        rss: list[tuple[float, float]] = []
-        next_sample = started + 1
-        while time.monotonic() - started < seconds:
-            time.sleep(max(0.0, next_sample - time.monotonic()))
-            next_sample += 1
-            m = _scrape(port)
-            lag = _metric(m, "redoline_lag_seconds", stage="apply")
-            if _metric(m, "redoline_lag_estimated", stage="apply") != 0:
-                estimated += 1
-            if lag is not None:
-                lags.append(lag)
-            rss.append((time.monotonic() - started, _rss_mb(proc.pid)))
-            if len(lags) % 30 == 0:
-                say(
-                    f"  {time.monotonic() - started:5.0f} s: {sum(counts):,} transactions, "
-                    f"lag {lag} s, rss {rss[-1][1]:.0f} MB"
-                )
-        stop.set()
-        for w in workers:
-            w.join()
-        load_seconds = time.monotonic() - started
-        # the target's CPU up to here; the source's tree again (backends come and go)
-        cpu1 = (
-            _cpu_seconds(_tree(src.pid)),
-            _cpu_seconds(_tree(tgt.pid)),
-            _cpu_seconds([proc.pid]),
-        )
-        stopped = time.time()
-        deadline = time.monotonic() + 300
-        while True:  # caught up: a heartbeat written after the load stopped has been applied
-            m = _scrape(port)
-            beat = _metric(m, "redoline_heartbeat_timestamp_seconds", stage="apply")
-            if beat is not None and beat > stopped + 1:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("apply did not catch up within 300 s after the load")
-            time.sleep(0.5)
-        caught_up_after = time.time() - stopped
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    equal = True
-    rows_compared = 0
+    return out
+
+
+def _wait_caught_up(port: int, stopped: float) -> float:
+    """Seconds from ``stopped`` until apply has a heartbeat written after it."""
+    deadline = time.monotonic() + 300
+    while True:
+        m = _scrape(port)
+        beat = _metric(m, "redoline_heartbeat_timestamp_seconds", stage="apply")
+        if beat is not None and beat > stopped + 1:
+            return time.time() - stopped
+        if time.monotonic() > deadline:
+            raise SystemExit("apply did not catch up within 300 s after the load")
+        time.sleep(0.5)
+
+
+def _compare(plan: Plan, say: Say) -> tuple[bool, int]:
+    """Every row of every table on both sides, by the engines' own drivers."""
+    equal, compared = True, 0
     for table in TABLES:
-        a = _rows(*oracle_src, table)
-        b = _rows(*oracle_tgt, table)
-        rows_compared += len(a)
+        a = _rows(*plan.oracle_src, table)
+        b = _rows(*plan.oracle_tgt, table)
+        compared += len(a)
         if a != b:
             equal = False
             missing = len(set(a) - set(b))
@@ -443,7 +449,70 @@ def run_direction(
                 f"  {table}: {len(a)} source rows, {len(b)} target rows, {missing} missing, "
                 f"{extra} extra or different"
             )
-    warm = [r for t, r in rss if t >= warmup] or [r for _, r in rss]
+    return equal, compared
+
+
+def _lag_figures(prefix: str, lags: list[float]) -> dict[str, float | None]:
+    return {
+        f"{prefix}_p50": round(statistics.median(lags), 3) if lags else None,
+        f"{prefix}_p99": round(_pct(lags, 0.99), 3) if lags else None,
+        f"{prefix}_max": round(max(lags), 3) if lags else None,
+    }
+
+
+def run_direction(
+    name: str,
+    servers: dict[str, devservers.DevServer],
+    base: Path,
+    *,
+    seconds: float,
+    tps: float,
+    threads: int,
+    warmup: float,
+    say: Say,
+    batch_ms: int | None = None,
+) -> dict[str, Any]:
+    """One direction: sync started, ``tps`` for ``seconds``, sampled, compared (module doc)."""
+    plan = _plan(name, servers, base, batch_ms)
+    src = servers[plan.oracle_src[0]]
+    tgt = servers[plan.oracle_tgt[0]]
+    port = _free_port()
+    proc = _start_sync(plan, port)
+    try:
+        say(f"{name}: sync applying; load {tps:.0f} tps for {seconds:.0f} s")
+        stop = threading.Event()
+        counts = [0] * threads
+        errors: list[str] = []
+        workers = [
+            threading.Thread(
+                target=_worker,
+                args=(plan.source, i, tps / threads, stop, counts, errors),
+                daemon=True,
+            )
+            for i in range(threads)
+        ]
+        cpu0 = (_cpu_seconds(_tree(src.pid)), _cpu_seconds(_tree(tgt.pid)))
+        cpu0_sync = _cpu_seconds([proc.pid])
+        started = time.monotonic()
+        for w in workers:
+            w.start()
+        samples = _sample(port, proc.pid, started, seconds, counts, say)
+        stop.set()
+        for w in workers:
+            w.join()
+        load_seconds = time.monotonic() - started
+        # the trees again (backends come and go)
+        cpu = (
+            (_cpu_seconds(_tree(src.pid)) - cpu0[0]) / load_seconds,
+            (_cpu_seconds(_tree(tgt.pid)) - cpu0[1]) / load_seconds,
+            (_cpu_seconds([proc.pid]) - cpu0_sync) / load_seconds,
+        )
+        caught_up_after = _wait_caught_up(port, time.time())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    equal, rows_compared = _compare(plan, say)
+    warm = [r for t, r in samples.rss if t >= warmup] or [r for _, r in samples.rss]
     committed = sum(counts)
     result = {
         "direction": name,
@@ -452,33 +521,38 @@ def run_direction(
         "transactions": committed,
         "tps": round(committed / load_seconds, 1),
         "load_errors": len(errors),
-        "lag_samples": len(lags),
-        "lag_estimated_samples": estimated,
-        "lag_p50": round(statistics.median(lags), 3) if lags else None,
-        "lag_p99": round(_pct(lags, 0.99), 3) if lags else None,
-        "lag_max": round(max(lags), 3) if lags else None,
+        "lag_samples": len(samples.lags),
+        "lag_estimated_samples": samples.estimated,
+        **_lag_figures("lag", samples.lags),
+        **_lag_figures("capture_lag", samples.capture_lags),
         "caught_up_after_s": round(caught_up_after, 1),
         "rss_start_mb": round(warm[0], 1),
         "rss_end_mb": round(warm[-1], 1),
         "rss_growth_pct": round(100 * (warm[-1] - warm[0]) / warm[0], 1) if warm[0] else None,
-        "cpu_source_cores": round((cpu1[0] - cpu0[0]) / load_seconds, 2),
-        "cpu_target_cores": round((cpu1[1] - cpu0[1]) / load_seconds, 2),
-        "cpu_sync_cores": round((cpu1[2] - cpu0[2]) / load_seconds, 2),
+        "cpu_source_cores": round(cpu[0], 2),
+        "cpu_target_cores": round(cpu[1], 2),
+        "cpu_sync_cores": round(cpu[2], 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "rows_compared": rows_compared,
         "equal": equal,
     }
     if errors:
         say(f"  load errors: {len(errors)}, first: {errors[0]}")
-    say(
-        f"{name}: {result['tps']:,} tps for {result['seconds']} s; lag p50 {result['lag_p50']} "
-        f"s, p99 {result['lag_p99']} s, max {result['lag_max']} s ({len(lags)} samples, "
-        f"{estimated} estimated); RSS {result['rss_start_mb']} -> {result['rss_end_mb']} MB "
-        f"after {warmup:.0f} s warm-up ({result['rss_growth_pct']} %); CPU source "
-        f"{result['cpu_source_cores']}, target {result['cpu_target_cores']}, sync "
-        f"{result['cpu_sync_cores']} cores; replica {'EQUAL' if equal else 'DIFFERENT'} "
-        f"({rows_compared:,} rows compared)"
-    )
+    _say_result(result, warmup, say)
     return result
+
+
+def _say_result(r: dict[str, Any], warmup: float, say: Say) -> None:
+    say(
+        f"{r['direction']}: {r['tps']:,} tps for {r['seconds']} s; lag p50 {r['lag_p50']} s, "
+        f"p99 {r['lag_p99']} s, max {r['lag_max']} s ({r['lag_samples']} samples, "
+        f"{r['lag_estimated_samples']} estimated; capture's p50 {r['capture_lag_p50']} s, "
+        f"p99 {r['capture_lag_p99']} s); RSS {r['rss_start_mb']} -> {r['rss_end_mb']} MB "
+        f"after {warmup:.0f} s warm-up ({r['rss_growth_pct']} %); CPU source "
+        f"{r['cpu_source_cores']}, target {r['cpu_target_cores']}, sync "
+        f"{r['cpu_sync_cores']} cores; load average {r['load_average']}; replica "
+        f"{'EQUAL' if r['equal'] else 'DIFFERENT'} ({r['rows_compared']:,} rows compared)"
+    )
 
 
 def main() -> None:
@@ -491,6 +565,11 @@ def main() -> None:
     ap.add_argument(
         "--batch-ms", type=int, default=None, help="[apply] batch_ms (default: redoline's)"
     )
+    ap.add_argument(
+        "--pg-async-commit",
+        action="store_true",
+        help="PostgreSQL with synchronous_commit=off (the test servers' setting)",
+    )
     args = ap.parse_args()
     seconds = args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(60.0, seconds / 5)
@@ -502,7 +581,12 @@ def main() -> None:
 
     try:
         servers["mariadb"] = devservers.start_mariadb(base / "mariadb")
-        servers["postgresql"] = devservers.start_postgres(base / "postgres")
+        # fsync stays off on this shared disk, but commits are synchronous as on a production
+        # server: with synchronous_commit=off PostgreSQL hands a commit to logical decoding
+        # only once the WAL writer flushes it (up to 3 x wal_writer_delay = 600 ms later), a
+        # delay of the server's setting that every PostgreSQL-source lag figure carried
+        pg_settings = {} if args.pg_async_commit else {"synchronous_commit": "on"}
+        servers["postgresql"] = devservers.start_postgres(base / "postgres", settings=pg_settings)
         say(f"servers up in {base} ({os.cpu_count()} CPUs)")
         directions = ("maria-pg", "pg-maria") if args.direction == "both" else (args.direction,)
         results = [

@@ -111,6 +111,7 @@ class TrailReader:
         follow: bool = False,
         poll: float = 0.2,
         stop: Callable[[], bool] | None = None,
+        idle: Callable[[], None] | None = None,
     ) -> Iterator[Transaction]:
         """Whole transactions, in order, whose ``last_op >= start_op`` (an empty transaction,
         which only records a commit position, counts as ending at its ``first_op``).
@@ -119,8 +120,12 @@ class TrailReader:
         open segment's tail is not an error). With ``follow`` it tails the open segment and
         waits — on the end of the trail and on a missing segment alike, never skipping —
         until ``stop()`` returns true (checked every ``poll`` seconds while waiting).
+        ``idle()`` is called each time it is about to wait: everything the trail held has
+        been yielded (a follower's moment to finish what it batched).
         """
         should_stop = stop or (lambda: False)
+        if idle is not None:
+            should_stop = _calling(idle, should_stop)
         files = list_segment_files(self.directory)
         while not files:
             if not follow or should_stop():
@@ -556,3 +561,14 @@ def trail_info(directory: Path, *, key: bytes | None = None) -> TrailInfo:
             info.last_position = info.segments[-2].last_position
             info.last_commit_time = info.segments[-2].last_commit_time
     return info
+
+
+def _calling(idle: Callable[[], None], stop: Callable[[], bool]) -> Callable[[], bool]:
+    """``stop`` that calls ``idle`` first: a following reader asks ``stop()`` exactly when it
+    is about to wait for the trail to grow, so that is when its caller hears of it."""
+
+    def check() -> bool:
+        idle()
+        return stop()
+
+    return check

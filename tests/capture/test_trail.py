@@ -797,3 +797,38 @@ def test_every_start_op_when_transactions_span_blocks(tmp_path: Path) -> None:
         back = read(tmp_path, start)
         assert back[0].first_op <= start <= back[0].last_op
         assert [t.xid for t in back] == [t.xid for t in everything if t.last_op >= start]
+
+
+def test_follow_says_when_it_has_read_everything(tmp_path: Path) -> None:
+    """``idle()`` comes once the reader has yielded all the trail held, before it waits: not
+    between transactions it could read at once, and again after each batch that arrives."""
+    write(tmp_path, [make_txn(i) for i in range(1, 6)])
+    seen: list[str] = []
+    idle_after: list[int] = []
+    done = threading.Event()
+
+    def idle() -> None:
+        if not idle_after or idle_after[-1] != len(seen):
+            idle_after.append(len(seen))
+
+    def follow() -> None:
+        for txn in TrailReader(tmp_path).transactions(
+            follow=True, poll=0.01, stop=done.is_set, idle=idle
+        ):
+            seen.append(txn.xid)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while idle_after != [5] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert idle_after == [5]
+    with TrailWriter(tmp_path, source_id="src") as writer:
+        for i in range(6, 9):
+            writer.append(make_txn(i))
+        writer.flush()  # three transactions become visible at once
+    while idle_after != [5, 8] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    done.set()
+    thread.join(5)
+    assert idle_after == [5, 8] and seen == [f"x{i}" for i in range(1, 9)]

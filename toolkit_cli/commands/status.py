@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -105,27 +106,11 @@ def status(
     wall = dt.datetime.now(dt.UTC)
     records = read_records(cfg.state_dir)
     by_stage = {(r.get("stage"), r.get("name")): r for r in records}
-    failing = False
-    out: dict[str, Any] = {
-        "source": None,
-        "capture": None,
-        "shipping": [],
-        "targets": [],
-        "stages": [],
-        "last_runs": {},
-    }
     src_cfg = cfg.source()
     src = open_database(src_cfg.endpoint)
-    now: dt.datetime | None = None
-    end = None
-    try:
-        end = src.end_position()
-        ((clock,),) = src.query("SELECT CURRENT_TIMESTAMP")  # type: ignore[attr-defined]
-        now = _utc(clock)
-        out["source"] = {"url": src_cfg.endpoint.display, "end_position": end, "now": now}
-    except ToolkitError as exc:
-        out["source"] = {"url": src_cfg.endpoint.display, "error": exc.message}
-        failing = True
+    out: dict[str, Any] = {"source": None, "capture": None, "shipping": [], "targets": []}
+    out["source"], end, now = _source(src, src_cfg.endpoint.display)
+    failing = "error" in out["source"]
     info = trail_info(cfg.trail.dir, key=cfg.trail.key())
     caught_up = None
     if end is not None and info.last_position:
@@ -133,28 +118,8 @@ def status(
             caught_up = src.compare_positions(info.last_position, end) >= 0
         except ValueError:
             caught_up = None
-    last_commit = _utc(info.last_commit_time)
-    capture_lag: float | None = None
-    lag_method = "estimate"
     cap_record = by_stage.get(("capture", src_cfg.id))
-    cap_live = cap_record is not None and _live(cap_record, wall)
-    if cap_live and cap_record is not None and cap_record.get("lag_method") == "heartbeat":
-        capture_lag, lag_method = cap_record.get("lag_seconds"), "heartbeat"
-    elif caught_up:
-        capture_lag = 0.0
-    elif now is not None and last_commit is not None:
-        capture_lag = max(0.0, (now - last_commit).total_seconds())
-    out["capture"] = {
-        "trail": str(cfg.trail.dir),
-        "last_op": info.last_op,
-        "last_position": info.last_position,
-        "last_commit_time": last_commit,
-        "caught_up": caught_up,
-        "lag_seconds": capture_lag,
-        "lag_method": lag_method,
-        "bytes": info.bytes_on_disk,
-        "state": _state(cap_record, cap_live),
-    }
+    out["capture"] = _capture(cfg, info, caught_up, now, cap_record, wall)
     # what each receiver (`redoline ship` destination) has not confirmed yet
     out["shipping"] = shipping_lag(cfg.trail.dir)
     for name, tgt_cfg in cfg.targets.items():
@@ -168,27 +133,10 @@ def status(
                 cfg.trail.dir, cfg.trail.key(), int(entry["applied_op"] or 0), cfg.apply.delay
             )
         out["targets"].append(entry)
-    for record in records:
-        live = "unreadable" not in record and _live(record, wall)
-        stage = {
-            "stage": record.get("stage"),
-            "name": record.get("name"),
-            "state": _state(record, live),
-            "failing": _failing(record, live),
-            "last_error": record.get("last_error") or record.get("unreadable"),
-            "last_error_at": record.get("last_error_at"),
-            "updated": record.get("updated"),
-        }
-        failing |= bool(stage["failing"])
-        out["stages"].append(stage)
-    state_file = cfg.state_dir / "last-run.json"
-    if state_file.exists():
-        try:
-            out["last_runs"] = json.loads(state_file.read_text())
-        except (OSError, ValueError) as exc:
-            out["last_runs"] = {"(unreadable)": {"error": f"{state_file}: {exc}"}}
-        failing |= any(r.get("error") for r in out["last_runs"].values())
-        failing |= any(_retrying(r) for r in out["last_runs"].values())
+    out["stages"] = [_stage(record, wall) for record in records]
+    failing |= any(stage["failing"] for stage in out["stages"])
+    out["last_runs"] = _last_runs(cfg.state_dir / "last-run.json")
+    failing |= any(r.get("error") or _retrying(r) for r in out["last_runs"].values())
     out["failing"] = failing
     if json_out:
         print_json(out)
@@ -197,6 +145,75 @@ def status(
             console.print(line, highlight=False)
         _print_tables(out)
     raise typer.Exit(1 if failing else 0)
+
+
+def _source(src: Any, display: str) -> tuple[dict[str, Any], str | None, dt.datetime | None]:
+    """The source's entry (``error`` when it cannot be asked), its end position and clock."""
+    end = None
+    try:
+        end = src.end_position()
+        ((clock,),) = src.query("SELECT CURRENT_TIMESTAMP")
+    except ToolkitError as exc:
+        return {"url": display, "error": exc.message}, end, None
+    now = _utc(clock)
+    return {"url": display, "end_position": end, "now": now}, end, now
+
+
+def _capture(
+    cfg: Any,
+    info: Any,
+    caught_up: bool | None,
+    now: dt.datetime | None,
+    record: dict[str, Any] | None,
+    wall: dt.datetime,
+) -> dict[str, Any]:
+    """The trail's entry: how far capture got, its lag (heartbeat, else an estimate)."""
+    last_commit = _utc(info.last_commit_time)
+    capture_lag: float | None = None
+    lag_method = "estimate"
+    live = record is not None and _live(record, wall)
+    if live and record is not None and record.get("lag_method") == "heartbeat":
+        capture_lag, lag_method = record.get("lag_seconds"), "heartbeat"
+    elif caught_up:
+        capture_lag = 0.0
+    elif now is not None and last_commit is not None:
+        capture_lag = max(0.0, (now - last_commit).total_seconds())
+    return {
+        "trail": str(cfg.trail.dir),
+        "last_op": info.last_op,
+        "last_position": info.last_position,
+        "last_commit_time": last_commit,
+        "caught_up": caught_up,
+        "lag_seconds": capture_lag,
+        "lag_method": lag_method,
+        "bytes": info.bytes_on_disk,
+        "state": _state(record, live),
+    }
+
+
+def _stage(record: dict[str, Any], wall: dt.datetime) -> dict[str, Any]:
+    """One progress record as ``status`` lists it."""
+    live = "unreadable" not in record and _live(record, wall)
+    return {
+        "stage": record.get("stage"),
+        "name": record.get("name"),
+        "state": _state(record, live),
+        "failing": _failing(record, live),
+        "last_error": record.get("last_error") or record.get("unreadable"),
+        "last_error_at": record.get("last_error_at"),
+        "updated": record.get("updated"),
+    }
+
+
+def _last_runs(state_file: Path) -> dict[str, Any]:
+    """What the last run of each command recorded (``last-run.json``), if any."""
+    if not state_file.exists():
+        return {}
+    try:
+        runs = json.loads(state_file.read_text())
+    except (OSError, ValueError) as exc:
+        return {"(unreadable)": {"error": f"{state_file}: {exc}"}}
+    return runs if isinstance(runs, dict) else {}
 
 
 def _state(record: dict[str, Any] | None, live: bool) -> str:

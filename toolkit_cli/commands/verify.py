@@ -32,6 +32,7 @@ from verify import (
     raise_for_errors,
     run_verify,
 )
+from verify.catchup import Settled
 from verify.report import render_html, render_json, render_markdown
 
 __all__ = ["register"]
@@ -124,7 +125,7 @@ def verify(
     pairs = _pairs(cfg, src, tables)
     options = _options(cfg, chunk_rows, workers, max_diffs, recheck_wait, no_recheck)
     with _progress(not json_out) as progress:
-        result = run_verify(src, tgt, pairs, options, progress=progress)
+        result = run_verify(src, tgt, pairs, options, progress=progress, settled=_settled(cfg, src))
     _write_reports(result, report_json, report_md, report_html)
     if json_out:
         print_json(result.to_json())
@@ -180,7 +181,9 @@ def repair(
     else:
         pairs = _pairs(cfg, src, tables)
         with _progress(not json_out) as progress:
-            result = run_verify(src, tgt, pairs, options, progress=progress)
+            result = run_verify(
+                src, tgt, pairs, options, progress=progress, settled=_settled(cfg, src)
+            )
         raise_for_errors(result)
     plan = repair_plan(result, tgt)
     if not execute:
@@ -218,6 +221,13 @@ def _databases(cfg: Config) -> tuple[Database, Database]:
     src = open_database(cfg.source().endpoint)
     check_table_patterns(src, cfg.tables)
     return src, open_database(cfg.target().endpoint)
+
+
+def _settled(cfg: Config, src: Database) -> Settled:
+    """The re-check's "nothing left to apply" test, from this config's capture record."""
+    from verify.pending import capture_settled
+
+    return capture_settled(src, cfg.state_dir, cfg.source().id)
 
 
 def _patterns(tables: Sequence[str] | None) -> list[str]:
