@@ -413,52 +413,9 @@ def _prepare(
         )
         if resumable:
             assert prior is not None
-            # keep the earliest start: rows loaded by the earlier run reflect that point
-            state.start_position = _earliest(session, prior.start_position, point.start)
-            state.rows = prior.rows
-            state.started_at = prior.started_at
-            rows = tgt.execute(
-                conn,
-                tgt.sql(
-                    f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
-                    f"{tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
-                    "ORDER BY chunk_no"
-                ),
-                [options.source_id, key],
-            )
-            job.chunks = [
-                KeyRange(int(r[0]), decode_key(r[1]), decode_key(r[2])) for r in rows if not r[3]
-            ]
-            state.chunks_total = len(rows)
-            state.rows = sum(int(r[4] or 0) for r in rows if r[3])
-            if not any(r[3] for r in rows):
-                # nothing of the earlier run stayed (a keyless table is one chunk): every row
-                # comes from this point, so the table's window starts here, not before (a
-                # window makes catch-up collide, which cannot tell a keyless row is there)
-                state.start_position = point.start
+            _resume_chunks(tgt, conn, session, prior, job, options.source_id)
         else:
-            tgt.begin(conn)
-            tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")
-            tgt.execute(
-                conn,
-                tgt.sql(
-                    f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"
-                ),
-                [options.source_id, key],
-            )
-            job.chunks = session.plan_chunks(schema, options.chunk_rows)
-            for c in job.chunks:
-                tgt.execute(
-                    conn,
-                    tgt.sql(
-                        f"INSERT INTO {tgt.state(CHUNKS)} (source_id, target_table, chunk_no, "
-                        "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
-                    ),
-                    [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
-                )
-            state.chunks_total = len(job.chunks)
-            _save_table(tgt, conn, options.source_id, state)
-            tgt.commit(conn)
+            _plan_chunks(tgt, conn, session, job, options)
         _save_table(tgt, conn, options.source_id, state)
         job.estimate = max(session.estimate_rows(schema), state.rows)
         job.remaining = len(job.chunks)
@@ -468,6 +425,61 @@ def _prepare(
         job.changed = isinstance(exc, DefinitionChangedError)
         _save_table(tgt, conn, options.source_id, state)
     return job
+
+
+def _resume_chunks(
+    tgt: BulkTarget, conn: Any, session: Any, prior: TableState, job: _Job, source_id: str
+) -> None:
+    """Take up the chunks an interrupted snapshot of ``job``'s table left to load."""
+    state, point = job.state, session.point
+    # keep the earliest start: rows loaded by the earlier run reflect that point
+    state.start_position = _earliest(session, prior.start_position, point.start)
+    state.rows = prior.rows
+    state.started_at = prior.started_at
+    rows = tgt.execute(
+        conn,
+        tgt.sql(
+            f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
+            f"{tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
+            "ORDER BY chunk_no"
+        ),
+        [source_id, state.target_table],
+    )
+    job.chunks = [KeyRange(int(r[0]), decode_key(r[1]), decode_key(r[2])) for r in rows if not r[3]]
+    state.chunks_total = len(rows)
+    state.rows = sum(int(r[4] or 0) for r in rows if r[3])
+    if not any(r[3] for r in rows):
+        # nothing of the earlier run stayed (a keyless table is one chunk): every row
+        # comes from this point, so the table's window starts here, not before (a
+        # window makes catch-up collide, which cannot tell a keyless row is there)
+        state.start_position = point.start
+
+
+def _plan_chunks(
+    tgt: BulkTarget, conn: Any, session: Any, job: _Job, options: SnapshotOptions
+) -> None:
+    """Empty ``job``'s target table and plan (and record) its chunks afresh."""
+    state, key = job.state, job.state.target_table
+    tgt.begin(conn)
+    tgt.execute(conn, f"DELETE FROM {tgt.qt(job.target)}")
+    tgt.execute(
+        conn,
+        tgt.sql(f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"),
+        [options.source_id, key],
+    )
+    job.chunks = session.plan_chunks(job.schema, options.chunk_rows)
+    for c in job.chunks:
+        tgt.execute(
+            conn,
+            tgt.sql(
+                f"INSERT INTO {tgt.state(CHUNKS)} (source_id, target_table, chunk_no, "
+                "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
+            ),
+            [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
+        )
+    state.chunks_total = len(job.chunks)
+    _save_table(tgt, conn, options.source_id, state)
+    tgt.commit(conn)
 
 
 def _reload_changed(
@@ -590,6 +602,32 @@ def _save_table(tgt: BulkTarget, conn: Any, source_id: str, s: TableState) -> No
     )
 
 
+def _finish_chunk(
+    tgt: BulkTarget, options: SnapshotOptions, job: _Job, chunk: KeyRange, conn: Any, data: Any
+) -> None:
+    """Load one chunk read from the source and mark it done, in one target transaction."""
+    tgt.begin(conn)
+    try:
+        n = tgt.load(conn, job.target, job.schema, job.columns, data)
+        tgt.execute(
+            conn,
+            tgt.sql(
+                f"UPDATE {tgt.state(CHUNKS)} SET done = 1, rows_loaded = %s "
+                "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
+            ),
+            [n, options.source_id, job.state.target_table, chunk.number],
+        )
+        tgt.commit(conn)
+    except BaseException:
+        tgt.rollback(conn)
+        raise
+    with job.lock:
+        job.state.rows += n
+        job.remaining -= 1
+    if options.progress:
+        options.progress(job.state.target_table, n, job.estimate)
+
+
 def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: SnapshotOptions) -> None:
     """Read every pending chunk with ``session.workers`` threads and load it."""
     tasks: queue.Queue[tuple[_Job, KeyRange] | None] = queue.Queue()
@@ -605,28 +643,6 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
     # DuckDB: readers hand finished chunks to the one loader thread
     handoff: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
 
-    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any) -> None:
-        tgt.begin(conn)
-        try:
-            n = tgt.load(conn, job.target, job.schema, job.columns, data)
-            tgt.execute(
-                conn,
-                tgt.sql(
-                    f"UPDATE {tgt.state(CHUNKS)} SET done = 1, rows_loaded = %s "
-                    "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
-                ),
-                [n, options.source_id, job.state.target_table, chunk.number],
-            )
-            tgt.commit(conn)
-        except BaseException:
-            tgt.rollback(conn)
-            raise
-        with job.lock:
-            job.state.rows += n
-            job.remaining -= 1
-        if options.progress:
-            options.progress(job.state.target_table, n, job.estimate)
-
     def reader(w: int) -> None:
         conn = tgt.connect() if tgt.parallel else None
         try:
@@ -640,7 +656,7 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 try:
                     data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns, job.where)
                     if conn is not None:
-                        finish(job, chunk, conn, data)
+                        _finish_chunk(tgt, options, job, chunk, conn, data)
                     else:
                         handoff.put((job, chunk, list(data)))
                 except ToolkitError as exc:
@@ -668,7 +684,7 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 if job.state.state == "failed":
                     continue
                 try:
-                    finish(job, chunk, conn, data)
+                    _finish_chunk(tgt, options, job, chunk, conn, data)
                 except Exception as exc:
                     job.state.state = "failed"
                     job.state.error = str(exc).strip().splitlines()[0]
