@@ -73,6 +73,16 @@ ChunkOpt = Annotated[
 ]
 
 
+UntilCaughtUpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--until-caught-up",
+        help="Stop once the source's end position (taken at start) is applied: for cron. "
+        "A second run while one is going exits 8 and does nothing.",
+    ),
+]
+
+
 def register(app: typer.Typer) -> None:
     app.command("snapshot")(snapshot)
     app.command("sync")(sync)
@@ -217,14 +227,7 @@ def sync(
     tables: TablesOpt = None,
     workers: WorkersOpt = None,
     chunk_rows: ChunkOpt = None,
-    until_caught_up: Annotated[
-        bool,
-        typer.Option(
-            "--until-caught-up",
-            help="Stop once the source's end position (taken at start) is applied: for cron. "
-            "A second run while one is going exits 8 and does nothing.",
-        ),
-    ] = False,
+    until_caught_up: UntilCaughtUpOpt = False,
     slot: SlotOpt = None,
     publication: PublicationOpt = None,
     until_time: UntilTimeOpt = None,
@@ -257,31 +260,7 @@ def sync(
         refuse_fresh_snapshot(point, tgt, cfg.source().id, cfg.trail.dir, cfg.trail.key())
     stop = threading.Event()
     snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows)
-    options = SyncOptions(
-        trail_dir=cfg.trail.dir,
-        state_dir=cfg.state_dir,
-        source_id=cfg.source().id,
-        target_id=cfg.target().id,
-        snapshot=snapshot_options,
-        until_caught_up=until_caught_up,
-        key=cfg.trail.key(),
-        stop_event=stop,
-        segment_bytes=cfg.trail.segment_bytes,
-        source_options=cfg.source().engine_options(),
-        retry_for=cfg.source().retry_budget(until_caught_up),
-        target_retry_for=cfg.target().retry_budget(until_caught_up),
-        heartbeat=cfg.source().heartbeat,
-        apply_options={
-            "batch_rows": cfg.apply.batch_rows,
-            "batch_ms": cfg.apply.batch_ms,
-            "skip_ddl": cfg.apply.skip_ddl,
-            "rename": snapshot_options.rename,
-            "ignore_origins": frozenset(cfg.apply.ignore_origins),
-            "delay": apply_delay(delay, cfg.apply.delay),
-        },
-        until=point,
-        outcome=PointOutcome(),
-    )
+    options = _sync_options(cfg, snapshot_options, until_caught_up, stop, delay, point)
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
@@ -323,6 +302,42 @@ def sync(
         return
     if stop.is_set() and not until_caught_up:
         raise typer.Exit(130)
+
+
+def _sync_options(
+    cfg: Config,
+    snapshot_options: SnapshotOptions,
+    until_caught_up: bool,
+    stop: threading.Event,
+    delay: str | None,
+    point: StopPoint | None,
+) -> SyncOptions:
+    """What `redoline sync` runs with: the configuration and the command's flags."""
+    return SyncOptions(
+        trail_dir=cfg.trail.dir,
+        state_dir=cfg.state_dir,
+        source_id=cfg.source().id,
+        target_id=cfg.target().id,
+        snapshot=snapshot_options,
+        until_caught_up=until_caught_up,
+        key=cfg.trail.key(),
+        stop_event=stop,
+        segment_bytes=cfg.trail.segment_bytes,
+        source_options=cfg.source().engine_options(),
+        retry_for=cfg.source().retry_budget(until_caught_up),
+        target_retry_for=cfg.target().retry_budget(until_caught_up),
+        heartbeat=cfg.source().heartbeat,
+        apply_options={
+            "batch_rows": cfg.apply.batch_rows,
+            "batch_ms": cfg.apply.batch_ms,
+            "skip_ddl": cfg.apply.skip_ddl,
+            "rename": snapshot_options.rename,
+            "ignore_origins": frozenset(cfg.apply.ignore_origins),
+            "delay": apply_delay(delay, cfg.apply.delay),
+        },
+        until=point,
+        outcome=PointOutcome(),
+    )
 
 
 def refuse_fresh_snapshot(
