@@ -131,7 +131,7 @@ def apply_trail(
     parallel groups report to one shared consumer). ``follow`` tails the trail until
     ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from apply.snapshot import load_table_states, table_windows
+    from apply.snapshot import load_snapshot_scope, load_table_states, table_windows
     from capture.trail import TrailReader, trail_info
     from connectors.base import position_comparator
 
@@ -140,8 +140,9 @@ def apply_trail(
     states = load_table_states(writer.database, options.source_id)
     _refuse_unfinished(states)
     windows = table_windows(states)
+    scope = load_snapshot_scope(writer.database, options.source_id)
     compare: Callable[[str, str], int] | None = None
-    if windows:
+    if windows or scope:
         if not info.source_engine:
             raise TrailError(
                 f"the target holds snapshot catch-up windows, but the trail {trail_dir} was "
@@ -167,6 +168,7 @@ def apply_trail(
             options,
             windows,
             compare,
+            scope=scope,
             key=key,
             follow=follow,
             stop=stop,
@@ -266,6 +268,7 @@ def _apply_trail(
     windows: Any,
     compare: Callable[[str, str], int] | None,
     *,
+    scope: Any = None,
     key: bytes | None,
     follow: bool,
     stop: Callable[[], bool] | None,
@@ -342,7 +345,7 @@ def _apply_trail(
                 applier.options.collision_until_op, txn.first_op
             )
 
-        txns = catchup_transactions(txns, windows, compare, in_window)
+        txns = catchup_transactions(txns, windows, compare, in_window, scope)
     stats = applier.run(txns, stop=should_stop, on_commit=committed)
     report(applier.applied_op)
     st.done(stopped=should_stop())

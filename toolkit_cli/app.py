@@ -69,28 +69,45 @@ def _global(
     setup_logging(verbose, quiet)
 
 
-# Sub-commands live in toolkit_cli/commands/<name>.py, in this order in --help. A module that
-# defines `register(app)` adds its commands; one that defines `app` (a typer.Typer) becomes a
-# command group. A missing module is an ImportError at start, never a silently absent command.
-_COMMAND_MODULES = (
-    "check",
-    "devservers",
-    "trail",
-    "capture",
-    "ship",
-    "prepare",
-    "apply",
-    "snapshot",
-    "status",
-    "verify",
-    "undo",
-    "mark",
-    "demo",
-)
+# Sub-commands live in toolkit_cli/commands/<name>.py, in this order in --help, each with the
+# command names it adds. A module that defines `register(app)` adds its commands; one that
+# defines `app` (a typer.Typer) becomes a command group. A missing module is an ImportError at
+# start, never a silently absent command. `redoline X` imports only X's module: importing all
+# of them took 1.5 s of every cron run's start (tests/toolkit_cli/test_app_wiring.py keeps the
+# names below equal to what the modules register).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "check": ("check",),
+    "devservers": ("dev-servers",),
+    "trail": ("trail",),
+    "capture": ("capture",),
+    "ship": ("ship", "receive"),
+    "prepare": ("init", "drop"),
+    "apply": ("apply",),
+    "snapshot": ("snapshot", "sync"),
+    "status": ("status",),
+    "verify": ("verify", "repair"),
+    "undo": ("undo",),
+    "mark": ("mark",),
+    "demo": ("demo",),
+}
+_wired: list[str] = []
 
 
-def _wire() -> None:
-    for name in _COMMAND_MODULES:
+def wire(command: str | None = None) -> typer.Typer:
+    """The app with the module of ``command`` wired, or every module (None, or a name no
+    module gives: click then lists them all in its error)."""
+    modules = [m for m, names in COMMANDS.items() if command in names]
+    if not modules:
+        if len(_wired) == len(COMMANDS):
+            return app
+        # all of them, in --help order, whatever was wired before
+        app.registered_commands.clear()
+        app.registered_groups.clear()
+        _wired.clear()
+        modules = list(COMMANDS)
+    for name in modules:
+        if name in _wired:
+            continue
         module = importlib.import_module(f"toolkit_cli.commands.{name}")
         if hasattr(module, "register"):
             module.register(app)
@@ -98,9 +115,8 @@ def _wire() -> None:
             app.add_typer(module.app, name=getattr(module, "NAME", name))
         else:
             raise ImportError(f"toolkit_cli.commands.{name} defines neither register nor app")
-
-
-_wire()
+        _wired.append(name)
+    return app
 
 
 #: options of the top-level callback that a user may also type after the subcommand
@@ -142,7 +158,9 @@ def main() -> None:
     # commands install their own handlers that finish the current transaction first
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app(args=_hoist_global_options(sys.argv[1:]), prog_name="redoline", standalone_mode=True)
+        args = _hoist_global_options(sys.argv[1:])
+        command = next((a for a in args if not a.startswith("-")), None)
+        wire(command)(args=args, prog_name="redoline", standalone_mode=True)
     except OSError as exc:
         if not StorageError.handles(exc):
             _internal_error()

@@ -11,14 +11,14 @@ from typing import Any
 
 import typer.main
 
-from toolkit_cli.app import app
+from toolkit_cli.app import wire
 from toolkit_cli.exit_codes import EXIT_CODES
 
 __all__ = ["render"]
 
 
 def render() -> str:
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(wire())
     out = [
         "# Command reference",
         "",

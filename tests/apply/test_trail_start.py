@@ -564,3 +564,48 @@ def test_checkpoint_from_before_trail_ids_is_bound_or_refused(tmp_path: Path) ->
         assert len(rows) == 1 and rows[0][0] == trail_info(first).trail_id
     finally:
         writer.close()
+
+
+def test_a_table_dropped_before_the_snapshot_is_not_replayed(
+    mysql_db: Endpoint, tmp_path: Path
+) -> None:
+    """Capture runs first (the trail's start is fixed), a table takes updates and is then
+    dropped, apply without a snapshot stops on rows it never loaded; `sync` snapshots the
+    source (which no longer has the table) and must catch up without replaying the table's
+    updates onto rows no snapshot loaded (CI campaign seed 33003: exit 6)."""
+    _seed(mysql_db, 50)
+    _seed(mysql_db, 30, table="gone")
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(f'[tables]\ninclude = ["{mysql_db.database}.*"]\n')
+    trail = ["--config", str(cfg), "--trail", str(tmp_path / "trail")]
+    src = [*trail, "--source", mysql_db.url()]
+    tgt = [*trail, "--target", f"duckdb://{tmp_path}/r.duckdb"]
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    conn = _my(mysql_db)
+    with conn.cursor() as cur:
+        cur.execute("UPDATE gone SET v = 'changed' WHERE id < 10")
+        cur.execute("UPDATE t SET v = 'changed' WHERE id < 5")
+    res = _run(tmp_path, "capture", *src, "--until-caught-up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    # apply before any snapshot: the target holds no row of either table, documented exit 6
+    res = _run(tmp_path, "apply", *tgt, "--until-caught-up")
+    assert res.returncode == 6, res.stdout + res.stderr
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE gone")
+        cur.execute("INSERT INTO t VALUES (1000, 'after the drop')")
+    conn.close()
+    res = _run(
+        tmp_path, "sync", *src, "--target", f"duckdb://{tmp_path}/r.duckdb", "--until-caught-up"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _duck_rows(tmp_path / "r.duckdb", f'"{mysql_db.database}".t') == _my_rows(mysql_db)
+    with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as duck:
+        names = {
+            r[0]
+            for r in duck.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                [mysql_db.database],
+            ).fetchall()
+        }
+    assert names == {"t"}, names

@@ -89,8 +89,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _snapshot_options(
-    cfg: Config, tables: list[str] | None, workers: int | None, chunk_rows: int | None
+    cfg: Config,
+    tables: list[str] | None,
+    workers: int | None,
+    chunk_rows: int | None,
+    *,
+    pipeline: bool = False,
 ) -> SnapshotOptions:
+    """``pipeline``: sync's snapshot, whose tables are also what capture reads (its
+    ``--tables`` is the whole pipeline's selection), so it covers every captured table."""
     table_filter = TableFilter(tuple(tables), ()) if tables else cfg.tables.filter
     # one definition of the filtered view for the snapshot, capture and apply of this run
     view = CaptureFilter.from_config(cfg.tables, table_filter=table_filter)
@@ -99,6 +106,7 @@ def _snapshot_options(
         workers=workers or cfg.snapshot.workers,
         chunk_rows=chunk_rows or cfg.snapshot.chunk_rows,
         tables=table_filter,
+        full=pipeline or not tables,
         rename=view.target_name,
         view=view,
     )
@@ -259,7 +267,7 @@ def sync(
     if point is not None:
         refuse_fresh_snapshot(point, tgt, cfg.source().id, cfg.trail.dir, cfg.trail.key())
     stop = threading.Event()
-    snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows)
+    snapshot_options = _snapshot_options(cfg, tables, workers, chunk_rows, pipeline=True)
     options = _sync_options(cfg, snapshot_options, until_caught_up, stop, delay, point)
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
