@@ -25,6 +25,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v odbcinst >/dev/null 2>&1 || need+=(unixodbc)
 odbcinst -q -d -n "PostgreSQL Unicode" >/dev/null 2>&1 || need+=(odbc-postgresql)
 odbcinst -q -d -n "MariaDB Unicode" >/dev/null 2>&1 || need+=(odbc-mariadb)
+# FreeTDS: the SQL Server connector's driver path (tests/connectors/test_sqlserver_driver.py)
+odbcinst -q -d -n "FreeTDS" >/dev/null 2>&1 || need+=(tdsodbc)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     SUDO=""

@@ -22,6 +22,11 @@ target transaction as the rows, so they are exactly once with the data. After a 
 :meth:`RowidMap.reset` forgets everything in memory; the next use reloads from the target.
 Each table's mappings are loaded into memory on first use (one query), which keeps the hot
 path free of per-row lookups; the cost is memory in proportion to the table's rows.
+
+A snapshot of such a table builds the map the same way (:class:`SnapshotKeys`): the source
+reads each row's row id in place of :data:`ROW_KEY`, the row gets a surrogate key, and the
+chunk's mappings are bulk-loaded in the chunk's own target transaction, so a later update or
+delete of a snapshot-loaded row finds it exactly like one apply inserted.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from apply.typemap import ensure_table
+from apply.typemap import create_table_sql, ensure_table
 from connectors.base import RowRejected, TableBatch
 from connectors.model import ROW_KEY, Change, Column, Op, TableId, TableSchema
+from connectors.rowtext import row_writer
 
 if TYPE_CHECKING:
+    from connectors._bulk import BulkTarget
     from connectors.base import Writer
 
-__all__ = ["MAP_TABLE", "ROW_KEY", "RowidMap", "uses_rowid"]
+__all__ = ["MAP_TABLE", "ROW_KEY", "RowidMap", "SnapshotKeys", "uses_rowid"]
 
 log = logging.getLogger("redoline.apply")
 
@@ -218,3 +225,55 @@ def _keyed(change: Change, key: int) -> Change:
         before={**tag, **change.before} if change.before is not None else None,
         after={**tag, **change.after} if change.after is not None else None,
     )
+
+
+# ---------------------------------------------------------------------- snapshot loads
+
+
+class SnapshotKeys:
+    """The surrogate keys of one snapshot chunk of a keyless table read with source row ids.
+
+    The source's reader calls it once per row with the row's source row id and writes the
+    key it returns as the row's :data:`ROW_KEY`; :meth:`load` then records the pairs in the
+    map. Chunks of one table never share a key (the chunk number is the high half), and
+    apply's later inserts continue after the largest (:meth:`RowidMap.key_for_insert`).
+    """
+
+    def __init__(self, target_id: str, source_id: str, source: TableId, chunk: int) -> None:
+        self.base = (target_id.partition("#")[0], source_id, str(source))
+        self._next = (chunk << 32) + 1
+        self.pairs: list[tuple[str, int]] = []
+
+    def __call__(self, row_id: str) -> int:
+        key = self._next
+        self._next += 1
+        self.pairs.append((row_id, key))
+        return key
+
+    @staticmethod
+    def create_map(tgt: BulkTarget, conn: Any) -> None:
+        """Create the map table if it is missing (DDL: outside a data transaction)."""
+        if not tgt.table_exists(conn, MAP_TABLE):
+            tgt.execute(conn, tgt.create_schema_sql(MAP_TABLE.schema))
+            tgt.execute(conn, create_table_sql(_MAP_SCHEMA, tgt.dialect))
+
+    def forget_table(self, tgt: BulkTarget, conn: Any) -> None:
+        """Drop the table's mappings (it is loaded from scratch); call in the transaction
+        that empties the target table."""
+        tgt.execute(
+            conn,
+            tgt.sql(
+                f"DELETE FROM {tgt.qt(MAP_TABLE)} WHERE target_id = %s AND source_id = %s "
+                "AND source_table = %s"
+            ),
+            list(self.base),
+        )
+
+    def load(self, tgt: BulkTarget, conn: Any) -> None:
+        """Bulk-load this chunk's mappings (in the chunk's transaction, after its rows)."""
+        if not self.pairs:
+            return
+        write = row_writer(_MAP_SCHEMA.columns, tgt.fmt)
+        data = "".join(write((*self.base, row_id, key)) for row_id, key in self.pairs)
+        names = tuple(c.name for c in _MAP_SCHEMA.columns)
+        tgt.load(conn, MAP_TABLE, _MAP_SCHEMA, names, [(data.encode(), len(self.pairs))])

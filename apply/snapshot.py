@@ -44,6 +44,7 @@ from typing import Any
 
 from apply.catchup import TableWindow
 from apply.names import check_target_names
+from apply.rowid import SnapshotKeys, with_row_key
 from apply.typemap import create_table_sql
 from capture.filters import CaptureFilter
 from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
@@ -77,6 +78,8 @@ class SnapshotOptions:
     """What to snapshot and how."""
 
     source_id: str = "default"
+    #: the applier's target id: keys the rowid map of keyless tables of row-id sources
+    target_id: str = "default"
     workers: int = 2
     chunk_rows: int = 50_000
     tables: TableFilter = field(default_factory=TableFilter)
@@ -298,6 +301,9 @@ class _Job:
     changed: bool = False
     #: this run created the target table (so it may drop it to follow a changed definition)
     created: bool = False
+    #: the target's definition when it differs from ``schema``: keyless on a source with row
+    #: ids, its rows are read with their row id as :data:`ROW_KEY` (apply/rowid.py)
+    keyed: TableSchema | None = None
 
 
 def run_snapshot(source: Database, target: Database, options: SnapshotOptions) -> SnapshotReport:
@@ -433,6 +439,8 @@ def _prepare(
     try:
         # the filtered view: only its columns are read and created, only its rows are read
         view = options.view.project_schema(schema) if options.view is not None else schema
+        if source.has_row_ids and not view.identity:
+            view = job.keyed = with_row_key(view)
         job.columns = tuple(c.name for c in view.columns if not c.generated)
         job.where = options.view.where_sql(table, source.dialect) if options.view else None
         resuming = prior is not None and prior.state == "loading" and not options.force
@@ -444,6 +452,8 @@ def _prepare(
                 create_table_sql(view, tgt.dialect, target_name, source_dialect=source.dialect),
             )
             job.created = True
+        if job.keyed is not None:
+            SnapshotKeys.create_map(tgt, conn)
         resumable = (
             prior is not None
             and prior.state == "loading"
@@ -505,6 +515,8 @@ def _plan_chunks(
     state, key = job.state, job.state.target_table
     tgt.begin(conn)
     tgt.execute(conn, f"DELETE FROM {tgt.qt(job.target)}")
+    if job.keyed is not None:
+        _keys(options, job, 0).forget_table(tgt, conn)
     tgt.execute(
         conn,
         tgt.sql(f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"),
@@ -646,12 +658,22 @@ def _save_table(tgt: BulkTarget, conn: Any, source_id: str, s: TableState) -> No
 
 
 def _finish_chunk(
-    tgt: BulkTarget, options: SnapshotOptions, job: _Job, chunk: KeyRange, conn: Any, data: Any
+    tgt: BulkTarget,
+    options: SnapshotOptions,
+    job: _Job,
+    chunk: KeyRange,
+    conn: Any,
+    data: Any,
+    keys: SnapshotKeys | None,
 ) -> None:
-    """Load one chunk read from the source and mark it done, in one target transaction."""
+    """Load one chunk read from the source and mark it done, in one target transaction (with
+    the rowid mappings of its rows, ``keys``, when the table goes through the rowid map)."""
     tgt.begin(conn)
     try:
-        n = tgt.load(conn, job.target, job.schema, job.columns, data)
+        schema = job.schema if job.keyed is None else job.keyed
+        n = tgt.load(conn, job.target, schema, job.columns, data)
+        if keys is not None:
+            keys.load(tgt, conn)
         tgt.execute(
             conn,
             tgt.sql(
@@ -697,11 +719,17 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 if job.state.state == "failed":
                     continue
                 try:
-                    data = session.read_chunk(w, job.schema, chunk, tgt.fmt, job.columns, job.where)
+                    args = (w, job.schema, chunk, tgt.fmt, job.columns, job.where)
+                    keys = None if job.keyed is None else _keys(options, job, chunk.number)
+                    data = (
+                        session.read_chunk(*args)
+                        if keys is None
+                        else session.read_chunk(*args, row_ids=keys)
+                    )
                     if conn is not None:
-                        _finish_chunk(tgt, options, job, chunk, conn, data)
+                        _finish_chunk(tgt, options, job, chunk, conn, data, keys)
                     else:
-                        handoff.put((job, chunk, list(data)))
+                        handoff.put((job, chunk, list(data), keys))
                 except ToolkitError as exc:
                     job.state.state, job.state.error = "failed", exc.message
                     job.changed = isinstance(exc, DefinitionChangedError)
@@ -723,11 +751,11 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 item = handoff.get()
                 if item is None:
                     return
-                job, chunk, data = item
+                job, chunk, data, keys = item
                 if job.state.state == "failed":
                     continue
                 try:
-                    _finish_chunk(tgt, options, job, chunk, conn, data)
+                    _finish_chunk(tgt, options, job, chunk, conn, data, keys)
                 except Exception as exc:
                     job.state.state = "failed"
                     job.state.error = str(exc).strip().splitlines()[0]
@@ -754,6 +782,10 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
         load_thread.join()
     if errors:
         raise errors[0]
+
+
+def _keys(options: SnapshotOptions, job: _Job, chunk: int) -> SnapshotKeys:
+    return SnapshotKeys(options.target_id, options.source_id, job.schema.table, chunk)
 
 
 # --------------------------------------------------------------------------- catch-up

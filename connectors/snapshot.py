@@ -24,9 +24,11 @@ Formats (``fmt`` arguments):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 if TYPE_CHECKING:
     from connectors.base import Database
@@ -35,10 +37,13 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "KeyRange",
+    "SnapshotConnections",
     "SnapshotPoint",
     "SnapshotSession",
+    "chunks_between",
     "decode_key",
     "encode_key",
+    "even_chunks",
     "open_snapshot",
 ]
 
@@ -107,10 +112,16 @@ class SnapshotSession(Protocol):
         fmt: str,
         columns: tuple[str, ...],
         where: str | None = None,
+        row_ids: Callable[[str], int] | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         """The rows of ``chunk`` seen by worker ``worker``'s snapshot, in ``fmt``, as
         (bytes, row count) batches; each batch ends with a newline. ``where`` (SQL of this
-        engine, ``[tables.where]``) keeps only the rows it is true for."""
+        engine, ``[tables.where]``) keeps only the rows it is true for.
+
+        ``row_ids`` (given only by a source with ``has_row_ids``, for a keyless table):
+        ``columns`` starts with :data:`~connectors.model.ROW_KEY`, which the engine reads as
+        the row's source row id (as its log reader writes ``Change.row_id``) and writes as
+        ``row_ids(row id)``, the row's surrogate key (apply/rowid.py)."""
         ...
 
     def compare_positions(self, a: str, b: str) -> int:
@@ -120,6 +131,63 @@ class SnapshotSession(Protocol):
     def close(self) -> None:
         """End every snapshot transaction and close the connections."""
         ...
+
+
+class SnapshotConnections:
+    """What every engine's snapshot session shares: its ``workers`` connections, each with a
+    lock (a worker reads on its own; planning borrows worker 0), closed best effort, and the
+    context manager. An engine subclasses it and opens ``conns`` in its ``__init__``."""
+
+    workers: int
+    conns: list[Any]
+
+    def _init_workers(self, workers: int) -> None:
+        self.workers = workers
+        self.conns = []
+        self._locks = [threading.Lock() for _ in range(workers)]
+
+    def _end(self, conn: Any) -> None:
+        """End one connection's snapshot transaction (closing it ends it)."""
+        conn.close()
+
+    def close(self) -> None:
+        """End every snapshot transaction and close the connections."""
+        for conn in self.conns:
+            try:
+                self._end(conn)
+            except Exception:  # closing is best effort
+                pass
+        self.conns = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _int_key(schema: TableSchema) -> str | None:
+        """The table's key column when the key is one integer column (chunked by value)."""
+        key = schema.identity
+        if len(key) == 1 and schema.column(key[0]).kind == "int":
+            return key[0]
+        return None
+
+
+def chunks_between(bounds: Sequence[tuple[Any, ...]]) -> list[KeyRange]:
+    """The chunks that ``bounds`` (ascending keys) cut the whole key space into."""
+    edges: list[tuple[Any, ...] | None] = [None, *bounds, None]
+    return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def even_chunks(lo: int, hi: int, count: int, chunk_rows: int) -> list[KeyRange]:
+    """Chunks of about ``chunk_rows`` rows over an integer key from ``lo`` to ``hi`` holding
+    ``count`` rows, cut at evenly spaced values."""
+    if count <= chunk_rows:
+        return [KeyRange(0, None, None)]
+    pieces = math.ceil(count / max(1, chunk_rows))
+    step = max(1, math.ceil((hi - lo + 1) / pieces))
+    return chunks_between([(b,) for b in range(lo + step, hi + 1, step)])
 
 
 def open_snapshot(

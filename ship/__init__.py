@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from ship._lag import shipping_lag
 from ship._receiver import ReceiveOptions, Receiver, ReceiveResult, file_sha256
-from ship._sender import STATE_PREFIX, ShipOptions, ShipResult, consumer_name, run_ship
+from ship._sender import (
+    STATE_PREFIX,
+    ShipOptions,
+    ShipResult,
+    consumer_name,
+    run_ship,
+    run_ship_all,
+)
 from ship._tls import Token, client_context, init_certs, server_context
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "file_sha256",
     "init_certs",
     "run_ship",
+    "run_ship_all",
     "server_context",
     "shipping_lag",
 ]

@@ -87,6 +87,9 @@ class ReceiveOptions:
     token: Token
     until_caught_up: bool = False
     stop_event: threading.Event = field(default_factory=threading.Event)
+    #: ``until_caught_up``: seconds to wait with no sender connected before giving up
+    #: (:attr:`ReceiveResult.timed_out`); None: forever
+    wait_for: float | None = None
 
 
 @dataclass
@@ -95,6 +98,10 @@ class ReceiveResult:
     bytes: int = 0
     sessions: int = 0
     stopped: bool = False
+    #: ``until_caught_up``: a sender finished caught up and none was left connected
+    caught_up: bool = False
+    #: ``until_caught_up``: ``wait_for`` passed with no sender connected
+    timed_out: bool = False
     #: per source id: the last sealed segment held
     sources: dict[str, int | None] = field(default_factory=dict)
 
@@ -308,6 +315,20 @@ class _Sealer:
         os.close(self.wake_w)
 
 
+@dataclass
+class _Inbound:
+    """One sender's session: who it is and what it is in the middle of."""
+
+    ch: w.Channel
+    peer: str
+    source_id: str = ""
+    directory: Path = Path()
+    next_seq: int | None = None
+    seg: _Segment | None = None
+    sealer: _Sealer | None = None
+    lock_fd: int | None = None
+
+
 class Receiver:
     """Listen, authenticate senders, receive their segments (see module docstring)."""
 
@@ -352,11 +373,13 @@ class Receiver:
         assert self._sock is not None
         stop = self.opts.stop_event
         threads: list[threading.Thread] = []
+        waiting_since = time.monotonic()
         try:
             while not stop.is_set():
                 try:
                     conn, addr = self._sock.accept()
                 except TimeoutError:
+                    waiting_since = self._check_wait(waiting_since)
                     continue
                 peer = f"{addr[0]}:{addr[1]}"
                 t = threading.Thread(target=self._session, args=(conn, peer), daemon=True)
@@ -376,6 +399,19 @@ class Receiver:
                 t.join(timeout=10)
         return self.result
 
+    def _check_wait(self, since: float) -> float:
+        """A cron receiver gives up after ``wait_for`` seconds without a connected sender;
+        a connected one restarts the wait. Returns when the current wait began."""
+        with self._lock:
+            busy = bool(self._active)
+        now = time.monotonic()
+        if busy or not self.opts.until_caught_up:
+            return now
+        if self.opts.wait_for is not None and now - since > self.opts.wait_for:
+            self.result.timed_out = True
+            self.opts.stop_event.set()
+        return since
+
     # ------------------------------------------------------------------ one session
 
     def _session(self, conn: socket.socket, peer: str) -> None:
@@ -388,6 +424,7 @@ class Receiver:
                 self._active.discard(conn)
                 idle = not self._active
             if caught_up and self.opts.until_caught_up and idle:
+                self.result.caught_up = True
                 self.opts.stop_event.set()
 
     def _handshake(self, conn: socket.socket, peer: str) -> ssl.SSLSocket | None:
@@ -427,102 +464,15 @@ class Receiver:
             self._active.add(tls)
             self.result.sessions += 1
         ch = w.Channel(tls, f"sender {peer}")
-        lock_fd: int | None = None
-        seg: _Segment | None = None
-        sealer: _Sealer | None = None
+        inb = _Inbound(ch, peer)
         try:
             tls.settimeout(SESSION_TIMEOUT)
-            kind, payload = ch.recv()
-            if kind != w.HELLO:
-                raise w.PeerError(f"sender {peer}: expected HELLO")
-            hello = w.decode(payload, peer)
-            source_id = self._authenticate(tls, hello, peer)
-            directory = self.opts.root / source_id
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self._lock:
-                old = self._by_source.get(source_id)
-                self._by_source[source_id] = tls
-            if old is not None:
-                log.warning("sender %s replaces the previous session of source %s", peer, source_id)
-                try:
-                    old.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            lock_fd = self._lock_source(directory, source_id)
-            state = self._state(directory, hello, source_id)
-            ch.send_json(w.WELCOME, state)
-            log.info(
-                "sender %s: source %s, resuming at segment %s offset %s",
-                peer,
-                source_id,
-                state["next_seq"],
-                state["offset"],
-            )
-            next_seq: int | None = state["next_seq"]
-            sealer = _Sealer()
-            while True:
-                while sealer.ready:
-                    ch.send_json(w.ACK, sealer.ready.popleft())
-                if sealer.error is not None:
-                    raise sealer.error
-                if not ch.readable():
-                    ready, _, _ = select.select(
-                        [tls.fileno(), sealer.wake_r], [], [], SESSION_TIMEOUT
-                    )
-                    if not ready:
-                        raise w.PeerError(f"sender {peer}: silent for {SESSION_TIMEOUT:.0f} s")
-                    if sealer.wake_r in ready:
-                        os.read(sealer.wake_r, 4096)
-                    continue
-                kind, view = ch.recv_view()
-                if kind == w.DATA:
-                    seq, offset = w.DATA_HEAD.unpack_from(view, 0)
-                    if seg is None or seg.seq != seq:
-                        if seg is not None or (next_seq is not None and seq != next_seq):
-                            raise w.PeerError(f"sender {peer}: data for segment {seq} out of order")
-                        seg = _Segment(directory, seq, source_id)
-                    seg.add(offset, view[w.DATA_HEAD.size :])  # checked and written, not kept
-                    self.result.bytes += len(view) - w.DATA_HEAD.size
-                    continue
-                payload = bytes(view)
-                if kind == w.SEAL:
-                    body = w.decode(payload, peer)
-                    seq = int(body["seq"])
-                    ack = {"seq": seq, "size": int(body["size"])}
-                    if seg is None or seg.seq != seq:
-                        sealer.submit(
-                            None, {**ack, "sha256": self._held_duplicate(directory, seq, body)}
-                        )
-                    else:
-                        digest = seg.seal(int(body["size"]), str(body["sha256"]))
-                        sealer.submit(seg, {**ack, "sha256": digest})  # ACK once durable
-                        seg = None
-                        self.result.segments += 1
-                        st = progress.stage("receive", source_id)
-                        st.ok()
-                        st.extra.update(
-                            segments_received=st.extra.get("segments_received", 0) + 1,
-                            bytes_received=self.result.bytes,
-                        )
-                        log.info("segment %d of %s received (sha256 %s)", seq, source_id, digest)
-                    next_seq = seq + 1
-                elif kind == w.SYNC:
-                    if seg is not None:
-                        seg.sync()
-                    ch.send_json(
-                        w.SYNCED,
-                        {"seq": seg.seq if seg else None, "offset": seg.written if seg else 0},
-                    )
-                elif kind == w.BYE:
-                    return bool(w.decode(payload, peer).get("caught_up"))
-                elif kind == w.ERROR:
-                    body = w.decode(payload, peer)
-                    log.error("sender %s gave up: %s", peer, body.get("message"))
-                    return False
-                else:
-                    raise w.PeerError(f"sender {peer}: unknown message type {kind}")
+            self._welcome(tls, inb)
+            inb.sealer = _Sealer()
+            return self._receive(tls, inb, inb.sealer)
         except w.PeerError as exc:
-            progress.stage("receive", source_id).failed(exc, retrying=True)
+            if inb.source_id:  # a sender that never said HELLO has no stage to mark
+                progress.stage("receive", inb.source_id).failed(exc, retrying=True)
             log.warning("%s; the sender resumes where it left off", exc.message)
         except OSError as exc:
             err: ToolkitError = (
@@ -534,12 +484,12 @@ class Receiver:
         except ToolkitError as exc:
             self._refuse(ch, exc, peer)
         finally:
-            if seg is not None:
-                seg.close()
-            if sealer is not None:
-                sealer.close()  # segments already verified still become durable
-            if lock_fd is not None:
-                os.close(lock_fd)
+            if inb.seg is not None:
+                inb.seg.close()
+            if inb.sealer is not None:
+                inb.sealer.close()  # segments already verified still become durable
+            if inb.lock_fd is not None:
+                os.close(inb.lock_fd)
             ch.close()
             with self._lock:
                 self._active.discard(tls)
@@ -547,6 +497,105 @@ class Receiver:
                     if sock is tls:
                         del self._by_source[sid]
         return False
+
+    def _welcome(self, tls: ssl.SSLSocket, inb: _Inbound) -> None:
+        """HELLO in, authenticated, the source's directory locked, WELCOME out."""
+        peer = inb.peer
+        kind, payload = inb.ch.recv()
+        if kind != w.HELLO:
+            raise w.PeerError(f"sender {peer}: expected HELLO")
+        hello = w.decode(payload, peer)
+        source_id = inb.source_id = self._authenticate(tls, hello, peer)
+        directory = inb.directory = self.opts.root / source_id
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._lock:
+            old = self._by_source.get(source_id)
+            self._by_source[source_id] = tls
+        if old is not None:
+            log.warning("sender %s replaces the previous session of source %s", peer, source_id)
+            try:
+                old.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        inb.lock_fd = self._lock_source(directory, source_id)
+        state = self._state(directory, hello, source_id)
+        inb.ch.send_json(w.WELCOME, state)
+        log.info(
+            "sender %s: source %s, resuming at segment %s offset %s",
+            peer,
+            source_id,
+            state["next_seq"],
+            state["offset"],
+        )
+        inb.next_seq = state["next_seq"]
+
+    def _receive(self, tls: ssl.SSLSocket, inb: _Inbound, sealer: _Sealer) -> bool:
+        """Messages until BYE (True: the sender is caught up) or the sender's ERROR."""
+        ch, peer = inb.ch, inb.peer
+        while True:
+            while sealer.ready:
+                ch.send_json(w.ACK, sealer.ready.popleft())
+            if sealer.error is not None:
+                raise sealer.error
+            if not ch.readable():
+                ready, _, _ = select.select([tls.fileno(), sealer.wake_r], [], [], SESSION_TIMEOUT)
+                if not ready:
+                    raise w.PeerError(f"sender {peer}: silent for {SESSION_TIMEOUT:.0f} s")
+                if sealer.wake_r in ready:
+                    os.read(sealer.wake_r, 4096)
+                continue
+            kind, view = ch.recv_view()
+            if kind == w.DATA:
+                self._data(inb, view)
+                continue
+            payload = bytes(view)
+            if kind == w.SEAL:
+                self._seal(inb, sealer, w.decode(payload, peer))
+            elif kind == w.SYNC:
+                seg = inb.seg
+                if seg is not None:
+                    seg.sync()
+                ch.send_json(
+                    w.SYNCED,
+                    {"seq": seg.seq if seg else None, "offset": seg.written if seg else 0},
+                )
+            elif kind == w.BYE:
+                return bool(w.decode(payload, peer).get("caught_up"))
+            elif kind == w.ERROR:
+                body = w.decode(payload, peer)
+                log.error("sender %s gave up: %s", peer, body.get("message"))
+                return False
+            else:
+                raise w.PeerError(f"sender {peer}: unknown message type {kind}")
+
+    def _data(self, inb: _Inbound, view: memoryview) -> None:
+        seq, offset = w.DATA_HEAD.unpack_from(view, 0)
+        if inb.seg is None or inb.seg.seq != seq:
+            if inb.seg is not None or (inb.next_seq is not None and seq != inb.next_seq):
+                raise w.PeerError(f"sender {inb.peer}: data for segment {seq} out of order")
+            inb.seg = _Segment(inb.directory, seq, inb.source_id)
+        inb.seg.add(offset, view[w.DATA_HEAD.size :])  # checked and written, not kept
+        self.result.bytes += len(view) - w.DATA_HEAD.size
+
+    def _seal(self, inb: _Inbound, sealer: _Sealer, body: dict[str, Any]) -> None:
+        seq = int(body["seq"])
+        ack = {"seq": seq, "size": int(body["size"])}
+        seg = inb.seg
+        if seg is None or seg.seq != seq:
+            sealer.submit(None, {**ack, "sha256": self._held_duplicate(inb.directory, seq, body)})
+        else:
+            digest = seg.seal(int(body["size"]), str(body["sha256"]))
+            sealer.submit(seg, {**ack, "sha256": digest})  # ACK once durable
+            inb.seg = None
+            self.result.segments += 1
+            st = progress.stage("receive", inb.source_id)
+            st.ok()
+            st.extra.update(
+                segments_received=st.extra.get("segments_received", 0) + 1,
+                bytes_received=self.result.bytes,
+            )
+            log.info("segment %d of %s received (sha256 %s)", seq, inb.source_id, digest)
+        inb.next_seq = seq + 1
 
     def _refuse(self, ch: w.Channel, exc: ToolkitError, peer: str) -> None:
         log.error("sender %s refused: %s", peer, exc.message)

@@ -35,6 +35,7 @@ from capture.trail import (
     sealed_name,
 )
 from capture.trail._format import (
+    BLOCK_CATALOG,
     BLOCK_CONT_NEXT,
     BLOCK_MAGIC,
     FRAME,
@@ -57,7 +58,14 @@ from connectors.errors import (
 from ship import _wire as w
 from ship._tls import Token
 
-__all__ = ["STATE_PREFIX", "ShipOptions", "ShipResult", "consumer_name", "run_ship"]
+__all__ = [
+    "STATE_PREFIX",
+    "ShipOptions",
+    "ShipResult",
+    "consumer_name",
+    "run_ship",
+    "run_ship_all",
+]
 
 log = logging.getLogger("redoline.ship")
 
@@ -65,6 +73,8 @@ CHUNK = 1 << 20
 #: sealed segments in flight before the sender waits for their acknowledgement
 UNACKED_MAX = 4
 POLL = 0.02
+#: a receiver that takes no byte and sends none for this long is gone: reconnect
+IO_TIMEOUT = 60.0
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
 #: ``<trail>/ship-<name>.json``: what the receiver confirmed, for ``redoline status``
@@ -142,7 +152,12 @@ def _last_op(path: Path) -> int:
 
 def _boundary(data: bytes, base: int) -> int:
     """Offset (file-relative) of the end of the last complete transaction in ``data``, which
-    starts at file offset ``base`` on a frame (or file) boundary; ``base`` when none."""
+    starts at file offset ``base`` on a frame (or file) boundary; ``base`` when none.
+
+    The header and the catalog block never end a shipped range on their own: capture's
+    recovery deletes an open segment holding nothing else and writes it anew (other bytes),
+    which a receiver holding the old ones refused as a conflict for ever (a kill -9 of the
+    source host between a segment's catalog and its first transaction)."""
     at = 0
     good = base
     if base == 0:
@@ -151,7 +166,7 @@ def _boundary(data: bytes, base: int) -> int:
         (hlen,) = struct.unpack_from("<I", data, 8)
         if len(data) < hlen:
             return 0
-        at = good = hlen
+        at = hlen  # the header goes with the segment's first transaction
     while len(data) - at >= FRAME_SIZE:
         magic, flags, stored, _raw, _last = FRAME.unpack_from(data, at)
         if magic != BLOCK_MAGIC:
@@ -160,7 +175,7 @@ def _boundary(data: bytes, base: int) -> int:
         if end > len(data):
             break
         at = end
-        if not flags & BLOCK_CONT_NEXT:
+        if not flags & (BLOCK_CONT_NEXT | BLOCK_CATALOG):
             good = base + at
     return good
 
@@ -204,7 +219,7 @@ class _Session:
         except OSError as exc:
             raw.close()
             raise ConnectError(f"connection to the receiver {self.peer} lost: {exc}") from None
-        tls.settimeout(60)
+        tls.settimeout(IO_TIMEOUT)
         return w.Channel(tls, f"receiver {self.peer}")
 
     def expect(self, *kinds: int) -> tuple[int, dict[str, Any]]:
@@ -587,3 +602,34 @@ def run_ship(opts: ShipOptions) -> ShipResult:
         raise
     finally:
         os.close(lock_fd)
+
+
+def run_ship_all(
+    options: list[ShipOptions], stop: threading.Event
+) -> tuple[dict[str, ShipResult], dict[str, ToolkitError]]:
+    """:func:`run_ship` to every destination at once (a thread each): results and errors by
+    destination name.
+
+    A continuous run stops whole (``stop``) when one destination fails, so its supervisor
+    sees the failure; a cron run lets the others finish."""
+    results: dict[str, ShipResult] = {}
+    errors: dict[str, ToolkitError] = {}
+
+    def one(opts: ShipOptions) -> None:
+        try:
+            results[opts.name] = run_ship(opts)
+        except ToolkitError as exc:
+            errors[opts.name] = exc
+            if not opts.until_caught_up:
+                stop.set()
+
+    if len(options) == 1:
+        one(options[0])
+        return results, errors
+    threads = [threading.Thread(target=one, args=(o,), daemon=True) for o in options]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # short joins: the calling thread stays responsive to signals
+    return results, errors

@@ -75,7 +75,17 @@ _KEYS: dict[str, set[str]] = {
     "verify": {"chunk_rows", "workers", "max_diffs", "recheck_wait"},
     "state": {"dir"},
     "ship": {"to", "name", "cert", "key", "ca", "token_file", "token_env", "retry_for"},
-    "receive": {"listen", "dir", "sources", "cert", "key", "ca", "token_file", "token_env"},
+    "receive": {
+        "listen",
+        "dir",
+        "sources",
+        "cert",
+        "key",
+        "ca",
+        "token_file",
+        "token_env",
+        "retry_for",
+    },
 }
 
 
@@ -273,6 +283,9 @@ class ReceiveConfig:
     ca: Path | None = None
     token_file: Path | None = None
     token_env: str | None = None
+    #: --until-caught-up: seconds to wait with no sender connected before exit 75; None:
+    #: the default (RETRY_FOR_CAUGHT_UP)
+    retry_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -653,12 +666,14 @@ def _ship(
             raise doc.error("must be a non-empty string", section, key)
         return value
 
-    retry_for = None
-    if "retry_for" in ship:
+    def duration(raw: dict[str, Any], section: str) -> float | None:
+        if "retry_for" not in raw:
+            return None
         try:
-            retry_for = parse_duration(ship["retry_for"])
+            return parse_duration(raw["retry_for"])
         except ValueError as exc:
-            raise doc.error(str(exc), "ship", "retry_for") from None
+            raise doc.error(str(exc), section, "retry_for") from None
+
     ship_cfg = ShipConfig(
         to=strs(ship, "ship", "to"),
         name=text(ship, "ship", "name"),
@@ -667,7 +682,7 @@ def _ship(
         ca=path(ship, "ship", "ca"),
         token_file=path(ship, "ship", "token_file"),
         token_env=text(ship, "ship", "token_env"),
-        retry_for=retry_for,
+        retry_for=duration(ship, "ship"),
     )
     receive_cfg = ReceiveConfig(
         listen=text(receive, "receive", "listen") or ReceiveConfig.listen,
@@ -678,6 +693,7 @@ def _ship(
         ca=path(receive, "receive", "ca"),
         token_file=path(receive, "receive", "token_file"),
         token_env=text(receive, "receive", "token_env"),
+        retry_for=duration(receive, "receive"),
     )
     return ship_cfg, receive_cfg
 

@@ -165,9 +165,17 @@ def record_status(state_dir: Path, name: str, **fields: Any) -> None:
 
 
 def _apply(
-    target: Database, options: SyncOptions, on_retry: Callable[[int, float, str], None]
+    target: Database,
+    options: SyncOptions,
+    on_retry: Callable[[int, float, str], None],
+    *,
+    follow: bool | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Any:
-    """The one apply path (:func:`apply.trail_apply.apply_trail`) over the trail into ``target``."""
+    """The one apply path (:func:`apply.trail_apply.apply_trail`) over the trail into ``target``.
+
+    ``follow`` and ``stop`` default to the run's (follow unless ``until_caught_up``; the
+    stop event)."""
     from apply.options import ApplyOptions
     from apply.reconnect import apply_reconnecting
 
@@ -183,8 +191,8 @@ def _apply(
         options.trail_dir,
         apply_options,
         key=options.key,
-        follow=not options.until_caught_up,
-        stop=options.stop_event.is_set,
+        follow=not options.until_caught_up if follow is None else follow,
+        stop=stop or options.stop_event.is_set,
         retry_for=options.target_retry_for,
         on_retry=on_retry,
         until=options.until,
@@ -262,6 +270,7 @@ def run_sync(source: Database, target: Database, options: SyncOptions) -> SyncRe
                         dataclasses.replace(
                             options.snapshot,
                             source_id=options.source_id,
+                            target_id=options.target_id,
                             source_options=source_options,
                         ),
                         options.target_id,

@@ -239,7 +239,9 @@ class _Run:
         self, pair: TablePair, sschema: TableSchema, tschema: TableSchema, result: TableResult
     ) -> tuple[Side, Side]:
         names = list(pair.columns or sschema.column_names)
-        key = list(sschema.identity or tschema.identity)
+        # a target keyed by the rowid map's surrogate key: the source has no such column
+        tkey = () if ROW_KEY in tschema.identity else tschema.identity
+        key = list(sschema.identity or tkey)
         for k in key:
             if k not in names:
                 names.insert(0, k)

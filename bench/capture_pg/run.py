@@ -45,7 +45,7 @@ from connectors import devservers
 from connectors.endpoint import Endpoint
 from connectors.model import TableId
 from connectors.postgres import PostgreSQL, pg_conninfo
-from connectors.postgres.logical import init_slot
+from connectors.postgres.slots import init_slot
 
 SETUP = """
 CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(14,2),

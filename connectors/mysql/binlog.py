@@ -36,23 +36,12 @@ import pymysql
 import pymysql.connections
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
-    FormatDescriptionEvent,
     GtidEvent,
     HeartbeatLogEvent,
-    IntvarEvent,
-    MariadbAnnotateRowsEvent,
-    MariadbBinLogCheckPointEvent,
     MariadbGtidEvent,
-    MariadbGtidListEvent,
-    MariadbStartEncryptionEvent,
     NotImplementedEvent,
-    PreviousGtidsEvent,
     QueryEvent,
-    RandEvent,
     RotateEvent,
-    RowsQueryLogEvent,
-    StopEvent,
-    UserVarEvent,
     XAPrepareEvent,
     XidEvent,
 )
@@ -73,6 +62,7 @@ from connectors.errors import (
 from connectors.log import Begin, Commit, Heartbeat, LogEvent, Rollback, RowEvent
 from connectors.model import Change, Op, Row, TableId, TableSchema
 from connectors.mysql.errors import connection_lost, map_error
+from connectors.mysql.events import BENIGN_CLASSES, refuse_unknown
 from connectors.mysql.fastrows import FastRows, FastTableMap, RowDecoder
 from connectors.mysql.packets import (
     FastGtid,
@@ -111,42 +101,6 @@ log = logging.getLogger("redoline.capture.mysql")
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
-# Event types with no table data that may appear anywhere (unknown to the library, so they
-# reach us as NotImplementedEvent): ignoring them loses nothing.
-_BENIGN_EVENTS = {
-    5,  # INTVAR (auto-increment for statement logging)
-    13,  # RAND
-    14,  # USER_VAR
-    27,  # HEARTBEAT
-    28,  # IGNORABLE
-    29,  # ROWS_QUERY (MySQL binlog_rows_query_log_events)
-    34,  # ANONYMOUS_GTID (MySQL without GTIDs: a transaction starts)
-    35,  # PREVIOUS_GTIDS
-    160,  # MariaDB ANNOTATE_ROWS
-    161,  # MariaDB BINLOG_CHECKPOINT
-    163,  # MariaDB GTID_LIST
-    164,  # MariaDB START_ENCRYPTION
-}
-#: event classes the library parses that carry nothing to capture (or are checked elsewhere:
-#: statement-logged DML is caught at its QUERY event). Any other class stops capture.
-_BENIGN_CLASSES = frozenset(
-    {
-        FormatDescriptionEvent,
-        PreviousGtidsEvent,
-        StopEvent,
-        IntvarEvent,
-        RandEvent,
-        UserVarEvent,
-        RowsQueryLogEvent,
-        MariadbAnnotateRowsEvent,
-        MariadbBinLogCheckPointEvent,
-        MariadbGtidListEvent,
-        MariadbStartEncryptionEvent,
-    }
-)
-_MYSQL_PARTIAL_JSON_EVENT = 39  # PARTIAL_UPDATE_ROWS: binlog_row_value_options=PARTIAL_JSON
-_MYSQL_PAYLOAD_EVENT = 40  # binlog_transaction_compression
-_MARIADB_COMPRESSED = range(165, 172)  # log_bin_compress: QUERY and ROWS *_COMPRESSED_EVENT
 _GTID_STANDALONE = 1  # MariaDB GTID flag: the group is one statement without BEGIN/COMMIT
 
 
@@ -782,11 +736,11 @@ class BinlogReader:
                     )
                 ended = True
             elif t is NotImplementedEvent:
-                self._unknown(ev, txn)
-            elif t not in _BENIGN_CLASSES:
+                refuse_unknown(ev.event_type, f"{self._file}:{ev.packet.log_pos}", txn.xid)
+            elif t not in BENIGN_CLASSES:
                 # a class we do not handle (MySQL partial JSON updates, a malformed event, a
                 # statement-based LOAD DATA ...): never let its rows go by silently
-                self._unknown(ev, txn)
+                refuse_unknown(ev.event_type, f"{self._file}:{ev.packet.log_pos}", txn.xid)
             if ended:
                 txn = _Txn()
                 in_group = False
@@ -800,37 +754,6 @@ class BinlogReader:
                 f"{self._db.endpoint.display}: the binlog stream ended unexpectedly",
                 hint="capture reconnects by itself; check the server if this repeats",
             )
-
-    def _unknown(self, ev: Any, txn: _Txn) -> None:
-        code = ev.event_type
-        if code in _BENIGN_EVENTS:
-            return
-        if code == _MYSQL_PARTIAL_JSON_EVENT:
-            raise ReplicationError(
-                "the binlog holds partial JSON updates (binlog_row_value_options=PARTIAL_JSON), "
-                "which carry only a diff of the JSON document and cannot be replicated as rows",
-                hint="SET GLOBAL binlog_row_value_options = '' on the source, then re-snapshot "
-                "the tables whose JSON columns were updated",
-            )
-        if code == _MYSQL_PAYLOAD_EVENT:
-            raise ReplicationError(
-                "the binlog holds compressed transactions (binlog_transaction_compression), "
-                "which redoline does not decode",
-                hint="SET GLOBAL binlog_transaction_compression = OFF on the source, then "
-                "re-snapshot the tables whose changes were compressed",
-            )
-        if code in _MARIADB_COMPRESSED:
-            raise ReplicationError(
-                "the binlog holds compressed events (log_bin_compress), which redoline does "
-                "not decode",
-                hint="SET GLOBAL log_bin_compress = OFF on the source, then re-snapshot the "
-                "tables whose changes were compressed",
-            )
-        raise ReplicationError(
-            f"binlog event type {code} at {self._file}:{ev.packet.log_pos} is unknown to "
-            f"redoline (transaction {txn.xid}); stopping rather than risk dropping rows",
-            hint="report this with the server version; mysqlbinlog shows the event",
-        )
 
 
 def _ts(timestamp: int) -> dt.datetime:

@@ -24,8 +24,6 @@ few thousand rows instead of ten Python objects per row — the read side is the
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -37,7 +35,14 @@ import pymysql.cursors
 from connectors.errors import PrerequisiteError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
 from connectors.mysql.positions import BinlogPosition, compare
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.snapshot import (
+    FORMATS,
+    KeyRange,
+    SnapshotConnections,
+    SnapshotPoint,
+    chunks_between,
+    even_chunks,
+)
 
 if TYPE_CHECKING:
     from connectors.mysql import MySQL
@@ -106,14 +111,12 @@ def _line_expression(schema: TableSchema, fmt: str, columns: tuple[str, ...], qu
     return f"CONCAT_WS({sep}, {', '.join(parts)})"
 
 
-class MySQLSnapshot:
+class MySQLSnapshot(SnapshotConnections):
     """``workers`` connections in consistent-snapshot transactions on one binlog point."""
 
     def __init__(self, db: MySQL, workers: int) -> None:
         self.db = db
-        self.workers = max(1, workers)
-        self.conns: list[Any] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(max(1, workers))
         self._avg_cache: dict[Any, int] = {}
         self.point = self._open()
 
@@ -205,20 +208,6 @@ class MySQLSnapshot:
         log.info("snapshot at %s; FLUSH TABLES WITH READ LOCK held %.3f s", position, held)
         return SnapshotPoint(position, position, held, "FLUSH TABLES WITH READ LOCK")
 
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.close()
-            except Exception:  # closing is best effort; the transaction ends with it
-                pass
-        self.conns = []
-
-    def __enter__(self) -> MySQLSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def compare_positions(self, a: str, b: str) -> int:
         return compare(a, b)
 
@@ -231,12 +220,6 @@ class MySQLSnapshot:
             (schema.table.schema, schema.table.name),
         )
         return int(rows[0][0] or 0) if rows else 0
-
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
 
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
         try:
@@ -259,12 +242,9 @@ class MySQLSnapshot:
                 ((lo, hi, count),) = _query(
                     conn, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {table}"
                 )
-                if lo is None or int(_text(count)) <= chunk_rows:
+                if lo is None:
                     return [KeyRange(0, None, None)]
-                low, high, n = int(_text(lo)), int(_text(hi)), int(_text(count))
-                pieces = math.ceil(n / max(1, chunk_rows))
-                step = max(1, math.ceil((high - low + 1) / pieces))
-                bounds = list(range(low + step, high + 1, step))
+                return even_chunks(int(_text(lo)), int(_text(hi)), int(_text(count)), chunk_rows)
             else:
                 cols = ", ".join(self.db.quote(c) for c in key)
                 # every chunk_rows-th key in key order: one index scan inside the snapshot
@@ -275,19 +255,8 @@ class MySQLSnapshot:
                     f"AND redoline_rn > 1 ORDER BY redoline_rn",
                     (chunk_rows,),
                 )
-                bounds = [tuple(_text(v) for v in row) for row in rows]  # type: ignore[misc]
-        edges: list[Any] = [None, *bounds, None]
-        out = []
-        for i in range(len(edges) - 1):
-            lower, upper = edges[i], edges[i + 1]
-            out.append(
-                KeyRange(
-                    i,
-                    None if lower is None else (lower if isinstance(lower, tuple) else (lower,)),
-                    None if upper is None else (upper if isinstance(upper, tuple) else (upper,)),
-                )
-            )
-        return out
+                bounds = [tuple(_text(v) for v in row) for row in rows]
+        return chunks_between(bounds)
 
     # ------------------------------------------------------------------ reading
 

@@ -1,13 +1,10 @@
 """Verify over ODBC: canonical row texts and hashes computed on this host, not by the source.
 
 An engine reached through ODBC has no digest redoline can count on (MD5, string aggregation
-and exact float text differ everywhere), so verify hashes client-side: the first query of a
-verify run that names a source table reads the whole table once through the driver (``SELECT``
-of its columns, the values pyodbc returns) into a scratch DuckDB database in a temporary
-directory, typed by the columns' kinds; every checksum query then runs there, in DuckDB's SQL
-(:class:`connectors.duckdb.checksum.Checksum` gives the canonical encoding every engine shares,
-docs/verify.md). When verify closes its sessions (before the online re-check) the copy is
-dropped, so the re-check reads the source again.
+and exact float text differ everywhere), so verify hashes client-side
+(:mod:`connectors.clientside`): each verified table is read once through the driver
+(``SELECT`` of its columns, the values pyodbc returns) into a scratch DuckDB copy where every
+checksum query runs.
 
 Costs (docs/source-odbc.md): one full read of each verified table per pass, and local disk
 about the size of the table. Repair through ODBC is refused: the copy is not the source.
@@ -15,188 +12,22 @@ about the size of the table. Repair through ODBC is refused: the copy is not the
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import logging
-import re
-import tempfile
-import threading
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import duckdb
-import pyarrow as pa
-
-from connectors.duckdb.checksum import Checksum as DuckDBChecksum
-from connectors.errors import ConfigError, MissingObjectError, SchemaError, ToolkitError
-from connectors.model import Column, TableId, TableSchema
+from connectors.clientside import ClientSideChecksum
+from connectors.errors import ConfigError
+from connectors.model import TableSchema
 
 if TYPE_CHECKING:
     from connectors.odbc import ODBC
 
-__all__ = ["Checksum", "Session"]
-
-log = logging.getLogger("redoline.verify")
+__all__ = ["Checksum"]
 
 _FETCH_ROWS: Final = 5000
-#: memory the scratch database may use before it spills to its directory
-_MEMORY_LIMIT: Final = "512MB"
-#: a quoted "schema"."table" pair in verify's SQL (string literals removed first)
-_QUALIFIED: Final = re.compile(r'"((?:[^"]|"")*)"\s*\.\s*"((?:[^"]|"")*)"')
-_LITERAL: Final = re.compile(r"'(?:[^']|'')*'")
 
 
-def _arrow_type(col: Column) -> pa.DataType:
-    kind = col.kind
-    if kind == "bool":
-        return pa.bool_()
-    if kind == "int":
-        return pa.uint64() if col.unsigned and (col.bits or 64) >= 64 else pa.int64()
-    if kind == "decimal":
-        if col.precision and col.precision <= 38:
-            return pa.decimal128(col.precision, col.scale or 0)
-        return pa.string()
-    if kind == "float":
-        return pa.float32()
-    if kind == "double":
-        return pa.float64()
-    if kind == "bytes":
-        return pa.large_binary()
-    if kind == "date":
-        return pa.date32()
-    if kind == "time":
-        return pa.time64("us")
-    if kind == "datetime":
-        return pa.timestamp("us")
-    return pa.large_string()
-
-
-def _normaliser(col: Column) -> Any:
-    """Driver value -> value Arrow takes for the column's type (None when none is needed)."""
-    kind = col.kind
-    if kind == "bool":
-        from connectors.odbc.snapshot import _bool
-
-        return _bool
-    if kind == "uuid":
-        return lambda v: str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
-    if kind == "decimal" and not (col.precision and col.precision <= 38):
-        return lambda v: format(decimal.Decimal(v), "f")
-    if kind == "bytes":
-        return bytes
-    if kind in ("str", "json", "other"):
-        return lambda v: v if isinstance(v, str) else str(v)
-    return None
-
-
-class _Scratch:
-    """The scratch DuckDB database of one verify pass, and the tables copied into it."""
-
-    def __init__(self, db: ODBC) -> None:
-        self.db = db
-        self.dir = tempfile.TemporaryDirectory(prefix="redoline-odbc-verify-")
-        self.conn = duckdb.connect(f"{self.dir.name}/copy.duckdb")
-        self.conn.execute(f"SET memory_limit = '{_MEMORY_LIMIT}'")
-        self.conn.execute(f"SET temp_directory = '{self.dir.name}/spill'")
-        self.copied: dict[TableId, bool] = {}
-        self.lock = threading.Lock()
-
-    def ensure(self, table: TableId) -> None:
-        """Copy ``table`` from the source unless this pass did (not a table: nothing)."""
-        with self.lock:
-            if table in self.copied:
-                return
-            try:
-                schema = self.db.table_schema(table)
-            except MissingObjectError:
-                self.copied[table] = False
-                return
-            self._copy(schema)
-            self.copied[table] = True
-
-    def _copy(self, schema: TableSchema) -> None:
-        import pyodbc
-
-        table = schema.table
-        fields = [pa.field(f"c{i}", _arrow_type(c)) for i, c in enumerate(schema.columns)]
-        arrow_schema = pa.schema(fields)
-        norms = [_normaliser(c) for c in schema.columns]
-        target = f"{_q(table.schema)}.{_q(table.name)}"
-        names = ", ".join(
-            (f"CAST(c{i} AS UUID)" if c.kind == "uuid" else f"c{i}") + f" AS {_q(c.name)}"
-            for i, c in enumerate(schema.columns)
-        )
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(table.schema)}")
-        empty = pa.Table.from_batches([], schema=arrow_schema)  # noqa: F841 (DuckDB scans it)
-        self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT {names} FROM empty")
-        cols = ", ".join(self.db.source_quote(c.name) for c in schema.columns)
-        sql = f"SELECT {cols} FROM {self.db.source_table(table)}"
-        conn = self.db.connect()
-        rows = 0
-        try:
-            cur = conn.cursor().execute(sql)
-            while True:
-                fetched = cur.fetchmany(_FETCH_ROWS)
-                if not fetched:
-                    break
-                arrays = []
-                for i, norm in enumerate(norms):
-                    values = [r[i] for r in fetched]
-                    if norm is not None:
-                        values = [None if v is None else norm(v) for v in values]
-                    arrays.append(pa.array(values, type=fields[i].type))
-                batch = pa.Table.from_arrays(arrays, schema=arrow_schema)  # noqa: F841
-                self.conn.execute(f"INSERT INTO {target} SELECT {names} FROM batch")
-                rows += len(fetched)
-        except pyodbc.Error as exc:
-            from connectors.odbc import map_error
-
-            raise map_error(exc, self.db.endpoint, f"reading {table} for verify") from None
-        except (ValueError, TypeError, pa.ArrowException, decimal.InvalidOperation) as exc:
-            raise SchemaError(f"{table}: a value cannot be compared: {exc}") from None
-        finally:
-            conn.close()
-        log.info("verify read %d rows of %s through ODBC", rows, table)
-
-    def close(self) -> None:
-        try:
-            self.conn.close()
-        finally:
-            self.dir.cleanup()
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class Session:
-    """A cursor of the scratch database; copies each source table the first time it is named."""
-
-    def __init__(self, owner: Checksum) -> None:
-        self.owner = owner
-        self.scratch = owner.scratch()
-        self.conn = self.scratch.conn.cursor()
-        self.conn.execute("SET TimeZone = 'UTC'")
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        bare = _LITERAL.sub("''", sql)
-        for schema, name in _QUALIFIED.findall(bare):
-            self.scratch.ensure(TableId(schema.replace('""', '"'), name.replace('""', '"')))
-        try:
-            return list(self.conn.execute(sql).fetchall())
-        except duckdb.Error as exc:
-            raise ToolkitError(f"{self.owner.db.endpoint.display} (verify copy): {exc}") from None
-
-    def run_script(self, statements: Sequence[str]) -> None:
-        raise ConfigError("repair cannot write through an odbc:// database (verify reads it)")
-
-    def close(self) -> None:
-        self.conn.close()
-        self.owner.release()
-
-
-class Checksum(DuckDBChecksum):
+class Checksum(ClientSideChecksum):
     """DuckDB's canonical encoding over a scratch copy of the ODBC source's tables."""
 
     engine_name = "ODBC (hashed on this host)"
@@ -207,38 +38,23 @@ class Checksum(DuckDBChecksum):
                 "repair cannot write through an odbc:// database",
                 hint="an ODBC database is a source for snapshot and verify",
             )
+        super().__init__(db)
         self.odbc = db
-        self.db = db  # type: ignore[assignment]
-        self.writable = False
-        self._lock = threading.Lock()
-        self._scratch: _Scratch | None = None
-        self._users = 0
 
-    def scratch(self) -> _Scratch:
-        with self._lock:
-            if self._scratch is None:
-                self._scratch = _Scratch(self.odbc)
-            self._users += 1
-            return self._scratch
+    def fetch(self, schema: TableSchema) -> Iterator[Sequence[Sequence[Any]]]:
+        import pyodbc
 
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users <= 0 and self._scratch is not None:
-                self._scratch.close()
-                self._scratch = None
+        db = self.odbc
+        cols = ", ".join(db.source_quote(c.name) for c in schema.columns)
+        sql = f"SELECT {cols} FROM {db.source_table(schema.table)}"
+        conn = db.connect()
+        try:
+            cur = conn.cursor().execute(sql)
+            while fetched := cur.fetchmany(_FETCH_ROWS):
+                yield fetched
+        except pyodbc.Error as exc:
+            from connectors.odbc import map_error
 
-    def session(self) -> Session:  # type: ignore[override]
-        return Session(self)
-
-    def estimate_sql(self, table: TableId) -> str:
-        """Exact count of the copy (it is local): names the table, so it is copied first."""
-        return f"SELECT count(*), NULL FROM {_q(table.schema)}.{_q(table.name)}"
-
-    def raw(self, sql: str, column: Column) -> str:
-        return sql
-
-    def literal(self, value: Any, column: Column) -> str:
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return super().literal(value, column)
+            raise map_error(exc, db.endpoint, f"reading {schema.table} for verify") from None
+        finally:
+            conn.close()

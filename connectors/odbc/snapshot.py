@@ -17,7 +17,7 @@ comes from the URL's ``consistency`` parameter (docs/source-odbc.md):
 
 Positions are UTC times (``2026-01-02T03:04:05.678901Z``): there is no log to continue from.
 Chunks: a single integer key is cut into ranges (``MIN``/``MAX``/``COUNT``); any other table is
-one chunk. Values are turned into text in Python (:func:`formatter`), one function per column.
+one chunk. Values become text in Python (:mod:`connectors.rowtext`), one function per column.
 """
 
 from __future__ import annotations
@@ -25,22 +25,25 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
-import math
-import re
-import threading
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import ConfigError, SchemaError, ToolkitError
-from connectors.model import Column, TableId, TableSchema
+from connectors.model import TableId, TableSchema
 from connectors.odbc.url import own_param
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.rowtext import row_writer
+from connectors.snapshot import (
+    FORMATS,
+    KeyRange,
+    SnapshotConnections,
+    SnapshotPoint,
+    even_chunks,
+)
 
 if TYPE_CHECKING:
     from connectors.odbc import ODBC
 
-__all__ = ["OdbcSnapshot", "formatter", "open_snapshot"]
+__all__ = ["OdbcSnapshot", "open_snapshot"]
 
 log = logging.getLogger("redoline.snapshot")
 
@@ -58,130 +61,12 @@ DRIFT_WARNING: Final = (
     "run `redoline verify` afterwards"
 )
 
-_COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_SPECIAL: Final = re.compile(r"[\\\t\n\r]")
-
-Format = Callable[[Any], str]
-
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "t", "true", "y", "yes"):
-            return True
-        if text in ("0", "f", "false", "n", "no"):
-            return False
-        raise ValueError(f"{value!r} is not a boolean")
-    return bool(value)
-
-
-def _float(value: Any) -> str:
-    v = float(value)
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return repr(v)
-
-
-def _decimal(col: Column) -> Format:
-    scale = col.scale or 0
-    digits = (col.precision or 0) - scale  # integer digits the column holds
-
-    def fmt(value: Any) -> str:
-        d = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
-        if not d.is_finite():
-            return "NaN"
-        exponent = d.as_tuple().exponent
-        assert isinstance(exponent, int)
-        # the driver reported the column's precision; a value it cannot hold would be
-        # rounded or refused by the target: say so instead
-        if -exponent > scale or (col.precision and d.adjusted() >= digits and d != 0):
-            raise SchemaError(
-                f"column {col.name!r}: value {d} does not fit the DECIMAL({col.precision},"
-                f"{scale}) the driver reported",
-                hint="the driver reports the column narrower than its values (psqlODBC: an "
-                "unbounded numeric is numeric(28,6)); declare its precision on the source or "
-                "leave the column out with [tables.columns]",
-            )
-        return format(d, "f")
-
-    return fmt
-
-
-def formatter(col: Column, fmt: str) -> Format:
-    """How a non-NULL value of ``col`` is written in bulk format ``fmt`` (before escaping)."""
-    kind = col.kind
-    if kind == "bool":
-        words = {"pgcopy": ("t", "f"), "tsv": ("1", "0"), "csv": ("true", "false")}[fmt]
-        return lambda v: words[0] if _bool(v) else words[1]
-    if kind == "int":
-        return lambda v: str(int(v))
-    if kind == "decimal":
-        return _decimal(col)
-    if kind in ("float", "double"):
-        return _float
-    if kind == "bytes":
-        if fmt == "pgcopy":
-            return lambda v: "\\x" + bytes(v).hex()  # escaped for COPY text by _cell
-        return lambda v: bytes(v).hex()
-    if kind == "uuid":
-        return lambda v: str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
-    if kind == "datetime":
-        return lambda v: v.isoformat(sep=" ") if isinstance(v, dt.datetime) else str(v)
-    if kind in ("date", "time"):
-        return lambda v: v.isoformat() if isinstance(v, dt.date | dt.time) else str(v)
-    return str
-
-
-def _copy_text(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
-
-
-def _csv_text(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return '"' + text.replace('"', '""') + '"'
-
-
-#: kinds whose text never holds a delimiter, quote, backslash or line break
-_PLAIN: Final = frozenset(
-    {"bool", "int", "decimal", "float", "double", "bytes", "uuid", "date", "time", "datetime"}
-)
-
-
-def _cell(col: Column, fmt: str) -> Format:
-    """``formatter`` with the format's escaping (text kinds) or quoting (CSV) applied."""
-    f = formatter(col, fmt)
-    if col.kind in _PLAIN:
-        if fmt == "csv":
-            return lambda v: '"' + f(v) + '"'
-        if col.kind == "bytes" and fmt == "pgcopy":
-            return lambda v: "\\" + f(v)  # the backslash of bytea's \\x, escaped for COPY
-        return f
-    return _csv_text if fmt == "csv" else _copy_text
-
-
-def row_writer(columns: Sequence[Column], fmt: str) -> Callable[[Sequence[Any]], str]:
-    """One row (a driver's tuple) as one line of ``fmt``, newline included (CSV: NULL is an
-    empty unquoted field, every value quoted; COPY/LOAD DATA text: NULL is ``\\N``)."""
-    cells = [_cell(c, fmt) for c in columns]
-    null = "" if fmt == "csv" else "\\N"
-    sep = "," if fmt == "csv" else "\t"
-
-    def write(row: Sequence[Any]) -> str:
-        return (
-            sep.join([null if v is None else f(v) for f, v in zip(cells, row, strict=True)]) + "\n"
-        )
-
-    return write
-
-
-class OdbcSnapshot:
+class OdbcSnapshot(SnapshotConnections):
     """Reader connections on the source: one transaction, or ``workers`` plain reads."""
 
     def __init__(self, db: ODBC, workers: int, consistency: str) -> None:
@@ -197,9 +82,7 @@ class OdbcSnapshot:
                 consistency,
                 workers,
             )
-        self.workers = 1 if consistent else max(1, workers)
-        self.conns: list[Any] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(1 if consistent else max(1, workers))
         start = _now()
         try:
             if consistent:
@@ -231,21 +114,10 @@ class OdbcSnapshot:
             raise
         self.point = SnapshotPoint(start, start, 0.0, method)
 
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                if not conn.autocommit:
-                    conn.rollback()  # the snapshot only read
-                conn.close()
-            except Exception:  # closing is best effort
-                pass
-        self.conns = []
-
-    def __enter__(self) -> OdbcSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _end(self, conn: Any) -> None:
+        if not conn.autocommit:
+            conn.rollback()  # the snapshot only read
+        conn.close()
 
     def compare_positions(self, a: str, b: str) -> int:
         return (a > b) - (a < b)
@@ -265,12 +137,6 @@ class OdbcSnapshot:
     def estimate_rows(self, schema: TableSchema) -> int:
         return 0  # ODBC has no portable statistics; progress shows rows without a total
 
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
-
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
         key = self._int_key(schema)
         if key is None:
@@ -281,12 +147,9 @@ class OdbcSnapshot:
                 0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {self.db.source_table(schema.table)}"
             ).fetchone()
         lo, hi, count = row
-        if lo is None or int(count) <= chunk_rows:
+        if lo is None:
             return [KeyRange(0, None, None)]
-        pieces = math.ceil(int(count) / max(1, chunk_rows))
-        step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-        bounds: list[Any] = [None, *((b,) for b in range(int(lo) + step, int(hi) + 1, step)), None]
-        return [KeyRange(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        return even_chunks(int(lo), int(hi), int(count), chunk_rows)
 
     # ------------------------------------------------------------------ reading
 

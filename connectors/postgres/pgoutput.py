@@ -22,7 +22,7 @@ starts with one type byte::
 
 Column values stay raw bytes here (``None`` for NULL, :data:`connectors.model.UNCHANGED` for an
 unchanged TOAST value): turning text into typed values needs the catalog, which is
-:mod:`connectors.postgres.logical`'s job. The streaming messages of protocol version 2 (S, E, c,
+:mod:`connectors.postgres.relations`' job. The streaming messages of protocol version 2 (S, E, c,
 A) are not decoded: we ask for version 1, in which the server only sends whole committed
 transactions.
 """
@@ -66,6 +66,30 @@ PG_EPOCH: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 #: a column's value as it travels: text bytes, None (NULL) or UNCHANGED (TOAST not sent)
 TupleValue = bytes | None | Unchanged
+
+# The streaming replication protocol's CopyData frames that carry the messages: an XLogData
+# frame is b"w", WAL start int64, WAL end int64, send time int64, then one pgoutput message; a
+# primary keepalive is b"k", WAL end int64, send time int64, reply requested int8.
+#: kind byte of a frame carrying a message
+XLOGDATA: Final = ord("w")
+#: kind byte of a primary keepalive
+KEEPALIVE: Final = ord("k")
+#: where the pgoutput message starts in an XLogData frame
+MESSAGE_AT: Final = 25
+#: in an Insert, Update or Delete frame: the relation id (int32) after the message's tag,
+RELID_AT: Final = MESSAGE_AT + 1
+#: the kind byte of the first tuple after it (TUPLE_NEW, TUPLE_KEY or TUPLE_OLD),
+TUPLE_KIND_AT: Final = RELID_AT + 4
+#: and the first TupleData
+TUPLE_AT: Final = TUPLE_KIND_AT + 1
+#: message tags of row changes
+INSERT: Final = ord("I")
+UPDATE: Final = ord("U")
+DELETE: Final = ord("D")
+#: tuple kinds: the new row, the old row's key columns, the whole old row
+TUPLE_NEW: Final = ord("N")
+TUPLE_KEY: Final = ord("K")
+TUPLE_OLD: Final = ord("O")
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")

@@ -12,8 +12,8 @@ from pathlib import Path
 from connectors.base import Database, SourceSetup
 from connectors.model import TableId
 from connectors.postgres.descriptor import PostgresOptions
-from connectors.postgres.logical import DEFAULT_SLOT_TIMEOUT, drop_slot, init_slot
 from connectors.postgres.ownership import resolve_names
+from connectors.postgres.slots import DEFAULT_SLOT_TIMEOUT, drop_slot, init_slot
 
 __all__ = ["prepare_source", "release_source"]
 

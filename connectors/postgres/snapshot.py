@@ -34,9 +34,7 @@ text is the same whatever the server's defaults.
 from __future__ import annotations
 
 import logging
-import math
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,15 +44,6 @@ from psycopg import sql
 
 from connectors.errors import ReplicationError, ToolkitError
 from connectors.model import Column, TableId, TableSchema
-from connectors.postgres.logical import (
-    DEFAULT_SLOT_TIMEOUT,
-    check_replica_identity,
-    create_exported_slot,
-    ensure_publication,
-    server_identity,
-    slot_info,
-    temporary_slot_name,
-)
 from connectors.postgres.ownership import (
     SlotNames,
     check_owner,
@@ -63,7 +52,24 @@ from connectors.postgres.ownership import (
     write_marker,
 )
 from connectors.postgres.pgoutput import parse_lsn
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.postgres.slots import (
+    DEFAULT_SLOT_TIMEOUT,
+    check_replica_identity,
+    create_exported_slot,
+    ensure_publication,
+    server_identity,
+    slot_info,
+    temporary_slot_name,
+)
+from connectors.postgres.values import SESSION_OPTIONS
+from connectors.snapshot import (
+    FORMATS,
+    KeyRange,
+    SnapshotConnections,
+    SnapshotPoint,
+    chunks_between,
+    even_chunks,
+)
 
 if TYPE_CHECKING:
     from connectors.postgres import PostgreSQL
@@ -72,11 +78,6 @@ __all__ = ["PgSnapshot", "column_expression", "open_snapshot"]
 
 log = logging.getLogger("redoline.snapshot")
 
-#: the same text conventions as the pgoutput reader (connectors/postgres/logical.py)
-_SESSION_OPTIONS: Final = (
-    "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC -c bytea_output=hex "
-    "-c extra_float_digits=3"
-)
 #: bytes handed to the loader at a time
 _BATCH_BYTES: Final = 1 << 20
 #: COPY text escapes MySQL LOAD DATA does not know (it would read ``\f`` as ``f``)
@@ -113,7 +114,7 @@ def column_expression(col: Column, fmt: str, quote: Any) -> str:
     return ref
 
 
-class PgSnapshot:
+class PgSnapshot(SnapshotConnections):
     """``workers`` connections in REPEATABLE READ transactions on one exported snapshot."""
 
     def __init__(
@@ -128,9 +129,7 @@ class PgSnapshot:
         timeout: float = DEFAULT_SLOT_TIMEOUT,
     ) -> None:
         self.db = db
-        self.workers = max(1, workers)
-        self.conns: list[psycopg.Connection[Any]] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(max(1, workers))
         self._trail_position = parse_lsn(trail_position) if trail_position else None
         try:
             if capture and names is None:
@@ -148,7 +147,7 @@ class PgSnapshot:
     # ------------------------------------------------------------------ opening
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return self.db.connect(options=_SESSION_OPTIONS)
+        return self.db.connect(options=SESSION_OPTIONS)
 
     def _open(
         self, tables: Sequence[TableId], names: SlotNames | None, timeout: float
@@ -239,20 +238,6 @@ class PgSnapshot:
         log.info("snapshot at %s (exported by a temporary slot, %d workers)", point, self.workers)
         return SnapshotPoint(point, point, 0.0, "exported snapshot of a temporary slot")
 
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.close()  # ends the snapshot transaction
-            except Exception:  # closing is best effort
-                pass
-        self.conns = []
-
-    def __enter__(self) -> PgSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def compare_positions(self, a: str, b: str) -> int:
         x, y = parse_lsn(a), parse_lsn(b)
         return (x > y) - (x < y)
@@ -266,12 +251,6 @@ class PgSnapshot:
             (schema.table.schema, schema.table.name),
         )
         return max(0, int(rows[0][0] or 0)) if rows else 0
-
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
 
     def _table(self, schema: TableSchema) -> str:
         return f"{self.db.quote(schema.table.schema)}.{self.db.quote(schema.table.name)}"
@@ -290,11 +269,9 @@ class PgSnapshot:
                 row = conn.execute(f"SELECT min({q}), max({q}), count(*) FROM {table}").fetchone()
                 assert row is not None
                 lo, hi, count = row
-                if lo is None or int(count) <= chunk_rows:
+                if lo is None:
                     return [KeyRange(0, None, None)]
-                pieces = math.ceil(int(count) / max(1, chunk_rows))
-                step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-                bounds = [(b,) for b in range(int(lo) + step, int(hi) + 1, step)]
+                return even_chunks(int(lo), int(hi), int(count), chunk_rows)
             else:
                 cols = ", ".join(self.db.quote(c) for c in key)
                 texts = ", ".join(f"{self.db.quote(c)}::text" for c in key)
@@ -306,8 +283,7 @@ class PgSnapshot:
                     (chunk_rows,),
                 ).fetchall()
                 bounds = [tuple(r) for r in rows]
-        edges: list[Any] = [None, *bounds, None]
-        return [KeyRange(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        return chunks_between(bounds)
 
     # ------------------------------------------------------------------ reading
 

@@ -357,7 +357,7 @@ def test_pg_source_snapshot_and_catchup_under_writes(
 ) -> None:
     """A new slot gives an exact point; an existing one a window applied in collision mode.
     Either way the target ends equal to the source, row by row."""
-    from connectors.postgres.logical import init_slot
+    from connectors.postgres.slots import init_slot
 
     _pg_seed(pg_db, 5000)
     source = open_database(pg_db)

@@ -33,7 +33,7 @@ from connectors.errors import ReplicationError, SchemaError
 from connectors.log import Begin, Commit, Heartbeat, RowEvent
 from connectors.model import UNCHANGED, Interval, Json, Op, TableId, Transaction
 from connectors.postgres import PostgreSQL
-from connectors.postgres.logical import drop_slot, init_slot, slot_info
+from connectors.postgres.slots import drop_slot, init_slot, slot_info
 
 
 def capture_run(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from connectors.errors import ReplicationError, ToolkitError
 from connectors.model import UNCHANGED, Column, Interval, TableId, TableSchema, Value
-from connectors.postgres import logical, pgoutput
-from connectors.postgres.logical import _BUILTIN, parse_array, parse_interval
+from connectors.postgres import pgoutput, relations, values
+from connectors.postgres.values import BUILTIN, parse_array, parse_interval
 
 
 @given(st.integers(min_value=0, max_value=2**64 - 1))
@@ -133,7 +133,7 @@ def test_parse_interval_rejects_other_styles() -> None:
 )
 def test_parse_array(text: str, oid: int, value: list[object]) -> None:
     # repr, because Decimal('NaN') never equals itself
-    assert repr(parse_array(text, _BUILTIN[oid])) == repr(value)
+    assert repr(parse_array(text, BUILTIN[oid])) == repr(value)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_parse_array(text: str, oid: int, value: list[object]) -> None:
     ],
 )
 def test_values(oid: int, text: bytes, value: object) -> None:
-    assert _BUILTIN[oid](text) == value
+    assert BUILTIN[oid](text) == value
 
 
 # ---------------------------------------------------------------- compiled tuple readers
@@ -164,37 +164,37 @@ def _int_array(raw: bytes) -> Value:
 
 
 _COLUMNS = (  # name, converter, text values to draw from (None = NULL, "u" = unchanged TOAST)
-    ("id", _BUILTIN[23], [b"1", b"-2147483648", b"42"]),
-    ("k2", _BUILTIN[25], [b"a", b"\xc3\xa9t\xc3\xa9", b""]),
-    ("n", _BUILTIN[1700], [b"12.30", b"NaN", b"-Infinity", b"1e5", b"x", None]),
-    ("ts", _BUILTIN[1184], [b"2024-01-02 03:04:05.5+00", b"infinity", b"-infinity", b"1 BC"]),
-    ("t", _BUILTIN[1114], [b"2024-02-29 23:59:59.000001", b"infinity", None]),
-    ("d", _BUILTIN[1082], [b"2024-01-02", b"-infinity", None]),
-    ("b", _BUILTIN[16], [b"t", b"f", None]),
-    ("f", _BUILTIN[701], [b"1.5", b"NaN", b"-Infinity", b"1e308", None]),
-    ("j", _BUILTIN[3802], [b'{"a": [1, 2]}', None, "u"]),
-    ("u", _BUILTIN[2950], [b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", b"nope", None]),
+    ("id", BUILTIN[23], [b"1", b"-2147483648", b"42"]),
+    ("k2", BUILTIN[25], [b"a", b"\xc3\xa9t\xc3\xa9", b""]),
+    ("n", BUILTIN[1700], [b"12.30", b"NaN", b"-Infinity", b"1e5", b"x", None]),
+    ("ts", BUILTIN[1184], [b"2024-01-02 03:04:05.5+00", b"infinity", b"-infinity", b"1 BC"]),
+    ("t", BUILTIN[1114], [b"2024-02-29 23:59:59.000001", b"infinity", None]),
+    ("d", BUILTIN[1082], [b"2024-01-02", b"-infinity", None]),
+    ("b", BUILTIN[16], [b"t", b"f", None]),
+    ("f", BUILTIN[701], [b"1.5", b"NaN", b"-Infinity", b"1e308", None]),
+    ("j", BUILTIN[3802], [b'{"a": [1, 2]}', None, "u"]),
+    ("u", BUILTIN[2950], [b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", b"nope", None]),
     ("arr", _int_array, [b"{1,2}", b"{}", b"{1,NULL}", b"{{1},{2}}", b'{"1"}', None, "u"]),
-    ("by", _BUILTIN[17], [b"\\x00ff", b"00", None]),
+    ("by", BUILTIN[17], [b"\\x00ff", b"00", None]),
 )
 
 
-def _relation(ident: tuple[str, ...]) -> logical._Relation:
-    """A selected relation with the columns above, set up as ``PgLogReader._relation`` does."""
+def _relation(ident: tuple[str, ...]) -> relations.Relation:
+    """A selected relation with the columns above, set up as ``Relations.announce`` does."""
     table = TableId("public", "t")
     columns = tuple(Column(name, "str") for name, _c, _v in _COLUMNS)
     schema = TableSchema(table, columns, ident, full_before_image=not ident)
     names = tuple(name for name, _c, _v in _COLUMNS)
     convs = tuple(conv for _n, conv, _v in _COLUMNS)
-    rel = logical._Relation(table, True, schema, names, convs, schema.identity)
+    rel = relations.Relation(table, True, schema, names, convs, schema.identity)
     rel.read = pgoutput.compile_tuple_reader(
-        [(n, *logical._INLINE.get(c, (c, False))) for n, c in zip(names, convs, strict=True)]
+        [(n, *values.INLINE.get(c, (c, False))) for n, c in zip(names, convs, strict=True)]
     )
-    rel.pick = logical._key_picker(schema.identity)
+    rel.pick = relations.key_picker(schema.identity)
     return rel
 
 
-_ROW = st.tuples(*(st.sampled_from(values) for _n, _c, values in _COLUMNS))
+_ROW = st.tuples(*(st.sampled_from(texts) for _n, _c, texts in _COLUMNS))
 
 
 @given(
@@ -207,7 +207,6 @@ def test_compiled_reader_matches_general_path(
     kind: str, old: tuple[bytes | None, ...], new: tuple[bytes | None, ...], ident: tuple[str, ...]
 ) -> None:
     rel = _relation(ident)
-    reader = logical.PgLogReader.__new__(logical.PgLogReader)  # no server: decoding only
     head = struct.pack(">I", 16384)
     if kind == "I":
         body = b"I" + head + b"N" + _tuple(*new)
@@ -222,10 +221,10 @@ def test_compiled_reader_matches_general_path(
     def run(fast: bool) -> object:
         try:
             if fast:
-                return reader._fast_change(rel, frame)
+                return relations.fast_change(rel, frame)
             msg = pgoutput.decode(body)
             assert isinstance(msg, pgoutput.InsertMsg | pgoutput.UpdateMsg | pgoutput.DeleteMsg)
-            return reader._row_change(rel, msg)
+            return relations.row_change(rel, msg)
         except ToolkitError as exc:  # both paths must refuse alike
             return (type(exc), str(exc))
 
@@ -244,5 +243,5 @@ def test_compiled_reader_refuses_other_shapes() -> None:
 
 @pytest.mark.parametrize("text", ["{1,2,3}", "{}", "{NULL,1}", "{1,null}", "{-1,+2}"])
 def test_parse_array_split_fast_path(text: str) -> None:
-    general, _ = logical._array_level(text, 0, _BUILTIN[23], ",")
-    assert parse_array(text, _BUILTIN[23]) == general
+    general, _ = values._array_level(text, 0, BUILTIN[23], ",")
+    assert parse_array(text, BUILTIN[23]) == general

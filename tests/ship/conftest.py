@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,3 +138,15 @@ def write_trail(directory: Path, first: int, count: int, seal: bool = False) -> 
             writer.append(make_txn(i, 3))
         if seal:
             writer.seal()
+
+
+def iptables(ns: str, *args: str) -> str:
+    """``iptables ARGS`` inside the namespace ``ns`` (the test fails with the reason)."""
+    if shutil.which("iptables") is None:
+        pytest.fail("iptables is not installed (apt-get install iptables; .ci/setup.sh does)")
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, "iptables", *args], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.fail(f"iptables {' '.join(args)} in {ns}: {done.stderr.strip()}")
+    return done.stdout

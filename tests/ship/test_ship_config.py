@@ -79,3 +79,7 @@ def test_unknown_key_and_plain_address_are_refused(tmp_path: Path) -> None:
     bad = _run(tmp_path, cfg, "ship", "--trail", str(tmp_path))
     assert bad.returncode == 2
     assert "is not HOST:PORT" in first_error(bad.stderr)
+    cfg.write_text('[receive]\nretry_for = "soon"\n')
+    bad = _run(tmp_path, cfg, "receive", "--trail", str(tmp_path / "r"), "--until-caught-up")
+    assert bad.returncode == 2
+    assert "receive.retry_for" in first_error(bad.stderr)

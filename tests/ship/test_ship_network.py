@@ -46,6 +46,7 @@ import pytest
 from capture.trail import TrailWriter
 from tests.apply.workload import Workload
 from tests.ship.conftest import ENTRY, digests, env_for
+from tests.ship.conftest import iptables as _iptables
 from tests.ship.test_ship_faults import two_hosts
 
 Impair = Callable[[random.Random], list[float]]  # delays (s) of the copies to deliver; [] drops
@@ -263,17 +264,6 @@ def _norm(row: tuple[Any, ...]) -> tuple[Any, ...]:
             v = v.replace(tzinfo=None)
         out.append(v)
     return tuple(out)
-
-
-def _iptables(ns: str, *args: str) -> str:
-    if shutil.which("iptables") is None:
-        pytest.fail("iptables is not installed (apt-get install iptables; .ci/setup.sh does)")
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, "iptables", *args], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.fail(f"iptables {' '.join(args)} in {ns}: {done.stderr.strip()}")
-    return done.stdout
 
 
 def test_ten_percent_packet_loss(tmp_path: Path) -> None:

@@ -33,7 +33,10 @@ def check(
     Sources (MySQL/MariaDB): binlog on, ROW format, FULL row image, FULL row metadata, GTID,
     server_id, grants. Sources (PostgreSQL): wal_level=logical, free slots and WAL senders,
     the REPLICATION attribute, replica identity of keyless selected tables, and REPLICA IDENTITY
-    FULL for tables whose [tables.where] reads non-key columns. Targets: reachable
+    FULL for tables whose [tables.where] reads non-key columns. Sources (Oracle): ARCHIVELOG,
+    supplemental logging (database and per table), LogMiner privileges. Sources (SQL Server):
+    CDC on the database and tables, the capture job, retention, snapshot isolation. The Oracle
+    and SQL Server checks have not yet been run against a live server. Targets: reachable
     and writable. Locally: a source is configured, and the trail directory is not readable by
     other users. Exits 1 when anything blocks replication, 0 otherwise.
     """

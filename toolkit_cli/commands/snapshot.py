@@ -51,7 +51,7 @@ from toolkit_cli.options import (
     load_config,
 )
 from toolkit_cli.output import console, err_console, print_json
-from toolkit_cli.sync import SyncOptions, run_sync
+from toolkit_cli.sync import SyncOptions, SyncReport, run_sync
 
 __all__ = ["register"]
 
@@ -70,16 +70,6 @@ WorkersOpt = Annotated[
 ChunkOpt = Annotated[
     int | None,
     typer.Option("--chunk-rows", min=1, help="Rows per key-range chunk. Default: [snapshot]."),
-]
-
-
-UntilCaughtUpOpt = Annotated[
-    bool,
-    typer.Option(
-        "--until-caught-up",
-        help="Stop once the source's end position (taken at start) is applied: for cron. "
-        "A second run while one is going exits 8 and does nothing.",
-    ),
 ]
 
 
@@ -103,6 +93,7 @@ def _snapshot_options(
     view = CaptureFilter.from_config(cfg.tables, table_filter=table_filter)
     return SnapshotOptions(
         source_id=cfg.source().id,
+        target_id=cfg.target().id,
         workers=workers or cfg.snapshot.workers,
         chunk_rows=chunk_rows or cfg.snapshot.chunk_rows,
         tables=table_filter,
@@ -235,7 +226,14 @@ def sync(
     tables: TablesOpt = None,
     workers: WorkersOpt = None,
     chunk_rows: ChunkOpt = None,
-    until_caught_up: UntilCaughtUpOpt = False,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="Stop once the source's end position (taken at start) is applied: for cron. "
+            "A second run while one is going exits 8 and does nothing.",
+        ),
+    ] = False,
     slot: SlotOpt = None,
     publication: PublicationOpt = None,
     until_time: UntilTimeOpt = None,
@@ -243,6 +241,16 @@ def sync(
     until_xid: UntilXidOpt = None,
     until_mark: UntilMarkOpt = None,
     delay: DelayOpt = None,
+    half: Annotated[
+        str | None,
+        typer.Option(
+            "--half",
+            help="Run one half of a pipeline split across two hosts: `source` (capture + ship "
+            "to [ship] to) or `target` (receive on [receive] listen + apply). --trail is then "
+            "the receiving root ([receive] dir). docs/ship.md.",
+            show_default=False,
+        ),
+    ] = None,
     metrics: MetricsOpt = None,
     metrics_file: MetricsFileOpt = None,
     json_out: JsonOpt = False,
@@ -254,8 +262,28 @@ def sync(
     or with --until-caught-up a cron-friendly run that exits 0 when caught up. With
     --until-time/-op/-xid/-mark apply stops at that point and says where (exit 11 when the target
     or its snapshot is already past it: docs/recovery.md). --delay (or [apply] delay) keeps
-    the target behind the source by that much: a delayed replica.
+    the target behind the source by that much: a delayed replica. --half source|target runs
+    capture + ship on the source host, receive + apply on the target host (exit 0 with
+    --until-caught-up only once the receiver confirmed, or applied, everything).
     """
+    if half is not None:
+        from toolkit_cli.commands.ship import HalfArgs, sync_half
+
+        given = {
+            "--tables": tables,
+            "--workers": workers,
+            "--chunk-rows": chunk_rows,
+            "--until-time": until_time,
+            "--until-op": until_op,
+            "--until-xid": until_xid,
+            "--until-mark": until_mark,
+        }
+        args = HalfArgs(
+            config, source, target, trail, slot, publication, until_caught_up, delay, metrics,
+            metrics_file, json_out,
+        )  # fmt: skip
+        sync_half(half, args, [flag for flag, value in given.items() if value is not None])
+        return
     cfg = load_config(
         config, source=source, target=target, trail=trail, slot=slot, publication=publication
     )
@@ -278,6 +306,54 @@ def sync(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    _finish(report, options, cfg, point, json_out)
+    if point is None and stop.is_set() and not until_caught_up:
+        raise typer.Exit(130)
+
+
+def _sync_options(
+    cfg: Config,
+    snapshot_options: SnapshotOptions,
+    until_caught_up: bool,
+    stop: threading.Event,
+    delay: str | None,
+    point: StopPoint | None,
+) -> SyncOptions:
+    return SyncOptions(
+        trail_dir=cfg.trail.dir,
+        state_dir=cfg.state_dir,
+        source_id=cfg.source().id,
+        target_id=cfg.target().id,
+        snapshot=snapshot_options,
+        until_caught_up=until_caught_up,
+        key=cfg.trail.key(),
+        stop_event=stop,
+        segment_bytes=cfg.trail.segment_bytes,
+        source_options=cfg.source().engine_options(),
+        retry_for=cfg.source().retry_budget(until_caught_up),
+        target_retry_for=cfg.target().retry_budget(until_caught_up),
+        heartbeat=cfg.source().heartbeat,
+        apply_options={
+            "batch_rows": cfg.apply.batch_rows,
+            "batch_ms": cfg.apply.batch_ms,
+            "skip_ddl": cfg.apply.skip_ddl,
+            "rename": snapshot_options.rename,
+            "ignore_origins": frozenset(cfg.apply.ignore_origins),
+            "delay": apply_delay(delay, cfg.apply.delay),
+        },
+        until=point,
+        outcome=PointOutcome(),
+    )
+
+
+def _finish(
+    report: SyncReport,
+    options: SyncOptions,
+    cfg: Config,
+    point: StopPoint | None,
+    json_out: bool,
+) -> None:
+    """Print what the run did; exit 10/11 when the loop guard or a point says so."""
     app = report.apply
     skipped_everything = app.get("skipped_origin", 0) > 0 and app.get(
         "skipped_origin", 0
@@ -307,45 +383,6 @@ def sync(
         raise typer.Exit(EXIT_SKIPPED_EVERYTHING)
     if point is not None:
         report_point(point, options.outcome, app.get("applied_op", 0))
-        return
-    if stop.is_set() and not until_caught_up:
-        raise typer.Exit(130)
-
-
-def _sync_options(
-    cfg: Config,
-    snapshot_options: SnapshotOptions,
-    until_caught_up: bool,
-    stop: threading.Event,
-    delay: str | None,
-    point: StopPoint | None,
-) -> SyncOptions:
-    """What `redoline sync` runs with: the configuration and the command's flags."""
-    return SyncOptions(
-        trail_dir=cfg.trail.dir,
-        state_dir=cfg.state_dir,
-        source_id=cfg.source().id,
-        target_id=cfg.target().id,
-        snapshot=snapshot_options,
-        until_caught_up=until_caught_up,
-        key=cfg.trail.key(),
-        stop_event=stop,
-        segment_bytes=cfg.trail.segment_bytes,
-        source_options=cfg.source().engine_options(),
-        retry_for=cfg.source().retry_budget(until_caught_up),
-        target_retry_for=cfg.target().retry_budget(until_caught_up),
-        heartbeat=cfg.source().heartbeat,
-        apply_options={
-            "batch_rows": cfg.apply.batch_rows,
-            "batch_ms": cfg.apply.batch_ms,
-            "skip_ddl": cfg.apply.skip_ddl,
-            "rename": snapshot_options.rename,
-            "ignore_origins": frozenset(cfg.apply.ignore_origins),
-            "delay": apply_delay(delay, cfg.apply.delay),
-        },
-        until=point,
-        outcome=PointOutcome(),
-    )
 
 
 def refuse_fresh_snapshot(

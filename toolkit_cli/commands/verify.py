@@ -116,8 +116,8 @@ def verify(
     Both databases checksum chunks of rows over a canonical encoding that is identical across
     engines; differing chunks are bisected down to rows, classified as missing / extra /
     different, and re-checked after replication lag so only persistent differences are
-    reported. An odbc:// source is hashed on this host (docs/source-odbc.md). Exit code 0:
-    equal; 1: differences found; 2 or more: an error.
+    reported. An odbc://, oracle:// or sqlserver:// source is hashed on this host
+    (docs/verify.md, Limits). Exit code 0: equal; 1: differences found; 2 or more: an error.
     """
     cfg = load_config(config, source=source, target=target)
     src, tgt = _databases(cfg)
