@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import sqlglot
 import sqlglot.errors
 from sqlglot import exp
 
 from apply.typemap import column_type, create_table_sql
-from connectors.engine import engine_for_dialect
+from connectors.engine import EngineDescriptor, engine_for_dialect
 from connectors.errors import SchemaError
 from connectors.model import TableId, TableSchema
 
@@ -65,72 +66,106 @@ def translate_ddl(
             hint="run `redoline capture` once with this version (new segments name the "
             "source), or apply the statement by hand and restart with --skip-ddl",
         )
-    read = source_dialect
-    engine = engine_for_dialect(target_dialect)
     if default_schema is None and schema_after is not None:
         default_schema = schema_after.table.schema
+    tr = _Translation(
+        sql,
+        source_dialect,
+        target_dialect,
+        engine_for_dialect(target_dialect),
+        default_schema,
+        rename,
+        schema_after,
+        target_exists,
+        only,
+    )
+    match = _RENAME.match(sql)
+    if match:
+        return tr.rename_tables(match.group(1))
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=source_dialect) if s is not None]
+    except sqlglot.errors.SqlglotError as exc:
+        raise _untranslatable(sql, str(exc).splitlines()[0]) from None
+    return [out for stmt in statements for out in tr.statement(stmt)]
 
-    def source_id(table: exp.Table) -> TableId:
-        return TableId(table.db or default_schema or "public", table.name)
 
-    def target(table: exp.Table) -> TableId:
-        source = source_id(table)
-        return rename(source) if rename else source
+@dataclass
+class _Translation:
+    """One source DDL statement being translated (the arguments of :func:`translate_ddl`)."""
 
-    def retarget(node: exp.Expression) -> None:
+    sql: str
+    read: str
+    target_dialect: str
+    engine: EngineDescriptor
+    default_schema: str | None
+    rename: Callable[[TableId], TableId] | None
+    schema_after: TableSchema | None
+    target_exists: Callable[[TableId], bool] | None
+    only: Collection[TableId] | None
+
+    def source_id(self, table: exp.Table) -> TableId:
+        return TableId(table.db or self.default_schema or "public", table.name)
+
+    def target(self, table: exp.Table) -> TableId:
+        source = self.source_id(table)
+        return self.rename(source) if self.rename else source
+
+    def retarget(self, node: exp.Expression) -> None:
         for table in node.find_all(exp.Table):
             if not table.name:
                 continue
-            name = target(table)
+            name = self.target(table)
             table.set("this", exp.to_identifier(name.name, quoted=True))
             table.set("db", exp.to_identifier(name.schema, quoted=True))
             table.set("catalog", None)
 
-    match = _RENAME.match(sql)
-    if match:
-        # RENAME TABLE a TO b, c TO d: one rename per pair, in order
-        text, pos, pairs = match.group(1), 0, []
+    def rename_tables(self, text: str) -> list[str]:
+        """RENAME TABLE a TO b, c TO d (``text``: the pairs): one rename per pair, in order."""
+        sql, only = self.sql, self.only
+        pos, pairs = 0, []
         while pos < len(text):
             pair = _RENAME_PAIR.match(text, pos)
             if pair is None:
                 raise _untranslatable(sql, "cannot read its table names")
             try:
-                names = (_table_node(pair.group(1), read), _table_node(pair.group(2), read))
+                names = (
+                    _table_node(pair.group(1), self.read),
+                    _table_node(pair.group(2), self.read),
+                )
             except sqlglot.errors.SqlglotError as exc:
                 raise _untranslatable(sql, str(exc).splitlines()[0]) from None
-            if only is None or {source_id(n) for n in names} & set(only):
-                pairs.append((target(names[0]), target(names[1])))
+            if only is None or {self.source_id(n) for n in names} & set(only):
+                pairs.append((self.target(names[0]), self.target(names[1])))
             pos = pair.end()
-        return _rename_tables(pairs, target_dialect)
-    try:
-        statements = [s for s in sqlglot.parse(sql, read=read) if s is not None]
-    except sqlglot.errors.SqlglotError as exc:
-        raise _untranslatable(sql, str(exc).splitlines()[0]) from None
-    out: list[str] = []
-    for stmt in statements:
+        return _rename_tables(pairs, self.target_dialect)
+
+    def statement(self, stmt: exp.Expr) -> list[str]:
+        """The target statements for one parsed source statement."""
+        sql, schema_after, target_dialect = self.sql, self.schema_after, self.target_dialect
         if isinstance(stmt, exp.Command):
             raise _untranslatable(sql, "sqlglot does not understand this statement")
         kind = str(stmt.args.get("kind") or "").upper()
         if isinstance(stmt, exp.Create) and kind == "TABLE":
             table_node = stmt.find(exp.Table)
-            name = target(table_node) if table_node is not None else None
+            name = self.target(table_node) if table_node is not None else None
             fresh = schema_after is not None and not stmt.args.get("expression")
             if stmt.args.get("replace") and name is not None and schema_after is not None and fresh:
                 # MariaDB's CREATE OR REPLACE TABLE drops the table it replaces
-                out.append(f"DROP TABLE IF EXISTS {_quoted(name, target_dialect)}")
-                out.append(create_table_sql(schema_after, target_dialect, schema_after.table))
-                continue
-            if name is not None and target_exists is not None and target_exists(name):
-                continue  # replay after a crash, or created from the definition already
+                return [
+                    f"DROP TABLE IF EXISTS {_quoted(name, target_dialect)}",
+                    create_table_sql(schema_after, target_dialect, schema_after.table),
+                ]
+            if name is not None and self.target_exists is not None and self.target_exists(name):
+                return []  # replay after a crash, or created from the definition already
             if schema_after is not None and not stmt.args.get("expression"):
-                out.append(create_table_sql(schema_after, target_dialect, schema_after.table))
-                continue
+                return [create_table_sql(schema_after, target_dialect, schema_after.table)]
         elif isinstance(stmt, exp.Drop) and kind == "TABLE":
             stmt.set("exists", True)
-            if only is not None:
-                kept = [t for t in stmt.args.get("tables") or [] if source_id(t) in set(only)]
+            if self.only is not None:
+                only = set(self.only)
+                kept = [t for t in stmt.args.get("tables") or [] if self.source_id(t) in only]
                 if not kept:
-                    continue
+                    return []
                 stmt.set("tables", kept)
         elif isinstance(stmt, exp.Alter | exp.TruncateTable | exp.Drop | exp.Create):
             if isinstance(stmt, exp.Create) and kind not in ("INDEX", "TABLE"):
@@ -139,8 +174,14 @@ def translate_ddl(
                 raise _untranslatable(sql, f"DROP {kind} is not replicated")
         else:
             raise _untranslatable(sql, f"{type(stmt).__name__} statements are not replicated")
-        retarget(stmt)
-        parts: list[exp.Expression] = [stmt]
+        self.retarget(stmt)
+        return [self.text(part) for part in self.parts(stmt)]
+
+    def parts(self, stmt: exp.Expr) -> list[exp.Expr]:
+        """``stmt`` as the target runs it: split where the target takes one change at a time,
+        an ALTER retyped and without MODIFY where the target cannot redefine a column."""
+        engine = self.engine
+        parts: list[exp.Expr] = [stmt]
         tables = stmt.args.get("tables") if isinstance(stmt, exp.Drop) else None
         if engine.ddl_one_change_per_statement and tables and len(tables) > 1:
             # (DuckDB: "Can only drop one object at a time")
@@ -150,25 +191,24 @@ def translate_ddl(
                 one.set("tables", [table.copy()])
                 parts.append(one)
         if isinstance(stmt, exp.Alter):
-            _retype(stmt, schema_after, target_dialect, sql)
+            _retype(stmt, self.schema_after, self.target_dialect, self.sql)
             alters = [stmt]
             if not engine.ddl_redefines_columns:
-                alters = _without_modify(stmt, schema_after, engine.ddl_retype_using)
+                alters = _without_modify(stmt, self.schema_after, engine.ddl_retype_using)
             if engine.ddl_one_change_per_statement:
                 # (DuckDB: "Only one ALTER command per statement is supported")
                 alters = [one for part in alters for one in _one_action_each(part)]
             parts = list(alters)
-        for part in parts:
-            try:
-                out.append(
-                    part.sql(
-                        dialect=target_dialect,
-                        unsupported_level=sqlglot.errors.ErrorLevel.RAISE,
-                    )
-                )
-            except sqlglot.errors.SqlglotError as exc:
-                raise _untranslatable(sql, str(exc).splitlines()[0]) from None
-    return out
+        return parts
+
+    def text(self, part: exp.Expr) -> str:
+        try:
+            return part.sql(
+                dialect=self.target_dialect,
+                unsupported_level=sqlglot.errors.ErrorLevel.RAISE,
+            )
+        except sqlglot.errors.SqlglotError as exc:
+            raise _untranslatable(self.sql, str(exc).splitlines()[0]) from None
 
 
 def _quoted(table: TableId, dialect: str) -> str:

@@ -25,7 +25,7 @@ from connectors.errors import ConfigError, Terminal, ToolkitError, TrailError
 from connectors.model import TableId, Transaction
 
 if TYPE_CHECKING:
-    from apply.snapshot import TableWindow
+    from apply.catchup import TableWindow
     from capture.trail import Mark
 
 __all__ = [

@@ -3,7 +3,7 @@
 ::
 
     report = run_snapshot(source_db, target_db, SnapshotOptions(source_id="shop"))
-    txns = catchup_transactions(reader.transactions(...), windows, compare)   # into Applier
+    txns = catchup_transactions(reader.transactions(...), windows, compare)   # apply.catchup
 
 How it fits together (DESIGN.md: Snapshot and catch-up):
 
@@ -19,11 +19,11 @@ How it fits together (DESIGN.md: Snapshot and catch-up):
    transaction, so after a crash only unfinished chunks are read again. A resumed table keeps
    the *earliest* start position and takes the *latest* end position of the runs that loaded
    it, which widens its collision window to cover both snapshot points.
-3. **Catch-up.** :func:`catchup_transactions` filters the trail for the applier: a change to a
-   snapshotted table from a transaction at or before the table's start position is already in
-   the snapshot and is dropped; transactions up to the latest end position are applied in
-   collision mode (``ApplyOptions.collision_until_op`` is raised as they pass); after that,
-   normal apply. The source keeps taking writes the whole time. A snapshot of every
+3. **Catch-up.** :func:`apply.catchup.catchup_transactions` filters the trail for the applier:
+   a change to a snapshotted table from a transaction at or before the table's start position
+   is already in the snapshot and is dropped; transactions up to the latest end position are
+   applied in collision mode (``ApplyOptions.collision_until_op`` is raised as they pass);
+   after that, normal apply. The source keeps taking writes the whole time. A snapshot of every
    configured table also records its point as the *scope*: a table it did not load did not
    exist then, so row changes to such a table at or before that point are moot (its DDL still
    applies: a DROP before the point removes what an earlier apply created).
@@ -37,11 +37,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apply.catchup import TableWindow
 from apply.names import check_target_names
 from apply.rowid import SnapshotKeys, with_row_key
 from apply.typemap import create_table_sql
@@ -49,7 +50,7 @@ from capture.filters import CaptureFilter
 from connectors._bulk import CHUNKS, STATE_SCHEMA, TABLES, BulkTarget
 from connectors.base import Database, TableFilter
 from connectors.errors import ConfigError, DefinitionChangedError, SchemaError, ToolkitError
-from connectors.model import ROW_KEY, Change, Op, TableId, TableSchema, Transaction
+from connectors.model import ROW_KEY, TableId, TableSchema
 from connectors.snapshot import KeyRange, SnapshotPoint, decode_key, encode_key, open_snapshot
 
 __all__ = [
@@ -57,8 +58,6 @@ __all__ = [
     "SnapshotOptions",
     "SnapshotReport",
     "TableState",
-    "TableWindow",
-    "catchup_transactions",
     "load_snapshot_scope",
     "load_table_states",
     "run_snapshot",
@@ -467,54 +466,9 @@ def _prepare(
         )
         if resumable:
             assert prior is not None
-            # keep the earliest start: rows loaded by the earlier run reflect that point
-            state.start_position = _earliest(session, prior.start_position, point.start)
-            state.rows = prior.rows
-            state.started_at = prior.started_at
-            rows = tgt.execute(
-                conn,
-                tgt.sql(
-                    f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
-                    f"{tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
-                    "ORDER BY chunk_no"
-                ),
-                [options.source_id, key],
-            )
-            job.chunks = [
-                KeyRange(int(r[0]), decode_key(r[1]), decode_key(r[2])) for r in rows if not r[3]
-            ]
-            state.chunks_total = len(rows)
-            state.rows = sum(int(r[4] or 0) for r in rows if r[3])
-            if not any(r[3] for r in rows):
-                # nothing of the earlier run stayed (a keyless table is one chunk): every row
-                # comes from this point, so the table's window starts here, not before (a
-                # window makes catch-up collide, which cannot tell a keyless row is there)
-                state.start_position = point.start
+            _resume_chunks(tgt, conn, session, prior, job, options.source_id)
         else:
-            tgt.begin(conn)
-            tgt.execute(conn, f"DELETE FROM {tgt.qt(target_name)}")
-            if job.keyed is not None:
-                _keys(options, job, 0).forget_table(tgt, conn)
-            tgt.execute(
-                conn,
-                tgt.sql(
-                    f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"
-                ),
-                [options.source_id, key],
-            )
-            job.chunks = session.plan_chunks(schema, options.chunk_rows)
-            for c in job.chunks:
-                tgt.execute(
-                    conn,
-                    tgt.sql(
-                        f"INSERT INTO {tgt.state(CHUNKS)} (source_id, target_table, chunk_no, "
-                        "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
-                    ),
-                    [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
-                )
-            state.chunks_total = len(job.chunks)
-            _save_table(tgt, conn, options.source_id, state)
-            tgt.commit(conn)
+            _plan_chunks(tgt, conn, session, job, options)
         _save_table(tgt, conn, options.source_id, state)
         job.estimate = max(session.estimate_rows(schema), state.rows)
         job.remaining = len(job.chunks)
@@ -524,6 +478,63 @@ def _prepare(
         job.changed = isinstance(exc, DefinitionChangedError)
         _save_table(tgt, conn, options.source_id, state)
     return job
+
+
+def _resume_chunks(
+    tgt: BulkTarget, conn: Any, session: Any, prior: TableState, job: _Job, source_id: str
+) -> None:
+    """Take up the chunks an interrupted snapshot of ``job``'s table left to load."""
+    state, point = job.state, session.point
+    # keep the earliest start: rows loaded by the earlier run reflect that point
+    state.start_position = _earliest(session, prior.start_position, point.start)
+    state.rows = prior.rows
+    state.started_at = prior.started_at
+    rows = tgt.execute(
+        conn,
+        tgt.sql(
+            f"SELECT chunk_no, lower_key, upper_key, done, rows_loaded FROM "
+            f"{tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s "
+            "ORDER BY chunk_no"
+        ),
+        [source_id, state.target_table],
+    )
+    job.chunks = [KeyRange(int(r[0]), decode_key(r[1]), decode_key(r[2])) for r in rows if not r[3]]
+    state.chunks_total = len(rows)
+    state.rows = sum(int(r[4] or 0) for r in rows if r[3])
+    if not any(r[3] for r in rows):
+        # nothing of the earlier run stayed (a keyless table is one chunk): every row
+        # comes from this point, so the table's window starts here, not before (a
+        # window makes catch-up collide, which cannot tell a keyless row is there)
+        state.start_position = point.start
+
+
+def _plan_chunks(
+    tgt: BulkTarget, conn: Any, session: Any, job: _Job, options: SnapshotOptions
+) -> None:
+    """Empty ``job``'s target table and plan (and record) its chunks afresh."""
+    state, key = job.state, job.state.target_table
+    tgt.begin(conn)
+    tgt.execute(conn, f"DELETE FROM {tgt.qt(job.target)}")
+    if job.keyed is not None:
+        _keys(options, job, 0).forget_table(tgt, conn)
+    tgt.execute(
+        conn,
+        tgt.sql(f"DELETE FROM {tgt.state(CHUNKS)} WHERE source_id = %s AND target_table = %s"),
+        [options.source_id, key],
+    )
+    job.chunks = session.plan_chunks(job.schema, options.chunk_rows)
+    for c in job.chunks:
+        tgt.execute(
+            conn,
+            tgt.sql(
+                f"INSERT INTO {tgt.state(CHUNKS)} (source_id, target_table, chunk_no, "
+                "lower_key, upper_key, done, rows_loaded) VALUES (%s, %s, %s, %s, %s, 0, 0)"
+            ),
+            [options.source_id, key, c.number, encode_key(c.lower), encode_key(c.upper)],
+        )
+    state.chunks_total = len(job.chunks)
+    _save_table(tgt, conn, options.source_id, state)
+    tgt.commit(conn)
 
 
 def _reload_changed(
@@ -646,6 +657,42 @@ def _save_table(tgt: BulkTarget, conn: Any, source_id: str, s: TableState) -> No
     )
 
 
+def _finish_chunk(
+    tgt: BulkTarget,
+    options: SnapshotOptions,
+    job: _Job,
+    chunk: KeyRange,
+    conn: Any,
+    data: Any,
+    keys: SnapshotKeys | None,
+) -> None:
+    """Load one chunk read from the source and mark it done, in one target transaction (with
+    the rowid mappings of its rows, ``keys``, when the table goes through the rowid map)."""
+    tgt.begin(conn)
+    try:
+        schema = job.schema if job.keyed is None else job.keyed
+        n = tgt.load(conn, job.target, schema, job.columns, data)
+        if keys is not None:
+            keys.load(tgt, conn)
+        tgt.execute(
+            conn,
+            tgt.sql(
+                f"UPDATE {tgt.state(CHUNKS)} SET done = 1, rows_loaded = %s "
+                "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
+            ),
+            [n, options.source_id, job.state.target_table, chunk.number],
+        )
+        tgt.commit(conn)
+    except BaseException:
+        tgt.rollback(conn)
+        raise
+    with job.lock:
+        job.state.rows += n
+        job.remaining -= 1
+    if options.progress:
+        options.progress(job.state.target_table, n, job.estimate)
+
+
 def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: SnapshotOptions) -> None:
     """Read every pending chunk with ``session.workers`` threads and load it."""
     tasks: queue.Queue[tuple[_Job, KeyRange] | None] = queue.Queue()
@@ -660,31 +707,6 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
     errors: list[BaseException] = []
     # DuckDB: readers hand finished chunks to the one loader thread
     handoff: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
-
-    def finish(job: _Job, chunk: KeyRange, conn: Any, data: Any, keys: SnapshotKeys | None) -> None:
-        tgt.begin(conn)
-        try:
-            schema = job.schema if job.keyed is None else job.keyed
-            n = tgt.load(conn, job.target, schema, job.columns, data)
-            if keys is not None:
-                keys.load(tgt, conn)
-            tgt.execute(
-                conn,
-                tgt.sql(
-                    f"UPDATE {tgt.state(CHUNKS)} SET done = 1, rows_loaded = %s "
-                    "WHERE source_id = %s AND target_table = %s AND chunk_no = %s"
-                ),
-                [n, options.source_id, job.state.target_table, chunk.number],
-            )
-            tgt.commit(conn)
-        except BaseException:
-            tgt.rollback(conn)
-            raise
-        with job.lock:
-            job.state.rows += n
-            job.remaining -= 1
-        if options.progress:
-            options.progress(job.state.target_table, n, job.estimate)
 
     def reader(w: int) -> None:
         conn = tgt.connect() if tgt.parallel else None
@@ -705,7 +727,7 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                         else session.read_chunk(*args, row_ids=keys)
                     )
                     if conn is not None:
-                        finish(job, chunk, conn, data, keys)
+                        _finish_chunk(tgt, options, job, chunk, conn, data, keys)
                     else:
                         handoff.put((job, chunk, list(data), keys))
                 except ToolkitError as exc:
@@ -733,7 +755,7 @@ def _load_all(tgt: BulkTarget, session: Any, jobs: list[_Job], options: Snapshot
                 if job.state.state == "failed":
                     continue
                 try:
-                    finish(job, chunk, conn, data, keys)
+                    _finish_chunk(tgt, options, job, chunk, conn, data, keys)
                 except Exception as exc:
                     job.state.state = "failed"
                     job.state.error = str(exc).strip().splitlines()[0]
@@ -772,95 +794,6 @@ def _keys(options: SnapshotOptions, job: _Job, chunk: int) -> SnapshotKeys:
 #: the state of the row recording a snapshot of every configured table (its point)
 SCOPE = "scope"
 _SCOPE_NAME = "*"
-
-
-@dataclass(frozen=True)
-class TableWindow:
-    """A snapshotted table's positions: skip at or before ``start``, collide up to ``end``."""
-
-    start: str
-    end: str
-
-
-def table_windows(states: Iterable[TableState]) -> dict[TableId, TableWindow]:
-    """Source table -> its catch-up window, for every loaded table."""
-    out = {}
-    for s in states:
-        if s.state == "loaded" and s.start_position and s.end_position:
-            out[TableId.parse(s.source_table)] = TableWindow(s.start_position, s.end_position)
-    return out
-
-
-def catchup_transactions(
-    transactions: Iterable[Transaction | None],
-    windows: dict[TableId, TableWindow],
-    compare: Callable[[str, str], int],
-    on_window: Callable[[Transaction], None],
-    scope: TableWindow | None = None,
-) -> Iterator[Transaction | None]:
-    """The trail as catch-up must apply it (see the module doc).
-
-    Drops changes to a snapshotted table from transactions at or before its start position,
-    and calls ``on_window(txn)`` for each transaction at or before the latest end position of
-    the tables whose start and end differ, which the caller uses to keep the applier in
-    collision mode (``ApplyOptions.collision_until_op = txn.first_op``). ``None`` items pass
-    through. With ``scope`` (:func:`load_snapshot_scope`), row changes at or before its start
-    to a table without a window are dropped too: that table did not exist at the snapshot.
-    """
-
-    def latest(ends: list[str]) -> str | None:
-        out = ends[0] if ends else None
-        for end in ends[1:]:
-            if compare(end, out or end) > 0:
-                out = end
-        return out
-
-    # past the latest end nothing is dropped any more
-    last = latest([w.end for w in windows.values()] + ([scope.start] if scope else []))
-    # an exact point (start == end: MariaDB's, PostgreSQL's exported snapshots) decides every
-    # change by its position alone; only a window between two points needs collision mode,
-    # which cannot tell whether a keyless row is already there
-    collide = latest([w.end for w in windows.values() if compare(w.start, w.end) < 0])
-    for txn in transactions:
-        if txn is None or last is None:
-            yield txn
-            continue
-        if compare(txn.position, last) > 0:
-            last = None  # past every window: from here on, plain apply
-            yield txn
-            continue
-        kept = []
-        held: set[str] = set()  # DDL statements the snapshot holds the effect of
-        for change in txn.changes:
-            window = windows.get(change.table)
-            if window is not None and compare(txn.position, window.start) <= 0:
-                if change.op is Op.DDL and change.ddl:
-                    held.add(change.ddl)
-                continue  # already in the snapshot
-            if (
-                window is None
-                and scope is not None
-                and change.op is not Op.DDL
-                and compare(txn.position, scope.start) <= 0
-            ):
-                continue  # the table did not exist at the snapshot's point
-            kept.append(change)
-        if held:
-            # `RENAME TABLE a TO b` where the snapshot loaded b: a's rows are b's, and a was
-            # gone when the snapshot read; a (created on the target by earlier trail changes,
-            # or by an earlier run) goes rather than being renamed onto the loaded b
-            kept = [
-                Change(Op.DDL, c.table, c.schema_version)
-                if c.op is Op.DDL and c.ddl in held and c.table_schema is None
-                else c
-                for c in kept
-            ]
-        if len(kept) != len(txn.changes):
-            # keep last_op (the checkpoint) exact: the kept changes end where the txn ended
-            txn = dataclasses.replace(txn, changes=kept, first_op=txn.last_op - len(kept) + 1)
-        if collide is not None and compare(txn.position, collide) <= 0:
-            on_window(txn)
-        yield txn
 
 
 def state_path(state_dir: Path, name: str) -> Path:

@@ -162,12 +162,13 @@ def apply_trail(
     The one apply path (``apply``, ``sync``, ``snapshot``, parallel groups, the demo): it
     reads the trail's own description of its source (header: engine, dialect, row ids,
     identity), honours the snapshot's catch-up windows recorded in the target
-    (:func:`apply.snapshot.catchup_transactions`), and registers the target's progress for
+    (:func:`apply.catchup.catchup_transactions`), and registers the target's progress for
     retention as :func:`consumer_name` (``progress``, when given, receives it instead:
     parallel groups report to one shared consumer). ``follow`` tails the trail until
     ``stop()``; otherwise returns at the trail's current end (``--until-caught-up``).
     """
-    from apply.snapshot import load_snapshot_scope, load_table_states, table_windows
+    from apply.catchup import table_windows
+    from apply.snapshot import load_snapshot_scope, load_table_states
     from capture.trail import TrailReader, trail_info
     from connectors.base import position_comparator
 
@@ -312,7 +313,7 @@ def _apply_trail(
     until: StopPoint | None,
     outcome: PointOutcome | None,
 ) -> ApplyStats:
-    from apply.snapshot import catchup_transactions
+    from apply.catchup import catchup_transactions
     from capture.heartbeat import split_heartbeat
 
     start = applier.start()

@@ -43,7 +43,7 @@ from connectors.errors import (
     TrailError,
     Transient,
 )
-from connectors.log import Begin, Commit, Heartbeat, Rollback, RowEvent
+from connectors.log import Begin, Commit, Heartbeat, LogReader, Rollback, RowEvent
 from connectors.model import Transaction
 
 __all__ = ["CaptureOptions", "CaptureResult", "run_capture"]
@@ -274,30 +274,7 @@ def _run_once(
             hint=f"delete {writer.directory / START_FILE} while the trail is still empty; the "
             "next run starts at the source's current end",
         )
-    catalog: Any = writer.catalog
-    if callable(catalog):
-        catalog = catalog()
-    # trail_dir: a reader may keep a small marker beside the segments (PostgreSQL records its
-    # slot's identity and heartbeat positions confirmed past the last transaction there)
-    # source_id: a reader may derive names of its own from it (PostgreSQL's default slot)
-    reader_options = {
-        "source_id": options.source_id,
-        **options.reader_options,
-        "catalog": dict(catalog),
-        "trail_dir": writer.directory,
-        # the columns a [tables.columns] view keeps: a reader that looks for column changes
-        # on its own (PostgreSQL) ignores the others
-        "column_subset": options.filters.column_subset,
-    }
-    tables = options.filters.tables
-    if options.heartbeat > 0:
-        tables = dataclasses.replace(tables, also=(*tables.also, HEARTBEAT_TABLE))
-    reader = db.open_log(
-        start,
-        tables=tables,
-        until_caught_up=options.until_caught_up,
-        options=reader_options,
-    )
+    reader = _open_reader(db, writer, options, start)
     watcher = _StopWatcher(stop, reader)
     assembler = TransactionAssembler(memory_bytes=options.memory_bytes)
     filters = options.filters
@@ -364,6 +341,36 @@ def _read_through(st: progress.StageProgress, event: Heartbeat) -> None:
     # holds nothing to apply), and an idle source's estimate does not grow (a keepalive: now)
     st.position = event.position
     st.commit_time = event.source_time or time.time()
+
+
+def _open_reader(
+    db: Database, writer: TrailWriter, options: CaptureOptions, start: str | None
+) -> LogReader:
+    """The source's log reader from ``start``, told what the trail and the filters need."""
+    catalog: Any = writer.catalog
+    if callable(catalog):
+        catalog = catalog()
+    # trail_dir: a reader may keep a small marker beside the segments (PostgreSQL records its
+    # slot's identity and heartbeat positions confirmed past the last transaction there)
+    # source_id: a reader may derive names of its own from it (PostgreSQL's default slot)
+    reader_options = {
+        "source_id": options.source_id,
+        **options.reader_options,
+        "catalog": dict(catalog),
+        "trail_dir": writer.directory,
+        # the columns a [tables.columns] view keeps: a reader that looks for column changes
+        # on its own (PostgreSQL) ignores the others
+        "column_subset": options.filters.column_subset,
+    }
+    tables = options.filters.tables
+    if options.heartbeat > 0:
+        tables = dataclasses.replace(tables, also=(*tables.also, HEARTBEAT_TABLE))
+    return db.open_log(
+        start,
+        tables=tables,
+        until_caught_up=options.until_caught_up,
+        options=reader_options,
+    )
 
 
 def _write(

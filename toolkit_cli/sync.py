@@ -17,7 +17,7 @@ Order of events, so nothing is lost between the snapshot and the log:
 2. Tables not loaded yet are snapshotted (:func:`apply.snapshot.run_snapshot`).
 3. Capture runs (a thread; or, ``until_caught_up``, to the source's end position first).
 4. Apply (:func:`apply.trail_apply.apply_trail`, the same path as ``redoline apply``) reads
-   the trail through :func:`apply.snapshot.catchup_transactions`: changes the snapshot
+   the trail through :func:`apply.catchup.catchup_transactions`: changes the snapshot
    already holds are dropped, the undecidable window is applied in collision mode, then
    plain apply. ``until_caught_up`` stops at the end of the trail; otherwise it follows
    the trail until :attr:`SyncOptions.stop_event` is set (SIGTERM/Ctrl-C in the CLI), after
