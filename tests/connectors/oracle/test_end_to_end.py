@@ -176,7 +176,8 @@ def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     options = SyncOptions(
         trail_dir=tmp_path / "trail",
         state_dir=tmp_path / "state",
-        target_id="dw",
+        # a MariaDB target is the whole server: its redoline.rowid_map holds other tests' maps
+        target_id=f"dw_{kind}_{tmp_path.name}"[:60],
         until_caught_up=True,
         snapshot=SnapshotOptions(tables=TableFilter(("SHOP.NOTES",)), workers=2),
         capture_filter=None,
@@ -199,7 +200,8 @@ def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     q = target.quote
     got = writer.query(
         f"SELECT m.row_id, n.{q('BODY')} FROM {q('redoline')}.{q('rowid_map')} m "
-        f"JOIN {q('SHOP')}.{q('NOTES')} n ON n.{q(ROW_KEY)} = m.target_key"
+        f"JOIN {q('SHOP')}.{q('NOTES')} n ON n.{q(ROW_KEY)} = m.target_key "
+        f"WHERE m.target_id = '{options.target_id}' AND m.source_table = 'SHOP.NOTES'"
     )
     rows = writer.query(f"SELECT COUNT(*) FROM {q('SHOP')}.{q('NOTES')}")
     writer.commit()
