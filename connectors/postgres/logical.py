@@ -87,7 +87,7 @@ from connectors.postgres.pgoutput import (
     format_lsn,
     parse_lsn,
 )
-from connectors.postgres.relations import Relations, fast_change
+from connectors.postgres.relations import ATTNUMS_NAME, Relations, fast_change
 from connectors.postgres.slots import (
     DEFAULT_SLOT_TIMEOUT,
     SlotInfo,
@@ -199,7 +199,9 @@ class PgLogReader:
         self.status_interval = float(opts.get("status_interval", STATUS_INTERVAL))
         known = opts.get("catalog") or opts.get("schemas") or {}
         #: relation ids, their shapes and the definitions handed out
-        self._shapes = Relations(tables, known)
+        self._shapes = Relations(
+            tables, known, Path(trail_dir) / ATTNUMS_NAME if trail_dir else None
+        )
         self._marker_path = Path(trail_dir) / MARKER_NAME if trail_dir else None
         self._marker_written = 0.0
         #: a heartbeat past the trail's last transaction not confirmed yet (marker written

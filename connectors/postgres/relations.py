@@ -13,10 +13,13 @@ over :func:`connectors.postgres.pgoutput.decode`, which it falls back to.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -194,20 +197,38 @@ def row_change(
 # --------------------------------------------------------------------------- shapes
 
 
+#: the file beside a trail's segments that holds the attnums of the definitions handed out
+ATTNUMS_NAME = "pgattnums.json"
+
+
 class Relations:
     """The relation ids a stream has announced, and the definitions handed out for them.
 
     ``announced`` starts as the definitions the trail already holds, so versions continue
     from them; ``catalog`` is a connection to the source's catalog, set before the first
-    Relation message arrives.
+    Relation message arrives. ``attnums`` (a file beside the trail's segments) keeps, per
+    table, the catalog's attnum of each column of the last definition handed out, so a later
+    run tells a renamed column from a dropped one exactly (:meth:`_alter_sql`).
     """
 
-    def __init__(self, tables: TableFilter, announced: dict[TableId, TableSchema]) -> None:
+    def __init__(
+        self,
+        tables: TableFilter,
+        announced: dict[TableId, TableSchema],
+        attnums: Path | None = None,
+    ) -> None:
         self.tables = tables
         self.announced = dict(announced)
         self.by_id: dict[int, Relation] = {}
         self.type_cache: dict[int, Converter] = {}
         self.catalog: psycopg.Connection[Any] | None = None
+        self._attnums_path = attnums
+        self._attnums: dict[str, Any] = {}
+        if attnums is not None and attnums.exists():
+            try:
+                self._attnums = json.loads(attnums.read_text())
+            except (OSError, ValueError):
+                log.warning("%s is unreadable: column renames are told by position", attnums)
 
     def quiet(self, msg: pgoutput.RelationMsg) -> None:
         """Take a relation's shape without announcing it (a new table's snapshot will)."""
@@ -235,6 +256,7 @@ class Relations:
             # pgoutput carries no DDL: a changed column list becomes the ALTER TABLE that
             # brings the previous definition to this one (apply translates it per target)
             ddl = self._alter_sql(table, known, schema) if known is not None else None
+            self._remember(table, schema)
             yield RowEvent(
                 xid,
                 Change(Op.DDL, table, schema.version, ddl=ddl, table_schema=schema),
@@ -315,17 +337,8 @@ class Relations:
                 yield RowEvent(xid, Change(Op.INSERT, table, version, key, None, after))
         conn.execute("CLOSE redoline_new")
 
-    def _alter_sql(self, table: TableId, old: TableSchema, new: TableSchema) -> str | None:
-        """The PostgreSQL ALTER TABLE statements taking ``old``'s columns to ``new``'s (None:
-        the columns did not change, only keys or NOT NULL).
-
-        A Relation message names no attnum, so a column renamed in place looks like a drop
-        plus an add at the same position. The catalog tells them apart: a renamed column
-        keeps its attnum, an added one gets a fresh one after the dropped column's slot (which
-        stays in pg_attribute as attisdropped). Where the catalog cannot confirm a rename
-        (it changed again since, or an older dropped slot sits in between) the change is a
-        drop plus an add and the warning says the old values are not carried.
-        """
+    def _catalog_attnums(self, table: TableId) -> tuple[dict[str, int], list[int]]:
+        """The table's live columns by name -> attnum, and its dropped attnums, now."""
         assert self.catalog is not None
         attrs = self.catalog.execute(
             "SELECT a.attnum, a.attname, a.attisdropped FROM pg_attribute a "
@@ -334,7 +347,52 @@ class Relations:
             (table.schema, table.name),
         ).fetchall()
         live = {str(name): int(num) for num, name, dropped in attrs if not dropped}
-        dropped_nums = [int(num) for num, _name, dropped in attrs if dropped]
+        return live, [int(num) for num, _name, dropped in attrs if dropped]
+
+    def _remember(self, table: TableId, schema: TableSchema) -> None:
+        """Record the attnums of the definition just handed out, when the catalog still shows
+        exactly its columns (it may already be newer than the message)."""
+        if self._attnums_path is None or self.catalog is None:
+            return
+        live, _dropped = self._catalog_attnums(table)
+        names = [c.name for c in schema.columns]
+        if set(names) != set(live):
+            self._attnums.pop(str(table), None)
+        else:
+            self._attnums[str(table)] = {
+                "version": schema.version,
+                "columns": {n: live[n] for n in names},
+            }
+        tmp = self._attnums_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._attnums, sort_keys=True))
+        os.replace(tmp, self._attnums_path)
+
+    def _alter_sql(self, table: TableId, old: TableSchema, new: TableSchema) -> str | None:
+        """The PostgreSQL ALTER TABLE statements taking ``old``'s columns to ``new``'s (None:
+        the columns did not change, only keys or NOT NULL).
+
+        A Relation message names no attnum, so a column renamed in place looks like a drop
+        plus an add at the same position. The catalog tells them apart: a renamed column
+        keeps its attnum, an added one gets a fresh one. With the attnums recorded when
+        ``old`` was handed out (``attnums``) that is exact. Without them, an added column's
+        attnum comes after the dropped column's slot (which stays in pg_attribute as
+        attisdropped); where the catalog cannot confirm a rename that way (it changed again
+        since, or an older dropped slot sits in between: campaign seed 50057) the change is a
+        drop plus an add and the warning says the old values are not carried.
+        """
+        live, dropped_nums = self._catalog_attnums(table)
+        recorded = self._attnums.get(str(table))
+        if (
+            recorded is not None
+            and recorded.get("version") == old.version
+            and set(recorded.get("columns", {})) == set(old.column_names)
+        ):
+            was: dict[str, int] = recorded["columns"]
+
+            def kept_attnum(old_name: str, new_name: str) -> bool:
+                return new_name in live and live[new_name] == was.get(old_name)
+
+            return self._alter_statements(table, old, new, kept_attnum)
 
         def is_rename(old_name: str, new_name: str) -> bool:
             num = live.get(new_name)
@@ -348,6 +406,15 @@ class Relations:
             # an added column's attnum comes after the dropped one's slot
             return not any(below < d < num for d in dropped_nums)
 
+        return self._alter_statements(table, old, new, is_rename)
+
+    def _alter_statements(
+        self,
+        table: TableId,
+        old: TableSchema,
+        new: TableSchema,
+        is_rename: Callable[[str, str], bool],
+    ) -> str | None:
         diff = column_diff(old, new, is_rename)
         if not diff:
             return None

@@ -372,3 +372,34 @@ def test_a_column_added_and_dropped_between_two_runs(
     want = _source(pg_db)
     assert want[0] == ["id", "a"]
     assert _target("postgresql", target) == want
+
+
+def test_a_rename_after_an_earlier_drop_keeps_its_values(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A column dropped, a cron run, then another column renamed, with rows changed after:
+    the dropped column's slot sits between the renamed column and the one before it, so the
+    catalog alone cannot tell the rename from DROP + ADD; the attnums recorded with the
+    definition can (campaign seed 50057: the renamed column's values became NULL)."""
+    target = _pg_target(postgres_server, "tgt_rename_after_drop")
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b TEXT)",
+        "INSERT INTO t SELECT i, 'a' || i, 'b' || i FROM generate_series(1, 5) i",
+    )
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN a")
+        conn.execute("UPDATE t SET b = 'b1!' WHERE id = 1")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t RENAME COLUMN b TO b_r1")
+        conn.execute("INSERT INTO t VALUES (6, 'six')")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "b_r1"]
+    assert _target("postgresql", target) == want
+    assert "DROP + ADD" not in res.stderr
