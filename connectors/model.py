@@ -320,12 +320,17 @@ def column_diff(
     old: TableSchema,
     new: TableSchema,
     is_rename: Callable[[str, str], bool] | None = None,
+    *,
+    anywhere: bool = False,
 ) -> ColumnDiff:
     """The column changes from ``old`` to ``new`` (engine-neutral).
 
     A column gone at position *i* and a new one at the same position with the same source type
     is a rename candidate; ``is_rename(old_name, new_name)`` (the engine's word, e.g. from its
     catalog) confirms it, otherwise it is a drop plus an add (the old values are not carried).
+    ``anywhere``: ``is_rename`` is exact (a column's identity, not a guess from positions), so
+    a new column of the same type at any position is a candidate (a column dropped before the
+    renamed one shifts it).
     """
     old_names = {c.name: c for c in old.columns}
     new_names = {c.name: c for c in new.columns}
@@ -339,7 +344,7 @@ def column_diff(
             (
                 c
                 for c in came
-                if new_pos[c.name] == old_pos[col.name]
+                if (anywhere or new_pos[c.name] == old_pos[col.name])
                 and c.source_type == col.source_type
                 and c.kind == col.kind
             ),

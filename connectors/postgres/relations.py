@@ -392,7 +392,7 @@ class Relations:
             def kept_attnum(old_name: str, new_name: str) -> bool:
                 return new_name in live and live[new_name] == was.get(old_name)
 
-            return self._alter_statements(table, old, new, kept_attnum)
+            return self._alter_statements(table, old, new, kept_attnum, anywhere=True)
 
         def is_rename(old_name: str, new_name: str) -> bool:
             num = live.get(new_name)
@@ -414,8 +414,10 @@ class Relations:
         old: TableSchema,
         new: TableSchema,
         is_rename: Callable[[str, str], bool],
+        *,
+        anywhere: bool = False,
     ) -> str | None:
-        diff = column_diff(old, new, is_rename)
+        diff = column_diff(old, new, is_rename, anywhere=anywhere)
         if not diff:
             return None
         name = qualified(table)

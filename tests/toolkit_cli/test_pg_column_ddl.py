@@ -403,3 +403,28 @@ def test_a_rename_after_an_earlier_drop_keeps_its_values(
     assert want[0] == ["id", "b_r1"]
     assert _target("postgresql", target) == want
     assert "DROP + ADD" not in res.stderr
+
+
+def test_a_drop_and_a_rename_in_one_stretch(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """One column dropped and the next renamed with no capture between: the renamed column
+    moves one place left, so it is no positional twin of its old self; the recorded attnums
+    still pair them (campaign seed 34083: the renamed column's values became NULL)."""
+    target = _pg_target(postgres_server, "tgt_drop_and_rename")
+    args = _synced(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, b NUMERIC(10,2))",
+        "INSERT INTO t SELECT i, 'a' || i, i * 1.5 FROM generate_series(1, 5) i",
+    )
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t DROP COLUMN a")
+        conn.execute("ALTER TABLE t RENAME COLUMN b TO b_r1")
+        conn.execute("UPDATE t SET b_r1 = -1 WHERE id = 5")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "b_r1"]
+    assert _target("postgresql", target) == want
