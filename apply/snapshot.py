@@ -241,9 +241,9 @@ def load_snapshot_scope(target_db: Database, source_id: str) -> TableWindow | No
             conn,
             tgt.sql(
                 f"SELECT start_position, end_position FROM {tgt.state(TABLES)} "
-                "WHERE source_id = %s AND state = %s"
+                "WHERE source_id = %s AND target_table = %s AND state = %s"
             ),
-            [source_id, SCOPE],
+            [source_id, _SCOPE_NAME, SCOPE],
         )
         return TableWindow(rows[0][0], rows[0][1]) if rows else None
     finally:
@@ -258,10 +258,10 @@ def _read_states(tgt: BulkTarget, conn: Any, source_id: str) -> list[TableState]
             "rows_loaded, chunks_total, lock_seconds, error, started_at, finished_at, "
             f"(SELECT count(*) FROM {tgt.state(CHUNKS)} c WHERE c.source_id = t.source_id "
             "AND c.target_table = t.target_table AND c.done = 1) "
-            f"FROM {tgt.state(TABLES)} t WHERE source_id = %s AND state <> %s "
+            f"FROM {tgt.state(TABLES)} t WHERE source_id = %s AND target_table <> %s "
             "ORDER BY target_table"
         ),
-        [source_id, SCOPE],
+        [source_id, _SCOPE_NAME],
     )
     return [
         TableState(

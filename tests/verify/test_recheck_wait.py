@@ -67,7 +67,10 @@ def test_verify_recheck_does_not_wait_for_wal_no_table_holds(
         c.execute("INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 50) i")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
-        f'[source]\nurl = "{pg_db.url()}"\n[target]\nurl = "{mysql_db.url()}"\n'
+        # own ids: a MariaDB target is the whole server, whose redoline state (checkpoints,
+        # snapshot states) holds other tests' rows under the default ids
+        f'[source]\nurl = "{pg_db.url()}"\nid = "rw_{tmp_path.name[-20:]}"\n'
+        f'[target]\nurl = "{mysql_db.url()}"\nid = "rwt_{tmp_path.name[-20:]}"\n'
         f'[trail]\ndir = "{tmp_path}/trail"\n[state]\ndir = "{tmp_path}/state"\n'
         f'[tables]\ninclude = ["public.t"]\n[tables.rename]\n"public" = "{mysql_db.database}"\n'
     )

@@ -176,7 +176,9 @@ def test_snapshot_loaded_keyless_rows_are_found_by_rowid(
     options = SyncOptions(
         trail_dir=tmp_path / "trail",
         state_dir=tmp_path / "state",
-        # a MariaDB target is the whole server: its redoline.rowid_map holds other tests' maps
+        # a MariaDB target is the whole server: its redoline state (snapshot states, rowid
+        # map, checkpoints) holds other tests' rows under the default ids
+        source_id=f"ora_{kind}_{tmp_path.name}"[:60],
         target_id=f"dw_{kind}_{tmp_path.name}"[:60],
         until_caught_up=True,
         snapshot=SnapshotOptions(tables=TableFilter(("SHOP.NOTES",)), workers=2),
