@@ -255,8 +255,18 @@ class Relations:
             self.announced[table] = schema
             # pgoutput carries no DDL: a changed column list becomes the ALTER TABLE that
             # brings the previous definition to this one (apply translates it per target)
-            ddl = self._alter_sql(table, known, schema) if known is not None else None
-            self._remember(table, schema)
+            # one catalog read serves the ALTER derivation and the attnum record
+            attnums = (
+                self._catalog_attnums(table)
+                if known is not None or self._attnums_path is not None
+                else None
+            )
+            ddl = None
+            if known is not None:
+                assert attnums is not None
+                ddl = self._alter_sql(table, known, schema, *attnums)
+            if attnums is not None:
+                self._remember(table, schema, attnums[0])
             yield RowEvent(
                 xid,
                 Change(Op.DDL, table, schema.version, ddl=ddl, table_schema=schema),
@@ -349,12 +359,11 @@ class Relations:
         live = {str(name): int(num) for num, name, dropped in attrs if not dropped}
         return live, [int(num) for num, _name, dropped in attrs if dropped]
 
-    def _remember(self, table: TableId, schema: TableSchema) -> None:
+    def _remember(self, table: TableId, schema: TableSchema, live: dict[str, int]) -> None:
         """Record the attnums of the definition just handed out, when the catalog still shows
         exactly its columns (it may already be newer than the message)."""
         if self._attnums_path is None or self.catalog is None:
             return
-        live, _dropped = self._catalog_attnums(table)
         names = [c.name for c in schema.columns]
         if set(names) != set(live):
             self._attnums.pop(str(table), None)
@@ -367,7 +376,14 @@ class Relations:
         tmp.write_text(json.dumps(self._attnums, sort_keys=True))
         os.replace(tmp, self._attnums_path)
 
-    def _alter_sql(self, table: TableId, old: TableSchema, new: TableSchema) -> str | None:
+    def _alter_sql(
+        self,
+        table: TableId,
+        old: TableSchema,
+        new: TableSchema,
+        live: dict[str, int],
+        dropped_nums: list[int],
+    ) -> str | None:
         """The PostgreSQL ALTER TABLE statements taking ``old``'s columns to ``new``'s (None:
         the columns did not change, only keys or NOT NULL).
 
@@ -380,7 +396,6 @@ class Relations:
         since, or an older dropped slot sits in between: campaign seed 50057) the change is a
         drop plus an add and the warning says the old values are not carried.
         """
-        live, dropped_nums = self._catalog_attnums(table)
         recorded = self._attnums.get(str(table))
         if (
             recorded is not None
