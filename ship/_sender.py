@@ -75,6 +75,11 @@ UNACKED_MAX = 4
 POLL = 0.02
 #: a receiver that takes no byte and sends none for this long is gone: reconnect
 IO_TIMEOUT = 60.0
+#: bytes sent that the receiver's TCP has not acknowledged for this long mean the link is gone
+#: (a partition): the kernel drops the connection (TCP_USER_TIMEOUT) and the sender reconnects.
+#: TCP alone would wait for its next backed-off retransmission, up to minutes after the link is
+#: back; a slow receiver does not trip it, since its TCP still acknowledges what arrives.
+LINK_TIMEOUT = 15.0
 #: an idle sender confirms durability (and that the link is alive) this often
 SYNC_EVERY = 1.0
 #: ``<trail>/ship-<name>.json``: what the receiver confirmed, for ``redoline status``
@@ -199,6 +204,7 @@ class _Session:
             raw = socket.create_connection((o.host, o.port), timeout=15)
         except OSError as exc:
             raise ConnectError(f"cannot reach the receiver {self.peer}: {exc}") from None
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(LINK_TIMEOUT * 1000))
         try:
             tls = o.context.wrap_socket(raw, server_hostname=o.host)
         except ssl.SSLCertVerificationError as exc:

@@ -97,6 +97,7 @@ from connectors.postgres.slots import (
     ensure_publication,
     init_slot,
     map_replication_error,
+    publication_tables,
     quote,
     server_identity,
     slot_info,
@@ -343,21 +344,22 @@ class PgLogReader:
                         hint="another capture reads this slot; stop it, or give each its own slot",
                     )
                 check_slot(info, self.slot, database, self.start)
-                _, added = ensure_publication(conn, self.publication, selected)
-                added = tuple(t for t in added if t not in self.tables.also)
-                if added:
-                    log.warning(
-                        "added %s to publication %s: their changes are captured from now on",
-                        ", ".join(map(str, added)),
-                        self.publication,
-                    )
+                ensure_publication(conn, self.publication, self.tables.also)
             # a new table whose snapshot had not reached the trail when the last run ended
-            # is new again: snapshot it (again) before its changes are handed out
+            # is new again, and so is one the publication lacks (created, or taken into
+            # [tables], since the slot's snapshot: its rows are in no log we read): snapshot
+            # it into the trail before its changes are handed out
             unloaded = {TableId.parse(t) for t in self._marker.get(_NEW_KEY, ())}
+            unloaded |= set(selected) - publication_tables(conn, self.publication)
+            unloaded -= set(self.tables.also)
             self._published = set(selected) - unloaded
             # (and until then, none of their changes: they are in its snapshot or after it)
             self._pending = dict.fromkeys(unloaded & set(selected), _NOT_TAKEN)
-            self._new_check = 0.0 if unloaded else time.monotonic()
+            self._new_check = 0.0
+            if self._pending:
+                # now, before an --until-caught-up end is fixed: the end is past its point
+                self._check_new_tables()
+            self._new_check = time.monotonic()
             # before the end is fixed, so a column change already made is read by this run
             self._probe = schemaprobe.SchemaProbe(conn, self._column_subset)
             self._run_probe()
@@ -703,7 +705,7 @@ class PgLogReader:
             temporary_slot_name(),
             timeout=self.slot_timeout,
             temporary=True,
-            waiting=self._send_status,
+            waiting=self._send_status if self._stream is not None else None,
         )
         try:
             conn = self.db.connect(options=SESSION_OPTIONS)
@@ -724,7 +726,8 @@ class PgLogReader:
             self.publication,
             point,
         )
-        self._send_status(reply=True)  # the server's answer tells when the stream is there
+        if self._stream is not None:
+            self._send_status(reply=True)  # the server's answer tells when the stream is there
 
     def _new_ready(self, table: TableId) -> bool:
         """Whether a new table can be streamed; one without a usable replica identity gets a

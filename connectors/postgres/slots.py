@@ -205,18 +205,23 @@ def ensure_publication(
             names = ", ".join(qualified(t) for t in tables)
             conn.execute(f"CREATE PUBLICATION {quote(publication)} FOR TABLE {names}")
         return True, tuple(tables)
-    have = {
+    have = publication_tables(conn, publication)
+    missing = tuple(t for t in tables if t not in have)
+    if missing:
+        names = ", ".join(qualified(t) for t in missing)
+        conn.execute(f"ALTER PUBLICATION {quote(publication)} ADD TABLE {names}")
+    return False, missing
+
+
+def publication_tables(conn: psycopg.Connection[Any], publication: str) -> set[TableId]:
+    """The tables ``publication`` lists (none when it does not exist)."""
+    return {
         TableId(s, n)
         for s, n in conn.execute(
             "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
             (publication,),
         ).fetchall()
     }
-    missing = tuple(t for t in tables if t not in have)
-    if missing:
-        names = ", ".join(qualified(t) for t in missing)
-        conn.execute(f"ALTER PUBLICATION {quote(publication)} ADD TABLE {names}")
-    return False, missing
 
 
 def _create_slot(conn: psycopg.Connection[Any], slot: str, timeout: float) -> str:
