@@ -201,6 +201,54 @@ def row_change(
 ATTNUMS_NAME = "pgattnums.json"
 
 
+def catalog_attnums(
+    conn: psycopg.Connection[Any], table: TableId
+) -> tuple[dict[str, int], list[int]]:
+    """The table's live columns by name -> attnum, and its dropped attnums, as ``conn`` sees
+    the catalog."""
+    attrs = conn.execute(
+        "SELECT a.attnum, a.attname, a.attisdropped FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 ORDER BY a.attnum",
+        (table.schema, table.name),
+    ).fetchall()
+    live = {str(name): int(num) for num, name, dropped in attrs if not dropped}
+    return live, [int(num) for num, _name, dropped in attrs if dropped]
+
+
+def record_snapshot_definition(trail_dir: Path, schema: TableSchema, live: dict[str, int]) -> None:
+    """A snapshot loads ``schema`` (with catalog attnums ``live``) into a target: record it
+    as version 0 of the table in ``<trail>/pgattnums.json``, so capture's first definition of
+    the table is announced with the ALTER TABLE that takes this one to it. Without it a column
+    renamed between the snapshot and that first definition (an interrupted sync, campaign
+    seed 43004) reached apply as a drop plus an add: the loaded rows' values became NULL.
+
+    A table the trail already defines keeps capture's record (version >= 1)."""
+    path = trail_dir / ATTNUMS_NAME
+    try:
+        record: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        record = {}
+    key = str(schema.table)
+    if record.get(key, {}).get("version", 0) >= 1:
+        return
+    names = [c.name for c in schema.columns]
+    if set(names) != set(live):
+        record.pop(key, None)  # the catalog moved on since: nothing exact to record
+    else:
+        record[key] = {
+            "version": 0,
+            "columns": {n: live[n] for n in names},
+            "snapshot": {
+                "columns": [dataclasses.asdict(c) for c in schema.columns],
+                "primary_key": list(schema.primary_key),
+            },
+        }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, sort_keys=True))
+    os.replace(tmp, path)
+
+
 class Relations:
     """The relation ids a stream has announced, and the definitions handed out for them.
 
@@ -254,19 +302,21 @@ class Relations:
             schema = dataclasses.replace(schema, version=(known.version + 1) if known else 1)
             self.announced[table] = schema
             # pgoutput carries no DDL: a changed column list becomes the ALTER TABLE that
-            # brings the previous definition to this one (apply translates it per target)
+            # brings the previous definition (the trail's, else the snapshot's) to this one
+            # (apply translates it per target)
+            before = known if known is not None else self._snapshot_definition(table)
             # one catalog read serves the ALTER derivation and the attnum record
             attnums = (
                 self._catalog_attnums(table)
-                if known is not None or self._attnums_path is not None
+                if before is not None or self._attnums_path is not None
                 else None
             )
             ddl = None
-            if known is not None:
+            if before is not None:
                 assert attnums is not None
-                ddl = self._alter_sql(table, known, schema, *attnums)
+                ddl = self._alter_sql(table, before, schema, *attnums)
             if attnums is not None:
-                self._remember(table, schema, attnums[0])
+                self._remember(table, schema, attnums[0], before)
             yield RowEvent(
                 xid,
                 Change(Op.DDL, table, schema.version, ddl=ddl, table_schema=schema),
@@ -350,28 +400,49 @@ class Relations:
     def _catalog_attnums(self, table: TableId) -> tuple[dict[str, int], list[int]]:
         """The table's live columns by name -> attnum, and its dropped attnums, now."""
         assert self.catalog is not None
-        attrs = self.catalog.execute(
-            "SELECT a.attnum, a.attname, a.attisdropped FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 ORDER BY a.attnum",
-            (table.schema, table.name),
-        ).fetchall()
-        live = {str(name): int(num) for num, name, dropped in attrs if not dropped}
-        return live, [int(num) for num, _name, dropped in attrs if dropped]
+        return catalog_attnums(self.catalog, table)
 
-    def _remember(self, table: TableId, schema: TableSchema, live: dict[str, int]) -> None:
+    def _snapshot_definition(self, table: TableId) -> TableSchema | None:
+        """The definition a snapshot loaded (version 0), for a table the trail does not
+        define yet (:func:`record_snapshot_definition`)."""
+        entry = self._attnums.get(str(table))
+        if not entry or entry.get("version") != 0 or "snapshot" not in entry:
+            return None
+        loaded = entry["snapshot"]
+        columns = tuple(
+            Column(**{**c, "labels": tuple(c.get("labels") or ())}) for c in loaded["columns"]
+        )
+        return TableSchema(table, columns, tuple(loaded["primary_key"]), version=0)
+
+    def _remember(
+        self,
+        table: TableId,
+        schema: TableSchema,
+        live: dict[str, int],
+        before: TableSchema | None,
+    ) -> None:
         """Record the attnums of the definition just handed out, when the catalog still shows
-        exactly its columns (it may already be newer than the message)."""
+        exactly its columns (it may already be newer than the message), or when it has the
+        columns of the definition before it, whose attnums are recorded (a definition
+        written before a rename and decoded after it: campaign seed 43004)."""
         if self._attnums_path is None or self.catalog is None:
             return
         names = [c.name for c in schema.columns]
-        if set(names) != set(live):
-            self._attnums.pop(str(table), None)
-        else:
+        was = self._attnums.get(str(table))
+        if set(names) == set(live):
             self._attnums[str(table)] = {
                 "version": schema.version,
                 "columns": {n: live[n] for n in names},
             }
+        elif (
+            before is not None
+            and was is not None
+            and was.get("version") == before.version
+            and set(was.get("columns", {})) == set(before.column_names) == set(names)
+        ):
+            self._attnums[str(table)] = {"version": schema.version, "columns": was["columns"]}
+        else:
+            self._attnums.pop(str(table), None)
         tmp = self._attnums_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._attnums, sort_keys=True))
         os.replace(tmp, self._attnums_path)

@@ -52,6 +52,7 @@ from connectors.postgres.ownership import (
     write_marker,
 )
 from connectors.postgres.pgoutput import parse_lsn
+from connectors.postgres.relations import catalog_attnums, record_snapshot_definition
 from connectors.postgres.slots import (
     DEFAULT_SLOT_TIMEOUT,
     check_replica_identity,
@@ -131,6 +132,8 @@ class PgSnapshot(SnapshotConnections):
         self.db = db
         self._init_workers(max(1, workers))
         self._trail_position = parse_lsn(trail_position) if trail_position else None
+        #: where the definitions of the tables loaded afresh are recorded for capture
+        self._trail_dir = names.trail_dir if capture and names is not None else None
         try:
             if capture and names is None:
                 raise ReplicationError("a snapshot followed by capture needs its slot's name")
@@ -256,6 +259,12 @@ class PgSnapshot(SnapshotConnections):
         return f"{self.db.quote(schema.table.schema)}.{self.db.quote(schema.table.name)}"
 
     def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        """The chunks of a table loaded afresh; the definition it is loaded with is recorded
+        for capture (:func:`record_snapshot_definition`)."""
+        if self._trail_dir is not None:
+            with self._locks[0]:
+                live, _ = catalog_attnums(self.conns[0], schema.table)
+            record_snapshot_definition(self._trail_dir, schema, live)
         key = schema.identity
         if not key:
             return [KeyRange(0, None, None)]

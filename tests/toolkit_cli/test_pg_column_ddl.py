@@ -465,3 +465,50 @@ def test_table_created_before_a_capture_run_is_snapshotted_into_the_trail(
     assert res.returncode == 0, res.stdout + res.stderr
     want = [(str(i), "u" if i < 5 else f"v{i}") for i in range(1, 31)]
     assert _target("postgresql", target, "t2") == (["id", "v"], want)
+
+
+#: `redoline` whose capture never starts: a sync that stops right after its snapshot, as a
+#: kill at that moment would (deterministically)
+_STOP_AFTER_SNAPSHOT = """
+import capture.runner
+def stop(*args, **kwargs):
+    raise SystemExit(99)
+capture.runner.run_capture = stop
+from toolkit_cli.app import main
+main()
+"""
+
+
+def test_column_renamed_between_the_snapshot_and_capture_keeps_its_values(
+    pg_db: Endpoint, postgres_server: devservers.DevServer, tmp_path: Path
+) -> None:
+    """A sync stops after its snapshot, before capture wrote any definition of the table; a
+    column is renamed; the next sync's first definition of the table is announced with the
+    RENAME against the definition the snapshot loaded (recorded beside the trail), so the
+    loaded rows keep their values (campaign seed 43004: the column was dropped and added
+    again, and the snapshot's rows held NULL in it, with a warning and exit 0). A dropped
+    column's slot below the renamed one keeps the catalog alone from telling."""
+    target = _pg_target(postgres_server, "tgt_snaprename")
+    args = _prepared(
+        pg_db,
+        target,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT, x INT, b TEXT)",
+        "ALTER TABLE t DROP COLUMN x",
+        "INSERT INTO t SELECT i, 'a' || i, 'b' || i FROM generate_series(1, 10) i",
+    )
+    loaded = _source(pg_db)
+    res = subprocess.run(
+        [sys.executable, "-c", _STOP_AFTER_SNAPSHOT, "sync", *args, "--until-caught-up"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert res.returncode == 99, res.stdout + res.stderr
+    assert _target("postgresql", target) == loaded
+    with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
+        conn.execute("ALTER TABLE t RENAME COLUMN b TO bb")
+        conn.execute("INSERT INTO t VALUES (11, 'a11', 'b11')")
+    res = _run(["sync", *args, "--until-caught-up"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    want = _source(pg_db)
+    assert want[0] == ["id", "a", "bb"] and len(want[1]) == 11
+    assert _target("postgresql", target) == want
