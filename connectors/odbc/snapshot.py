@@ -131,7 +131,8 @@ class OdbcSnapshot(DriverSnapshot):
     def _key_span(self, schema: TableSchema, key: str) -> tuple[Any, Any, Any]:
         q = self.db.source_quote(key)
         table = self.db.source_table(schema.table)
-        return tuple(self._run(0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {table}").fetchone())
+        lo, hi, count = self._run(0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {table}").fetchone()
+        return lo, hi, count
 
     # ------------------------------------------------------------------ reading
 
