@@ -2,7 +2,9 @@
 through a Python driver (ODBC, Oracle, SQL Server) rather than dumped as text by the server.
 
 ``row_writer(columns, fmt)`` turns one fetched tuple into one line of ``fmt`` (one of
-:data:`connectors.snapshot.FORMATS`): CSV (DuckDB), PostgreSQL COPY text, MySQL LOAD DATA text.
+:data:`connectors.snapshot.FORMATS`): CSV (DuckDB), PostgreSQL COPY text, MySQL LOAD DATA text;
+``text_batches`` gathers the lines of a chunk's rows into the batches the bulk loader takes, and
+``fetched`` reads a DB-API cursor's rows for it.
 """
 
 from __future__ import annotations
@@ -12,18 +14,32 @@ import decimal
 import math
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from connectors.errors import SchemaError
-from connectors.model import Column
+from connectors.model import Column, TableId
 
-__all__ = ["Format", "as_bool", "formatter", "row_writer"]
+__all__ = [
+    "BATCH_BYTES",
+    "Format",
+    "RowWriter",
+    "as_bool",
+    "fetched",
+    "formatter",
+    "row_writer",
+    "text_batches",
+]
+
+#: characters of bulk text handed to the loader at a time (about)
+BATCH_BYTES: Final = 1 << 20
 
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _COPY_SPECIAL: Final = re.compile(r"[\\\t\n\r]")
 
 Format = Callable[[Any], str]
+#: one fetched row as one line of bulk text, newline included
+RowWriter = Callable[[Sequence[Any]], str]
 
 
 def as_bool(value: Any) -> bool:
@@ -128,7 +144,7 @@ def _cell(col: Column, fmt: str) -> Format:
     return _csv_text if fmt == "csv" else _copy_text
 
 
-def row_writer(columns: Sequence[Column], fmt: str) -> Callable[[Sequence[Any]], str]:
+def row_writer(columns: Sequence[Column], fmt: str) -> RowWriter:
     """One row (a driver's tuple) as one line of ``fmt``, newline included (CSV: NULL is an
     empty unquoted field, every value quoted; COPY/LOAD DATA text: NULL is ``\\N``)."""
     cells = [_cell(c, fmt) for c in columns]
@@ -141,3 +157,45 @@ def row_writer(columns: Sequence[Column], fmt: str) -> Callable[[Sequence[Any]],
         )
 
     return write
+
+
+def text_batches(
+    rows: Iterable[Sequence[Any]],
+    write: RowWriter,
+    table: TableId,
+    batch_bytes: int = BATCH_BYTES,
+) -> Iterator[tuple[bytes, int]]:
+    """``rows`` as ``write`` (a :func:`row_writer`) writes them, in batches of about
+    ``batch_bytes``: ``(bytes, row count)``, whole lines each, as a snapshot's ``read_chunk``
+    yields them. A value ``write`` cannot take stops the read with an error naming ``table``
+    (the table fails, not the run)."""
+    parts: list[str] = []
+    size = count = 0
+    for row in rows:
+        try:
+            line = write(row)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise SchemaError(f"{table}: cannot write a value: {exc}") from None
+        parts.append(line)
+        size += len(line)
+        count += 1
+        if size >= batch_bytes:
+            yield "".join(parts).encode(), count
+            parts, size, count = [], 0, 0
+    if count:
+        yield "".join(parts).encode(), count
+
+
+def fetched(
+    cursor: Any, size: int, mapped: Callable[[Exception], Exception]
+) -> Iterator[Sequence[Any]]:
+    """The rows of an executed DB-API ``cursor``, fetched ``size`` at a time; an error while
+    fetching is raised as ``mapped(error)`` (the driver's mapped to redoline's)."""
+    while True:
+        try:
+            rows = cursor.fetchmany(size)
+        except Exception as exc:
+            raise mapped(exc) from None
+        if not rows:
+            return
+        yield from rows

@@ -5,7 +5,10 @@ A source connector's ``snapshot`` module (``connectors/<engine>/snapshot.py``) o
 the source, and the :class:`SnapshotPoint` that tells catch-up which log changes that state
 already contains. Rows are never turned into Python objects on the hot path: the source's own
 SQL formats each row as text in the :data:`FORMATS` the target bulk path reads, and the reader
-hands over whole batches as bytes (DESIGN.md: Snapshot and catch-up).
+hands over whole batches as bytes (DESIGN.md: Snapshot and catch-up). Sources read through a
+Python driver (ODBC, Oracle, SQL Server) cannot do that: their sessions share
+:class:`DriverSnapshot`, which writes the fetched rows as text on this host
+(:mod:`connectors.rowtext`).
 
 Formats (``fmt`` arguments):
 
@@ -30,16 +33,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
+from connectors.rowtext import RowWriter, row_writer, text_batches
+
 if TYPE_CHECKING:
     from connectors.base import Database
     from connectors.model import TableId, TableSchema
 
 __all__ = [
     "FORMATS",
+    "DriverSnapshot",
     "KeyRange",
+    "RowIds",
     "SnapshotConnections",
     "SnapshotPoint",
     "SnapshotSession",
+    "chunk_select",
     "chunks_between",
     "decode_key",
     "encode_key",
@@ -48,6 +56,9 @@ __all__ = [
 ]
 
 FORMATS: Final = ("pgcopy", "tsv", "csv")
+
+#: a keyless table's source row id -> the surrogate key written for it (``read_chunk``)
+RowIds = Callable[[str], int]
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ class SnapshotSession(Protocol):
         fmt: str,
         columns: tuple[str, ...],
         where: str | None = None,
-        row_ids: Callable[[str], int] | None = None,
+        row_ids: RowIds | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         """The rows of ``chunk`` seen by worker ``worker``'s snapshot, in ``fmt``, as
         (bytes, row count) batches; each batch ends with a newline. ``where`` (SQL of this
@@ -172,6 +183,104 @@ class SnapshotConnections:
         if len(key) == 1 and schema.column(key[0]).kind == "int":
             return key[0]
         return None
+
+
+class DriverSnapshot(SnapshotConnections):
+    """A session whose rows come through a Python driver and are written as bulk text here
+    (:func:`connectors.rowtext.row_writer`). Tables with one integer key column are cut at
+    even values; any other table is one chunk.
+
+    The engine gives the span of a key (:meth:`_key_span`), a chunk's ``SELECT`` and its
+    parameters (:meth:`select_sql`, with :func:`chunk_select`), the rows of a statement
+    (:meth:`_rows`, driver errors mapped), and, where its driver's values need it, its own
+    row writer (:meth:`_writer`).
+    """
+
+    def _key_span(self, schema: TableSchema, key: str) -> tuple[Any, Any, Any]:
+        """``MIN``, ``MAX`` and ``COUNT(*)`` of the integer key column ``key`` (on worker 0,
+        its lock held)."""
+        raise NotImplementedError
+
+    def select_sql(
+        self, schema: TableSchema, columns: Sequence[str], chunk: KeyRange, where: str | None
+    ) -> tuple[str, Any]:
+        """The chunk's SELECT of ``columns`` in the engine's SQL, and its parameters."""
+        raise NotImplementedError
+
+    def _rows(
+        self, worker: int, statement: str, params: Any, table: TableId
+    ) -> Iterator[Sequence[Any]]:
+        """The rows of ``statement`` on worker ``worker``'s connection, as the driver fetches
+        them; the driver's errors mapped to redoline's."""
+        raise NotImplementedError
+
+    def _writer(
+        self, schema: TableSchema, columns: tuple[str, ...], fmt: str, row_ids: RowIds | None
+    ) -> RowWriter:
+        """One fetched row as one line of ``fmt``."""
+        if row_ids is not None:
+            raise ValueError("row_ids given to a source without row ids")
+        return row_writer([schema.column(c) for c in columns], fmt)
+
+    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
+        key = self._int_key(schema)
+        if key is None:
+            return [KeyRange(0, None, None)]
+        with self._locks[0]:
+            lo, hi, count = self._key_span(schema, key)
+        if lo is None:
+            return [KeyRange(0, None, None)]
+        return even_chunks(int(lo), int(hi), int(count), chunk_rows)
+
+    def read_chunk(
+        self,
+        worker: int,
+        schema: TableSchema,
+        chunk: KeyRange,
+        fmt: str,
+        columns: tuple[str, ...],
+        where: str | None = None,
+        row_ids: RowIds | None = None,
+    ) -> Iterator[tuple[bytes, int]]:
+        """``SnapshotSession.read_chunk``."""
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown snapshot format {fmt!r}")
+        write = self._writer(schema, columns, fmt, row_ids)
+        statement, params = self.select_sql(schema, columns, chunk, where)
+        with self._locks[worker]:
+            rows = self._rows(worker, statement, params, schema.table)
+            yield from text_batches(rows, write, schema.table)
+
+
+def chunk_select(
+    select_list: str,
+    source: str,
+    key: str | None,
+    chunk: KeyRange,
+    where: str | None,
+    *,
+    marker: str,
+) -> tuple[str, dict[str, int]]:
+    """The SELECT of one chunk: ``select_list`` from ``source`` where the integer key column
+    ``key`` (quoted; None: the table is one chunk) is in ``chunk`` and ``where`` is true.
+
+    The bounds are parameters named ``lo`` and ``hi``, written as the driver's ``marker`` with
+    ``{}`` standing for the name (``"?"``, ``":{}"``); they are returned by name, in the order
+    they stand in the statement.
+    """
+    conds: list[str] = []
+    params: dict[str, int] = {}
+    if key is not None:
+        for name, op, bound in (("lo", ">=", chunk.lower), ("hi", "<", chunk.upper)):
+            if bound is not None:
+                conds.append(f"{key} {op} {marker.format(name)}")
+                params[name] = int(bound[0])
+    if where:
+        conds.append(f"({where})")
+    statement = f"SELECT {select_list} FROM {source}"
+    if conds:
+        statement += " WHERE " + " AND ".join(conds)
+    return statement, params
 
 
 def chunks_between(bounds: Sequence[tuple[Any, ...]]) -> list[KeyRange]:

@@ -23,7 +23,6 @@ one chunk. Values become text in Python (:mod:`connectors.rowtext`), one functio
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -31,14 +30,8 @@ from typing import TYPE_CHECKING, Any, Final
 from connectors.errors import ConfigError, SchemaError, ToolkitError
 from connectors.model import TableId, TableSchema
 from connectors.odbc.url import own_param
-from connectors.rowtext import row_writer
-from connectors.snapshot import (
-    FORMATS,
-    KeyRange,
-    SnapshotConnections,
-    SnapshotPoint,
-    even_chunks,
-)
+from connectors.rowtext import fetched
+from connectors.snapshot import DriverSnapshot, KeyRange, SnapshotPoint, chunk_select
 
 if TYPE_CHECKING:
     from connectors.odbc import ODBC
@@ -47,8 +40,6 @@ __all__ = ["OdbcSnapshot", "open_snapshot"]
 
 log = logging.getLogger("redoline.snapshot")
 
-#: bytes handed to the loader at a time
-_BATCH_BYTES: Final = 1 << 20
 #: rows fetched from the driver at a time
 _FETCH_ROWS: Final = 2000
 #: isolation levels (SQL_TXN_* values, which are also the SQL_TXN_ISOLATION_OPTION bits)
@@ -66,7 +57,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class OdbcSnapshot(SnapshotConnections):
+class OdbcSnapshot(DriverSnapshot):
     """Reader connections on the source: one transaction, or ``workers`` plain reads."""
 
     def __init__(self, db: ODBC, workers: int, consistency: str) -> None:
@@ -137,19 +128,11 @@ class OdbcSnapshot(SnapshotConnections):
     def estimate_rows(self, schema: TableSchema) -> int:
         return 0  # ODBC has no portable statistics; progress shows rows without a total
 
-    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
-        key = self._int_key(schema)
-        if key is None:
-            return [KeyRange(0, None, None)]
+    def _key_span(self, schema: TableSchema, key: str) -> tuple[Any, Any, Any]:
         q = self.db.source_quote(key)
-        with self._locks[0]:
-            row = self._run(
-                0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {self.db.source_table(schema.table)}"
-            ).fetchone()
-        lo, hi, count = row
-        if lo is None:
-            return [KeyRange(0, None, None)]
-        return even_chunks(int(lo), int(hi), int(count), chunk_rows)
+        table = self.db.source_table(schema.table)
+        lo, hi, count = self._run(0, f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {table}").fetchone()
+        return lo, hi, count
 
     # ------------------------------------------------------------------ reading
 
@@ -157,70 +140,36 @@ class OdbcSnapshot(SnapshotConnections):
         self, schema: TableSchema, columns: Sequence[str], chunk: KeyRange, where: str | None
     ) -> tuple[str, list[Any]]:
         """The chunk's SELECT in the driver's quoting, and its parameters."""
-        cols = ", ".join(self.db.source_quote(c) for c in columns)
-        conds, params = [], []
         key = self._int_key(schema)
-        if key is not None:
-            q = self.db.source_quote(key)
-            if chunk.lower is not None:
-                conds.append(f"{q} >= ?")
-                params.append(int(chunk.lower[0]))
-            if chunk.upper is not None:
-                conds.append(f"{q} < ?")
-                params.append(int(chunk.upper[0]))
-        if where:
-            conds.append(f"({source_predicate(where, self.db.predicate_dialect())})")
-        sql = f"SELECT {cols} FROM {self.db.source_table(schema.table)}"
-        if conds:
-            sql += " WHERE " + " AND ".join(conds)
-        return sql, params
+        statement, bounds = chunk_select(
+            ", ".join(self.db.source_quote(c) for c in columns),
+            self.db.source_table(schema.table),
+            None if key is None else self.db.source_quote(key),
+            chunk,
+            where and source_predicate(where, self.db.predicate_dialect()),
+            marker="?",
+        )
+        return statement, list(bounds.values())
 
-    def read_chunk(
-        self,
-        worker: int,
-        schema: TableSchema,
-        chunk: KeyRange,
-        fmt: str,
-        columns: tuple[str, ...],
-        where: str | None = None,
-    ) -> Iterator[tuple[bytes, int]]:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown snapshot format {fmt!r}")
+    def _rows(
+        self, worker: int, statement: str, params: Sequence[Any], table: TableId
+    ) -> Iterator[Sequence[Any]]:
+        cur = self._run(worker, statement, params)
+        yield from fetched(cur, _FETCH_ROWS, lambda exc: self._fetch_error(exc, table))
+
+    def _fetch_error(self, exc: Exception, table: TableId) -> Exception:
         import pyodbc
 
-        sql, params = self.select_sql(schema, columns, chunk, where)
-        write = row_writer([schema.column(c) for c in columns], fmt)
-        with self._locks[worker]:
-            cur = self._run(worker, sql, params)
-            parts: list[str] = []
-            size = rows = 0
-            while True:
-                try:
-                    fetched = cur.fetchmany(_FETCH_ROWS)
-                except pyodbc.Error as exc:
-                    from connectors.odbc import map_error
+        if isinstance(exc, pyodbc.Error):
+            from connectors.odbc import map_error
 
-                    raise map_error(exc, self.db.endpoint, f"reading {schema.table}") from None
-                except ValueError as exc:  # a value Python cannot hold (MySQL TIME > 24h)
-                    raise SchemaError(
-                        f"{schema.table}: the driver returned a value Python cannot hold: {exc}",
-                        hint="leave the column out with [tables.columns]",
-                    ) from None
-                if not fetched:
-                    break
-                for row in fetched:
-                    try:
-                        line = write(row)
-                    except (ValueError, TypeError, decimal.InvalidOperation) as exc:
-                        raise SchemaError(f"{schema.table}: cannot write a value: {exc}") from None
-                    parts.append(line)
-                    size += len(line)
-                    rows += 1
-                if size >= _BATCH_BYTES:
-                    yield "".join(parts).encode(), rows
-                    parts, size, rows = [], 0, 0
-            if rows:
-                yield "".join(parts).encode(), rows
+            return map_error(exc, self.db.endpoint, f"reading {table}")
+        if isinstance(exc, ValueError):  # a value Python cannot hold (MySQL TIME > 24h)
+            return SchemaError(
+                f"{table}: the driver returned a value Python cannot hold: {exc}",
+                hint="leave the column out with [tables.columns]",
+            )
+        return exc
 
 
 def source_predicate(where: str, dialect: str) -> str:

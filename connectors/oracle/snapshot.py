@@ -19,24 +19,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.errors import SchemaError
 from connectors.model import ROW_KEY, Column, TableId, TableSchema
 from connectors.oracle.positions import OraclePosition
 from connectors.oracle.session import Session, SessionError, map_error
-from connectors.rowtext import row_writer
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.rowtext import RowWriter, row_writer
+from connectors.snapshot import DriverSnapshot, KeyRange, RowIds, SnapshotPoint, chunk_select
 
 if TYPE_CHECKING:
     from connectors.oracle import Oracle
 
 __all__ = ["OracleSnapshot", "open_snapshot"]
 
-_BATCH_BYTES: Final = 1 << 20
 #: the surrogate key column as the bulk formatter writes it
 _KEY: Final = Column(ROW_KEY, "int", "", nullable=False, bits=64)
 #: the ROWID as LogMiner's ROW_ID writes it (extended, 18 characters)
@@ -45,20 +42,20 @@ _ROWID: Final = "ROWIDTOCHAR(ROWID)"
 log = logging.getLogger("redoline.snapshot")
 
 
-class OracleSnapshot:
+class OracleSnapshot(DriverSnapshot):
     """``workers`` sessions reading ``AS OF SCN`` one SCN."""
+
+    conns: list[Session]
 
     def __init__(self, db: Oracle, workers: int) -> None:
         from connectors.oracle import current_position
 
         self.db = db
-        self.workers = max(1, workers)
-        self.sessions: list[Session] = []
-        self._locks = [threading.Lock() for _ in range(self.workers)]
+        self._init_workers(max(1, workers))
         try:
             for _ in range(self.workers):
-                self.sessions.append(db.session())
-            self.position: OraclePosition = current_position(self.sessions[0])
+                self.conns.append(db.session())
+            self.position: OraclePosition = current_position(self.conns[0])
         except SessionError as exc:
             self.close()
             raise map_error(exc, db.endpoint, "opening the snapshot") from None
@@ -66,23 +63,12 @@ class OracleSnapshot:
         text = str(self.position)
         self.point = SnapshotPoint(text, text, 0.0, f"flashback query AS OF SCN {self.scn}")
 
-    def close(self) -> None:
-        for s in self.sessions:
-            s.close()
-        self.sessions = []
-
-    def __enter__(self) -> OracleSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def compare_positions(self, a: str, b: str) -> int:
         return self.db.compare_positions(a, b)
 
     def _query(self, worker: int, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
         try:
-            yield from self.sessions[worker].stream(sql, params)
+            yield from self.conns[worker].stream(sql, params)
         except SessionError as exc:
             raise map_error(exc, self.db.endpoint, "reading the snapshot") from None
 
@@ -99,31 +85,11 @@ class OracleSnapshot:
         )
         return int(rows[0][0] or 0) if rows else 0
 
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
-
-    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
-        key = self._int_key(schema)
-        if key is None:
-            return [KeyRange(0, None, None)]
+    def _key_span(self, schema: TableSchema, key: str) -> tuple[Any, Any, Any]:
         q = self.db.quote(key)
-        with self._locks[0]:
-            ((lo, hi, count),) = list(
-                self._query(
-                    0,
-                    f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {self._from(schema.table)}",
-                    {"scn": self.scn},
-                )
-            )
-        if lo is None or int(count) <= chunk_rows:
-            return [KeyRange(0, None, None)]
-        pieces = math.ceil(int(count) / max(1, chunk_rows))
-        step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-        bounds: list[Any] = [None, *((b,) for b in range(int(lo) + step, int(hi) + 1, step)), None]
-        return [KeyRange(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        sql = f"SELECT MIN({q}), MAX({q}), COUNT(*) FROM {self._from(schema.table)}"
+        ((lo, hi, count),) = list(self._query(0, sql, {"scn": self.scn}))
+        return lo, hi, count
 
     def select_sql(
         self, schema: TableSchema, columns: Sequence[str], chunk: KeyRange, where: str | None
@@ -137,38 +103,26 @@ class OracleSnapshot:
             else self.db.quote(c)
             for c in columns
         )
-        conds: list[str] = []
-        params: dict[str, Any] = {"scn": self.scn}
         key = self._int_key(schema)
-        if key is not None:
-            q = self.db.quote(key)
-            if chunk.lower is not None:
-                conds.append(f"{q} >= :lo")
-                params["lo"] = int(chunk.lower[0])
-            if chunk.upper is not None:
-                conds.append(f"{q} < :hi")
-                params["hi"] = int(chunk.upper[0])
-        if where:
-            conds.append(f"({where})")
-        sql = f"SELECT {cols} FROM {self._from(schema.table)}"
-        if conds:
-            sql += " WHERE " + " AND ".join(conds)
-        return sql, params
+        statement, bounds = chunk_select(
+            cols,
+            self._from(schema.table),
+            None if key is None else self.db.quote(key),
+            chunk,
+            where,
+            marker=":{}",
+        )
+        return statement, {"scn": self.scn, **bounds}
 
-    def read_chunk(
-        self,
-        worker: int,
-        schema: TableSchema,
-        chunk: KeyRange,
-        fmt: str,
-        columns: tuple[str, ...],
-        where: str | None = None,
-        row_ids: Callable[[str], int] | None = None,
-    ) -> Iterator[tuple[bytes, int]]:
-        """The chunk's rows (``SnapshotSession.read_chunk``); a :data:`ROW_KEY` in ``columns``
-        reads the ROWID, written as ``row_ids(rowid)``."""
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown snapshot format {fmt!r}")
+    def _rows(
+        self, worker: int, statement: str, params: dict[str, Any], table: TableId
+    ) -> Iterator[Sequence[Any]]:
+        return self._query(worker, statement, params)
+
+    def _writer(
+        self, schema: TableSchema, columns: tuple[str, ...], fmt: str, row_ids: RowIds | None
+    ) -> RowWriter:
+        """A :data:`ROW_KEY` in ``columns`` reads the ROWID, written as ``row_ids(rowid)``."""
         if (ROW_KEY in columns) != (row_ids is not None) or ROW_KEY in columns[1:]:
             raise ValueError(f"{ROW_KEY} must be the first column, and only with row_ids")
         for name in columns:
@@ -181,7 +135,6 @@ class OracleSnapshot:
                     "replicated",
                     hint="leave it out with [tables.columns]",
                 )
-        sql, params = self.select_sql(schema, columns, chunk, where)
         types = [_KEY if c == ROW_KEY else schema.column(c) for c in columns]
         write = row_writer(types, fmt)
         utc = [i for i, c in enumerate(types) if c.kind == "timestamptz"]
@@ -189,22 +142,10 @@ class OracleSnapshot:
             write = _in_utc(write, utc)
         if row_ids is not None:
             write = _keyed(write, row_ids)
-        with self._locks[worker]:
-            parts: list[str] = []
-            size = rows = 0
-            for row in self._query(worker, sql, params):
-                line = write(row)
-                parts.append(line)
-                size += len(line)
-                rows += 1
-                if size >= _BATCH_BYTES:
-                    yield "".join(parts).encode(), rows
-                    parts, size, rows = [], 0, 0
-            if rows:
-                yield "".join(parts).encode(), rows
+        return write
 
 
-def _in_utc(write: Callable[[Sequence[Any]], str], at: list[int]) -> Callable[[Sequence[Any]], str]:
+def _in_utc(write: RowWriter, at: list[int]) -> RowWriter:
     """``write`` with the naive UTC values of ``SYS_EXTRACT_UTC`` made aware."""
 
     def wrapped(row: Sequence[Any]) -> str:
@@ -218,9 +159,7 @@ def _in_utc(write: Callable[[Sequence[Any]], str], at: list[int]) -> Callable[[S
     return wrapped
 
 
-def _keyed(
-    write: Callable[[Sequence[Any]], str], row_ids: Callable[[str], int]
-) -> Callable[[Sequence[Any]], str]:
+def _keyed(write: RowWriter, row_ids: RowIds) -> RowWriter:
     """``write`` with the leading ROWID replaced by its surrogate key."""
 
     def wrapped(row: Sequence[Any]) -> str:

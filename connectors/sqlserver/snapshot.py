@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from connectors.errors import PrerequisiteError, SchemaError
-from connectors.model import Column, TableId, TableSchema
-from connectors.rowtext import row_writer
-from connectors.snapshot import FORMATS, KeyRange, SnapshotPoint
+from connectors.errors import PrerequisiteError
+from connectors.model import TableId, TableSchema
+from connectors.rowtext import RowWriter, fetched
+from connectors.snapshot import DriverSnapshot, KeyRange, RowIds, SnapshotPoint, chunk_select
 from connectors.sqlserver import sql
 from connectors.sqlserver.positions import Position, compare, lsn_from_text
 from connectors.sqlserver.values import converter
@@ -40,7 +38,6 @@ __all__ = ["SqlServerSnapshot", "open_snapshot"]
 log = logging.getLogger("redoline.snapshot")
 
 _FETCH_ROWS: Final = 2000
-_BATCH_BYTES: Final = 1 << 20
 #: the first data access of the transaction: it fixes the snapshot (a table every
 #: CDC-enabled database has)
 BEGIN_SNAPSHOT: Final = "SELECT COUNT_BIG(*) FROM cdc.lsn_time_mapping"
@@ -64,7 +61,7 @@ def _utc_text(fmt: str) -> Callable[[Any], Any]:
     return text
 
 
-class SqlServerSnapshot:
+class SqlServerSnapshot(DriverSnapshot):
     """One SNAPSHOT isolation transaction on the source, and its bracketed log point."""
 
     def __init__(self, db: SqlServer, workers: int) -> None:
@@ -75,11 +72,11 @@ class SqlServerSnapshot:
                 "cannot share a snapshot between connections)",
                 workers,
             )
-        self.workers = 1
-        self._lock = threading.Lock()
-        self.conn: Any = db.connect(autocommit=True)
+        self._init_workers(1)
+        conn = db.connect(autocommit=True)
+        self.conns.append(conn)
         try:
-            (name, cdc_on, snapshot_state, *_rest), *_ = db.run(self.conn, sql.DATABASE)
+            (name, cdc_on, snapshot_state, *_rest), *_ = db.run(conn, sql.DATABASE)
             if snapshot_state != 1:
                 raise PrerequisiteError(
                     f"{db.endpoint.display}: snapshot isolation is off on database {name}",
@@ -90,10 +87,10 @@ class SqlServerSnapshot:
                     f"{db.endpoint.display}: CDC is not enabled on database {name}",
                     hint="run `redoline init` (or EXEC sys.sp_cdc_enable_db as sysadmin)",
                 )
-            db.run(self.conn, SET_SNAPSHOT)
+            db.run(conn, SET_SNAPSHOT)
             before = self._log_end()
-            self.conn.autocommit = False  # the transaction begins with the next statement
-            db.run(self.conn, BEGIN_SNAPSHOT, what="opening the snapshot")
+            conn.autocommit = False  # the transaction begins with the next statement
+            db.run(conn, BEGIN_SNAPSHOT, what="opening the snapshot")
             after = self._log_end()
         except BaseException:
             self.close()
@@ -105,25 +102,13 @@ class SqlServerSnapshot:
         self.point = SnapshotPoint(start, end, 0.0, method)
 
     def _log_end(self) -> Any:
-        rows = self.db.run(self.conn, sql.LOG_END, what="sys.dm_db_log_stats")
+        rows = self.db.run(self.conns[0], sql.LOG_END, what="sys.dm_db_log_stats")
         return lsn_from_text(str(rows[0][0]))
 
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        try:
-            if not conn.autocommit:
-                conn.rollback()  # the snapshot only read
-            conn.close()
-        except Exception:  # closing is best effort
-            pass
-
-    def __enter__(self) -> SqlServerSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _end(self, conn: Any) -> None:
+        if not conn.autocommit:
+            conn.rollback()  # the snapshot only read
+        conn.close()
 
     def compare_positions(self, a: str, b: str) -> int:
         return compare(a, b)
@@ -131,110 +116,61 @@ class SqlServerSnapshot:
     # ------------------------------------------------------------------ planning
 
     def estimate_rows(self, schema: TableSchema) -> int:
-        with self._lock:
-            rows = self.db.run(self.conn, ROW_ESTIMATE, (schema.table.schema, schema.table.name))
+        with self._locks[0]:
+            rows = self.db.run(
+                self.conns[0], ROW_ESTIMATE, (schema.table.schema, schema.table.name)
+            )
         return int(rows[0][0] or 0) if rows else 0
 
-    def _int_key(self, schema: TableSchema) -> str | None:
-        key = schema.identity
-        if len(key) == 1 and schema.column(key[0]).kind == "int":
-            return key[0]
-        return None
-
-    def plan_chunks(self, schema: TableSchema, chunk_rows: int) -> list[KeyRange]:
-        key = self._int_key(schema)
-        if key is None:
-            return [KeyRange(0, None, None)]
+    def _key_span(self, schema: TableSchema, key: str) -> tuple[Any, Any, Any]:
         q = sql.quote(key)
-        with self._lock:
-            (lo, hi, count), *_ = self.db.run(
-                self.conn,
-                f"SELECT MIN({q}), MAX({q}), COUNT_BIG(*) FROM {self.db.qualified(schema.table)}",
-            )
-        if lo is None or int(count) <= chunk_rows:
-            return [KeyRange(0, None, None)]
-        pieces = math.ceil(int(count) / max(1, chunk_rows))
-        step = max(1, math.ceil((int(hi) - int(lo) + 1) / pieces))
-        bounds: list[Any] = [None, *((b,) for b in range(int(lo) + step, int(hi) + 1, step)), None]
-        return [KeyRange(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        (lo, hi, count), *_ = self.db.run(
+            self.conns[0],
+            f"SELECT MIN({q}), MAX({q}), COUNT_BIG(*) FROM {self.db.qualified(schema.table)}",
+        )
+        return lo, hi, count
 
     # ------------------------------------------------------------------ reading
 
     def select_sql(
         self, schema: TableSchema, columns: Sequence[str], chunk: KeyRange, where: str | None
     ) -> tuple[str, list[Any]]:
-        cols = ", ".join(sql.quote(c) for c in columns)
-        conds, params = [], []
         key = self._int_key(schema)
-        if key is not None:
-            if chunk.lower is not None:
-                conds.append(f"{sql.quote(key)} >= ?")
-                params.append(int(chunk.lower[0]))
-            if chunk.upper is not None:
-                conds.append(f"{sql.quote(key)} < ?")
-                params.append(int(chunk.upper[0]))
-        if where:
-            conds.append(f"({where})")
-        statement = f"SELECT {cols} FROM {self.db.qualified(schema.table)}"
-        if conds:
-            statement += " WHERE " + " AND ".join(conds)
-        return statement, params
+        statement, bounds = chunk_select(
+            ", ".join(sql.quote(c) for c in columns),
+            self.db.qualified(schema.table),
+            None if key is None else sql.quote(key),
+            chunk,
+            where,
+            marker="?",
+        )
+        return statement, list(bounds.values())
 
-    def _execute(self, statement: str, params: Sequence[Any], table: TableId) -> Any:
+    def _rows(
+        self, worker: int, statement: str, params: Sequence[Any], table: TableId
+    ) -> Iterator[Sequence[Any]]:
         try:
-            cur = self.conn.cursor()
+            cur = self.conns[worker].cursor()
             cur.execute(statement, *params)
-            return cur
         except Exception as exc:
             raise _driver_error(self.db, exc, table) from None
+        yield from fetched(cur, _FETCH_ROWS, lambda exc: _driver_error(self.db, exc, table))
 
-    def _fetch(self, cur: Any, table: TableId) -> list[Any]:
-        try:
-            return list(cur.fetchmany(_FETCH_ROWS))
-        except Exception as exc:
-            raise _driver_error(self.db, exc, table) from None
-
-    def read_chunk(
-        self,
-        worker: int,
-        schema: TableSchema,
-        chunk: KeyRange,
-        fmt: str,
-        columns: tuple[str, ...],
-        where: str | None = None,
-    ) -> Iterator[tuple[bytes, int]]:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown snapshot format {fmt!r}")
-        statement, params = self.select_sql(schema, columns, chunk, where)
-        cols: list[Column] = [schema.column(c) for c in columns]
-        convs = [converter(c) for c in cols]
+    def _writer(
+        self, schema: TableSchema, columns: tuple[str, ...], fmt: str, row_ids: RowIds | None
+    ) -> RowWriter:
+        """Values converted as capture converts them (:mod:`connectors.sqlserver.values`),
+        ``datetimeoffset`` as UTC."""
+        convs = [converter(schema.column(c)) for c in columns]
         utc = _utc_text(fmt)
-        write = row_writer(cols, fmt)
-        parts: list[str] = []
-        size = count = 0
-        with self._lock:
-            cur = self._execute(statement, params, schema.table)
-            while True:
-                rows = self._fetch(cur, schema.table)
-                if not rows:
-                    break
-                for row in rows:
-                    try:
-                        values = [
-                            None if v is None else utc(f(v))
-                            for f, v in zip(convs, row, strict=True)
-                        ]
-                        line = write(values)
-                    except (ValueError, TypeError, ArithmeticError) as exc:
-                        raise SchemaError(f"{schema.table}: cannot write a value: {exc}") from None
-                    parts.append(line)
-                    size += len(line)
-                    count += 1
-                if size >= _BATCH_BYTES:
-                    yield "".join(parts).encode(), count
-                    parts, size, count = [], 0, 0
-        if count:
-            yield "".join(parts).encode(), count
+        write = super()._writer(schema, columns, fmt, row_ids)
+
+        def converted(row: Sequence[Any]) -> str:
+            return write(
+                [None if v is None else utc(f(v)) for f, v in zip(convs, row, strict=True)]
+            )
+
+        return converted
 
 
 def _driver_error(db: SqlServer, exc: Exception, table: TableId) -> Exception:

@@ -1,4 +1,4 @@
-"""The chunk planning every snapshot session shares (connectors/snapshot.py)."""
+"""The chunk planning and chunk SELECT every snapshot session shares (connectors/snapshot.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.snapshot import KeyRange, chunks_between, even_chunks
+from connectors.snapshot import KeyRange, chunk_select, chunks_between, even_chunks
 
 
 def test_chunks_between_cover_the_key_space() -> None:
@@ -46,3 +46,34 @@ def test_even_chunks_are_contiguous_and_ordered(
     assert uppers == sorted(set(uppers))
     # no more chunks than rows call for (one more at most for the rounding)
     assert len(chunks) <= -(-count // chunk_rows) + 1
+
+
+def test_chunk_select_bounds_in_the_drivers_marker() -> None:
+    chunk = KeyRange(1, (5,), (9,))
+    assert chunk_select('"a", "b"', '"s"."t"', '"id"', chunk, None, marker="?") == (
+        'SELECT "a", "b" FROM "s"."t" WHERE "id" >= ? AND "id" < ?',
+        {"lo": 5, "hi": 9},
+    )
+    statement, params = chunk_select("a", "t AS OF SCN :scn", "id", chunk, "a > 1", marker=":{}")
+    assert statement == "SELECT a FROM t AS OF SCN :scn WHERE id >= :lo AND id < :hi AND (a > 1)"
+    assert list(params.items()) == [("lo", 5), ("hi", 9)]
+
+
+def test_chunk_select_open_ends_and_whole_tables() -> None:
+    assert chunk_select("a", "t", "id", KeyRange(0, None, ("7",)), None, marker="?") == (
+        "SELECT a FROM t WHERE id < ?",
+        {"hi": 7},
+    )
+    assert chunk_select("a", "t", "id", KeyRange(2, (7,), None), "", marker="?") == (
+        "SELECT a FROM t WHERE id >= ?",
+        {"lo": 7},
+    )
+    # no integer key: the table is one chunk, only the filter narrows it
+    assert chunk_select("a", "t", None, KeyRange(0, None, None), "b = 'x'", marker="?") == (
+        "SELECT a FROM t WHERE (b = 'x')",
+        {},
+    )
+    assert chunk_select("a", "t", None, KeyRange(0, None, None), None, marker="?") == (
+        "SELECT a FROM t",
+        {},
+    )

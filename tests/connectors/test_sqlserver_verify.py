@@ -6,47 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import uuid
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
-from typer.testing import CliRunner
 
 from connectors.base import open_database
 from connectors.endpoint import Endpoint
 from connectors.errors import ConfigError
 from connectors.sqlserver.checksum import Checksum, double_quoted
+from tests.connectors.clientside_cases import load_duckdb, plant, verify
 from tests.connectors.sqlserver_fake import FakeServer, install
 
 URL = "sqlserver://reader@db.example/shop"
-
-
-def cli(*args: str) -> Any:
-    from toolkit_cli.app import wire
-
-    return CliRunner().invoke(wire(), list(args))
-
-
-def verify(target: str) -> tuple[int, dict[str, Any]]:
-    result = cli(
-        "verify",
-        "--source",
-        URL,
-        "--target",
-        target,
-        "--tables",
-        "dbo.*",
-        "--json",
-        "--recheck-wait",
-        "0",
-        "--chunk-rows",
-        "7",
-    )
-    assert "Traceback" not in result.output, result.output
-    return result.exit_code, json.loads(result.stdout)
+TABLES = "dbo.*"
 
 
 @pytest.fixture
@@ -87,28 +60,26 @@ def test_verify_a_sqlserver_source_then_find_exactly_the_planted_differences(
     server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    target = f"duckdb://{tmp_path / 't.duckdb'}"
-    loaded = cli(
-        "snapshot", "--no-follow", "--source", URL, "--target", target, "--tables", "dbo.*"
-    )
-    assert loaded.exit_code == 0, loaded.output
-    code, report = verify(target)
+    target = load_duckdb(URL, TABLES, tmp_path)
+    code, report = verify(URL, target, TABLES)
     assert code == 0 and report["equal"], report
     modes = {t["source_table"]: t["mode"] for t in report["tables"]}
     assert modes == {"dbo.kinds": "range", "dbo.tk": "hash"}
 
-    con = duckdb.connect(str(tmp_path / "t.duckdb"))
-    con.execute("SET TimeZone = 'UTC'")
-    # one microsecond later: an instant that differs only in UTC is found
-    con.execute('UPDATE "dbo"."kinds" SET "at" = "at" + INTERVAL 1 MICROSECOND WHERE "id" = 4')
-    con.execute('UPDATE "dbo"."kinds" SET "name" = \'grüße 東京 5 its\' WHERE "id" = 5')
-    con.execute('UPDATE "dbo"."kinds" SET "price" = "price" + 0.001 WHERE "id" = 6')
-    con.execute('UPDATE "dbo"."kinds" SET "u" = NULL WHERE "id" = 7')  # value -> NULL
-    con.execute('DELETE FROM "dbo"."kinds" WHERE "id" = 20')  # missing
-    con.execute('INSERT INTO "dbo"."tk" VALUES (\'zz\', NULL)')  # extra
-    con.execute('UPDATE "dbo"."tk" SET "v" = \'u3\' WHERE "k" = \'k3\'')  # different
-    con.close()
-    code, report = verify(target)
+    plant(
+        tmp_path,
+        [
+            # one microsecond later: an instant that differs only in UTC is found
+            'UPDATE "dbo"."kinds" SET "at" = "at" + INTERVAL 1 MICROSECOND WHERE "id" = 4',
+            'UPDATE "dbo"."kinds" SET "name" = \'grüße 東京 5 its\' WHERE "id" = 5',
+            'UPDATE "dbo"."kinds" SET "price" = "price" + 0.001 WHERE "id" = 6',
+            'UPDATE "dbo"."kinds" SET "u" = NULL WHERE "id" = 7',  # value -> NULL
+            'DELETE FROM "dbo"."kinds" WHERE "id" = 20',  # missing
+            'INSERT INTO "dbo"."tk" VALUES (\'zz\', NULL)',  # extra
+            'UPDATE "dbo"."tk" SET "v" = \'u3\' WHERE "k" = \'k3\'',  # different
+        ],
+    )
+    code, report = verify(URL, target, TABLES)
     assert code == 1 and not report["equal"]
     assert report["totals"] == {"missing": 1, "extra": 1, "different": 5, "transient": 0}
 

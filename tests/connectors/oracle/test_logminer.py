@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,14 @@ import pytest
 from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import TrailReader
-from connectors.base import TableFilter
+from connectors.base import TableFilter, open_database
+from connectors.endpoint import Endpoint
 from connectors.errors import ReplicationError
 from connectors.log import Commit, Heartbeat, RowEvent
 from connectors.model import Op, TableId, Transaction
 from connectors.oracle import Oracle
 from connectors.oracle.positions import OraclePosition, compare
+from connectors.oracle.session import use_sessions
 from tests.connectors.oracle.fake import FakeOracle
 
 ITEMS = TableId("SHOP", "ITEMS")
@@ -52,11 +56,71 @@ def rows(txns: list[Transaction]) -> list[list[tuple[str, Any, Any]]]:
     return out
 
 
+@contextlib.contextmanager
+def two_threads(*, pk_logging: bool = True) -> Iterator[tuple[FakeOracle, Oracle]]:
+    """A two-thread (RAC) fake holding SHOP.ITEMS (ID, NAME), with its primary key logged
+    as `redoline init` leaves it (``pk_logging``), and the source on it."""
+    fake = FakeOracle(threads=2)
+    fake.create(
+        "SHOP",
+        "ITEMS",
+        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
+        ["ID"],
+    )
+    if pk_logging:
+        fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
+    with use_sessions(fake.session):
+        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+        assert isinstance(oracle, Oracle)
+        yield fake, oracle
+
+
+def commits_until_stopped(reader: Any) -> list[str]:
+    """The commit positions ``reader`` yields when told to stop at its first commit; closed
+    after."""
+    seen: list[str] = []
+    for ev in reader.events():
+        if isinstance(ev, Commit):
+            seen.append(ev.position)
+            reader.stop()
+    reader.close()
+    return seen
+
+
+def inserted_ids(reader: Any) -> list[Any]:
+    """The IDs of the rows ``reader`` yields inserted, until it ends; closed after."""
+    ids = [
+        ev.change.after["ID"]
+        for ev in reader.events()
+        if isinstance(ev, RowEvent) and ev.change.after and ev.change.op is Op.INSERT
+    ]
+    reader.close()
+    return ids
+
+
+def archived_mid_transaction(fake: FakeOracle, switches: int) -> Any:
+    """Thread 1's current log, archived by ``switches`` log switches while a transaction
+    that wrote in it is open; the transaction commits after them."""
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
+    log = fake.current(1)
+    for _ in range(switches):
+        fake.switch(1)
+    t.commit()
+    return log
+
+
+@pytest.fixture
+def trail(oracle: Oracle, tmp_path: Path) -> Path:
+    """A trail whose start a first capture run fixed (nothing committed yet)."""
+    path = tmp_path / "t"
+    assert capture(oracle, path) == []
+    return path
+
+
 def test_commit_order_rollbacks_and_savepoints(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    assert capture(oracle, trail) == []  # fixes the start
     a, b, c = fake.txn(), fake.txn(), fake.txn()
     a.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "first", "PRICE": decimal.Decimal("1.50")})
     b.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "second"})
@@ -83,10 +147,8 @@ def test_commit_order_rollbacks_and_savepoints(
 
 
 def test_resume_is_exact_with_a_transaction_open_across_runs(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
     long = fake.txn()
     long.insert("SHOP", "ITEMS", {"ID": 10, "NAME": "long"})
     short = fake.txn()
@@ -124,19 +186,7 @@ def test_long_sql_redo_continues_over_csf_rows(
 def test_rac_threads_merge_by_scn_and_equal_scns_keep_positions_increasing(
     tmp_path: Path,
 ) -> None:
-    from connectors.base import open_database
-    from connectors.endpoint import Endpoint
-    from connectors.oracle.session import use_sessions
-
-    fake = FakeOracle(threads=2)
-    fake.create(
-        "SHOP",
-        "ITEMS",
-        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
-        ["ID"],
-    )
-    with use_sessions(fake.session):
-        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+    with two_threads(pk_logging=False) as (fake, oracle):
         trail = tmp_path / "t"
         capture(oracle, trail)
         t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
@@ -154,26 +204,17 @@ def test_rac_threads_merge_by_scn_and_equal_scns_keep_positions_increasing(
 
 
 def test_a_missing_archived_log_is_terminal_and_named(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
-    t = fake.txn()
-    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
-    gone = fake.current(1)
-    fake.switch(1)
-    fake.switch(1)
-    t.commit()
+    gone = archived_mid_transaction(fake, switches=2)
     gone.deleted = True  # RMAN deleted it
     with pytest.raises(ReplicationError, match=rf"thread 1 sequence {gone.sequence} is missing"):
         capture(oracle, trail)
 
 
 def test_unsupported_operation_stops_naming_table_operation_and_scn(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
     t = fake.txn()
     t._rec(255, SQL_REDO="Unsupported", SEG_OWNER="SHOP", TABLE_NAME="ITEMS", INFO="XMLType")
     scn = fake.scn
@@ -210,10 +251,8 @@ def test_big_transactions_spill_and_keep_partial_rollbacks(
 
 
 def test_an_update_whose_redo_lacks_the_key_stops_capture(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
     t = fake.txn()
     t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
     t.commit()
@@ -246,20 +285,7 @@ def test_small_windows_keep_transactions_open_across_them(
 
 
 def test_commits_sharing_an_scn_on_two_threads_leave_in_redo_order(tmp_path: Path) -> None:
-    from connectors.base import open_database
-    from connectors.endpoint import Endpoint
-    from connectors.oracle.session import use_sessions
-
-    fake = FakeOracle(threads=2)
-    fake.create(
-        "SHOP",
-        "ITEMS",
-        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
-        ["ID"],
-    )
-    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
-    with use_sessions(fake.session):
-        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+    with two_threads() as (fake, oracle):
         trail = tmp_path / "t"
         capture(oracle, trail)
         t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
@@ -281,9 +307,7 @@ def test_commits_sharing_an_scn_on_two_threads_leave_in_redo_order(tmp_path: Pat
     assert len(again) == 2
 
 
-def test_keyless_rows_carry_their_rowid(oracle: Oracle, fake: FakeOracle, tmp_path: Path) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
+def test_keyless_rows_carry_their_rowid(oracle: Oracle, fake: FakeOracle, trail: Path) -> None:
     t = fake.txn()
     rid = t.insert("SHOP", "NOTES", {"BODY": "x"})
     t.update("SHOP", "NOTES", {"BODY": "x"}, BODY="y")
@@ -333,12 +357,10 @@ def test_lob_written_over_several_rows_joins_its_insert(
 
 
 def test_truncate_and_drop_are_captured_not_skipped(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    oracle: Oracle, fake: FakeOracle, trail: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tests.connectors.oracle.fake_user import FakeConnection
 
-    trail = tmp_path / "t"
-    capture(oracle, trail)
     conn = FakeConnection(fake)
     conn.cursor().execute('INSERT INTO "SHOP"."ITEMS" VALUES (%s, %s, %s)', (1, "a", None))
     conn.cursor().execute('INSERT INTO "SHOP"."NOTES" VALUES (%s)', ("n",))
@@ -361,10 +383,8 @@ def test_truncate_and_drop_are_captured_not_skipped(
 
 
 def test_a_dropped_connection_mid_mining_resumes_exactly(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
     for n in range(6):
         t = fake.txn()
         t.insert("SHOP", "ITEMS", {"ID": n, "NAME": f"r{n}"})
@@ -376,15 +396,9 @@ def test_a_dropped_connection_mid_mining_resumes_exactly(
 
 
 def test_an_archived_log_gone_from_disk_is_terminal(
-    oracle: Oracle, fake: FakeOracle, tmp_path: Path
+    oracle: Oracle, fake: FakeOracle, trail: Path
 ) -> None:
-    trail = tmp_path / "t"
-    capture(oracle, trail)
-    t = fake.txn()
-    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "a"})
-    gone = fake.current(1)
-    fake.switch(1)
-    t.commit()
+    gone = archived_mid_transaction(fake, switches=1)
     gone.lost = True  # still listed in V$ARCHIVED_LOG, but ADD_LOGFILE cannot open it
     with pytest.raises(ReplicationError, match=r"cannot be opened.*ORA-01284.*seq_1\.arc"):
         capture(oracle, trail, retries=2)
@@ -400,38 +414,14 @@ def test_stop_returns_after_a_whole_transaction_and_the_next_run_resumes(
         t.insert("SHOP", "ITEMS", {"ID": n, "NAME": "s"})
         t.commit()
     reader = oracle.open_log(start, tables=TableFilter(("SHOP.*",)), options={})
-    seen: list[str] = []
-    for ev in reader.events():
-        if isinstance(ev, Commit):
-            seen.append(ev.position)
-            reader.stop()
-    reader.close()
+    seen = commits_until_stopped(reader)
     assert len(seen) == 1  # the reader returned after the first transaction
     again = oracle.open_log(seen[0], tables=TableFilter(("SHOP.*",)), until_caught_up=True)
-    ids = [
-        ev.change.after["ID"]
-        for ev in again.events()
-        if isinstance(ev, RowEvent) and ev.change.after and ev.change.op is Op.INSERT
-    ]
-    again.close()
-    assert ids == [1, 2, 3]
+    assert inserted_ids(again) == [1, 2, 3]
 
 
 def test_resume_between_two_commits_sharing_an_scn(tmp_path: Path) -> None:
-    from connectors.base import open_database
-    from connectors.endpoint import Endpoint
-    from connectors.oracle.session import use_sessions
-
-    fake = FakeOracle(threads=2)
-    fake.create(
-        "SHOP",
-        "ITEMS",
-        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
-        ["ID"],
-    )
-    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
-    with use_sessions(fake.session):
-        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+    with two_threads() as (fake, oracle):
         start = oracle.end_position()
         t1, t2 = fake.txn(thread=1), fake.txn(thread=2)
         t2.insert("SHOP", "ITEMS", {"ID": 2, "NAME": "early"})
@@ -441,22 +431,11 @@ def test_resume_between_two_commits_sharing_an_scn(tmp_path: Path) -> None:
         t1.commit(scn=same)
         t2.commit(scn=same)
         reader = oracle.open_log(start, tables=TableFilter(("SHOP.*",)))
-        first = None
-        commits = 0
-        for ev in reader.events():
-            if isinstance(ev, Commit):
-                commits += 1
-                first = ev.position
-                reader.stop()  # "crash" after the first of the two
-        reader.close()
-        assert first is not None and commits == 1
+        seen = commits_until_stopped(reader)  # "crash" after the first of the two
+        assert len(seen) == 1
+        first = seen[0]
         again = oracle.open_log(first, tables=TableFilter(("SHOP.*",)), until_caught_up=True)
-        ids = [
-            ev.change.after["ID"]
-            for ev in again.events()
-            if isinstance(ev, RowEvent) and ev.change.after and ev.change.op is Op.INSERT
-        ]
-        again.close()
+        ids = inserted_ids(again)
     assert ids == [2, 3]  # the second transaction whole, its early change included
 
 
@@ -468,21 +447,8 @@ def test_a_position_of_another_engine_is_a_trail_error(oracle: Oracle, fake: Fak
 
 
 def test_rows_out_of_scn_order_stop_capture_before_anything_is_written(tmp_path: Path) -> None:
-    from connectors.base import open_database
-    from connectors.endpoint import Endpoint
-    from connectors.oracle.session import use_sessions
-
-    fake = FakeOracle(threads=2)
-    fake.create(
-        "SHOP",
-        "ITEMS",
-        [("ID", "NUMBER", 22, None, 10, 0, "N"), ("NAME", "VARCHAR2", 40, 40, None, None, "Y")],
-        ["ID"],
-    )
-    fake.tables[ITEMS].log_groups.add("PRIMARY KEY LOGGING")
-    fake.merge_threads = False
-    with use_sessions(fake.session):
-        oracle = open_database(Endpoint.parse("oracle://u@h/ORCL"))
+    with two_threads() as (fake, oracle):
+        fake.merge_threads = False
         trail = tmp_path / "t"
         capture(oracle, trail)
         t1, t2 = fake.txn(thread=1), fake.txn(thread=2)

@@ -11,6 +11,7 @@ from capture.filters import CaptureFilter
 from capture.runner import CaptureOptions, run_capture
 from capture.trail import TrailReader
 from connectors.base import TableFilter
+from connectors.errors import SchemaError
 from connectors.model import ROW_KEY, TableId
 from connectors.oracle import Oracle
 from connectors.oracle.positions import OraclePosition
@@ -135,3 +136,20 @@ def test_a_keyless_table_is_read_with_its_rowids_as_keys(oracle: Oracle, fake: F
     snap.close()
     assert sorted(seen) == sorted(rids)
     assert text.decode().splitlines() == ['"101","dup"', '"102","dup"']
+
+
+def test_a_value_the_bulk_text_cannot_take_fails_the_table_with_its_name(
+    oracle: Oracle, fake: FakeOracle
+) -> None:
+    t = fake.txn()
+    t.insert("SHOP", "ITEMS", {"ID": 1, "NAME": "ok", "PRICE": 1})
+    t.commit()
+    # a driver that hands over what the column's type cannot be (the fake's row, changed)
+    (_, _, values), *_ = fake.tables[ITEMS].history
+    assert values is not None
+    values["PRICE"] = "not a number"
+    schema = oracle.table_schema(ITEMS)
+    with open_snapshot(oracle, 1, tables=[ITEMS]) as snap:
+        (chunk,) = snap.plan_chunks(schema, 100)
+        with pytest.raises(SchemaError, match=r"SHOP\.ITEMS: cannot write a value"):
+            list(snap.read_chunk(0, schema, chunk, "tsv", ("ID", "PRICE")))

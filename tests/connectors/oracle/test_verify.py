@@ -6,46 +6,19 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
-from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
 from connectors.model import TableId
 from connectors.oracle import Oracle
 from connectors.oracle.checksum import Checksum
+from tests.connectors.clientside_cases import load_duckdb, plant, verify
 from tests.connectors.oracle.fake import FakeOracle
 
 URL = "oracle://capture:secret@db.example:1521/ORCL"
-
-
-def cli(*args: str) -> Any:
-    from toolkit_cli.app import wire
-
-    return CliRunner().invoke(wire(), list(args))
-
-
-def verify(target: str) -> tuple[int, dict[str, Any]]:
-    result = cli(
-        "verify",
-        "--source",
-        URL,
-        "--target",
-        target,
-        "--tables",
-        "SHOP.*",
-        "--json",
-        "--recheck-wait",
-        "0",
-        "--chunk-rows",
-        "7",
-    )
-    assert "Traceback" not in result.output, result.output
-    return result.exit_code, json.loads(result.stdout)
+TABLES = "SHOP.*"
 
 
 def fill(fake: FakeOracle) -> None:
@@ -96,12 +69,8 @@ def test_verify_an_oracle_source_then_find_exactly_the_planted_differences(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fill(fake)
-    target = f"duckdb://{tmp_path / 't.duckdb'}"
-    loaded = cli(
-        "snapshot", "--no-follow", "--source", URL, "--target", target, "--tables", "SHOP.*"
-    )
-    assert loaded.exit_code == 0, loaded.output
-    code, report = verify(target)
+    target = load_duckdb(URL, TABLES, tmp_path)
+    code, report = verify(URL, target, TABLES)
     assert code == 0 and report["equal"], report
     assert {t["source_table"] for t in report["tables"]} == {
         "SHOP.KINDS",
@@ -111,17 +80,19 @@ def test_verify_an_oracle_source_then_find_exactly_the_planted_differences(
     reads = [s for s in fake.statements if s.startswith("SELECT") and 'FROM "SHOP"' in s]
     assert any('SYS_EXTRACT_UTC("TZ")' in s and "AS OF" not in s for s in reads)
 
-    con = duckdb.connect(str(tmp_path / "t.duckdb"))
-    con.execute("SET TimeZone = 'UTC'")
-    # one microsecond later: an instant that differs only in UTC is found
-    con.execute('UPDATE "SHOP"."KINDS" SET "TZ" = "TZ" + INTERVAL 1 MICROSECOND WHERE "ID" = 4')
-    con.execute('UPDATE "SHOP"."KINDS" SET "TXT" = \'grüße 東京 5 its\' WHERE "ID" = 5')
-    con.execute('UPDATE "SHOP"."KINDS" SET "AMOUNT" = NULL WHERE "ID" = 6')  # value -> NULL
-    con.execute('DELETE FROM "SHOP"."KINDS" WHERE "ID" = 20')  # missing
-    con.execute('INSERT INTO "SHOP"."ITEMS" ("ID", "NAME") VALUES (500, \'x\')')  # extra
-    con.execute('UPDATE "SHOP"."NOTES" SET "BODY" = \'dup!\' WHERE "BODY" = \'ünï\'')  # keyless
-    con.close()
-    code, report = verify(target)
+    plant(
+        tmp_path,
+        [
+            # one microsecond later: an instant that differs only in UTC is found
+            'UPDATE "SHOP"."KINDS" SET "TZ" = "TZ" + INTERVAL 1 MICROSECOND WHERE "ID" = 4',
+            'UPDATE "SHOP"."KINDS" SET "TXT" = \'grüße 東京 5 its\' WHERE "ID" = 5',
+            'UPDATE "SHOP"."KINDS" SET "AMOUNT" = NULL WHERE "ID" = 6',  # value -> NULL
+            'DELETE FROM "SHOP"."KINDS" WHERE "ID" = 20',  # missing
+            'INSERT INTO "SHOP"."ITEMS" ("ID", "NAME") VALUES (500, \'x\')',  # extra
+            'UPDATE "SHOP"."NOTES" SET "BODY" = \'dup!\' WHERE "BODY" = \'ünï\'',  # keyless
+        ],
+    )
+    code, report = verify(URL, target, TABLES)
     assert code == 1 and not report["equal"]
     assert report["totals"] == {"missing": 2, "extra": 2, "different": 3, "transient": 0}
     modes = {t["source_table"]: t["mode"] for t in report["tables"]}
