@@ -269,6 +269,17 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def process_alive(pid: Any) -> bool:
+    """Whether process ``pid`` (a record's ``pid``) exists."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_records(state_dir: Path) -> list[dict[str, Any]]:
     """Every stage record in ``state_dir``; one that cannot be read or parsed comes back as
     ``{"stage": ..., "name": ..., "unreadable": "<why>"}``."""

@@ -28,23 +28,39 @@ from connectors.postgres import PostgreSQL
 from tests.clirun import redoline
 from verify.pending import capture_settled
 
+#: a capture record of a run that goes on (this process stands for it)
+_RUNNING = {"state": "running", "pid": os.getpid()}
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
 
 @pytest.mark.parametrize(
     ("record", "applied", "settled"),
     [
-        ({"position": "0/300", "last_op": 40}, [40], True),  # read past the end, all applied
-        ({"position": "0/300", "last_op": 40}, [40, 39], False),  # one applier still behind
-        ({"position": "0/1FF", "last_op": 40}, [40], False),  # capture not past the end yet
-        ({"position": "0/200", "last_op": 40}, [41], True),  # exactly at it
-        ({"position": None, "last_op": 40}, [40], False),  # a fresh record says nothing
+        ({"position": "0/300", "last_op": 40, **_RUNNING}, [40], True),  # past the end, applied
+        ({"position": "0/300", "last_op": 40, **_RUNNING}, [40, 39], False),  # one applier behind
+        ({"position": "0/1FF", "last_op": 40, **_RUNNING}, [40], False),  # not past the end yet
+        ({"position": "0/200", "last_op": 40, **_RUNNING}, [41], True),  # exactly at it
+        ({"position": None, "last_op": 40, **_RUNNING}, [40], False),  # a fresh record
         (None, [40], False),  # no capture record here (another host): wait for positions
-        ({"position": "0/300", "last_op": 40}, [], False),  # no applier of this source
+        ({"position": "0/300", "last_op": 40, **_RUNNING}, [], False),  # no applier of it
+        # a capture that stopped (cron run over) writes nothing more: all it wrote applied
+        ({"position": "0/1FF", "last_op": 40, "state": "finished"}, [40], True),
+        ({"position": "0/1FF", "last_op": 40, "state": "stopped"}, [40, 39], False),
+        # killed: the record still says running, its process is gone
+        ({"position": "0/1FF", "last_op": 40, "state": "running", "pid": "dead"}, [40], True),
     ],
 )
 def test_capture_settled_decides_from_the_capture_record(
     tmp_path: Path, record: dict[str, object] | None, applied: list[int], settled: bool
 ) -> None:
     if record is not None:
+        if record.get("pid") == "dead":
+            record = {**record, "pid": _dead_pid()}
         path = record_path(tmp_path, "capture", "src")
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"stage": "capture", "name": "src", **record}))

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from apply.snapshot import load_table_states
-from capture.progress import read_records
+from capture.progress import process_alive, read_records
 from capture.trail import trail_info
 from connectors.base import open_database
 from connectors.checkpoint import read_checkpoints
@@ -63,23 +62,13 @@ def _utc(value: Any) -> dt.datetime | None:
     return value
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _live(record: dict[str, Any], now: dt.datetime) -> bool:
     """The record's run is going on: its process exists and it wrote the record recently."""
     if record.get("state") not in ("starting", "running", "retrying"):
         return False
     updated = _utc(record.get("updated"))
     fresh = updated is not None and (now - updated).total_seconds() < STALE_SECONDS
-    return fresh and _alive(record.get("pid"))
+    return fresh and process_alive(record.get("pid"))
 
 
 def _failing(record: dict[str, Any], live: bool) -> bool:
