@@ -409,6 +409,10 @@ class _Session:
                     data = os.pread(fd, size - offset, offset)
                     end = _boundary(data, offset)
                     if end > offset:
+                        # durable here before it leaves (capture's own fsync may not have
+                        # come yet): after a power loss of this host the trail still holds
+                        # what a receiver holds, and capture resumes after it
+                        os.fsync(fd)
                         self.send_range(fd, seq, offset, end, data)
                         offset = end
                         continue
