@@ -71,6 +71,13 @@ def _target(kind: str, url: str, cols_of: str = "t") -> tuple[list[str], list[tu
     return cols, [tuple("" if v is None else str(v) for v in r) for r in rows]
 
 
+#: table t with ten rows, the start of most tests here
+_TEN_ROWS = (
+    "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
+    "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+)
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
@@ -225,8 +232,7 @@ def test_table_created_during_continuous_sync(
         pg_db,
         target,
         tmp_path,
-        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
-        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+        *_TEN_ROWS,
     )
     proc = subprocess.Popen(
         [*CLI, "sync", *args],
@@ -297,8 +303,7 @@ def test_column_added_before_the_first_captured_change(
         pg_db,
         target,
         tmp_path,
-        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
-        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+        *_TEN_ROWS,
     )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("ALTER TABLE t ADD COLUMN d TIMESTAMP(6)")
@@ -446,8 +451,7 @@ def test_table_created_before_a_capture_run_is_snapshotted_into_the_trail(
         pg_db,
         target,
         tmp_path,
-        "CREATE TABLE t (id INT PRIMARY KEY, a TEXT)",
-        "INSERT INTO t SELECT i, 'a' || i FROM generate_series(1, 10) i",
+        *_TEN_ROWS,
     )
     with psycopg.connect(_dsn(pg_db), autocommit=True) as conn:
         conn.execute("CREATE TABLE t2 (id INT PRIMARY KEY, v TEXT)")
