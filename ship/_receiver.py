@@ -75,6 +75,25 @@ def file_sha256(path: Path, limit: int | None = None) -> tuple[int, Any]:
     return size, h
 
 
+def _close_after_alert(tls: ssl.SSLSocket) -> None:
+    """Close a connection whose handshake failed so the sender reads the TLS alert: in TLS 1.3
+    the client has finished its side and sent its first message before the server refuses its
+    certificate, and closing with that message unread makes the kernel send a reset, which
+    can destroy the alert before the sender reads it (it then saw a bare EOF, took it for a
+    network fault and retried for up to a minute). So: end our side after the alert, read
+    what the sender sent until it closes (1 s at most), then close."""
+    try:
+        tls.shutdown(socket.SHUT_WR)
+        tls.settimeout(0.2)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and tls.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        tls.close()
+
+
 @dataclass
 class ReceiveOptions:
     """How the receiver listens and whom it accepts."""
@@ -440,8 +459,10 @@ class Receiver:
                 peer,
             )
             return None
+        tls = self.opts.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         try:
-            return self.opts.context.wrap_socket(conn, server_side=True)
+            tls.do_handshake()
+            return tls
         except ssl.SSLError as exc:
             reason = exc.reason or str(exc)
             if "CERTIFICATE" in reason.upper() or "CA" in reason.split("_"):
@@ -451,8 +472,10 @@ class Receiver:
             else:
                 what = "TLS handshake failed"
             log.error("sender %s refused: %s (%s)", peer, what, reason)
+            _close_after_alert(tls)
         except OSError as exc:
             log.warning("sender %s: connection lost during the TLS handshake (%s)", peer, exc)
+            tls.close()
         return None
 
     def _run_session(self, conn: socket.socket, peer: str) -> bool:
