@@ -8,9 +8,10 @@ are folded to their net effect (:mod:`apply.collapse`) and written by the target
 transaction, so a crash at any instant loses nothing and applies nothing twice.
 
 Barriers: a TRUNCATE writes what is pending before it; a transaction with DDL is applied on
-its own, after the group before it has committed (MySQL commits DDL implicitly; there each
-DDL statement is marked in the target before it runs, so a restart after a crash between the
-statement and the checkpoint neither runs it twice nor leaves it out: ``_run_ddl``). When the
+its own, after the group before it has committed, its rows folded and written set-based
+between its statements (MySQL commits DDL implicitly; there each DDL statement is marked in
+the target before it runs, so a restart after a crash between the statement and the
+checkpoint neither runs it twice nor leaves it out: ``_run_ddl``). When the
 set-based write of a group fails, the group is rolled back and replayed one statement at a
 time, one target transaction per source transaction, which names the exact row and source
 transaction the target refuses (and lets ``on_error="skip"`` set aside just that one).
@@ -373,9 +374,63 @@ class Applier(DdlApplier):
         for txn in group:
             changes = [] if txn.origin in self._ignore else self._selected(txn)
             collision = self.options.collision or txn.first_op <= self.options.collision_until_op
-            self._apply_alone(txn, changes, collision)
+            self._apply_rows(txn, changes, collision)
 
     def _apply_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
+        """One source transaction with DDL, in its own target transaction: its statements in
+        order, the rows between them folded and written set-based (a PostgreSQL source puts a
+        table's definition into the transaction that carries its rows: a backfilling UPDATE
+        after ADD COLUMN, a table created during a sync). A write the target refuses sends the
+        transaction through :meth:`_apply_rows`, which finds the row."""
+        self._ddl_txn, self._ddl_step = txn, 0
+        try:
+            self._fold_alone(txn, changes, collision or self._resuming(txn))
+        except RowRejected as exc:
+            self.writer.rollback()
+            if self._rowids is not None:
+                self._rowids.reset()
+            self._collapses.clear()
+            self._open_collapses.clear()
+            if not self.writer.transactional_ddl:
+                # its DDL statements committed on their own: resume as after a restart
+                mark = self.writer.load_ddl_mark(self.options.source_id, self.options.target_id)
+                self._ddl_resume = mark if mark is not None and mark[0] == txn.last_op else None
+            log.info("set-based write refused (%s); replaying the transaction row by row", exc)
+            self.stats.replayed_groups += 1
+            self._apply_rows(txn, changes, collision)
+            return
+        self._committed([txn])
+
+    def _fold_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
+        statements: dict[str, list[Change]] = {}
+        for change in changes:
+            if change.op is Op.DDL and change.ddl:
+                statements.setdefault(change.ddl, []).append(change)
+        ddl_done: set[str] = set()
+        for change in changes:
+            if change.op is Op.DDL:
+                self._write_pending()
+                group = statements.get(change.ddl or "", [change])
+                self._ddl(change, group, again=change.ddl in ddl_done)
+                if change.ddl:
+                    ddl_done.add(change.ddl)
+                continue
+            missing = self._missing_tables([change])
+            if missing:
+                self._write_pending()  # creating a table commits: the rows before go first
+            for table, schema in missing:
+                self._create(table, schema)
+            self._fold(change, collision)
+        self._write_pending()
+        self._checkpoint(txn)
+        if self._ddl_marked:
+            self.writer.clear_ddl_mark(self.options.source_id, self.options.target_id)
+        self.writer.commit()
+        self._ddl_marked = False
+        if self._ddl_resume is not None and self._ddl_resume[0] <= txn.last_op:
+            self._ddl_resume = None
+
+    def _apply_rows(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
         """One source transaction, statement by statement, in its own target transaction."""
         ddl_done: set[str] = set()
         # one statement on several tables (RENAME TABLE a TO b) is one change per table in

@@ -145,3 +145,68 @@ def test_rejected_row_stops_or_goes_to_reject_trail(
     assert [r[0] for r in content(writer, TableId(schema_name, "orders"))] == [1, 5]
     rejected = list(TrailReader(tmp_path / "rej").transactions(1))
     assert [c.op for c in rejected[0].changes] == [Op.DDL, Op.INSERT]
+
+
+def _one_transaction(txns: list[Any]) -> Any:
+    """Every change of ``txns`` as one source transaction (a PostgreSQL source puts a table's
+    definition into the transaction carrying its rows)."""
+    return _orders_txn(txns[0].first_op, [c for t in txns for c in t.changes])
+
+
+def test_transaction_with_a_definition_is_written_set_based(
+    writer: Writer, options: dict[str, Any], schema_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wl = Workload(seed=11)
+    whole = _one_transaction([wl.announce()] + [wl.transaction() for _ in range(100)])
+    row_writes = 0
+    apply_row = writer.apply_row
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        nonlocal row_writes
+        row_writes += 1
+        return apply_row(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "apply_row", counted)
+    applier = Applier(writer, None, ApplyOptions(**options))
+    applier.start()
+    stats = applier.run([whole])
+    assert stats.applied_op == wl.op and stats.replayed_groups == 0
+    # folded per table and merged, not one statement per change (there were 1,000 changes)
+    assert row_writes == 0
+    assert content(writer, TableId(schema_name, KEYED.table.name)) == sorted(
+        wl.expected_keyed(), key=repr
+    )
+    assert content(writer, TableId(schema_name, KEYLESS.table.name)) == wl.expected_keyless()
+
+
+def test_refused_row_in_a_transaction_with_a_definition_is_named(
+    writer: Writer, options: dict[str, Any], schema_name: str, tmp_path: Any
+) -> None:
+    """The set-based write of a transaction with DDL is refused: it is applied again row by
+    row, which names the operation (stop) or sets the transaction aside (skip)."""
+    from connectors.errors import ApplyError
+    from connectors.model import Change, Op
+
+    wl = Workload(seed=1)
+    t = KEYED.table
+    row = {"id": 1, "customer": "a", "amount": None, "created": None, "note": None}
+    ann = wl.announce()
+    bad = _orders_txn(
+        1,
+        [
+            *ann.changes,
+            Change(Op.INSERT, t, after=row),
+            Change(Op.INSERT, t, after={**row, "id": None}),
+            Change(Op.INSERT, t, after={**row, "id": 2}),
+        ],
+    )
+    good = _orders_txn(6, [Change(Op.INSERT, t, after={**row, "id": 6})])
+    with pytest.raises(ApplyError, match=r"operations 1\.\.5, .*: operation 4, insert"):
+        stopper = Applier(writer, None, ApplyOptions(**options))
+        stopper.start()
+        stopper.run([bad, good])
+    skipper = Applier(writer, None, ApplyOptions(on_error="skip", reject_dir=tmp_path, **options))
+    assert skipper.start() == 0
+    stats = skipper.run([bad, good])
+    assert stats.rejected_transactions == 1 and stats.applied_op == 6
+    assert [r[0] for r in content(writer, TableId(schema_name, "orders"))] == [6]
