@@ -283,6 +283,8 @@ def _run_once(
     ticker = _Progress(options.progress_every)
     origin = options.source_id
     st = progress.stage("capture", options.source_id)
+    trail_dir = writer.directory
+    st.refresh = lambda s: _trail_size(s, trail_dir)  # also on a stage made since run_capture
     flusher = _Flusher(writer, reader, options.flush_interval, st)
     try:
         first = True
