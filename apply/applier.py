@@ -422,8 +422,13 @@ class Applier(DdlApplier):
                 self._create(table, schema)
             self._fold(change, collision)
         self._write_pending()
+        self._commit_alone(txn)
+
+    def _commit_alone(self, txn: Transaction) -> None:
+        """Commit a transaction applied alone with its checkpoint."""
         self._checkpoint(txn)
         if self._ddl_marked:
+            # with the checkpoint: the DDL it marked is applied
             self.writer.clear_ddl_mark(self.options.source_id, self.options.target_id)
         self.writer.commit()
         self._ddl_marked = False
@@ -464,14 +469,7 @@ class Applier(DdlApplier):
                     )
                 except RowRejected as exc:
                     raise _Rejected(txn, change, exc) from None
-            self._checkpoint(txn)
-            if self._ddl_marked:
-                # with the checkpoint: the DDL it marked is applied
-                self.writer.clear_ddl_mark(self.options.source_id, self.options.target_id)
-            self.writer.commit()
-            self._ddl_marked = False
-            if self._ddl_resume is not None and self._ddl_resume[0] <= txn.last_op:
-                self._ddl_resume = None
+            self._commit_alone(txn)
         except _Rejected as rej:
             self.writer.rollback()
             if self._rowids is not None:
