@@ -23,7 +23,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from operator import attrgetter
 from typing import Any, Final
@@ -361,10 +361,7 @@ class Applier(DdlApplier):
     def _replay_group(self, reason: str = "") -> None:
         """Roll the group back and apply it again one statement at a time (see module doc)."""
         group = self._group
-        self.writer.rollback()
-        if self._rowids is not None:
-            self._rowids.reset()
-        self._reset_group()
+        self._roll_back()
         self.stats.replayed_groups += 1
         log.info(
             "set-based write refused (%s); replaying %d transactions row by row",
@@ -386,22 +383,31 @@ class Applier(DdlApplier):
         try:
             self._fold_alone(txn, changes, collision or self._resuming(txn))
         except RowRejected as exc:
-            self.writer.rollback()
-            if self._rowids is not None:
-                self._rowids.reset()
-            self._collapses.clear()
-            self._open_collapses.clear()
+            self._roll_back()
             if not self.writer.transactional_ddl:
                 # its DDL statements committed on their own: resume as after a restart
                 mark = self.writer.load_ddl_mark(self.options.source_id, self.options.target_id)
                 self._ddl_resume = mark if mark is not None and mark[0] == txn.last_op else None
-            log.info("set-based write refused (%s); replaying the transaction row by row", exc)
+            log.info(
+                "set-based write refused (%s); replaying the transaction row by row", exc.message
+            )
             self.stats.replayed_groups += 1
             self._apply_rows(txn, changes, collision)
             return
         self._committed([txn])
 
     def _fold_alone(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
+        for change in self._alone_rows(changes):
+            self._fold(change, collision)
+        self._write_pending()
+        self._commit_alone(txn)
+
+    def _alone_rows(self, changes: list[Change]) -> Iterator[Change]:
+        """The row changes of a transaction applied alone, in order, with its DDL statements
+        run between them and the tables a row needs created first; what is folded so far is
+        written before each (creating a table commits), so the target sees the source's order."""
+        # one statement on several tables (RENAME TABLE a TO b) is one change per table in
+        # the trail, but runs on the target once, on the tables the trail holds changes of
         statements: dict[str, list[Change]] = {}
         for change in changes:
             if change.op is Op.DDL and change.ddl:
@@ -417,12 +423,17 @@ class Applier(DdlApplier):
                 continue
             missing = self._missing_tables([change])
             if missing:
-                self._write_pending()  # creating a table commits: the rows before go first
+                self._write_pending()
             for table, schema in missing:
                 self._create(table, schema)
-            self._fold(change, collision)
-        self._write_pending()
-        self._commit_alone(txn)
+            yield change
+
+    def _roll_back(self) -> None:
+        """Roll back the target transaction and forget what was folded or mapped in it."""
+        self.writer.rollback()
+        if self._rowids is not None:
+            self._rowids.reset()
+        self._reset_group()
 
     def _commit_alone(self, txn: Transaction) -> None:
         """Commit a transaction applied alone with its checkpoint."""
@@ -437,28 +448,13 @@ class Applier(DdlApplier):
 
     def _apply_rows(self, txn: Transaction, changes: list[Change], collision: bool) -> None:
         """One source transaction, statement by statement, in its own target transaction."""
-        ddl_done: set[str] = set()
-        # one statement on several tables (RENAME TABLE a TO b) is one change per table in
-        # the trail, but runs on the target once, on the tables the trail holds changes of
-        statements: dict[str, list[Change]] = {}
-        for change in changes:
-            if change.op is Op.DDL and change.ddl:
-                statements.setdefault(change.ddl, []).append(change)
         self._ddl_txn, self._ddl_step = txn, 0
         if self._resuming(txn):
             # the interrupted run committed this transaction's changes up to its DDL (a
             # MySQL target commits before each DDL statement): rows again as collisions
             collision = True
         try:
-            for change in changes:
-                if change.op is Op.DDL:
-                    group = statements.get(change.ddl or "", [change])
-                    self._ddl(change, group, again=change.ddl in ddl_done)
-                    if change.ddl:
-                        ddl_done.add(change.ddl)
-                    continue
-                for table, schema in self._missing_tables([change]):
-                    self._create(table, schema)
+            for change in self._alone_rows(changes):
                 if change.op is Op.TRUNCATE:
                     self._truncate(change)
                     continue
@@ -471,9 +467,7 @@ class Applier(DdlApplier):
                     raise _Rejected(txn, change, exc) from None
             self._commit_alone(txn)
         except _Rejected as rej:
-            self.writer.rollback()
-            if self._rowids is not None:
-                self._rowids.reset()
+            self._roll_back()
             self._reject(rej)
             return
         self._committed([txn])
