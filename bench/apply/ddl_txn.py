@@ -16,13 +16,11 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from apply.options import ApplyOptions
-from apply.trail_apply import apply_trail
+from bench.apply.run import ours
 from capture.trail import TrailWriter
 from connectors import devservers
 from connectors.base import open_database
@@ -59,17 +57,6 @@ def write_trails(base: Path, changes: int) -> tuple[Path, Path]:
     return split, one
 
 
-def timed(url: str, trail: Path, target_id: str) -> tuple[int, float]:
-    db = open_database(Endpoint.parse(url))
-    writer = db.open_writer()
-    try:
-        started = time.perf_counter()
-        stats = apply_trail(writer, trail, ApplyOptions(target_id=target_id))
-        return stats.changes, time.perf_counter() - started
-    finally:
-        writer.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=20_000)
@@ -95,7 +82,7 @@ def main() -> None:
                         with psycopg.connect(dsn, autocommit=True) as c:
                             c.execute(f"CREATE DATABASE {kind}{run}")
                         url = f"postgresql://postgres@127.0.0.1:{server.port}/{kind}{run}"
-                    n, secs = timed(url, trail, f"{kind}{run}")
+                    n, secs = ours(open_database(Endpoint.parse(url)), trail, f"{kind}{run}")
                     results.setdefault(name, {}).setdefault(kind, []).append(n / secs)
                     print(f"{name} run {run + 1} {kind}: {n} changes in {secs:.2f}s", flush=True)
         finally:
